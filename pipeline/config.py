@@ -1,0 +1,210 @@
+"""Typed configuration, read from YAML.
+
+Every section is a frozen dataclass whose constructor validates its values, and
+``load_config`` rejects unknown keys by name, so a typo never silently falls back
+to a default. Objects are built from a ``Config`` in one place and passed in;
+nothing reads a global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is wrong; the message says which key and how to fix it."""
+
+
+GROUP_BY_CHOICES = ("neighbours", "source", "directory", "title", "none")
+CHUNKING_CHOICES = ("late", "naive")
+CONTEXT_CHOICES = ("document", "unit")
+MODE_CHOICES = ("dense", "bm25", "hybrid")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The embedding model. ``model`` is a registered name or a local model folder."""
+
+    model: str = "all-MiniLM-L6-v2"
+    window: int = 512  # tokens per encoder pass, special tokens included
+    window_overlap: int = 128  # tokens of left context each later window re-reads
+    batch_tokens: int = 2048  # padded tokens per forward pass (small batches stay in CPU cache)
+    threads: int = 0  # torch intra-op threads; 0 = every core
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "encoder.model must name a model or a folder")
+        _check(self.window >= 16, f"encoder.window must be at least 16, got {self.window}")
+        _check(
+            0 <= self.window_overlap < self.window - 2,
+            f"encoder.window_overlap must be in [0, window-2), got {self.window_overlap} for window {self.window}",
+        )
+        _check(self.batch_tokens >= self.window, f"encoder.batch_tokens ({self.batch_tokens}) must be >= window ({self.window})")
+        _check(self.threads >= 0, f"encoder.threads must be >= 0, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    """LongRAG retrieval units: related documents grouped under ``max_tokens``."""
+
+    max_tokens: int = 4096
+    group_by: str = "neighbours"  # or source | directory | title | none | meta:KEY
+    neighbours: int = 32  # candidates per document when grouping by neighbours
+
+    def __post_init__(self) -> None:
+        _check(self.max_tokens >= 32, f"units.max_tokens must be at least 32, got {self.max_tokens}")
+        _check(
+            self.group_by in GROUP_BY_CHOICES or (self.group_by.startswith("meta:") and len(self.group_by) > 5),
+            f"units.group_by must be one of {', '.join(GROUP_BY_CHOICES)} or meta:KEY, got {self.group_by!r}",
+        )
+        _check(self.neighbours >= 1, f"units.neighbours must be >= 1, got {self.neighbours}")
+
+
+@dataclass(frozen=True)
+class ChunkConfig:
+    """Sentence-aligned chunks and how their vectors are made."""
+
+    target_tokens: int = 200
+    method: str = "late"  # late | naive
+    context: str = "document"  # what the encoder sees for late chunking: document | unit
+
+    def __post_init__(self) -> None:
+        _check(self.target_tokens >= 8, f"chunking.target_tokens must be at least 8, got {self.target_tokens}")
+        _check(self.method in CHUNKING_CHOICES, f"chunking.method must be one of {', '.join(CHUNKING_CHOICES)}, got {self.method!r}")
+        _check(self.context in CONTEXT_CHOICES, f"chunking.context must be one of {', '.join(CONTEXT_CHOICES)}, got {self.context!r}")
+
+
+@dataclass(frozen=True)
+class BM25Config:
+    """BM25Okapi over the chunk spans (rank-bm25's formula and parameters)."""
+
+    k1: float = 1.5
+    b: float = 0.75
+    epsilon: float = 0.25
+    stem: bool = True  # Snowball (English)
+    stopwords: bool = True  # drop English stop words
+    include_title: bool = True  # index the document title with every chunk
+
+    def __post_init__(self) -> None:
+        _check(self.k1 >= 0, f"bm25.k1 must be >= 0, got {self.k1}")
+        _check(0 <= self.b <= 1, f"bm25.b must be in [0, 1], got {self.b}")
+        _check(self.epsilon >= 0, f"bm25.epsilon must be >= 0, got {self.epsilon}")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Search defaults: fusion and how many chunks each retriever contributes."""
+
+    mode: str = "hybrid"
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    candidates: int = 300  # chunks fetched per retriever before aggregation to units/docs
+
+    def __post_init__(self) -> None:
+        _check(self.mode in MODE_CHOICES, f"retrieval.mode must be one of {', '.join(MODE_CHOICES)}, got {self.mode!r}")
+        _check(self.rrf_k >= 1, f"retrieval.rrf_k must be >= 1, got {self.rrf_k}")
+        _check(self.dense_weight >= 0 and self.bm25_weight >= 0, "retrieval weights must be >= 0")
+        _check(self.candidates >= 1, f"retrieval.candidates must be >= 1, got {self.candidates}")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where vectors live. No URL means Qdrant local mode inside the index folder."""
+
+    qdrant_url: str = ""
+    qdrant_api_key_env: str = "QDRANT_API_KEY"
+    collection: str = "lcrag_chunks"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.collection), "store.collection must not be empty")
+        _check(
+            not self.qdrant_url or self.qdrant_url.startswith(("http://", "https://")),
+            f"store.qdrant_url must start with http:// or https://, got {self.qdrant_url!r}",
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    units: UnitConfig = field(default_factory=UnitConfig)
+    chunking: ChunkConfig = field(default_factory=ChunkConfig)
+    bm25: BM25Config = field(default_factory=BM25Config)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def index_fingerprint(self) -> str:
+        """Hash of the settings that shape an index's contents. Searching or adding to an
+        index with different ones would mix incompatible vectors, so it is refused."""
+        shaping = {
+            "encoder": {k: v for k, v in dataclasses.asdict(self.encoder).items() if k in ("model", "window", "window_overlap")},
+            "units": dataclasses.asdict(self.units),
+            "chunking": dataclasses.asdict(self.chunking),
+            "bm25": dataclasses.asdict(self.bm25),
+        }
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'the config'} must be a mapping of keys to values, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]}; valid keys{' in ' + where if where else ''}: {', '.join(known)}"
+        )
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        section = _SECTIONS.get(name) if cls is Config else None
+        values[name] = _build(section, value or {}, name) if section else value
+    try:
+        return cls(**values)
+    except TypeError as err:  # a value of the wrong shape
+        raise ConfigError(f"bad value in {where or 'config'}: {err}") from None
+
+
+_SECTIONS: dict[str, type] = {
+    "encoder": EncoderConfig,
+    "units": UnitConfig,
+    "chunking": ChunkConfig,
+    "bm25": BM25Config,
+    "retrieval": RetrievalConfig,
+    "store": StoreConfig,
+}
+
+
+def config_from_dict(data: Mapping[str, Any] | None) -> Config:
+    return _build(Config, data or {}, "")
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML config file; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass --config with an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    try:
+        return config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
