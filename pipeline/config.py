@@ -136,6 +136,16 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class IngestConfig:
+    """How ingestion works through pending units (not what the index contains)."""
+
+    commit_tokens: int = 32768  # units embedded and committed together; smaller = finer resume points
+
+    def __post_init__(self) -> None:
+        _check(self.commit_tokens >= 1, f"ingest.commit_tokens must be >= 1, got {self.commit_tokens}")
+
+
+@dataclass(frozen=True)
 class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     units: UnitConfig = field(default_factory=UnitConfig)
@@ -143,6 +153,7 @@ class Config:
     bm25: BM25Config = field(default_factory=BM25Config)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
     def index_fingerprint(self) -> str:
         """Hash of the settings that shape an index's contents. Searching or adding to an
@@ -186,6 +197,7 @@ _SECTIONS: dict[str, type] = {
     "bm25": BM25Config,
     "retrieval": RetrievalConfig,
     "store": StoreConfig,
+    "ingest": IngestConfig,
 }
 
 

@@ -192,7 +192,7 @@ def pending_tokens(writer: IndexWriter) -> int:
     return sum(r.unit.n_tokens for r in writer.catalog.unit_records("pending"))
 
 
-def embed_pending(writer: IndexWriter, progress: Progress | None = None, batch_tokens: int = 32768) -> EmbedReport:
+def embed_pending(writer: IndexWriter, progress: Progress | None = None) -> EmbedReport:
     """Embed every pending unit, a batch of units at a time; each batch is stored
     and committed before the next starts."""
     started = time.perf_counter()
@@ -200,7 +200,7 @@ def embed_pending(writer: IndexWriter, progress: Progress | None = None, batch_t
     if pending:
         writer.vectors.ensure_collection(writer.encoder.warm_up().dim)
     units_done = chunks_done = tokens_done = 0
-    for batch in _unit_batches(pending, batch_tokens):
+    for batch in _unit_batches(pending, writer.config.ingest.commit_tokens):
         docs = writer.catalog.documents(d for u in batch for d in u.doc_ids)
         ids = list(docs)
         offsets = dict(zip(ids, writer.encoder.token_offsets([docs[i].text for i in ids])))
@@ -273,6 +273,11 @@ def publish(writer: IndexWriter, changed: bool) -> Manifest:
     return manifest
 
 
+def index_changed(plan_report: PlanReport, embed_report: EmbedReport) -> bool:
+    """Whether this run altered the index (and so needs a new BM25 and manifest)."""
+    return bool(plan_report.units_dropped or plan_report.units_planned or embed_report.units or plan_report.removed)
+
+
 def ingest(
     loaded: LoadResult,
     root: Path,
@@ -289,7 +294,6 @@ def ingest(
         total = pending_tokens(writer)
         progress = progress_factory(total) if (progress_factory and total) else None
         embed_report = embed_pending(writer, progress)
-        changed = bool(plan_report.units_dropped or plan_report.units_planned or embed_report.units or plan_report.removed)
-        manifest = publish(writer, changed)
+        manifest = publish(writer, index_changed(plan_report, embed_report))
     return IngestReport(plan_report, embed_report, manifest, time.perf_counter() - started)
 

@@ -1,0 +1,72 @@
+"""Ingestion as a Prefect flow: the same steps as ``lcrag ingest``, as thin tasks.
+
+Embedding and publishing retry on failure: both are resumable by design (pending
+units are re-embedded, vectors are overwritten by id), so a retry after a
+transient fault (a remote Qdrant hiccup, memory pressure) finishes the same
+index. Loading does not retry: a bad file is reported and skipped, not retried.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.config import load_config
+from pipeline.encoder import make_encoder
+from pipeline.ingest import IndexWriter, default_source_name, embed_pending, index_changed, plan, publish
+from pipeline.loaders import LoadResult, load_source
+
+
+@task(name="load documents", cache_policy=NO_CACHE)
+def load_task(source: str, fmt: str) -> LoadResult:
+    loaded = load_source(source, fmt)
+    logger = get_run_logger()
+    logger.info("loaded %d documents (%s), skipped %d", len(loaded.documents), loaded.format, len(loaded.skipped))
+    for skipped in loaded.skipped:
+        logger.warning("skipped %s: %s", skipped.path, skipped.reason)
+    return loaded
+
+
+@task(name="plan units", cache_policy=NO_CACHE)
+def plan_task(writer: IndexWriter, loaded: LoadResult, source_name: str):
+    report = plan(writer, loaded, source_name)
+    get_run_logger().info(
+        "added %d, changed %d, removed %d, unchanged %d; %d units dropped, %d planned",
+        report.added, report.changed, report.removed, report.unchanged, report.units_dropped, report.units_planned,
+    )
+    return report
+
+
+@task(name="embed pending units", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def embed_task(writer: IndexWriter):
+    report = embed_pending(writer)
+    get_run_logger().info("embedded %d units, %d chunks, %d tokens in %.1f s", report.units, report.chunks, report.tokens, report.seconds)
+    return report
+
+
+@task(name="publish index", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def publish_task(writer: IndexWriter, changed: bool):
+    return publish(writer, changed)
+
+
+@flow(name="lcrag-ingest", log_prints=True)
+def ingest_flow(source: str, index: str, fmt: str = "auto", config_file: str | None = None, name: str | None = None) -> dict[str, Any]:
+    """Ingest SOURCE into the index folder INDEX; returns the run's summary."""
+    config = load_config(config_file)
+    loaded = load_task(source, fmt)
+    with IndexWriter(Path(index), config, make_encoder(config.encoder)) as writer:
+        plan_report = plan_task(writer, loaded, name or default_source_name(Path(source)))
+        embed_report = embed_task(writer)
+        manifest = publish_task(writer, index_changed(plan_report, embed_report))
+    return {
+        "documents": manifest.documents,
+        "units": manifest.units,
+        "chunks": manifest.chunks,
+        "tokens": manifest.tokens,
+        "generation": manifest.generation,
+        "embedded_units": embed_report.units,
+        "skipped": [(s.path, s.reason) for s in plan_report.skipped],
+    }

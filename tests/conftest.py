@@ -1,0 +1,83 @@
+"""Shared fixtures: the real offline encoder (loaded once), small corpora, the
+evaluation data beside the project, and one Prefect test harness per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".state" / "prefect-tests"))
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+TOPICS = {
+    "cats.md": "# Cats\n\nCats are small domestic felines. They purr when they are content and sleep most of the day.\n\n"
+    "A cat grooms its fur with a rough tongue. Kittens learn to hunt by playing with their siblings.\n",
+    "volcanoes.txt": "Volcanoes form where magma reaches the surface of the Earth. Lava flows can bury whole towns.\n\n"
+    "Mount Etna in Sicily is one of the most active volcanoes in the world. Ash clouds disrupt air travel.\n",
+    "bread.md": "# Baking bread\n\nBread dough needs flour, water, salt and yeast. Kneading develops the gluten network.\n\n"
+    "A sourdough starter replaces commercial yeast. Bake the loaf in a hot oven until the crust is brown.\n",
+    "rockets.txt": "Rockets carry satellites into orbit. Liquid fuel engines burn hydrogen with oxygen.\n\n"
+    "Reusable boosters land upright on ships at sea. The Saturn V took astronauts to the Moon.\n",
+    "guide/chess.html": "<html><head><title>Chess openings</title></head><body><p>The Sicilian Defence answers e4 with c5.</p>"
+    "<p>Castling moves the king to safety. A gambit sacrifices a pawn for development.</p></body></html>",
+    "guide/tea.txt": "Green tea is steamed or pan fired to stop oxidation. Black tea is fully oxidised.\n\n"
+    "Matcha is powdered green tea whisked with hot water. Tea contains caffeine and theanine.\n",
+}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("evaluation data (../shared/data) is not beside the project")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from pipeline.config import EncoderConfig
+    from pipeline.encoder import TransformerEncoder
+
+    return TransformerEncoder(EncoderConfig()).warm_up()
+
+
+def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def topic_corpus(tmp_path: Path) -> Path:
+    """Six short documents on distinct topics, plus files that must be skipped."""
+    return write_corpus(
+        tmp_path / "corpus",
+        {
+            **TOPICS,
+            "broken.pdf": b"%PDF-1.4\n this is not really a pdf",
+            "blob.txt": b"\x00\x01\x02binary\x00",
+            "empty.md": "",
+            "latin1.txt": "caf\xe9".encode("latin-1"),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for the whole session (the first flow run costs ~20 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,31 @@
+"""The ingestion flow under Prefect's test harness (one per session): it builds
+the same index as the CLI path and is incremental on a second run."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_ingest_flow_builds_then_skips_unchanged(prefect_harness, topic_corpus, tmp_path):
+    from flows.ingest import ingest_flow
+
+    config = tmp_path / "config.yaml"
+    config.write_text("chunking:\n  target_tokens: 24\nunits:\n  max_tokens: 128\n")
+    index = tmp_path / "index"
+    state = ingest_flow(str(topic_corpus), str(index), config_file=str(config), return_state=True)
+    assert state.is_completed(), state
+    first = state.result()
+    assert first["documents"] == 6 and first["embedded_units"] == first["units"] >= 1
+    assert {path for path, _ in first["skipped"]} == {"broken.pdf", "blob.txt", "empty.md", "latin1.txt"}
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["chunks"] == first["chunks"]
+
+    second = ingest_flow(str(topic_corpus), str(index), config_file=str(config))
+    assert second["embedded_units"] == 0 and second["generation"] == first["generation"]
+
+
+def test_flow_tasks_retry_the_resumable_steps():
+    from flows.ingest import embed_task, load_task, publish_task
+
+    assert embed_task.retries == 2 and publish_task.retries == 2
+    assert not load_task.retries  # a bad file is reported, never retried

@@ -1,0 +1,64 @@
+"""Search over a real small index: levels aggregate by max-P, hybrid fuses both
+retrievers, and bad requests name the valid choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import config_from_dict
+from pipeline.index import IndexStateError
+from pipeline.ingest import ingest
+from pipeline.loaders import load_source
+from pipeline.search import IndexReader, SearchError
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory, encoder):
+    from tests.conftest import TOPICS, write_corpus
+
+    root = tmp_path_factory.mktemp("search")
+    corpus = write_corpus(root / "corpus", TOPICS)
+    config = config_from_dict({"chunking": {"target_tokens": 20}, "units": {"max_tokens": 200}})
+    ingest(load_source(corpus), root / "index", config, encoder, "corpus")
+    with IndexReader(root / "index", lambda c: encoder) as opened:
+        yield opened
+
+
+def test_levels_aggregate_chunks_by_their_best_score(reader):
+    chunks = reader.search("sourdough bread oven", k=50, mode="bm25", level="chunk")
+    docs = reader.search("sourdough bread oven", k=50, mode="bm25", level="doc")
+    best = {}
+    for hit in chunks:
+        best.setdefault(hit.doc_id, hit.score)
+    assert [(h.doc_id, pytest.approx(h.score)) for h in docs] == [(d, pytest.approx(s)) for d, s in best.items()]
+    units = reader.search("sourdough bread oven", k=50, mode="bm25", level="unit")
+    assert len({h.key for h in units}) == len(units)
+    assert all(h.key == h.unit_id for h in units)
+
+
+def test_hybrid_fuses_both_retrievers(reader):
+    hits = reader.search("Which defence answers e4 with c5?", k=3, mode="hybrid", level="doc")
+    assert hits[0].doc_id == "guide/chess.html"
+    assert dict(hits[0].sources).keys() == {"dense", "bm25"}
+    assert hits[0].score == pytest.approx(1 / 61 + 1 / 61)  # first in both rankings, rrf_k = 60
+
+
+def test_hits_cite_text_by_offsets(reader):
+    for hit in reader.search("hydrogen oxygen engines", k=5, level="chunk"):
+        doc = reader.catalog.documents([hit.doc_id])[hit.doc_id]
+        assert doc.text[hit.start : hit.end] == hit.text
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"mode": "sparse"}, "dense, bm25, hybrid"), ({"level": "page"}, "chunk, unit, doc"), ({"k": 0}, "at least 1")],
+)
+def test_bad_requests_name_the_valid_choices(reader, kwargs, message):
+    with pytest.raises(SearchError, match=message):
+        reader.search("tea", **kwargs)
+
+
+def test_an_unfinished_folder_is_never_searched(tmp_path, encoder):
+    (tmp_path / "half").mkdir()
+    with pytest.raises(IndexStateError, match="not a finished lcrag index"):
+        IndexReader(tmp_path / "half", lambda c: encoder)
