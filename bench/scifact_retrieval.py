@@ -1,0 +1,167 @@
+"""SciFact retrieval benchmark (BEIR layout, test split).
+
+Ingests SciFact once per embedding variant through the real CLI (each in its own
+process, so its peak memory is its own), writes TREC run files with
+``lcrag search --queries``, and judges them with trec_eval (pytrec_eval):
+nDCG@10 and Recall@100 for BM25, dense naive chunks, dense late chunks
+(document context and unit context) and hybrid. Ingestion throughput is reported
+next to the raw encoder forward throughput measured in the same run, as a ratio.
+
+    python bench/scifact_retrieval.py [--data ../shared/data/scifact] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VARIANTS = {
+    "late-document": {"chunking": {"method": "late", "context": "document"}},
+    "late-unit": {"chunking": {"method": "late", "context": "unit"}},
+    "naive": {"chunking": {"method": "naive"}},
+}
+RUNS = [  # (row label, index variant, search mode)
+    ("BM25 (chunks, max-P)", "late-document", "bm25"),
+    ("dense, naive chunks", "naive", "dense"),
+    ("dense, late chunks (document context)", "late-document", "dense"),
+    ("dense, late chunks (unit context)", "late-unit", "dense"),
+    ("hybrid RRF (BM25 + late document)", "late-document", "hybrid"),
+    ("hybrid RRF (BM25 + late unit)", "late-unit", "hybrid"),
+]
+TARGETS = {"BM25 (chunks, max-P)": 0.68, "dense, late chunks (document context)": 0.645, "hybrid RRF (BM25 + late document)": 0.70}
+
+
+def run_with_rss(cmd: list[str]) -> tuple[str, float, float]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    return stdout, time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+def raw_encoder_throughput(corpus: Path, sample: int = 1000) -> dict:
+    """Tokens/s of the bare encoder forward over whole documents (no chunking,
+    no stores): the ceiling ingestion can approach on this machine."""
+    from pipeline.config import EncoderConfig
+    from pipeline.encoder import TransformerEncoder
+
+    encoder = TransformerEncoder(EncoderConfig()).warm_up()
+    texts = []
+    with corpus.open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            texts.append(f"{record.get('title', '')}\n{record.get('text', '')}")
+            if len(texts) >= sample:
+                break
+    tokens = sum(len(o) for o in encoder.token_offsets(texts))
+    started = time.perf_counter()
+    encoder.token_embeddings(texts)
+    seconds = time.perf_counter() - started
+    return {"documents": len(texts), "tokens": tokens, "seconds": round(seconds, 2), "tokens_per_second": round(tokens / seconds)}
+
+
+def evaluate(run_file: Path, qrels: dict) -> dict[str, float]:
+    import pytrec_eval
+
+    run: dict[str, dict[str, float]] = {}
+    for line in run_file.read_text().splitlines():
+        qid, _, docid, _, score, _ = line.split()
+        run.setdefault(qid, {})[docid] = float(score)
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"})
+    per_query = evaluator.evaluate(run)
+    n = len(qrels)  # queries with no results count as zero
+    return {
+        "ndcg@10": round(sum(m["ndcg_cut_10"] for m in per_query.values()) / n, 4),
+        "recall@100": round(sum(m["recall_100"] for m in per_query.values()) / n, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--work", type=Path, default=ROOT / ".state" / "bench" / "scifact")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    args = parser.parse_args()
+    if not (args.data / "corpus.jsonl").is_file():
+        raise SystemExit(f"no SciFact at {args.data}; pass --data FOLDER (BEIR layout)")
+
+    from pipeline.loaders.beir import load_beir_qrels, load_beir_queries
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    qrels = load_beir_qrels(args.data, "test")
+    queries = [q for q in load_beir_queries(args.data) if q.qid in qrels]
+    query_file = args.work / "test-queries.jsonl"
+    query_file.write_text("".join(json.dumps({"_id": q.qid, "text": q.text}) + "\n" for q in queries))
+
+    lcrag = [sys.executable, "-m", "pipeline.cli"]
+    raw = raw_encoder_throughput(args.data / "corpus.jsonl")
+    print(f"raw encoder forward: {raw['tokens_per_second']} tokens/s")
+    ingests = {}
+    chosen = [v for v in args.variants.split(",") if v]
+    for variant in chosen:
+        index = args.work / variant
+        config = args.work / f"{variant}.yaml"
+        config.write_text(yaml.safe_dump(VARIANTS[variant]))
+        if index.exists():
+            shutil.rmtree(index)
+        stdout, seconds, rss = run_with_rss([*lcrag, "ingest", str(args.data), "--index", str(index), "--config", str(config), "--json"])
+        summary = json.loads(stdout)
+        ingests[variant] = {
+            "seconds": round(seconds, 1),
+            "embedded_tokens": summary["embedded_tokens"],
+            "tokens_per_second": summary["tokens_per_second"],
+            "end_to_end_tokens_per_second": round(summary["embedded_tokens"] / seconds),
+            "ratio_to_raw_encoder": round(summary["tokens_per_second"] / raw["tokens_per_second"], 3),
+            "peak_rss_mib": round(rss),
+            "documents": summary["documents"],
+            "units": summary["units"],
+            "chunks": summary["chunks"],
+        }
+        print(variant, ingests[variant])
+
+    rows = []
+    for label, variant, mode in RUNS:
+        if variant not in ingests:
+            continue
+        run_file = args.out / f"scifact.{variant}.{mode}.run"
+        _, seconds, rss = run_with_rss(
+            [*lcrag, "search", "--queries", str(query_file), "--index", str(args.work / variant), "--level", "doc",
+             "--mode", mode, "-k", "100", "--run-file", str(run_file), "--tag", f"{variant}-{mode}"]
+        )
+        metrics = evaluate(run_file, qrels)
+        rows.append({"run": label, "index": variant, "mode": mode, **metrics, "target_ndcg@10": TARGETS.get(label),
+                     "search_seconds_300_queries": round(seconds, 1), "search_peak_rss_mib": round(rss)})
+        print(rows[-1])
+
+    result = {"dataset": "scifact test (300 queries)", "raw_encoder": raw, "ingestion": ingests, "retrieval": rows,
+              "reference_ndcg@10": {"BEIR BM25 (Elasticsearch)": 0.665, "jina late chunking, naive -> late": [0.642, 0.661]}}
+    (args.out / "scifact_retrieval.json").write_text(json.dumps(result, indent=2))
+    lines = ["# SciFact (test, 300 queries), document level", "", "| run | nDCG@10 | Recall@100 | target |", "|---|---|---|---|"]
+    lines += [f"| {r['run']} | {r['ndcg@10']:.3f} | {r['recall@100']:.3f} | {r['target_ndcg@10'] or ''} |" for r in rows]
+    lines += ["", f"Raw encoder forward: {raw['tokens_per_second']} tokens/s (same run).", "",
+              "| index | tokens | embed tokens/s | ratio to raw | end-to-end tokens/s | seconds | peak RSS MiB |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {v} | {i['embedded_tokens']} | {i['tokens_per_second']} | {i['ratio_to_raw_encoder']} | "
+              f"{i['end_to_end_tokens_per_second']} | {i['seconds']} | {i['peak_rss_mib']} |" for v, i in ingests.items()]
+    (args.out / "scifact_retrieval.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
