@@ -181,13 +181,26 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
             f"unknown config key {prefix}{unknown[0]}; valid keys{' in ' + where if where else ''}: {', '.join(known)}"
         )
     values: dict[str, Any] = {}
+    defaults = cls()
     for name, value in data.items():
         section = _SECTIONS.get(name) if cls is Config else None
-        values[name] = _build(section, value or {}, name) if section else value
-    try:
-        return cls(**values)
-    except TypeError as err:  # a value of the wrong shape
-        raise ConfigError(f"bad value in {where or 'config'}: {err}") from None
+        if section:
+            values[name] = _build(section, value or {}, name)
+            continue
+        _check_type(f"{where}.{name}" if where else name, value, getattr(defaults, name))
+        values[name] = value
+    return cls(**values)
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    """YAML values must have the type of the setting's default (an int is fine for a float)."""
+    expected = type(default)
+    ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+        raise ConfigError(f"{key} must be {names.get(expected, expected.__name__)}, got {value!r}")
 
 
 _SECTIONS: dict[str, type] = {

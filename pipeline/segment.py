@@ -16,9 +16,10 @@ import numpy as np
 
 Range = tuple[int, int]
 
-# A sentence ends at . ! ? (plus closing quotes/brackets) followed by white space,
-# or at a line break. Abbreviations cost a slightly short chunk, never a lost span.
-_BREAK = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
+# A sentence ends at . ! ? (plus closing quotes/brackets, which stay with it)
+# followed by white space, or at a line break. Abbreviations cost a slightly short
+# chunk, never a lost span. Group "gap" is the white space between sentences.
+_BREAK = re.compile(r"[.!?][\"')\]]*(?P<gap>\s+)|(?P<lines>\n+)")
 
 
 def trim(text: str, start: int, end: int) -> Range:
@@ -36,10 +37,11 @@ def sentence_ranges(text: str, start: int = 0, end: int | None = None) -> list[R
     ranges: list[Range] = []
     cursor = start
     for match in _BREAK.finditer(text, start, end):
-        piece = trim(text, cursor, match.start())
+        gap = "gap" if match.group("gap") is not None else "lines"
+        piece = trim(text, cursor, match.start(gap))
         if piece[0] < piece[1]:
             ranges.append(piece)
-        cursor = match.end()
+        cursor = match.end(gap)
     piece = trim(text, cursor, end)
     if piece[0] < piece[1]:
         ranges.append(piece)

@@ -35,8 +35,9 @@ def title_cost(title_tokens: int) -> int:
 
 
 def cut_document(doc_index: int, doc: Document, offsets: np.ndarray, title_tokens: int, limit: int) -> list[Piece]:
-    """The pieces one document contributes: itself, or consecutive cuts of it."""
-    budget = max(limit - title_cost(title_tokens), 16)
+    """The pieces one document contributes: itself, or consecutive cuts of it.
+    Only a title longer than the whole limit can push a piece past it."""
+    budget = max(limit - title_cost(title_tokens), 1)
     sections = [(s.start, s.end) for s in doc.sections]
     ranges = cut_ranges(doc.text, offsets, sections, budget)
     whole = len(ranges) == 1 and ranges[0] == trim(doc.text, 0, len(doc.text))

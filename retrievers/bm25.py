@@ -81,7 +81,8 @@ class BM25Index:
                 rows.append(row)
                 cols.append(vocabulary.setdefault(token, len(vocabulary)))
                 tfs.append(tf)
-        rows_a, cols_a, tf_a = np.asarray(rows), np.asarray(cols), np.asarray(tfs, dtype=np.float64)
+        rows_a, cols_a = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        tf_a = np.asarray(tfs, dtype=np.float64)
         idf_by_col = np.zeros(len(vocabulary))
         for term, col in vocabulary.items():
             idf_by_col[col] = idf[term]
@@ -105,11 +106,9 @@ class BM25Index:
 
     def search(self, query: str, k: int) -> list[ScoredChunk]:
         scores = self.scores(self.analyzer.tokens(query))
-        k = min(k, len(scores))
-        if k <= 0:
+        if k <= 0 or not len(scores):
             return []
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
+        top = np.argsort(-scores, kind="stable")[:k]  # ties: index order, so top-k is a prefix of top-(k+1)
         return [ScoredChunk(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
     # -- persistence -----------------------------------------------------------------

@@ -174,7 +174,7 @@ def encoder():
     return TransformerEncoder(EncoderConfig()).warm_up()
 
 
-def small_encoder(base, window: int, overlap: int):
+def small_encoder(window: int, overlap: int):
     """An encoder with a small window, loaded the ordinary way."""
     from pipeline.encoder import TransformerEncoder
 
@@ -218,7 +218,7 @@ def test_token_embeddings_of_empty_text(encoder):
 
 
 def test_short_text_through_a_small_window_equals_the_single_pass(encoder):
-    small = small_encoder(encoder, 64, 16)
+    small = small_encoder(64, 16)
     text = LONG_SENTENCES[0] + " " + LONG_SENTENCES[1]
     ids = ids_of(small, text)
     assert len(ids) < 62
@@ -229,7 +229,7 @@ def test_short_text_through_a_small_window_equals_the_single_pass(encoder):
 def test_long_text_is_read_in_overlapping_windows(encoder):
     window, overlap = 32, 8
     content = window - 2
-    small = small_encoder(encoder, window, overlap)
+    small = small_encoder(window, overlap)
     ids = ids_of(small, LONG)
     n = len(ids)
     assert n > 3 * content

@@ -108,11 +108,6 @@ def test_sentence_ranges_of_a_subrange():
     assert texts(text, sentence_ranges(text, start, end)) == ["Keep this.", "And this."]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_BREAK consumes closing quotes/brackets after . ! ? as part of the break, "
-    "so the closing character falls outside both neighbouring sentences",
-)
 @pytest.mark.parametrize(
     "text, expected",
     [

@@ -377,11 +377,6 @@ def test_tfidf_neighbours_degenerate_inputs(texts):
     assert tfidf_neighbours(texts, k=3) == [[] for _ in texts]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cut_document floors the text budget at 16 tokens, so a title costing more than "
-    "limit - 16 tokens yields units of 16 + title_cost > limit tokens",
-)
 def test_long_title_never_pushes_a_unit_past_the_limit():
     title = " ".join(f"t{i}" for i in range(20))  # title cost 21; limit 32 leaves 11 tokens of text
     doc = make_doc("d", 40, title=title)
