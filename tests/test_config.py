@@ -26,15 +26,9 @@ from pipeline.config import (
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
-SECTION_CLASSES = {
-    "encoder": EncoderConfig,
-    "units": UnitConfig,
-    "chunking": ChunkConfig,
-    "bm25": BM25Config,
-    "retrieval": RetrievalConfig,
-    "store": StoreConfig,
-    "ingest": IngestConfig,
-}
+# Every section Config declares, read from the dataclass itself so a new section
+# is covered (and must appear in configs/default.yaml) without editing this file.
+SECTION_CLASSES = {f.name: f.default_factory for f in dataclasses.fields(Config)}
 
 
 def write_yaml(tmp_path: Path, data, name: str = "c.yaml") -> Path:
