@@ -20,3 +20,7 @@ test: setup
 
 bench: setup
 	.venv/bin/python bench/scifact_retrieval.py
+
+.PHONY: reader-setup
+reader-setup:
+	bash scripts/setup_reader.sh

@@ -147,6 +147,10 @@ class Catalog:
         ):
             yield _document(row)
 
+    def doc_order(self) -> list[str]:
+        """Document ids in corpus order (the order they were ingested)."""
+        return [row[0] for row in self._db.execute("SELECT doc_id FROM documents ORDER BY seq")]
+
     def count(self, table: str) -> int:
         if table not in ("documents", "units", "chunks"):
             raise ValueError(f"no table {table!r}")

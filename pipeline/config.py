@@ -175,6 +175,28 @@ class ReaderConfig:
 
 
 @dataclass(frozen=True)
+class StrategyConfig:
+    """How strategies fill the reader's context. ``budget_tokens`` 0 means: the
+    reader's window minus the answer and prompt overhead."""
+
+    rag_k: int = 5  # chunks for rag, reorder, op-rag, self-route's first pass
+    longrag_k: int = 2  # long units for longrag
+    budget_tokens: int = 0
+    prompt_overhead_tokens: int = 96  # instructions, question and chat template
+    retrieval_mode: str = "hybrid"
+    attention_sort_rounds: int = 2
+    auto_lc_max_tokens: int = 0  # auto reads the whole scope when it fits this; 0 = the budget
+
+    def __post_init__(self) -> None:
+        _check(self.rag_k >= 1 and self.longrag_k >= 1, "strategies.rag_k and longrag_k must be >= 1")
+        _check(self.budget_tokens >= 0, f"strategies.budget_tokens must be >= 0, got {self.budget_tokens}")
+        _check(self.prompt_overhead_tokens >= 0, "strategies.prompt_overhead_tokens must be >= 0")
+        _check(self.retrieval_mode in MODE_CHOICES, f"strategies.retrieval_mode must be one of {', '.join(MODE_CHOICES)}")
+        _check(self.attention_sort_rounds >= 1, f"strategies.attention_sort_rounds must be >= 1, got {self.attention_sort_rounds}")
+        _check(self.auto_lc_max_tokens >= 0, "strategies.auto_lc_max_tokens must be >= 0")
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     """How ingestion works through pending units (not what the index contains)."""
 
@@ -194,6 +216,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)
+    strategies: StrategyConfig = field(default_factory=StrategyConfig)
 
     def index_fingerprint(self) -> str:
         """Hash of the settings that shape an index's contents. Searching or adding to an
@@ -252,6 +275,7 @@ _SECTIONS: dict[str, type] = {
     "store": StoreConfig,
     "ingest": IngestConfig,
     "reader": ReaderConfig,
+    "strategies": StrategyConfig,
 }
 
 

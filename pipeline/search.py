@@ -16,7 +16,7 @@ from typing import Sequence
 from pipeline.catalog import Catalog
 from pipeline.config import MODE_CHOICES, Config, RetrievalConfig
 from pipeline.index import IndexPaths, Manifest, require_finished
-from pipeline.types import LEVELS, Chunk, Hit, Level
+from pipeline.types import LEVELS, Chunk, Document, Hit, Level, Unit
 from retrievers.base import ScoredChunk
 from retrievers.bm25 import BM25Index, BM25Retriever
 from retrievers.dense import DenseRetriever, QdrantChunkStore
@@ -50,10 +50,37 @@ class IndexReader:
         self.catalog = Catalog(paths.catalog, read_only=True)
         self.encoder = encoder_factory(self.config.encoder)
         self.vectors = QdrantChunkStore(self.config.store, paths.qdrant)
+        self._doc_positions: dict[str, int] | None = None
         self.retrievers = {
             "dense": DenseRetriever(self.vectors, self.encoder),
             "bm25": BM25Retriever(BM25Index.load(paths.bm25(self.manifest))),
         }
+
+    # -- the Corpus protocol strategies read through ------------------------------------
+    @property
+    def corpus_tokens(self) -> int:
+        return self.manifest.tokens
+
+    def documents(self, doc_ids: Sequence[str]) -> dict[str, Document]:
+        return self.catalog.documents(doc_ids)
+
+    def units(self, unit_ids: Sequence[str]) -> dict[str, Unit]:
+        return self.catalog.units(unit_ids)
+
+    def doc_ids(self) -> list[str]:
+        return list(self._positions())
+
+    def doc_position(self, doc_id: str) -> int:
+        return self._positions().get(doc_id, len(self._positions()))
+
+    def _positions(self) -> dict[str, int]:
+        if self._doc_positions is None:
+            self._doc_positions = {d: i for i, d in enumerate(self.catalog.doc_order())}
+        return self._doc_positions
+
+    @property
+    def index_id(self) -> str:
+        return f"{self.root.name}@{self.manifest.generation}"
 
     def __enter__(self) -> "IndexReader":
         return self

@@ -1,0 +1,85 @@
+"""Answer questions with strategies and record every outcome in the ledger.
+
+This is the path of one question from the CLI (or API, or evaluation) to its
+ledger rows: strategies run in turn over the same questions, each batch read
+together, and each (question, strategy) becomes one ``LedgerRow``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from pipeline.config import ReaderConfig, StrategyConfig
+from pipeline.ledger import Ledger, LedgerRow
+from pipeline.strategies import Outcome, Question, Toolkit, get_strategy
+
+
+def context_budget(reader: ReaderConfig, strategies: StrategyConfig) -> int:
+    """Context tokens a strategy may use: configured, or what the reader's window
+    leaves after the answer and the prompt's own words."""
+    if strategies.budget_tokens:
+        return strategies.budget_tokens
+    return max(reader.max_model_len - reader.max_tokens - strategies.prompt_overhead_tokens, 64)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """What every ledger row of a run carries besides the outcome itself."""
+
+    run_id: str
+    index_id: str
+    config_hash: str
+    model: str
+    dataset: str | None = None
+
+
+def ledger_row(outcome: Outcome, labels: RunLabels) -> LedgerRow:
+    return LedgerRow(
+        run_id=labels.run_id,
+        question_id=outcome.question.qid,
+        question=outcome.question.text,
+        strategy=outcome.strategy,
+        route=outcome.route,
+        answer=outcome.answer.text,
+        index_id=labels.index_id,
+        config_hash=labels.config_hash,
+        model=labels.model,
+        retrieved_ids=tuple(outcome.context.retrieved_ids),
+        used_ids=tuple(p.passage_id for p in outcome.context.passages),
+        context_tokens=outcome.context.tokens,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        retrieval_ms=outcome.retrieval_ms,
+        reading_ms=outcome.reading_ms,
+        context_cut=outcome.context.cut,
+        calls=outcome.calls,
+        fell_back=outcome.fell_back,
+        dataset=labels.dataset,
+    )
+
+
+def answer_and_record(
+    questions: Sequence[Question],
+    strategy_names: Sequence[str],
+    tools: Toolkit,
+    ledger: Ledger | None,
+    labels: RunLabels,
+    on_strategy_done: Callable[[str, list[Outcome]], None] | None = None,
+) -> dict[str, list[Outcome]]:
+    """Run each strategy over all questions; record its rows as soon as it finishes."""
+    results: dict[str, list[Outcome]] = {}
+    for name in strategy_names:
+        outcomes = get_strategy(name).run_batch(list(questions), tools)
+        if ledger is not None:
+            ledger.record([ledger_row(o, labels) for o in outcomes])
+        results[name] = outcomes
+        if on_strategy_done is not None:
+            on_strategy_done(name, outcomes)
+    return results

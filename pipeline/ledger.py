@@ -1,0 +1,447 @@
+"""The run ledger: one DuckDB row per question x strategy, for comparing RAG,
+long-context and self-route answers with plain SQL.
+
+DuckDB because the ledger is read by analysts (group-bys, Parquet export), not
+by the pipeline's hot path. Its catch is locking: one process at a time may hold
+a file for writing, and while it does no other process can open the file at all,
+not even read-only (read-only openers share the file with each other but also
+keep writers out). So this module never keeps the file open between calls:
+
+* every ``record`` opens the file, writes its rows in one transaction and closes;
+* every read (``rows``, ``count``, ``done_keys``, ``query``, ``export_parquet``)
+  opens read-only, reads and closes;
+* an open that hits the lock is retried with jittered exponential backoff for up
+  to ``lock_timeout`` seconds (60 by default), then raises ``LedgerError``.
+
+The trade-off: each call pays an open and a checkpoint on close (tens of
+milliseconds), and a writer can wait behind a long read, but any number of
+worker processes can record into one file without a server and without losing
+a row. A single long-running service that owns the ledger could instead hold
+one connection for its lifetime and take rows over a queue; that would be
+faster but would lock every other process (even a read-only notebook) out.
+
+Within one process DuckDB shares a single instance per file, so a connection
+this process already holds with the other ``read_only`` setting also blocks an
+open; that too is retried, then reported.
+
+The schema evolves like simonw/llm's ``migrations.py``: ``MIGRATIONS`` is an
+append-only list of small named functions, applied names are stored in
+``_migrations(name, applied_at)``. Never edit a shipped migration; add one.
+A ``Ledger`` applies pending migrations once, before its first operation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import uuid
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import duckdb
+
+
+class LedgerError(RuntimeError):
+    """The ledger file cannot be used: not a DuckDB file, or locked too long."""
+
+
+# --------------------------------------------------------------------- rows
+
+
+def _as_ids(name: str, value: Any, optional: bool = False) -> tuple[str, ...] | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{name} must be a sequence of strings, got {value!r}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{name} must hold strings, got {item!r} in {value!r}")
+    return items
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """What one strategy did with one question: the answer, what it read, what it
+    cost and (once scored) how good it was. ``route`` is the strategy that
+    actually answered (self-route -> "rag" or "lc")."""
+
+    run_id: str
+    question_id: str
+    question: str
+    strategy: str
+    route: str
+    answer: str
+    index_id: str
+    config_hash: str
+    model: str
+    retrieved_ids: tuple[str, ...]
+    used_ids: tuple[str, ...]
+    context_tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    retrieval_ms: float
+    reading_ms: float
+    context_cut: bool
+    calls: int = 1
+    fell_back: bool | None = None
+    dataset: str | None = None
+    gold_answers: tuple[str, ...] | None = None
+    em: float | None = None
+    f1: float | None = None
+    recall: float | None = None
+    abstained: bool | None = None
+    error: str | None = None
+    row_id: str = ""
+    created_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("run_id", "question_id", "strategy"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        for name in ("context_tokens", "prompt_tokens", "completion_tokens", "calls"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        for name in ("retrieval_ms", "reading_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+                raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+        for name in ("em", "f1", "recall"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
+            ):
+                raise ValueError(f"{name} must be within [0, 1] when set, got {value!r}")
+        # Tuples, not lists: the row is frozen and hashable, and a str passed by
+        # mistake would otherwise be split into characters.
+        object.__setattr__(self, "retrieved_ids", _as_ids("retrieved_ids", self.retrieved_ids))
+        object.__setattr__(self, "used_ids", _as_ids("used_ids", self.used_ids))
+        object.__setattr__(self, "gold_answers", _as_ids("gold_answers", self.gold_answers, optional=True))
+        if not isinstance(self.row_id, str):
+            raise ValueError(f"row_id must be a string, got {self.row_id!r}")
+        if not self.row_id:
+            object.__setattr__(self, "row_id", uuid.uuid4().hex)
+        if isinstance(self.created_at, bool) or not isinstance(self.created_at, (int, float)) or not self.created_at >= 0:
+            raise ValueError(f"created_at must be a non-negative timestamp, got {self.created_at!r}")
+        if self.created_at == 0:
+            object.__setattr__(self, "created_at", time.time())
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
+
+
+# --------------------------------------------------------------- migrations
+
+
+def m001_create_ledger(conn: duckdb.DuckDBPyConnection) -> None:
+    """The first shipped table. ``seq`` orders rows recorded in the same instant."""
+    conn.execute("CREATE SEQUENCE ledger_seq")
+    conn.execute(
+        """
+        CREATE TABLE ledger (
+            row_id VARCHAR PRIMARY KEY,
+            seq BIGINT NOT NULL DEFAULT nextval('ledger_seq'),
+            created_at DOUBLE NOT NULL,
+            run_id VARCHAR NOT NULL,
+            question_id VARCHAR NOT NULL,
+            question VARCHAR NOT NULL,
+            strategy VARCHAR NOT NULL,
+            route VARCHAR NOT NULL,
+            answer VARCHAR NOT NULL,
+            index_id VARCHAR NOT NULL,
+            config_hash VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            retrieved_ids VARCHAR[] NOT NULL,
+            used_ids VARCHAR[] NOT NULL,
+            context_tokens BIGINT NOT NULL,
+            prompt_tokens BIGINT NOT NULL,
+            completion_tokens BIGINT NOT NULL,
+            retrieval_ms DOUBLE NOT NULL,
+            reading_ms DOUBLE NOT NULL,
+            context_cut BOOLEAN NOT NULL,
+            calls INTEGER NOT NULL,
+            fell_back BOOLEAN,
+            dataset VARCHAR,
+            gold_answers VARCHAR[],
+            em DOUBLE,
+            f1 DOUBLE
+        )
+        """
+    )
+
+
+def m002_evaluation_columns(conn: duckdb.DuckDBPyConnection) -> None:
+    """Evidence recall, abstention and the error that ended a question."""
+    conn.execute("ALTER TABLE ledger ADD COLUMN recall DOUBLE")
+    conn.execute("ALTER TABLE ledger ADD COLUMN abstained BOOLEAN")
+    conn.execute("ALTER TABLE ledger ADD COLUMN error VARCHAR")
+
+
+def m003_summary_view(conn: duckdb.DuckDBPyConnection) -> None:
+    """Per run x strategy means, the table every comparison starts from.
+    Means skip NULLs (unscored rows); share_fell_back is over rows that set it."""
+    conn.execute(
+        """
+        CREATE VIEW ledger_summary AS
+        SELECT
+            run_id,
+            strategy,
+            count(*) AS n,
+            count(error) AS n_errors,
+            avg(em) AS mean_em,
+            avg(f1) AS mean_f1,
+            avg(prompt_tokens) AS mean_prompt_tokens,
+            avg(completion_tokens) AS mean_completion_tokens,
+            avg(reading_ms) AS mean_reading_ms,
+            avg(retrieval_ms) AS mean_retrieval_ms,
+            avg(CAST(context_cut AS DOUBLE)) AS share_context_cut,
+            avg(CAST(fell_back AS DOUBLE)) AS share_fell_back
+        FROM ledger
+        GROUP BY run_id, strategy
+        """
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    ("m001_create_ledger", m001_create_ledger),
+    ("m002_evaluation_columns", m002_evaluation_columns),
+    ("m003_summary_view", m003_summary_view),
+]
+
+
+def apply_migrations(
+    conn: duckdb.DuckDBPyConnection,
+    migrations: Sequence[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = MIGRATIONS,
+) -> list[str]:
+    """Apply the pending ``migrations`` on an open read-write connection, each in
+    its own transaction together with its ``_migrations`` row. Returns the names
+    applied now."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at DOUBLE NOT NULL)")
+    done = {name for (name,) in conn.execute("SELECT name FROM _migrations").fetchall()}
+    applied: list[str] = []
+    for name, fn in migrations:
+        if name in done:
+            continue
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            fn(conn)
+            conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, time.time()])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+# ------------------------------------------------------------------- ledger
+
+_INSERT_BATCH = 500
+
+
+def _is_lock_error(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    # Another process holds the file, or another thread of this process has it
+    # open with the other read_only setting; both clear when that holder closes.
+    return "Could not set lock" in text or "Conflicting lock" in text or "different configuration" in text
+
+
+class Ledger:
+    """A DuckDB ledger file that any number of processes may record into.
+    Holds only the path: each call opens, works and closes (see module doc)."""
+
+    def __init__(self, path: str | Path, lock_timeout: float = 60.0) -> None:
+        if not lock_timeout > 0:
+            raise ValueError(f"lock_timeout must be positive seconds, got {lock_timeout!r}")
+        self.path = Path(path)
+        self.lock_timeout = float(lock_timeout)
+        self._migrated = False
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    # -- connections
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open the file, retrying with jittered backoff while another holder has it."""
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        attempt = 0
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
+                text = str(exc)
+                if "not a valid DuckDB database file" in text:
+                    raise LedgerError(
+                        f"{self.path} is not a DuckDB database (empty or another format); "
+                        "point the ledger at a new path or move that file away"
+                    ) from exc
+                if not _is_lock_error(exc):
+                    raise LedgerError(f"cannot open ledger {self.path}: {text}") from exc
+                if time.monotonic() >= deadline:
+                    raise LedgerError(
+                        f"ledger {self.path} stayed locked for {self.lock_timeout:g}s by another connection "
+                        "(another process, or one this process holds with a different read_only setting); "
+                        "close any open DuckDB session on it (CLI, notebook) or raise lock_timeout. "
+                        f"DuckDB said: {text}"
+                    ) from exc
+                # Full jitter so two writers that collided do not collide again.
+                cap = min(0.25, 0.004 * 2**attempt)
+                time.sleep(random.uniform(0.2 * cap, cap))
+                attempt += 1
+
+    def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+        self._ensure_migrated()
+        conn = self._connect(read_only=True)
+        try:
+            return fn(conn)
+        finally:
+            conn.close()
+
+    def _ensure_migrated(self) -> None:
+        if not self._migrated:
+            self.migrate()
+
+    # -- schema
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (creating the file if needed); returns the names
+        applied by this call. Safe to run from several processes at once."""
+        conn = self._connect(read_only=False)
+        try:
+            applied = apply_migrations(conn)
+        finally:
+            conn.close()
+        self._migrated = True
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        """Names recorded in ``_migrations``, in the order they were applied."""
+        return [
+            name
+            for (name,) in self._read(
+                lambda c: c.execute("SELECT name FROM _migrations ORDER BY applied_at, name").fetchall()
+            )
+        ]
+
+    # -- writing
+
+    def record(self, rows: Sequence[LedgerRow]) -> int:
+        """Insert ``rows`` in one transaction; returns how many were new. A row whose
+        row_id is already stored is skipped, so retrying a call is harmless."""
+        rows = list(rows)
+        for row in rows:
+            if not isinstance(row, LedgerRow):
+                raise ValueError(f"record() takes LedgerRow values, got {row!r}")
+        ids = [row.row_id for row in rows]
+        if len(set(ids)) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"duplicate row_id within one record() call: {dupes}")
+        if not rows:
+            return 0
+        self._ensure_migrated()
+        cols = ", ".join(COLUMNS)
+        one = "(" + ", ".join("?" for _ in COLUMNS) + ")"
+        inserted = 0
+        conn = self._connect(read_only=False)
+        try:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for start in range(0, len(rows), _INSERT_BATCH):
+                    batch = rows[start : start + _INSERT_BATCH]
+                    params: list[Any] = []
+                    for row in batch:
+                        params.extend(list(v) if isinstance(v, tuple) else v for v in astuple(row))
+                    sql = f"INSERT OR IGNORE INTO ledger ({cols}) VALUES " + ", ".join(one for _ in batch)
+                    result = conn.execute(sql, params).fetchone()
+                    inserted += int(result[0]) if result else 0
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+        return inserted
+
+    # -- reading
+
+    def rows(self, run_id: str | None = None, limit: int | None = None, offset: int = 0) -> list[LedgerRow]:
+        """Stored rows, newest first, optionally for one run and one page."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be a non-negative int, got {offset!r}")
+        sql = f"SELECT {', '.join(COLUMNS)} FROM ledger"
+        params: list[Any] = []
+        if run_id is not None:
+            sql += " WHERE run_id = ?"
+            params.append(run_id)
+        sql += " ORDER BY created_at DESC, seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        if offset:
+            sql += " OFFSET ?"
+            params.append(offset)
+        found = self._read(lambda c: c.execute(sql, params).fetchall())
+        return [_row_from_db(values) for values in found]
+
+    def count(self, run_id: str | None = None) -> int:
+        """Number of stored rows, for all runs or one."""
+        if run_id is None:
+            return int(self._read(lambda c: c.execute("SELECT count(*) FROM ledger").fetchone()[0]))
+        return int(
+            self._read(lambda c: c.execute("SELECT count(*) FROM ledger WHERE run_id = ?", [run_id]).fetchone()[0])
+        )
+
+    def done_keys(self, run_id: str) -> set[tuple[str, str]]:
+        """(question_id, strategy) pairs this run already answered without error,
+        so a resumed run skips them and retries the failed ones."""
+        found = self._read(
+            lambda c: c.execute(
+                "SELECT DISTINCT question_id, strategy FROM ledger WHERE run_id = ? AND error IS NULL", [run_id]
+            ).fetchall()
+        )
+        return {(q, s) for q, s in found}
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run read-only SQL (the file is opened read-only) and return rows as dicts."""
+
+        def run(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+            cursor = conn.execute(sql, list(params))
+            names = [d[0] for d in cursor.description or []]
+            return [dict(zip(names, values)) for values in cursor.fetchall()]
+
+        return self._read(run)
+
+    def export_parquet(self, out_path: str | Path, run_id: str | None = None) -> int:
+        """Write the ledger (or one run) to a Parquet file; returns the row count."""
+        out = Path(out_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        target = str(out).replace("'", "''")
+        select = f"SELECT {', '.join(COLUMNS)} FROM ledger"
+        params: list[Any] = []
+        if run_id is not None:
+            select += " WHERE run_id = ?"
+            params.append(run_id)
+        select += " ORDER BY created_at, seq"
+
+        def run(conn: duckdb.DuckDBPyConnection) -> int:
+            result = conn.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet)", params).fetchone()
+            return int(result[0]) if result else 0
+
+        return self._read(run)
+
+
+def _row_from_db(values: Sequence[Any]) -> LedgerRow:
+    data = dict(zip(COLUMNS, values))
+    for name in ("retrieved_ids", "used_ids", "gold_answers"):
+        if data[name] is not None:
+            data[name] = tuple(data[name])
+    return LedgerRow(**data)

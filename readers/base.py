@@ -1,0 +1,64 @@
+"""The reader role: read a question with a context, answer, and say what it cost.
+
+Token counts come from the reader itself (the server's ``usage``), latency is
+measured around the call, so every strategy is charged by the same meter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A piece of the corpus placed in a prompt, citable by document and offsets."""
+
+    passage_id: str  # chunk id, unit id or document id
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    title: str = ""
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the reader is asked: the question, the passages in reading order, and
+    whether "unanswerable" is an allowed reply (self-route's first pass)."""
+
+    question: str
+    passages: tuple[Passage, ...] = ()
+    allow_unanswerable: bool = False
+    note: str = ""  # e.g. "[... middle cut ...]" markers are inside passages; this is free text for logs
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    model: str
+    unanswerable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prompt_tokens < 0 or self.completion_tokens < 0:
+            raise ValueError(f"token counts must be >= 0, got {self.prompt_tokens}/{self.completion_tokens}")
+
+
+class ReaderError(RuntimeError):
+    """The reader cannot be reached or refused the request; the message names the fix."""
+
+
+class Reader(Protocol):
+    """Answers prompts. ``read_many`` keeps several in flight for batch work."""
+
+    model: str
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def read(self, prompt: Prompt) -> Answer: ...
+
+    def read_many(self, prompts: Sequence[Prompt]) -> list[Answer]: ...

@@ -1,0 +1,113 @@
+"""The reader: a vLLM server (or any OpenAI-compatible one) over HTTP.
+
+Prompt and completion tokens are the server's own ``usage`` counts. Context
+budgets are measured with the served model's tokenizer: loaded from the local
+converted weights when they are here, otherwise asked of the server
+(``/tokenize``), so a remote GPU server is only a ``base_url`` away.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import httpx
+
+from pipeline.config import ReaderConfig
+from readers.base import Answer, Prompt, ReaderError
+from readers.prompts import is_unanswerable, messages
+
+
+class VLLMReader:
+    def __init__(self, config: ReaderConfig, project_root: Path | None = None) -> None:
+        self.config = config
+        self.model = config.model
+        self.url = config.url
+        key = os.environ.get(config.api_key_env, "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._client = httpx.Client(timeout=config.timeout_s, headers=headers)
+        model_dir = Path(config.model_dir)
+        if not model_dir.is_absolute() and project_root is not None:
+            model_dir = project_root / model_dir
+        self._model_dir = model_dir
+        self._tokenizer = None
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- tokens --------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        if not text:
+            return 0
+        tokenizer = self._local_tokenizer()
+        if tokenizer is not None:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        root = self.url.removesuffix("/v1")
+        response = self._post(f"{root}/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False})
+        return int(response["count"])
+
+    def _local_tokenizer(self):
+        if self._tokenizer is None and (self._model_dir / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self._model_dir), local_files_only=True)
+        return self._tokenizer
+
+    # -- reading -------------------------------------------------------------------
+    def read(self, prompt: Prompt) -> Answer:
+        body = {
+            "model": self.model,
+            "messages": messages(prompt),
+            "max_tokens": self.config.max_tokens,
+            "temperature": self.config.temperature,
+        }
+        started = time.perf_counter()
+        data = self._post(f"{self.url}/chat/completions", body)
+        latency_ms = (time.perf_counter() - started) * 1000
+        try:
+            text = (data["choices"][0]["message"]["content"] or "").strip()
+            usage = data["usage"]
+        except (KeyError, IndexError, TypeError):
+            raise ReaderError(f"the reader at {self.url} sent an answer without choices/usage: {str(data)[:200]}") from None
+        return Answer(
+            text=text,
+            prompt_tokens=int(usage["prompt_tokens"]),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            latency_ms=latency_ms,
+            model=self.model,
+            unanswerable=prompt.allow_unanswerable and is_unanswerable(text),
+        )
+
+    def read_many(self, prompts: Sequence[Prompt]) -> list[Answer]:
+        """Keep up to ``concurrency`` prompts in flight: the server batches them."""
+        if len(prompts) <= 1:
+            return [self.read(p) for p in prompts]
+        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
+            return list(pool.map(self.read, prompts))
+
+    def healthy(self) -> bool:
+        try:
+            response = self._client.get(f"{self.url}/models", timeout=5)
+            return response.status_code == 200 and any(m.get("id") == self.model for m in response.json().get("data", []))
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def _post(self, url: str, body: dict) -> dict:
+        try:
+            response = self._client.post(url, json=body)
+        except httpx.ConnectError:
+            raise ReaderError(
+                f"no reader answers at {self.url}; start the local one with `lcrag reader start`, "
+                "or set reader.base_url to a running vLLM server"
+            ) from None
+        except httpx.TimeoutException:
+            raise ReaderError(f"the reader at {self.url} did not answer within {self.config.timeout_s:.0f} s") from None
+        if response.status_code != 200:
+            detail = response.text[:300]
+            if response.status_code == 404 and "model" in detail.lower():
+                raise ReaderError(f"the reader at {self.url} does not serve model {self.model!r}; set reader.model to its name")
+            raise ReaderError(f"the reader at {self.url} answered HTTP {response.status_code}: {detail}")
+        return response.json()

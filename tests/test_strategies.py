@@ -1,0 +1,190 @@
+"""Strategies above the reader: a real small index, the deterministic fake reader
+and a scripted attention source. Checks orderings, budgets, citations, the
+self-route fallback rule, auto's routing and the ledger rows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from pipeline.answering import RunLabels, answer_and_record, context_budget
+from pipeline.config import ReaderConfig, StrategyConfig, config_from_dict
+from pipeline.ingest import ingest
+from pipeline.ledger import Ledger
+from pipeline.loaders import load_source
+from pipeline.search import IndexReader
+from pipeline.strategies import REGISTRY, Question, Toolkit, UnknownStrategyError, get_strategy, resolve_names
+from readers.base import Passage, Prompt
+from readers.fake import FakeReader
+
+CAT = Question("q-cat", "Why do cats purr and sleep so much?")
+VOLCANO = Question("q-volcano", "Which volcano in Sicily is very active?")
+OFF_TOPIC = Question("q-off", "Who composed the Brandenburg concertos?")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, encoder):
+    from tests.conftest import TOPICS, write_corpus
+
+    root = tmp_path_factory.mktemp("strategies")
+    config = config_from_dict({"chunking": {"target_tokens": 16}, "units": {"max_tokens": 120}})
+    ingest(load_source(write_corpus(root / "corpus", TOPICS)), root / "index", config, encoder, "corpus")
+    with IndexReader(root / "index", lambda c: encoder) as reader:
+        yield reader
+
+
+class ScriptedAttention:
+    """Gives each passage attention by a rule, and records the orders it saw."""
+
+    def __init__(self, favourite_doc: str) -> None:
+        self.favourite_doc = favourite_doc
+        self.seen: list[list[str]] = []
+
+    def passage_attention(self, prompt: Prompt) -> list[float]:
+        self.seen.append([p.passage_id for p in prompt.passages])
+        return [1.0 if p.doc_id == self.favourite_doc else 0.1 * i for i, p in enumerate(prompt.passages)]
+
+
+def tools_for(corpus, budget=400, attention=None, **strategy):
+    return Toolkit(corpus, FakeReader(), StrategyConfig(**strategy), budget, attention)
+
+
+def assert_citations_slice_documents(corpus, passages):
+    docs = corpus.documents([p.doc_id for p in passages])
+    for p in passages:
+        assert docs[p.doc_id].text[p.start : p.end] == p.text
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY if n != "attention-sort"])
+@pytest.mark.parametrize("budget", [40, 120, 2000])
+def test_every_strategy_stays_within_budget_and_cites_offsets(corpus, name, budget):
+    tools = tools_for(corpus, budget=budget, rag_k=6)
+    outcomes = get_strategy(name).run_batch([CAT, VOLCANO], tools)
+    assert [o.question.qid for o in outcomes] == ["q-cat", "q-volcano"]
+    for outcome in outcomes:
+        assert outcome.strategy == name
+        assert outcome.context.tokens <= budget
+        assert sum(tools.passage_tokens(p) for p in outcome.context.passages) == outcome.context.tokens
+        assert outcome.prompt_tokens > 0 and outcome.calls >= 1
+        assert_citations_slice_documents(corpus, outcome.context.passages)
+        if budget >= 120:
+            assert outcome.context.passages, f"{name} read nothing with budget {budget}"
+
+
+def test_rag_reads_top_chunks_best_first(corpus):
+    outcome = get_strategy("rag").run_batch([VOLCANO], tools_for(corpus, rag_k=4))[0]
+    scores = [p.score for p in outcome.context.passages]
+    assert scores == sorted(scores, reverse=True)
+    assert outcome.context.passages[0].doc_id == "volcanoes.txt"
+    assert outcome.route == "rag" and outcome.calls == 1
+
+
+def test_reorder_puts_the_two_best_at_the_ends(corpus):
+    tools = tools_for(corpus, rag_k=5)
+    best_first = get_strategy("rag").run_batch([VOLCANO], tools)[0].context.passages
+    reordered = get_strategy("reorder").run_batch([VOLCANO], tools)[0].context.passages
+    assert len(reordered) == len(best_first) >= 4
+    assert {reordered[0].passage_id, reordered[-1].passage_id} == {best_first[0].passage_id, best_first[1].passage_id}
+    assert reordered[len(reordered) // 2].passage_id in {p.passage_id for p in best_first[-2:]}
+
+
+def test_op_rag_reads_in_document_order_whatever_the_scores(corpus):
+    passages = get_strategy("op-rag").run_batch([CAT], tools_for(corpus, rag_k=6))[0].context.passages
+    positions = [(corpus.doc_position(p.doc_id), p.start) for p in passages]
+    assert positions == sorted(positions)
+    assert [p.score for p in passages] != sorted((p.score for p in passages), reverse=True)
+
+
+def test_longrag_reads_whole_units(corpus):
+    outcome = get_strategy("longrag").run_batch([CAT], tools_for(corpus, budget=2000, longrag_k=1))[0]
+    unit_id = outcome.context.retrieved_ids[0]
+    unit = corpus.units([unit_id])[unit_id]
+    assert [(p.doc_id, p.start, p.end) for p in outcome.context.passages] == [(s.doc_id, s.start, s.end) for s in unit.spans]
+
+
+def test_lc_reads_the_whole_corpus_in_order_when_it_fits(corpus):
+    outcome = get_strategy("lc").run_batch([CAT], tools_for(corpus, budget=5000))[0]
+    assert [p.doc_id for p in outcome.context.passages] == corpus.doc_ids()
+    assert not outcome.context.cut
+
+
+def test_lc_keeps_head_and_tail_and_records_the_cut(corpus):
+    scope = Question("q", "anything", doc_scope=("bread.md", "cats.md", "rockets.txt"))
+    tools = tools_for(corpus, budget=60)
+    outcome = get_strategy("lc").run_batch([scope], tools)[0]
+    passages = outcome.context.passages
+    assert outcome.context.cut and outcome.context.tokens <= 60
+    ordered = sorted(scope.doc_scope, key=corpus.doc_position)
+    assert passages[0].doc_id == ordered[0] and passages[0].start == 0  # the head
+    last_doc = corpus.documents([ordered[-1]])[ordered[-1]]
+    assert passages[-1].doc_id == ordered[-1] and passages[-1].end == len(last_doc.text)  # the tail
+
+
+def test_attention_sort_moves_the_most_attended_passage_last(corpus):
+    attention = ScriptedAttention(favourite_doc="volcanoes.txt")
+    tools = tools_for(corpus, attention=attention, rag_k=4, attention_sort_rounds=3)
+    outcome = get_strategy("attention-sort").run_batch([VOLCANO], tools)[0]
+    assert len(attention.seen) == 3  # one decoding step per round
+    assert outcome.context.passages[-1].doc_id == "volcanoes.txt"
+    assert outcome.route == "attention-sort"
+
+
+def test_attention_sort_without_weights_says_how_to_get_them(corpus):
+    with pytest.raises(RuntimeError, match="setup_reader"):
+        get_strategy("attention-sort").run_batch([VOLCANO], tools_for(corpus))
+
+
+def test_self_route_falls_back_exactly_when_the_first_answer_is_unanswerable(corpus):
+    tools = tools_for(corpus, budget=3000, rag_k=2)
+    answered, declined = get_strategy("self-route").run_batch([CAT, OFF_TOPIC], tools)
+    assert answered.route == "rag" and answered.fell_back is False and answered.calls == 1
+    assert declined.route == "rag->lc" and declined.fell_back is True and declined.calls == 2
+    first_calls = [c for c in tools.reader.calls if c.allow_unanswerable]
+    assert len(first_calls) == 2 and len(tools.reader.calls) == 3  # only the declined question is read again
+    lc_prompt = tools.reader.calls[-1]
+    assert declined.prompt_tokens > lc_prompt.question.count(" ")  # both calls' tokens are counted
+    assert declined.answer.text != "unanswerable"
+
+
+def test_auto_reads_small_corpora_whole_and_routes_large_ones(corpus):
+    small = get_strategy("auto").run_batch([CAT], tools_for(corpus, budget=5000))[0]
+    assert small.route == "lc" and small.strategy == "auto"
+    large = get_strategy("auto").run_batch([CAT, OFF_TOPIC], tools_for(corpus, budget=5000, auto_lc_max_tokens=10))
+    assert [o.route for o in large] == ["self-route:rag", "self-route:rag->lc"]
+
+
+def test_unknown_strategy_lists_the_registry():
+    with pytest.raises(UnknownStrategyError, match="rag, longrag, lc"):
+        get_strategy("magic")
+    assert resolve_names("all") == list(REGISTRY)
+    assert resolve_names("rag, lc") == ["rag", "lc"]
+
+
+@pytest.mark.parametrize(
+    "reader, strategies, expected",
+    [
+        (ReaderConfig(max_model_len=8192, max_tokens=64), StrategyConfig(prompt_overhead_tokens=96), 8032),
+        (ReaderConfig(max_model_len=8192, max_tokens=64), StrategyConfig(budget_tokens=1500), 1500),
+    ],
+)
+def test_context_budget(reader, strategies, expected):
+    assert context_budget(reader, strategies) == expected
+
+
+def test_every_question_and_strategy_becomes_one_ledger_row(corpus, tmp_path):
+    ledger = Ledger(tmp_path / "ledger.duckdb")
+    labels = RunLabels("run-1", corpus.index_id, "cfg", "fake-reader")
+    names = ["rag", "lc", "self-route"]
+    answer_and_record([CAT, OFF_TOPIC], names, tools_for(corpus, budget=3000), ledger, labels)
+    rows = ledger.rows("run-1")
+    assert sorted((r.question_id, r.strategy) for r in rows) == sorted((q, s) for q in ("q-cat", "q-off") for s in names)
+    self_routed = {r.question_id: r for r in rows if r.strategy == "self-route"}
+    assert self_routed["q-off"].calls == 2 and self_routed["q-off"].fell_back is True
+    assert all(r.used_ids and r.index_id == corpus.index_id for r in rows)
+
+
+def test_passage_cost_is_cached_per_span(corpus):
+    tools = tools_for(corpus)
+    p = Passage("x", "cats.md", 0, 4, "Cats", "Cats")
+    assert tools.passage_tokens(p) == tools.passage_tokens(replace(p)) > 0
