@@ -244,6 +244,18 @@ def info(index: Path = typer.Option(..., "--index", "-i", help="An index folder.
     out.print_json(json.dumps({k: v for k, v in manifest.__dict__.items()}))
 
 
+def _register_command_groups() -> None:
+    """Command groups live in their own modules; they are attached here."""
+    from pipeline.cli_ask import ask
+    from pipeline.cli_reader import reader_app
+
+    app.command("ask")(ask)
+    app.add_typer(reader_app, name="reader")
+
+
+_register_command_groups()
+
+
 def main() -> None:
     try:
         app()

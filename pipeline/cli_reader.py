@@ -22,8 +22,8 @@ reader_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config (the reader: section is used).")
 

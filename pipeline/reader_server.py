@@ -161,7 +161,7 @@ class ReaderServer:
             return self._status(
                 True, pid, False,
                 f"a reader server (pid {pid}) is running for model {record.get('model')!r} on port {record.get('port')}, "
-                "not the configured one; stop it first",
+                "not the configured one; stop it first (lcrag reader stop)",
             )
         if self._ready():
             return self._status(True, pid, True, f"ready: serving {self.config.model} at {self.url}")

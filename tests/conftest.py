@@ -81,3 +81,43 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def require_reader_install() -> tuple[Path, Path]:
+    """The reader venv and converted model, or skip (fail under LCRAG_REQUIRE_READER=1,
+    as `make test` sets, so CI can never pass by skipping the real reader)."""
+    from pipeline.config import ReaderConfig
+
+    config = ReaderConfig()
+    venv, model = ROOT / config.venv, ROOT / config.model_dir
+    for path, what in ((venv / "bin" / "python", "reader virtualenv"), (model / "config.json", "converted reader model")):
+        if not path.exists():
+            message = f"{what} {path.relative_to(ROOT)} is absent (run scripts/setup_reader.sh)"
+            if os.environ.get("LCRAG_REQUIRE_READER") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+    return venv, model
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_reader(tmp_path_factory):
+    """A real vLLM server on 127.0.0.1 for the whole session; yields its ReaderConfig."""
+    from pipeline.config import ReaderConfig
+    from pipeline.reader_server import ReaderServer
+
+    require_reader_install()
+    config = ReaderConfig(port=free_port(), max_tokens=24)
+    server = ReaderServer(config, project_root=ROOT, state_dir=tmp_path_factory.mktemp("reader-state"))
+    server.start()
+    try:
+        yield config
+    finally:
+        server.stop()

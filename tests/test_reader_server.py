@@ -39,7 +39,13 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens, and a new server could bind it (SO_REUSEADDR, as servers do:
+    the closed connections' TIME_WAIT entries do not count)."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return False
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -230,13 +236,9 @@ MODEL_DIR = Path(ReaderConfig().model_dir)
 
 
 def _installed_reader() -> tuple[Path, Path]:
-    venv = READER_VENV if READER_VENV.is_absolute() else ROOT / READER_VENV
-    model = ROOT / MODEL_DIR
-    if not (venv / "bin" / "python").is_file():
-        pytest.skip(f"reader virtualenv {venv} is absent (run scripts/setup_reader.sh)")
-    if not (model / "lcrag-converted.json").is_file():
-        pytest.skip(f"converted reader model {model} is absent (run scripts/setup_reader.sh)")
-    return venv, model
+    from tests.conftest import require_reader_install
+
+    return require_reader_install()
 
 
 @pytest.mark.reader
