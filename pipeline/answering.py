@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from pipeline.config import ReaderConfig, StrategyConfig
 from pipeline.ledger import Ledger, LedgerRow
+from pipeline.metrics import answer_recall, best_over_golds, exact_match, token_f1
 from pipeline.strategies import Outcome, Question, Toolkit, get_strategy
 
 
@@ -40,7 +41,17 @@ class RunLabels:
     dataset: str | None = None
 
 
-def ledger_row(outcome: Outcome, labels: RunLabels) -> LedgerRow:
+def ledger_row(outcome: Outcome, labels: RunLabels, golds: Sequence[str] | None = None) -> LedgerRow:
+    """The outcome as a ledger row; with gold answers, scored (EM, F1, answer recall)."""
+    scores = {}
+    if golds:
+        text = outcome.answer.text
+        scores = {
+            "gold_answers": tuple(golds),
+            "em": best_over_golds(exact_match, text, golds),
+            "f1": best_over_golds(token_f1, text, golds),
+            "recall": best_over_golds(answer_recall, text, golds),
+        }
     return LedgerRow(
         run_id=labels.run_id,
         question_id=outcome.question.qid,
@@ -62,6 +73,7 @@ def ledger_row(outcome: Outcome, labels: RunLabels) -> LedgerRow:
         calls=outcome.calls,
         fell_back=outcome.fell_back,
         dataset=labels.dataset,
+        **scores,
     )
 
 
@@ -72,13 +84,15 @@ def answer_and_record(
     ledger: Ledger | None,
     labels: RunLabels,
     on_strategy_done: Callable[[str, list[Outcome]], None] | None = None,
+    golds: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, list[Outcome]]:
     """Run each strategy over all questions; record its rows as soon as it finishes."""
+    golds = golds or {}
     results: dict[str, list[Outcome]] = {}
     for name in strategy_names:
         outcomes = get_strategy(name).run_batch(list(questions), tools)
         if ledger is not None:
-            ledger.record([ledger_row(o, labels) for o in outcomes])
+            ledger.record([ledger_row(o, labels, golds.get(o.question.qid)) for o in outcomes])
         results[name] = outcomes
         if on_strategy_done is not None:
             on_strategy_done(name, outcomes)

@@ -150,7 +150,8 @@ class ReaderConfig:
     port: int = 8431
     api_key_env: str = "LCRAG_READER_API_KEY"
     max_model_len: int = 8192
-    max_tokens: int = 64  # answer length
+    max_tokens: int = 32  # answer length
+    answer_first_line: bool = True  # keep the first non-empty line (small models ramble after it)
     temperature: float = 0.0
     concurrency: int = 8  # questions in flight for batch work
     timeout_s: float = 300.0

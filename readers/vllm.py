@@ -21,6 +21,11 @@ from readers.base import Answer, Prompt, ReaderError
 from readers.prompts import is_unanswerable, messages
 
 
+def first_line(text: str) -> str:
+    """The first non-empty line: the answer, before a small model's elaboration."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 class VLLMReader:
     def __init__(self, config: ReaderConfig, project_root: Path | None = None) -> None:
         self.config = config
@@ -69,6 +74,8 @@ class VLLMReader:
         latency_ms = (time.perf_counter() - started) * 1000
         try:
             text = (data["choices"][0]["message"]["content"] or "").strip()
+            if self.config.answer_first_line:
+                text = first_line(text)
             usage = data["usage"]
         except (KeyError, IndexError, TypeError):
             raise ReaderError(f"the reader at {self.url} sent an answer without choices/usage: {str(data)[:200]}") from None

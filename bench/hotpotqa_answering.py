@@ -1,0 +1,131 @@
+"""HotpotQA distractor answering: every strategy on N questions, each question's
+10 paragraphs (2 gold + 8 hard negatives) as its own corpus, read by the real
+vLLM server, scored (EM, F1, answer recall with the SQuAD normalisation) and
+recorded in the DuckDB ledger. A rerun with the same --run-id skips what is done.
+
+    python bench/hotpotqa_answering.py [--limit 50] [--run-id hotpot50] [--strategies all]
+
+Prints the per-strategy summary computed by SQL from the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SUMMARY_SQL = """
+select strategy,
+       count(*)                         as n,
+       round(avg(em), 3)                as em,
+       round(avg(f1), 3)                as f1,
+       round(avg(recall), 3)            as answer_recall,
+       round(avg(prompt_tokens), 0)     as mean_prompt_tokens,
+       round(avg(completion_tokens), 1) as mean_completion_tokens,
+       round(avg(retrieval_ms + reading_ms) / 1000, 2) as mean_latency_s,
+       round(avg(case when fell_back then 1 else 0 end), 2) as fell_back_share,
+       round(avg(case when context_cut then 1 else 0 end), 2) as cut_share
+from ledger where run_id = ? group by strategy order by f1 desc
+"""
+
+
+class LockedAttention:
+    """One attention model shared by worker threads, one forward at a time."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.lock = inner, threading.Lock()
+
+    def passage_attention(self, prompt):
+        with self.lock:
+            return self.inner.passage_attention(prompt)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hotpotqa_dev_distractor" / "hotpot_dev_distractor_v1.json.gz")
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategies", default="all")
+    parser.add_argument("--run-id", default="hotpot50")
+    parser.add_argument("--ledger", type=Path, default=ROOT / ".state" / "bench" / "hotpotqa.duckdb")
+    parser.add_argument("--work", type=Path, default=ROOT / ".state" / "bench" / "hotpotqa")
+    parser.add_argument("--workers", type=int, default=4, help="questions answered concurrently (the server batches them)")
+    parser.add_argument("--config", type=Path, default=None, help="YAML with reader/strategies sections")
+    args = parser.parse_args()
+
+    from pipeline.answering import RunLabels, answer_and_record, context_budget
+    from pipeline.config import load_config
+    from pipeline.encoder import make_encoder
+    from pipeline.ingest import ingest
+    from pipeline.ledger import Ledger
+    from pipeline.loaders.hotpotqa import hotpotqa_from_payload
+    from pipeline.reader_server import ReaderServer
+    from pipeline.search import IndexReader
+    from pipeline.strategies import Question, Toolkit, resolve_names
+    from readers.attention import TransformersAttention
+    from readers.vllm import VLLMReader
+
+    config = load_config(args.config)
+    names = resolve_names(args.strategies)
+    opener = gzip.open if args.data.suffix == ".gz" else open
+    with opener(args.data, "rt", encoding="utf-8") as handle:
+        records = json.load(handle)
+    random.Random(args.seed).shuffle(records)
+    records = records[: args.limit]
+
+    server = ReaderServer(config.reader, project_root=ROOT)
+    if not server.status().ready:
+        print("starting the reader ...", flush=True)
+        server.start()
+    reader = VLLMReader(config.reader, project_root=ROOT)
+    encoder = make_encoder(config.encoder).warm_up()
+    attention = LockedAttention(TransformersAttention(ROOT / config.reader.model_dir))
+    ledger = Ledger(args.ledger)
+    done = ledger.done_keys(args.run_id)
+    budget = context_budget(config.reader, config.strategies)
+    ingest_lock = threading.Lock()
+    started = time.perf_counter()
+    progress = {"questions": 0}
+
+    def one(record: dict) -> None:
+        qid = record["_id"]
+        todo = [n for n in names if (qid, n) not in done]
+        if not todo:
+            return
+        index = args.work / "indexes" / qid
+        with ingest_lock:  # the encoder is shared; ingest one question at a time
+            loaded = hotpotqa_from_payload([record], args.data)
+            ingest(loaded, index, config, encoder, "hotpotqa")
+        with IndexReader(index, lambda c: encoder) as corpus:
+            tools = Toolkit(corpus, reader, config.strategies, budget, attention)
+            labels = RunLabels(args.run_id, f"hotpotqa/{qid}", config.index_fingerprint(), reader.model, "hotpotqa-distractor")
+            question = Question(qid, record["question"], tuple(corpus.doc_ids()))
+            answer_and_record([question], todo, tools, ledger, labels, golds={qid: [record["answer"]]})
+        progress["questions"] += 1
+        print(f"[{progress['questions']}/{len(records)}] {qid} done in {time.perf_counter() - started:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        list(pool.map(one, records))
+
+    rows = ledger.query(SUMMARY_SQL, [args.run_id])
+    print("\nSQL:\n" + SUMMARY_SQL)
+    header = list(rows[0]) if rows else []
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(v) for v in row.values()) + " |")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"hotpotqa_{args.run_id}.json").write_text(json.dumps({"sql": SUMMARY_SQL, "rows": rows, "seconds": time.perf_counter() - started}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
