@@ -97,12 +97,7 @@ class Catalog:
         return dict(rows.fetchall())
 
     def document_sources(self, doc_ids: Iterable[str]) -> dict[str, str]:
-        ids = list(doc_ids)
-        out: dict[str, str] = {}
-        for batch in _batches(ids, 500):
-            marks = ",".join("?" * len(batch))
-            out.update(self._db.execute(f"SELECT doc_id, source_name FROM documents WHERE doc_id IN ({marks})", batch).fetchall())
-        return out
+        return dict(self._rows_in("SELECT doc_id, source_name FROM documents WHERE doc_id IN ({marks})", doc_ids))
 
     def put_documents(self, docs: Sequence[Document], source_name: str) -> None:
         start = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM documents").fetchone()[0]
@@ -130,16 +125,8 @@ class Catalog:
             self._db.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
 
     def documents(self, doc_ids: Iterable[str]) -> dict[str, Document]:
-        ids = list(dict.fromkeys(doc_ids))
-        out: dict[str, Document] = {}
-        for batch in _batches(ids, 500):
-            marks = ",".join("?" * len(batch))
-            for row in self._db.execute(
-                f"SELECT doc_id, text, title, source, sections, metadata, content_hash FROM documents WHERE doc_id IN ({marks})",
-                batch,
-            ):
-                out[row[0]] = _document(row)
-        return out
+        sql = "SELECT doc_id, text, title, source, sections, metadata, content_hash FROM documents WHERE doc_id IN ({marks})"
+        return {row[0]: _document(row) for row in self._rows_in(sql, doc_ids)}
 
     def iter_documents(self) -> Iterator[Document]:
         for row in self._db.execute(
@@ -166,14 +153,8 @@ class Catalog:
         return [_unit_record(row) for row in self._db.execute(sql + " ORDER BY seq", args)]
 
     def units(self, unit_ids: Iterable[str]) -> dict[str, Unit]:
-        ids = list(dict.fromkeys(unit_ids))
-        out: dict[str, Unit] = {}
-        for batch in _batches(ids, 500):
-            marks = ",".join("?" * len(batch))
-            sql = f"SELECT unit_id, spans, n_tokens, group_key, status, source_name, member_hashes FROM units WHERE unit_id IN ({marks})"
-            for row in self._db.execute(sql, batch):
-                out[row[0]] = _unit_record(row).unit
-        return out
+        sql = "SELECT unit_id, spans, n_tokens, group_key, status, source_name, member_hashes FROM units WHERE unit_id IN ({marks})"
+        return {row[0]: _unit_record(row).unit for row in self._rows_in(sql, unit_ids)}
 
     def add_pending_units(self, units: Sequence[Unit], source_name: str, doc_hashes: dict[str, str]) -> None:
         start = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM units").fetchone()[0]
@@ -220,14 +201,14 @@ class Catalog:
             yield Chunk(*row)
 
     def chunks(self, chunk_ids: Iterable[str]) -> dict[str, Chunk]:
-        ids = list(dict.fromkeys(chunk_ids))
-        out: dict[str, Chunk] = {}
-        for batch in _batches(ids, 500):
-            marks = ",".join("?" * len(batch))
-            sql = f'SELECT chunk_id, unit_id, doc_id, start, "end", position, n_tokens FROM chunks WHERE chunk_id IN ({marks})'
-            for row in self._db.execute(sql, batch):
-                out[row[0]] = Chunk(*row)
-        return out
+        sql = 'SELECT chunk_id, unit_id, doc_id, start, "end", position, n_tokens FROM chunks WHERE chunk_id IN ({marks})'
+        return {row[0]: Chunk(*row) for row in self._rows_in(sql, chunk_ids)}
+
+    def _rows_in(self, sql: str, ids: Iterable[str]) -> Iterator[tuple]:
+        """Rows of ``sql`` (one ``{marks}`` placeholder) for distinct ids, 500 per query
+        (SQLite limits the parameters of one statement)."""
+        for batch in _batches(list(dict.fromkeys(ids)), 500):
+            yield from self._db.execute(sql.format(marks=",".join("?" * len(batch))), batch)
 
     def total_chunk_tokens(self) -> int:
         return int(self._db.execute("SELECT COALESCE(SUM(n_tokens), 0) FROM chunks").fetchone()[0])
