@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import duckdb
 
@@ -250,6 +252,18 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text or "different configuration" in text
 
 
+# DuckDB lets one process attach a file once: threads of this process take turns
+# through one lock per file (processes take turns through the retry in _connect).
+_FILE_LOCKS: dict[str, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    key = str(path.resolve())
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.Lock())
+
+
 class Ledger:
     """A DuckDB ledger file that any number of processes may record into.
     Holds only the path: each call opens, works and closes (see module doc)."""
@@ -268,8 +282,6 @@ class Ledger:
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         """Open the file, retrying with jittered backoff while another holder has it."""
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         attempt = 0
         while True:
@@ -296,13 +308,22 @@ class Ledger:
                 time.sleep(random.uniform(0.2 * cap, cap))
                 attempt += 1
 
+    @contextmanager
+    def _connection(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open, yield, close; one thread of this process at a time per file."""
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.path):
+            conn = self._connect(read_only=read_only)
+            try:
+                yield conn
+            finally:
+                conn.close()
+
     def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
         self._ensure_migrated()
-        conn = self._connect(read_only=True)
-        try:
+        with self._connection(read_only=True) as conn:
             return fn(conn)
-        finally:
-            conn.close()
 
     def _ensure_migrated(self) -> None:
         if not self._migrated:
@@ -313,11 +334,8 @@ class Ledger:
     def migrate(self) -> list[str]:
         """Apply pending migrations (creating the file if needed); returns the names
         applied by this call. Safe to run from several processes at once."""
-        conn = self._connect(read_only=False)
-        try:
+        with self._connection(read_only=False) as conn:
             applied = apply_migrations(conn)
-        finally:
-            conn.close()
         self._migrated = True
         return applied
 
@@ -349,8 +367,7 @@ class Ledger:
         cols = ", ".join(COLUMNS)
         one = "(" + ", ".join("?" for _ in COLUMNS) + ")"
         inserted = 0
-        conn = self._connect(read_only=False)
-        try:
+        with self._connection(read_only=False) as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
                 for start in range(0, len(rows), _INSERT_BATCH):
@@ -365,8 +382,6 @@ class Ledger:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        finally:
-            conn.close()
         return inserted
 
     # -- reading

@@ -406,3 +406,19 @@ def test_two_writer_processes_and_a_reader_lose_nothing(tmp_path):
     assert ledger.count("w1") == ledger.count("w2") == 100
     stored = [r["row_id"] for r in ledger.query("select row_id from ledger")]
     assert len(written) == 200 and sorted(stored) == sorted(written)
+
+
+def test_threads_of_one_process_record_concurrently_without_loss(tmp_path):
+    """DuckDB attaches a file once per process; threads must take turns, not fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger = Ledger(tmp_path / "threads.duckdb")
+
+    def write(worker: int) -> None:
+        for batch in range(5):
+            ledger.record([make_row(run_id="t", question_id=f"w{worker}-b{batch}-{i}") for i in range(3)])
+            ledger.count("t")
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(write, range(6)))
+    assert ledger.count("t") == 6 * 5 * 3
