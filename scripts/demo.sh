@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: fetch a public data set, ingest it into a
-# persistent index (long units, late chunking, Qdrant local + BM25), search it.
+# persistent index (long units, late chunking, Qdrant local + BM25), search it,
+# start the local vLLM reader, ask with every strategy side by side, and read the
+# DuckDB ledger those answers were recorded in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 PREFECT_HOME="$PWD/.state/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
 LCRAG=.venv/bin/lcrag
 INDEX=.state/indexes/squad2
+LEDGER=.state/ledger.duckdb
 
 echo "== 1. data: SQuAD 2.0 dev (35 Wikipedia articles as long documents)"
 DATA=$($LCRAG data fetch squad2 --dest .state/data)
@@ -17,6 +20,20 @@ $LCRAG ingest "$DATA" --index "$INDEX" --format squad
 echo "== 3. search: long units (hybrid), documents (dense), chunks (bm25)"
 $LCRAG search "What did the Normans take from the Byzantine Empire?" --index "$INDEX" --level unit -k 3
 $LCRAG search "Which university did Nikola Tesla study at?" --index "$INDEX" --level doc --mode dense -k 3
-$LCRAG search "oxygen discovered by" --index "$INDEX" --level chunk --mode bm25 -k 3
 
-echo "== done. The index is in $INDEX; try: $LCRAG search 'your question' --index $INDEX"
+echo "== 4. the reader: vLLM on 127.0.0.1 (SmolLM2-135M-Instruct, converted from its PyPI wheel)"
+$LCRAG reader start
+
+echo "== 5. ask with every strategy; each answer becomes a ledger row"
+$LCRAG ask "In what country is Normandy located?" --index "$INDEX" --strategy all --ledger "$LEDGER" --run-id demo
+
+echo "== 6. the ledger is plain DuckDB: tokens and time per strategy"
+.venv/bin/python - "$LEDGER" <<'PY'
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.sql("""select strategy, route, prompt_tokens, completion_tokens,
+                        round(retrieval_ms) as retrieval_ms, round(reading_ms) as reading_ms, context_cut, answer
+                 from ledger where run_id = 'demo' order by created_at"""))
+PY
+
+echo "== done. Index: $INDEX, ledger: $LEDGER. Stop the reader with: $LCRAG reader stop"
