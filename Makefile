@@ -24,4 +24,5 @@ test: setup reader-setup
 	LCRAG_REQUIRE_READER=1 .venv/bin/python -m pytest -q
 
 bench: setup
+	.venv/bin/python -m pip install --quiet -e ".[bench]"
 	.venv/bin/python bench/scifact_retrieval.py

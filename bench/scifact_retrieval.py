@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / ".state" / "bench" / "scifact")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    parser.add_argument("--no-llamaindex", action="store_true", help="skip the LlamaIndex reference ingestion")
     args = parser.parse_args()
     if not (args.data / "corpus.jsonl").is_file():
         raise SystemExit(f"no SciFact at {args.data}; pass --data FOLDER (BEIR layout)")
@@ -114,6 +115,13 @@ def main() -> None:
     raw = raw_encoder_throughput(args.data / "corpus.jsonl")
     print(f"raw encoder forward: {raw['tokens_per_second']} tokens/s")
     ingests = {}
+    baseline = None
+    if not args.no_llamaindex:
+        baseline_run = args.out / "scifact.llamaindex.dense.run"
+        stdout, seconds, rss = run_with_rss([sys.executable, str(ROOT / "bench" / "llamaindex_baseline.py"),
+                                             str(args.data / "corpus.jsonl"), str(query_file), str(baseline_run), str(args.work / "llamaindex")])
+        baseline = {**json.loads(stdout.strip().splitlines()[-1]), "peak_rss_mib": round(rss), **evaluate(baseline_run, qrels)}
+        print("llamaindex", baseline)
     chosen = [v for v in args.variants.split(",") if v]
     for variant in chosen:
         index = args.work / variant
@@ -150,7 +158,10 @@ def main() -> None:
                      "search_seconds_300_queries": round(seconds, 1), "search_peak_rss_mib": round(rss)})
         print(rows[-1])
 
-    result = {"dataset": "scifact test (300 queries)", "raw_encoder": raw, "ingestion": ingests, "retrieval": rows,
+    if baseline is not None:
+        for info in ingests.values():
+            info["ratio_to_llamaindex"] = round(info["tokens_per_second"] / baseline["tokens_per_second"], 3)
+    result = {"dataset": "scifact test (300 queries)", "raw_encoder": raw, "llamaindex_baseline": baseline, "ingestion": ingests, "retrieval": rows,
               "reference_ndcg@10": {"BEIR BM25 (Elasticsearch)": 0.665, "jina late chunking, naive -> late": [0.642, 0.661]}}
     (args.out / "scifact_retrieval.json").write_text(json.dumps(result, indent=2))
     lines = ["# SciFact (test, 300 queries), document level", "", "| run | nDCG@10 | Recall@100 | target |", "|---|---|---|---|"]
@@ -159,6 +170,12 @@ def main() -> None:
               "| index | tokens | embed tokens/s | ratio to raw | end-to-end tokens/s | seconds | peak RSS MiB |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {v} | {i['embedded_tokens']} | {i['tokens_per_second']} | {i['ratio_to_raw_encoder']} | "
               f"{i['end_to_end_tokens_per_second']} | {i['seconds']} | {i['peak_rss_mib']} |" for v, i in ingests.items()]
+    if baseline is not None:
+        lines += [f"| LlamaIndex IngestionPipeline (SentenceSplitter 256, same encoder) | {baseline['tokens']} | "
+                  f"{baseline['tokens_per_second']} | {round(baseline['tokens_per_second'] / raw['tokens_per_second'], 3)} | "
+                  f"{baseline['tokens_per_second']} | {baseline['seconds']} | {baseline['peak_rss_mib']} |", "",
+                  f"LlamaIndex dense retrieval: nDCG@10 {baseline['ndcg@10']:.3f}, Recall@100 {baseline['recall@100']:.3f}."]
+        lines += [f"lcrag {v}: {i['ratio_to_llamaindex']}x LlamaIndex's tokens/s" for v, i in ingests.items()]
     (args.out / "scifact_retrieval.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
