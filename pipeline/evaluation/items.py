@@ -1,0 +1,127 @@
+"""Evaluation questions and the corpora they are asked over.
+
+A data set becomes ``EvalItem``s (a question, its gold answers, the key of its
+corpus) and ``CorpusSpec``s (the documents of each corpus). Sweeps are encoded in
+question ids (``@pos3`` for the evidence slot) so the ledger alone tells the
+report where each answer's evidence stood.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from pipeline.loaders.hotpotqa import hotpotqa_from_payload
+from pipeline.loaders.squad import squad_from_payload
+from pipeline.strategies import Question
+from pipeline.types import Document
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    question: Question
+    golds: tuple[str, ...]
+    corpus: str  # key of the CorpusSpec it is asked over
+    answerable: bool = True
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    key: str
+    documents: tuple[Document, ...]
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    items: tuple[EvalItem, ...]
+    corpora: dict[str, CorpusSpec]
+
+
+def _read_json(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def sample(records: Sequence, limit: int | None, seed: int) -> list:
+    """A seeded sample that is a prefix of every larger sample with the same seed,
+    so growing --limit adds questions and keeps the ones already answered."""
+    order = list(records)
+    random.Random(seed).shuffle(order)
+    return order if limit is None else order[:limit]
+
+
+def move_gold(record: dict, slot: int) -> dict:
+    """A copy of a HotpotQA record whose gold paragraphs start at ``slot`` of the
+    context (the others keep their relative order): the position sweep."""
+    gold_titles = {title for title, _ in record["supporting_facts"]}
+    golds = [p for p in record["context"] if p[0] in gold_titles]
+    others = [p for p in record["context"] if p[0] not in gold_titles]
+    slot = max(0, min(slot, len(others)))
+    return {**record, "context": others[:slot] + golds + others[slot:]}
+
+
+def hotpotqa(path: Path, limit: int | None = None, seed: int = 0, positions: Sequence[int] = ()) -> EvalSet:
+    """Distractor setting: each question's 10 paragraphs are its own corpus (in the
+    data set's order, or with the gold paragraphs moved to each of ``positions``)."""
+    records = sample(_read_json(path), limit, seed)
+    items, corpora = [], {}
+    for record in records:
+        variants = [(record["_id"], record)] if not positions else [
+            (f"{record['_id']}@pos{slot}", move_gold(record, slot)) for slot in positions
+        ]
+        for key, variant in variants:
+            loaded = hotpotqa_from_payload([variant], path)
+            corpora[key] = CorpusSpec(key, loaded.documents)
+            scope = tuple(d.doc_id for d in loaded.documents)
+            items.append(EvalItem(Question(key, record["question"], scope), (record["answer"],), key))
+    return EvalSet("hotpotqa", tuple(items), corpora)
+
+
+def hotpotqa_pooled(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
+    """All paragraphs of the sampled questions in one corpus: a real retrieval problem."""
+    per_question = hotpotqa(path, limit, seed)
+    documents: dict[str, Document] = {}
+    for spec in per_question.corpora.values():
+        for doc in spec.documents:
+            documents.setdefault(doc.doc_id, doc)
+    items = tuple(EvalItem(Question(i.question.qid, i.question.text), i.golds, "pooled") for i in per_question.items)
+    return EvalSet("hotpotqa-pooled", items, {"pooled": CorpusSpec("pooled", tuple(documents.values()))})
+
+
+def squad2(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
+    """SQuAD 2.0: the articles are long documents in one corpus; each question is
+    about its article (lc reads that article); unanswerable questions have no gold."""
+    payload = _read_json(path)
+    loaded = squad_from_payload(payload, path)
+    questions = []
+    for article in payload["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                golds = tuple(dict.fromkeys(a["text"] for a in qa.get("answers", [])))
+                questions.append((article["title"], qa["id"], qa["question"], golds, not qa.get("is_impossible", False)))
+    items = tuple(
+        EvalItem(Question(qid, text, (title,)), golds, "squad2", answerable)
+        for title, qid, text, golds, answerable in sample(questions, limit, seed)
+    )
+    return EvalSet("squad2", items, {"squad2": CorpusSpec("squad2", loaded.documents)})
+
+
+def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
+    """A user's own ``question, answers[]`` file, asked over an index they built
+    (corpus key ``existing``: the runner uses the given index as it is)."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                record = json.loads(line)
+                if "question" not in record:
+                    raise ValueError(f"{path}:{number}: no 'question' field")
+                rows.append((str(record.get("id", record.get("_id", number))), record["question"], tuple(record.get("answers", []))))
+    items = tuple(EvalItem(Question(qid, text), golds, "existing", bool(golds)) for qid, text, golds in sample(rows, limit, seed))
+    return EvalSet("qa-jsonl", items, {})

@@ -1,0 +1,111 @@
+"""Run every strategy over an evaluation set and record scored ledger rows.
+
+Each corpus is ingested into its own index under the work folder (incremental:
+a rerun costs nothing), questions of one corpus are answered together (the
+server batches them), and (question, strategy) pairs already in the ledger for
+this run id are skipped, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pipeline.answering import RunLabels, answer_and_record
+from pipeline.config import Config
+from pipeline.evaluation.items import EvalItem, EvalSet
+from pipeline.ingest import ingest
+from pipeline.ledger import Ledger
+from pipeline.loaders import LoadResult
+from pipeline.search import IndexReader
+from pipeline.strategies import Toolkit
+
+Progress = Callable[[int], None]  # called with the number of (question, strategy) pairs just finished
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    run_id: str
+    dataset: str
+    strategies: tuple[str, ...]
+    work_dir: Path
+    existing_index: Path | None = None  # for qa-jsonl: the user's own index
+    workers: int = 4  # corpora answered concurrently
+
+
+class SerialAttention:
+    """One attention model shared by worker threads, one forward pass at a time."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self._lock = inner, threading.Lock()
+
+    def passage_attention(self, prompt):
+        with self._lock:
+            return self.inner.passage_attention(prompt)
+
+
+def index_folder(work_dir: Path, key: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)[:60]
+    return work_dir / "indexes" / f"{safe}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def pending_pairs(items: Sequence[EvalItem], strategies: Sequence[str], done: set[tuple[str, str]]) -> int:
+    return sum(1 for i in items for s in strategies if (i.question.qid, s) not in done)
+
+
+def run_evaluation(
+    evalset: EvalSet,
+    run: EvalRun,
+    config: Config,
+    encoder,
+    reader,
+    attention,
+    ledger: Ledger,
+    budget: int,
+    progress: Progress | None = None,
+) -> int:
+    """Answer every pending (question, strategy) pair; returns how many were answered."""
+    done = ledger.done_keys(run.run_id)
+    by_corpus: dict[str, list[EvalItem]] = {}
+    for item in evalset.items:
+        by_corpus.setdefault(item.corpus, []).append(item)
+    ingest_lock = threading.Lock()
+    shared_attention = SerialAttention(attention) if attention is not None else None
+    answered = 0
+    answered_lock = threading.Lock()
+
+    def one_corpus(key: str) -> None:
+        nonlocal answered
+        items = by_corpus[key]
+        if not pending_pairs(items, run.strategies, done):
+            return
+        if key == "existing":
+            if run.existing_index is None:
+                raise ValueError("this data set asks questions over an existing index: pass --index")
+            index = run.existing_index
+        else:
+            index = index_folder(run.work_dir, key)
+            with ingest_lock:  # one encoder, one ingestion at a time
+                ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, config, encoder, "eval")
+        with IndexReader(index, lambda _: encoder) as corpus:
+            tools = Toolkit(corpus, reader, config.strategies, budget, shared_attention)
+            labels = RunLabels(run.run_id, f"{evalset.name}:{key}", config.index_fingerprint(), reader.model, evalset.name)
+            for name in run.strategies:
+                todo = [i for i in items if (i.question.qid, name) not in done]
+                if not todo:
+                    continue
+                golds = {i.question.qid: i.golds for i in todo if i.golds}
+                answer_and_record([i.question for i in todo], [name], tools, ledger, labels, golds=golds)
+                with answered_lock:
+                    answered += len(todo)
+                if progress is not None:
+                    progress(len(todo))
+
+    with ThreadPoolExecutor(max_workers=max(1, run.workers)) as pool:
+        list(pool.map(one_corpus, list(by_corpus)))
+    return answered
+

@@ -1,0 +1,303 @@
+"""The report's data, computed once from ledger rows so that rendering (HTML,
+Markdown, SVG) only formats and never does arithmetic on raw rows.
+
+Rows are pooled across whatever runs are passed in: give one run's rows for a
+one-run report. Quality means skip unscored rows (em/f1/recall None), so a
+question that errored still counts in ``n`` and in cost, but not in quality.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.ledger import LedgerRow
+
+UNLABELLED = "unlabelled"  # table name for rows whose dataset is None
+
+IntervalFn = Callable[[Sequence[float]], Any]  # -> (mean, low, high) or an object with .mean/.low/.high
+PositionOf = Callable[[LedgerRow], "int | None"]
+NiahCellOf = Callable[[LedgerRow], "tuple[int, int] | None"]
+AccuracyOf = Callable[[LedgerRow], "float | None"]
+
+
+# ------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its 95% interval over ``n`` scored values."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+@dataclass(frozen=True)
+class StrategyStats:
+    """One strategy's quality (with intervals), cost and behaviour on one slice of rows.
+    Quality fields are None when no row of the slice was scored on that metric;
+    ``fell_back_share`` is None when no row set ``fell_back`` (non-routing strategies)."""
+
+    strategy: str
+    n: int
+    em: Estimate | None
+    f1: Estimate | None
+    recall: Estimate | None
+    prompt_tokens: float
+    completion_tokens: float
+    latency_s: float
+    cut_share: float
+    fell_back_share: float | None
+    n_errors: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetTable:
+    """The per-strategy table for one dataset."""
+
+    dataset: str
+    rows: tuple[StrategyStats, ...]
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """Where a strategy sits on the cost/quality plane (mean prompt tokens vs mean F1)."""
+
+    strategy: str
+    prompt_tokens: float
+    f1: float
+
+
+@dataclass(frozen=True)
+class PositionPoint:
+    """Accuracy of a strategy when the evidence sits at ``position`` (position sweeps)."""
+
+    strategy: str
+    position: int
+    accuracy: float
+    n: int
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    """Needle-in-a-haystack accuracy at one needle depth (%) and haystack length (tokens),
+    pooled over strategies."""
+
+    depth: int
+    length: int
+    accuracy: float
+    n: int
+
+
+@dataclass(frozen=True)
+class RouteShare:
+    """Share of a strategy's answers produced by one route (self-route: rag or lc)."""
+
+    strategy: str
+    route: str
+    share: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a rendered report shows; ``overall`` pools all datasets."""
+
+    title: str
+    generated_at: str
+    run_ids: tuple[str, ...]
+    n_rows: int
+    overall: tuple[StrategyStats, ...]
+    tables: tuple[DatasetTable, ...]
+    frontier: tuple[FrontierPoint, ...]
+    positions: tuple[PositionPoint, ...]
+    heatmap: tuple[HeatCell, ...]
+    routes: tuple[RouteShare, ...]
+    config: Mapping[str, Any]
+    data_hashes: Mapping[str, str]
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        return tuple(s.strategy for s in self.overall)
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(t.dataset for t in self.tables)
+
+
+# ------------------------------------------------------------- extractors
+
+_POSITION = re.compile(r"@pos(\d+)(?=@|$)")
+_NIAH = re.compile(r"@d(\d+)@L(\d+)(?=@|$)")
+
+
+def parse_position(question_id: str) -> int | None:
+    """Evidence position from a position-sweep id such as ``q17@pos3`` (else None)."""
+    found = _POSITION.search(question_id)
+    return int(found.group(1)) if found else None
+
+
+def parse_niah_cell(question_id: str) -> tuple[int, int] | None:
+    """(depth %, length tokens) from a needle-in-a-haystack id such as ``n4@d25@L2000``."""
+    found = _NIAH.search(question_id)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def default_position_of(row: LedgerRow) -> int | None:
+    return parse_position(row.question_id)
+
+
+def default_niah_cell_of(row: LedgerRow) -> tuple[int, int] | None:
+    return parse_niah_cell(row.question_id)
+
+
+def default_accuracy(row: LedgerRow) -> float | None:
+    """Exact match where scored, else F1: sweeps and needle tests care about 'found it'."""
+    return row.em if row.em is not None else row.f1
+
+
+# -------------------------------------------------------------- intervals
+
+
+def default_interval(values: Sequence[float], *, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Percentile bootstrap of the mean (95%), deterministic for a given seed, so a
+    report rebuilt from the same rows shows the same intervals."""
+    data = np.asarray(values, dtype=float).ravel()
+    if data.size == 0:
+        raise ValueError("default_interval needs at least one value")
+    mean = float(data.mean())
+    if np.all(data == data[0]):
+        return float(data[0]), float(data[0]), float(data[0])
+    rng = np.random.default_rng(seed)
+    block = max(1, 1_000_000 // data.size)  # bounded memory for large n
+    means = np.empty(resamples)
+    for start in range(0, resamples, block):
+        stop = min(start + block, resamples)
+        means[start:stop] = data[rng.integers(0, data.size, size=(stop - start, data.size))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return mean, float(low), float(high)
+
+
+def _estimate(values: Sequence[float], interval_fn: IntervalFn) -> Estimate | None:
+    """Run any interval function and normalise its answer (tuple or Interval-like)."""
+    if not values:
+        return None
+    result = interval_fn(values)
+    if all(hasattr(result, name) for name in ("mean", "low", "high")):
+        mean, low, high = result.mean, result.low, result.high
+    else:
+        mean, low, high = tuple(result)[:3]
+    return Estimate(mean=float(mean), low=float(low), high=float(high), n=len(values))
+
+
+# ------------------------------------------------------------- building
+
+
+def _mean(values: Iterable[float]) -> float:
+    items = list(values)
+    return sum(items) / len(items) if items else 0.0
+
+
+def strategy_stats(strategy: str, rows: Sequence[LedgerRow], interval_fn: IntervalFn) -> StrategyStats:
+    """One table row: quality with intervals over scored rows, cost and shares over all rows."""
+    fell = [r.fell_back for r in rows if r.fell_back is not None]
+    return StrategyStats(
+        strategy=strategy,
+        n=len(rows),
+        em=_estimate([r.em for r in rows if r.em is not None], interval_fn),
+        f1=_estimate([r.f1 for r in rows if r.f1 is not None], interval_fn),
+        recall=_estimate([r.recall for r in rows if r.recall is not None], interval_fn),
+        prompt_tokens=_mean(r.prompt_tokens for r in rows),
+        completion_tokens=_mean(r.completion_tokens for r in rows),
+        latency_s=_mean((r.retrieval_ms + r.reading_ms) / 1000.0 for r in rows),
+        cut_share=_mean(1.0 if r.context_cut else 0.0 for r in rows),
+        fell_back_share=_mean(1.0 if f else 0.0 for f in fell) if fell else None,
+        n_errors=sum(1 for r in rows if r.error),
+    )
+
+
+def _by(rows: Iterable[LedgerRow], key: Callable[[LedgerRow], Any]) -> dict[Any, list[LedgerRow]]:
+    groups: dict[Any, list[LedgerRow]] = defaultdict(list)
+    for row in rows:
+        groups[key(row)].append(row)
+    return groups
+
+
+def _table(rows: Sequence[LedgerRow], interval_fn: IntervalFn) -> tuple[StrategyStats, ...]:
+    groups = _by(rows, lambda r: r.strategy)
+    return tuple(strategy_stats(name, groups[name], interval_fn) for name in sorted(groups))
+
+
+def position_points(
+    rows: Sequence[LedgerRow], position_of: PositionOf, accuracy_of: AccuracyOf
+) -> tuple[PositionPoint, ...]:
+    """Mean accuracy per (strategy, evidence position), over rows that carry a position."""
+    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for row in rows:
+        position, score = position_of(row), accuracy_of(row)
+        if position is not None and score is not None:
+            groups[(row.strategy, position)].append(score)
+    return tuple(
+        PositionPoint(strategy=s, position=p, accuracy=_mean(v), n=len(v)) for (s, p), v in sorted(groups.items())
+    )
+
+
+def heat_cells(rows: Sequence[LedgerRow], niah_cell_of: NiahCellOf, accuracy_of: AccuracyOf) -> tuple[HeatCell, ...]:
+    """Mean accuracy per (depth, length) over needle rows, all strategies pooled."""
+    groups: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for row in rows:
+        cell, score = niah_cell_of(row), accuracy_of(row)
+        if cell is not None and score is not None:
+            groups[cell].append(score)
+    return tuple(HeatCell(depth=d, length=l, accuracy=_mean(v), n=len(v)) for (d, l), v in sorted(groups.items()))
+
+
+def route_shares(rows: Sequence[LedgerRow]) -> tuple[RouteShare, ...]:
+    """For each strategy, the share of its rows per route (sums to 1 per strategy)."""
+    shares: list[RouteShare] = []
+    for strategy, group in sorted(_by(rows, lambda r: r.strategy).items()):
+        counts = Counter(r.route for r in group)
+        shares.extend(RouteShare(strategy, route, counts[route] / len(group)) for route in sorted(counts))
+    return tuple(shares)
+
+
+def build_report(
+    rows: Sequence[LedgerRow],
+    *,
+    title: str,
+    config: Mapping[str, Any],
+    data_hashes: Mapping[str, str],
+    interval_fn: IntervalFn | None = None,
+    position_of: PositionOf | None = None,
+    niah_cell_of: NiahCellOf | None = None,
+    accuracy_of: AccuracyOf | None = None,
+    generated_at: str | None = None,
+) -> Report:
+    """All report data from ledger rows. ``interval_fn`` may be ``pipeline.stats.bootstrap_mean``
+    or anything returning (mean, low, high); ``generated_at`` defaults to now (UTC)."""
+    rows = list(rows)
+    interval_fn = interval_fn or default_interval
+    accuracy_of = accuracy_of or default_accuracy
+    overall = _table(rows, interval_fn)
+    datasets = _by(rows, lambda r: r.dataset or UNLABELLED)
+    return Report(
+        title=title,
+        generated_at=generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        run_ids=tuple(sorted({r.run_id for r in rows})),
+        n_rows=len(rows),
+        overall=overall,
+        tables=tuple(DatasetTable(name, _table(datasets[name], interval_fn)) for name in sorted(datasets)),
+        frontier=tuple(FrontierPoint(s.strategy, s.prompt_tokens, s.f1.mean) for s in overall if s.f1 is not None),
+        positions=position_points(rows, position_of or default_position_of, accuracy_of),
+        heatmap=heat_cells(rows, niah_cell_of or default_niah_cell_of, accuracy_of),
+        routes=route_shares(rows),
+        config=MappingProxyType(dict(config)),
+        data_hashes=MappingProxyType({str(k): str(v) for k, v in data_hashes.items()}),
+    )

@@ -1,0 +1,102 @@
+"""The evaluation harness above the reader (fake reader): data sets become
+questions over corpora, every strategy answers every question once, scored rows
+land in the ledger, and a rerun resumes without repeating work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.config import config_from_dict
+from pipeline.evaluation import DATASETS, EvalRun, move_gold, run_evaluation
+from pipeline.ledger import Ledger
+from readers.fake import FakeReader
+
+RECORD = {
+    "_id": "q1",
+    "question": "Which river flows through the capital of Ruritania?",
+    "answer": "Strelsau River",
+    "supporting_facts": [["Ruritania", 0], ["Strelsau", 0]],
+    "context": [
+        ["Alpha", ["Alpha is a letter."]],
+        ["Ruritania", ["Ruritania is a kingdom whose capital is Strelsau."]],
+        ["Beta", ["Beta follows alpha."]],
+        ["Strelsau", ["The Strelsau River flows through the capital of Ruritania."]],
+        ["Gamma", ["Gamma rays are energetic."]],
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "slot, expected",
+    [
+        (0, ["Ruritania", "Strelsau", "Alpha", "Beta", "Gamma"]),
+        (1, ["Alpha", "Ruritania", "Strelsau", "Beta", "Gamma"]),
+        (3, ["Alpha", "Beta", "Gamma", "Ruritania", "Strelsau"]),
+        (9, ["Alpha", "Beta", "Gamma", "Ruritania", "Strelsau"]),  # clamped to the end
+    ],
+)
+def test_move_gold_places_the_gold_paragraphs_at_the_slot(slot, expected):
+    assert [title for title, _ in move_gold(RECORD, slot)["context"]] == expected
+
+
+def write_hotpot(tmp_path, n=3):
+    records = [{**RECORD, "_id": f"q{i}"} for i in range(n)]
+    path = tmp_path / "hotpot.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_hotpotqa_items_scope_and_positions(tmp_path):
+    evalset = DATASETS["hotpotqa"](write_hotpot(tmp_path), limit=2, seed=1, positions=(0, 3))
+    assert len(evalset.items) == 4 and len(evalset.corpora) == 4
+    assert {i.question.qid.split("@")[1] for i in evalset.items} == {"pos0", "pos3"}
+    item = evalset.items[0]
+    assert set(item.question.doc_scope) == {d.doc_id for d in evalset.corpora[item.corpus].documents}
+    assert item.golds == ("Strelsau River",)
+
+
+def test_sampling_is_seeded_and_prefix_stable(tmp_path):
+    path = write_hotpot(tmp_path, n=10)
+    small = [i.question.qid for i in DATASETS["hotpotqa"](path, limit=3, seed=7).items]
+    large = [i.question.qid for i in DATASETS["hotpotqa"](path, limit=6, seed=7).items]
+    assert large[:3] == small
+    assert [i.question.qid for i in DATASETS["hotpotqa"](path, limit=3, seed=7).items] == small
+
+
+def test_squad2_keeps_unanswerable_questions_without_gold(tmp_path):
+    payload = {"data": [{"title": "Ruritania", "paragraphs": [{"context": "Strelsau is the capital.", "qas": [
+        {"id": "a", "question": "What is the capital?", "answers": [{"text": "Strelsau", "answer_start": 0}], "is_impossible": False},
+        {"id": "b", "question": "What is the currency?", "answers": [], "is_impossible": True},
+    ]}]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(payload))
+    evalset = DATASETS["squad2"](path)
+    by_id = {i.question.qid: i for i in evalset.items}
+    assert by_id["a"].golds == ("Strelsau",) and by_id["a"].answerable
+    assert by_id["b"].golds == () and not by_id["b"].answerable
+    assert by_id["a"].question.doc_scope == ("Ruritania",)
+
+
+def test_qa_jsonl_names_a_missing_field(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "x?", "answers": ["y"]}\n{"answers": ["z"]}\n')
+    with pytest.raises(ValueError, match="qa.jsonl:2: no 'question'"):
+        DATASETS["qa-jsonl"](path)
+
+
+def test_run_answers_every_pair_once_and_resumes(tmp_path, encoder):
+    evalset = DATASETS["hotpotqa"](write_hotpot(tmp_path), limit=2)
+    ledger = Ledger(tmp_path / "eval.duckdb")
+    config = config_from_dict({"chunking": {"target_tokens": 16}})
+    strategies = ("rag", "lc", "self-route")
+    run = EvalRun("r1", "hotpotqa", strategies, tmp_path / "work", workers=2)
+    answered = run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400)
+    assert answered == 2 * len(strategies)
+    rows = ledger.rows("r1")
+    asked = [i.question.qid for i in evalset.items]
+    assert sorted((r.question_id, r.strategy) for r in rows) == sorted((q, s) for q in asked for s in strategies)
+    assert all(r.gold_answers == ("Strelsau River",) and r.f1 is not None and r.dataset == "hotpotqa" for r in rows)
+    again = run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400)
+    assert again == 0 and ledger.count("r1") == 6
