@@ -11,13 +11,9 @@ Prints the per-strategy summary computed by SQL from the ledger.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import random
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,17 +34,6 @@ from ledger where run_id = ? group by strategy order by f1 desc
 """
 
 
-class LockedAttention:
-    """One attention model shared by worker threads, one forward at a time."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.lock = inner, threading.Lock()
-
-    def passage_attention(self, prompt):
-        with self.lock:
-            return self.inner.passage_attention(prompt)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hotpotqa_dev_distractor" / "hotpot_dev_distractor_v1.json.gz")
@@ -62,59 +47,32 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML with reader/strategies sections")
     args = parser.parse_args()
 
-    from pipeline.answering import RunLabels, answer_and_record, context_budget
+    from pipeline.answering import context_budget
     from pipeline.config import load_config
     from pipeline.encoder import make_encoder
-    from pipeline.ingest import ingest
+    from pipeline.evaluation import DATASETS, EvalRun, run_evaluation
     from pipeline.ledger import Ledger
-    from pipeline.loaders.hotpotqa import hotpotqa_from_payload
     from pipeline.reader_server import ReaderServer
-    from pipeline.search import IndexReader
-    from pipeline.strategies import Question, Toolkit, resolve_names
+    from pipeline.strategies import resolve_names
     from readers.attention import TransformersAttention
     from readers.vllm import VLLMReader
 
     config = load_config(args.config)
-    names = resolve_names(args.strategies)
-    opener = gzip.open if args.data.suffix == ".gz" else open
-    with opener(args.data, "rt", encoding="utf-8") as handle:
-        records = json.load(handle)
-    random.Random(args.seed).shuffle(records)
-    records = records[: args.limit]
-
+    evalset = DATASETS["hotpotqa"](args.data, args.limit, args.seed)
     server = ReaderServer(config.reader, project_root=ROOT)
     if not server.status().ready:
         print("starting the reader ...", flush=True)
         server.start()
     reader = VLLMReader(config.reader, project_root=ROOT)
-    encoder = make_encoder(config.encoder).warm_up()
-    attention = LockedAttention(TransformersAttention(ROOT / config.reader.model_dir))
     ledger = Ledger(args.ledger)
-    done = ledger.done_keys(args.run_id)
-    budget = context_budget(config.reader, config.strategies)
-    ingest_lock = threading.Lock()
+    run = EvalRun(args.run_id, evalset.name, tuple(resolve_names(args.strategies)), args.work, workers=args.workers)
     started = time.perf_counter()
-    progress = {"questions": 0}
-
-    def one(record: dict) -> None:
-        qid = record["_id"]
-        todo = [n for n in names if (qid, n) not in done]
-        if not todo:
-            return
-        index = args.work / "indexes" / qid
-        with ingest_lock:  # the encoder is shared; ingest one question at a time
-            loaded = hotpotqa_from_payload([record], args.data)
-            ingest(loaded, index, config, encoder, "hotpotqa")
-        with IndexReader(index, lambda c: encoder) as corpus:
-            tools = Toolkit(corpus, reader, config.strategies, budget, attention)
-            labels = RunLabels(args.run_id, f"hotpotqa/{qid}", config.index_fingerprint(), reader.model, "hotpotqa-distractor")
-            question = Question(qid, record["question"], tuple(corpus.doc_ids()))
-            answer_and_record([question], todo, tools, ledger, labels, golds={qid: [record["answer"]]})
-        progress["questions"] += 1
-        print(f"[{progress['questions']}/{len(records)}] {qid} done in {time.perf_counter() - started:.0f} s", flush=True)
-
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        list(pool.map(one, records))
+    answered = run_evaluation(
+        evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
+        TransformersAttention(ROOT / config.reader.model_dir), ledger, context_budget(config.reader, config.strategies),
+        lambda n: print(f"answered {n} more after {time.perf_counter() - started:.0f} s", flush=True),
+    )
+    print(f"answered {answered} (question, strategy) pairs in {time.perf_counter() - started:.0f} s")
 
     rows = ledger.query(SUMMARY_SQL, [args.run_id])
     print("\nSQL:\n" + SUMMARY_SQL)

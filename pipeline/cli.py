@@ -247,9 +247,11 @@ def info(index: Path = typer.Option(..., "--index", "-i", help="An index folder.
 def _register_command_groups() -> None:
     """Command groups live in their own modules; they are attached here."""
     from pipeline.cli_ask import ask
+    from pipeline.cli_eval import evaluate
     from pipeline.cli_reader import reader_app
 
     app.command("ask")(ask)
+    app.command("eval")(evaluate)
     app.add_typer(reader_app, name="reader")
 
 

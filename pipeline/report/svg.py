@@ -399,7 +399,7 @@ def bars_with_intervals(
     mean with a whisker from low to high; None leaves a gap."""
     if not categories or not series:
         return _no_data(width, height, figure, title)
-    legend_w = max(90.0, max(len(name) for name in series) * CHAR_W + 40)
+    legend_w = max(125.0, max(len(name) for name in series) * CHAR_W + 40)
     left, top, right = 70.0, 44.0, width - legend_w - 16
     group_w = (right - left) / len(categories)
     widest = max(len(c) for c in categories) * CHAR_W

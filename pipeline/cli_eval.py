@@ -1,0 +1,80 @@
+"""``lcrag eval``: every strategy over the same questions of a data set, scored
+rows into the ledger under one run id; rerunning the same run id resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+out = Console()
+
+
+def evaluate(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="NAME:PATH with NAME one of hotpotqa, hotpotqa-pooled, squad2, qa-jsonl."),
+    strategies: str = typer.Option("all", "--strategies", "-s", help="Comma-separated strategy names, or all."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Questions to sample (a seeded prefix: a larger limit keeps these)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Ledger run id; reuse it to resume an interrupted run."),
+    positions: str = typer.Option("", "--positions", help="hotpotqa only: comma-separated slots to move the gold paragraphs to (position sweep)."),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help="qa-jsonl only: the index the questions are asked over."),
+    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (encoder, units, chunking, reader, strategies)."),
+    ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: .state/ledger.duckdb)."),
+    work: Optional[Path] = typer.Option(None, "--work", help="Where evaluation indexes are kept (default: .state/eval)."),
+) -> None:
+    """Answer a data set's questions with every strategy and record scored rows.
+
+    Each corpus is ingested once into its own index; a second run with the same
+    --run-id answers only what is missing. Needs the reader (`lcrag reader start`).
+    """
+    from pipeline.answering import context_budget, new_run_id
+    from pipeline.cli import _domain_errors, _fail, _progress
+    from pipeline.config import load_config
+    from pipeline.encoder import make_encoder
+    from pipeline.evaluation import DATASETS, EvalRun, run_evaluation
+    from pipeline.ledger import Ledger, LedgerError
+    from pipeline.paths import default_ledger, project_root, resolve
+    from pipeline.strategies import UnknownStrategyError, resolve_names
+    from readers.attention import TransformersAttention
+    from readers.base import ReaderError
+    from readers.vllm import VLLMReader
+
+    name, _, path = dataset.partition(":")
+    if name not in DATASETS or not path:
+        _fail(f"--dataset must be NAME:PATH with NAME one of {', '.join(DATASETS)}; got {dataset!r}")
+    try:
+        names = tuple(resolve_names(strategies))
+        config = load_config(config_file)
+        slots = tuple(int(p) for p in positions.split(",") if p.strip())
+        builder = DATASETS[name]
+        evalset = builder(Path(path), limit, seed, slots) if slots else builder(Path(path), limit, seed)
+        reader = VLLMReader(config.reader, project_root=project_root())
+        if not reader.healthy():
+            _fail(f"no reader serves {config.reader.model!r} at {reader.url}; start it with `lcrag reader start`")
+        ledger = Ledger(ledger_file or default_ledger())
+        run = EvalRun(run_id or new_run_id(), evalset.name, names, work or project_root() / ".state" / "eval", index)
+        done = ledger.done_keys(run.run_id)
+        total = sum(1 for i in evalset.items for s in names if (i.question.qid, s) not in done)
+        console.print(f"run {run.run_id}: {len(evalset.items)} questions x {len(names)} strategies, {total} to answer")
+        with _progress() as bar:
+            task = bar.add_task("questions x strategies", total=total)
+            answered = run_evaluation(
+                evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
+                TransformersAttention(resolve(config.reader.model_dir)), ledger,
+                context_budget(config.reader, config.strategies), lambda n: bar.advance(task, n),
+            )
+    except (UnknownStrategyError, ReaderError, LedgerError, FileNotFoundError, *_domain_errors()) as err:
+        _fail(str(err))
+    except ValueError as err:
+        _fail(str(err))
+    summary = ledger.query(
+        "select strategy, count(*) n, round(avg(em), 3) em, round(avg(f1), 3) f1, round(avg(prompt_tokens)) prompt_tokens, "
+        "round(avg(retrieval_ms + reading_ms) / 1000, 2) seconds from ledger where run_id = ? group by 1 order by f1 desc",
+        [run.run_id],
+    )
+    for row in summary:
+        out.print("  ".join(f"{k}={v}" for k, v in row.items()), highlight=False)
+    out.print(f"answered {answered} pairs; run id {run.run_id}; ledger {ledger.path}", highlight=False)
