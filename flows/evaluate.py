@@ -21,7 +21,7 @@ from pipeline.ledger import Ledger
 from pipeline.paths import default_ledger, project_root, resolve
 from pipeline.strategies import resolve_names
 from readers.attention import TransformersAttention
-from readers.vllm import VLLMReader
+from readers import make_reader
 
 
 @task(name="build evaluation set", cache_policy=NO_CACHE)
@@ -35,7 +35,7 @@ def build_task(dataset: str, path: str, limit: int | None, seed: int, positions:
 @task(name="answer and record", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def answer_task(evalset: EvalSet, run: EvalRun, config_file: str | None, ledger_path: str) -> int:
     config = load_config(config_file)
-    reader = VLLMReader(config.reader, project_root=project_root())
+    reader = make_reader(config.reader, project_root())
     try:
         answered = run_evaluation(
             evalset, run, config, make_encoder(config.encoder).warm_up(), reader,

@@ -42,14 +42,14 @@ def ask(
     from pipeline.strategies import Question, Toolkit, UnknownStrategyError, resolve_names
     from readers.attention import TransformersAttention
     from readers.base import ReaderError
-    from readers.vllm import VLLMReader
+    from readers import make_reader
 
     try:
         names = resolve_names(strategy)
         config = load_config(config_file)
-        reader = VLLMReader(config.reader, project_root=resolve("."))
+        reader = make_reader(config.reader, resolve("."))
         if not reader.healthy():
-            _fail(f"no reader serves {config.reader.model!r} at {reader.url}; start it with `lcrag reader start` "
+            _fail(f"no reader serves {config.reader.model!r} at {config.reader.url}; start it with `lcrag reader start` "
                   "or set reader.base_url in --config")
         ledger = Ledger(ledger_file or default_ledger())
         with IndexReader(index, make_encoder) as corpus:

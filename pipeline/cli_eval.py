@@ -40,7 +40,7 @@ def evaluate(
     from pipeline.strategies import UnknownStrategyError, resolve_names
     from readers.attention import TransformersAttention
     from readers.base import ReaderError
-    from readers.vllm import VLLMReader
+    from readers import make_reader
 
     name, _, path = dataset.partition(":")
     if name not in DATASETS or not path:
@@ -51,9 +51,9 @@ def evaluate(
         slots = tuple(int(p) for p in positions.split(",") if p.strip())
         builder = DATASETS[name]
         evalset = builder(Path(path), limit, seed, slots) if slots else builder(Path(path), limit, seed)
-        reader = VLLMReader(config.reader, project_root=project_root())
+        reader = make_reader(config.reader, project_root())
         if not reader.healthy():
-            _fail(f"no reader serves {config.reader.model!r} at {reader.url}; start it with `lcrag reader start`")
+            _fail(f"no reader serves {config.reader.model!r} at {config.reader.url}; start it with `lcrag reader start`")
         ledger = Ledger(ledger_file or default_ledger())
         run = EvalRun(run_id or new_run_id(), evalset.name, names, work or project_root() / ".state" / "eval", index)
         done = ledger.done_keys(run.run_id)
@@ -72,7 +72,7 @@ def evaluate(
         _fail(str(err))
     summary = ledger.query(
         "select strategy, count(*) n, round(avg(em), 3) em, round(avg(f1), 3) f1, round(avg(prompt_tokens)) prompt_tokens, "
-        "round(avg(retrieval_ms + reading_ms) / 1000, 2) seconds from ledger where run_id = ? group by 1 order by f1 desc",
+        "round(avg(retrieval_ms + reading_ms) / 1000, 2) mean_latency_s from ledger where run_id = ? group by 1 order by f1 desc",
         [run.run_id],
     )
     for row in summary:

@@ -38,3 +38,9 @@ class FakeReader:
 
     def read_many(self, prompts: Sequence[Prompt]) -> list[Answer]:
         return [self.read(p) for p in prompts]
+
+    def healthy(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

@@ -100,3 +100,26 @@ def test_run_answers_every_pair_once_and_resumes(tmp_path, encoder):
     assert all(r.gold_answers == ("Strelsau River",) and r.f1 is not None and r.dataset == "hotpotqa" for r in rows)
     again = run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400)
     assert again == 0 and ledger.count("r1") == 6
+
+
+def test_cli_eval_with_the_fake_backend_prints_a_summary(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text("reader:\n  backend: fake\n")
+    result = CliRunner().invoke(app, ["eval", "--dataset", f"hotpotqa:{write_hotpot(tmp_path)}", "--strategies", "rag,op-rag",
+                                      "--limit", "1", "--run-id", "cli", "--config", str(config),
+                                      "--ledger", str(tmp_path / "l.duckdb"), "--work", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    assert "strategy=rag" in result.output and "answered 2 pairs" in result.output
+
+
+def test_cli_eval_rejects_an_unknown_dataset(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--dataset", "trivia:x.json"])
+    assert result.exit_code == 2 and "hotpotqa, hotpotqa-pooled, squad2, qa-jsonl" in result.output

@@ -29,3 +29,21 @@ def test_flow_tasks_retry_the_resumable_steps():
 
     assert embed_task.retries == 2 and publish_task.retries == 2
     assert not load_task.retries  # a bad file is reported, never retried
+
+
+def test_evaluate_flow_records_every_pair_and_resumes(prefect_harness, tmp_path):
+    """The flow's wiring (data set -> runner -> ledger) with the fake reader backend;
+    the real reader is exercised by tests/test_reader_integration.py."""
+    from flows.evaluate import evaluate_flow
+    from pipeline.ledger import Ledger
+    from tests.test_evaluation import write_hotpot
+
+    config = tmp_path / "config.yaml"
+    config.write_text("reader:\n  backend: fake\nchunking:\n  target_tokens: 16\n")
+    ledger = tmp_path / "eval.duckdb"
+    kwargs = dict(dataset="hotpotqa", path=str(write_hotpot(tmp_path)), strategies="rag,lc", limit=2, run_id="flow-run",
+                  config_file=str(config), ledger=str(ledger), work=str(tmp_path / "work"))
+    first = evaluate_flow(**kwargs)
+    assert first == {"run_id": "flow-run", "questions": 2, "answered": 4}
+    assert Ledger(ledger).count("flow-run") == 4
+    assert evaluate_flow(**kwargs)["answered"] == 0

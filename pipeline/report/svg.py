@@ -182,12 +182,12 @@ def _place_labels(anchors: Sequence[tuple[str, float, float]], bounds: tuple[flo
     for label, x, y in anchors:
         width = len(label) * CHAR_W
         options = [
-            (x + 9, y + 4, "start"),
-            (x - 9, y + 4, "end"),
-            (x, y - 10, "middle"),
-            (x, y + 18, "middle"),
-            (x + 9, y - 10, "start"),
-            (x + 9, y + 18, "start"),
+            (x + 11, y + 4, "start"),
+            (x - 11, y + 4, "end"),
+            (x, y - 12, "middle"),
+            (x, y + 20, "middle"),
+            (x + 11, y - 10, "start"),
+            (x + 11, y + 18, "start"),
         ]
         chosen = options[0]
         for tx, ty, anchor in options:
@@ -212,12 +212,14 @@ def scatter(
     figure: str = "frontier",
     y_range: tuple[float, float] = (0.0, 1.0),
     log_x: bool | None = None,
+    colours: Mapping[str, str] | None = None,
     width: int = 760,
     height: int = 440,
 ) -> str:
     """Cost/quality plane: one labelled point per (label, x, y), the Pareto frontier
     as a dashed line. Token costs span orders of magnitude, so x goes log when
-    max/min >= 10 (unless ``log_x`` says otherwise)."""
+    max/min >= 10 (unless ``log_x`` says otherwise). ``colours`` keeps a strategy's
+    colour the same across figures."""
     if not points:
         return _no_data(width, height, figure, title)
     left, top, right, bottom = 70.0, 44.0, width - 170.0, height - 62.0
@@ -245,12 +247,15 @@ def scatter(
     anchors = [(points[i][0], sx(points[i][1]), sy(points[i][2])) for i in order]
     on_front = {p[0] for p in front}
     for i, (label, px, py), (tx, ty, anchor) in zip(order, anchors, _place_labels(anchors, (left, top, right + 160, bottom))):
+        fill = (colours or {}).get(label, colour(i))
         ring = f' stroke="{INK}" stroke-width="1.5"' if label in on_front else ' stroke="#ffffff" stroke-width="1"'
         parts.append(
-            f'<circle cx="{_n(px)}" cy="{_n(py)}" r="6" fill="{colour(i)}"{ring}>'
+            f'<circle cx="{_n(px)}" cy="{_n(py)}" r="6" fill="{fill}"{ring}>'
             f"<title>{_e(label)}: {_e(fmt_tick(points[i][1]))} tokens, {points[i][2]:.3f}</title></circle>"
         )
-        parts.append(_text(tx, ty, label, anchor, font_weight="600", fill=colour(i)))
+        # white halo: the label stays readable where the frontier line passes under it
+        parts.append(_text(tx, ty, label, anchor, font_weight="600", fill=fill, stroke="#ffffff",
+                           stroke_width="4", stroke_linejoin="round", paint_order="stroke"))
     parts += _legend([("Pareto frontier", INK, "dash")], right + 24, top + 8)
     parts.append(_text(right + 24, top + 36, "ringed: on the frontier", "start", fill=MUTED, font_size="11"))
     return "\n".join(parts + ["</svg>"])
@@ -267,10 +272,12 @@ def lines(
     *,
     figure: str = "position",
     y_range: tuple[float, float] = (0.0, 1.0),
+    colours: Mapping[str, str] | None = None,
     width: int = 760,
     height: int = 400,
 ) -> str:
-    """One line per series (e.g. accuracy by evidence position per strategy), with a legend."""
+    """One line per series (e.g. accuracy by evidence position per strategy), with a legend;
+    ``colours`` maps series names to colours (else the palette in order)."""
     xs = sorted({x for values in series.values() for x, _ in values})
     if not xs:
         return _no_data(width, height, figure, title)
@@ -289,14 +296,15 @@ def lines(
         pts = sorted(values)
         if not pts:
             continue
+        ink = (colours or {}).get(name, colour(i))
         path = " ".join(f"{_n(sx(x))},{_n(sy(y))}" for x, y in pts)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour(i)}" stroke-width="2.5"/>')
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{ink}" stroke-width="2.5" stroke-opacity="0.9"/>')
         for x, y in pts:
             parts.append(
-                f'<circle cx="{_n(sx(x))}" cy="{_n(sy(y))}" r="3.5" fill="{colour(i)}">'
+                f'<circle cx="{_n(sx(x))}" cy="{_n(sy(y))}" r="3.5" fill="{ink}">'
                 f"<title>{_e(name)} @ {_e(fmt_tick(x))}: {y:.3f}</title></circle>"
             )
-        entries.append((name, colour(i), "line"))
+        entries.append((name, ink, "line"))
     parts += _legend(entries, right + 20, top + 8)
     return "\n".join(parts + ["</svg>"])
 
@@ -368,7 +376,7 @@ def heatmap(
     )
     # colour scale: ten discrete steps (no gradient ids that could clash between figures)
     lx, steps, bar_h = width - legend_w + 10, 10, max(120.0, bottom - top - 20)
-    parts.append(_text(lx, top - 6, value_label, "start", font_size="11", fill=MUTED))
+    parts.append(_text(lx, top - 10, value_label, "start", font_size="11", fill=MUTED))
     for k in range(steps):
         value = 1 - (k + 0.5) / steps
         parts.append(

@@ -1,0 +1,336 @@
+"""Render a ``Report`` as one self-contained HTML file (inline CSS and SVG, no
+scripts, no external references, so it opens offline and can be mailed or
+archived as is) and as Markdown with the same tables for diffs and PRs."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from html import escape
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from pipeline.report import svg
+from pipeline.report.model import Estimate, Report, StrategyStats
+
+HEADERS = (
+    "Strategy",
+    "n",
+    "EM",
+    "F1",
+    "Recall",
+    "Prompt tokens",
+    "Completion tokens",
+    "Latency (s)",
+    "Context cut",
+    "Fell back",
+)
+
+CAPTIONS = {
+    "quality": "Mean EM, F1 and evidence recall per strategy over all datasets; whiskers are 95% bootstrap intervals.",
+    "frontier": "Cost against quality: mean prompt tokens per question against mean F1. The dashed line joins the "
+    "Pareto frontier, the strategies no other strategy beats on both cost and quality.",
+    "position": "Accuracy (EM, else F1) by the position of the evidence in the context, per strategy "
+    "(position-sweep questions, ids ending in @posN).",
+    "heatmap": "Needle-in-a-haystack accuracy by needle depth (% into the context) and haystack length (tokens), "
+    "all strategies pooled (ids ending in @dD@LN).",
+}
+
+CSS = """
+:root { --ink:#222; --muted:#666; --line:#ddd; --soft:#f6f7f9; --accent:#0072B2; }
+* { box-sizing: border-box; }
+body { margin:0; background:#fff; color:var(--ink);
+  font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif; }
+main { max-width: 1180px; margin: 0 auto; padding: 28px 32px 64px; }
+h1 { font-size: 28px; margin: 0 0 4px; }
+h2 { font-size: 21px; margin: 40px 0 12px; padding-bottom: 6px; border-bottom: 2px solid var(--line); }
+h3 { font-size: 17px; margin: 24px 0 8px; }
+.meta { color: var(--muted); margin: 0 0 12px; }
+nav { margin: 12px 0 0; font-size: 14px; }
+nav a { color: var(--accent); text-decoration: none; margin-right: 14px; }
+ul.findings { padding-left: 20px; margin: 8px 0 16px; }
+ul.findings li { margin: 3px 0; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: 14px; font-variant-numeric: tabular-nums; }
+th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+th { background: var(--soft); font-weight: 600; border-bottom: 2px solid #ccc; white-space: normal; vertical-align: bottom; }
+th:first-child, td:first-child { text-align: left; }
+tbody tr:nth-child(even) { background: #fbfbfc; }
+tr.best td:first-child { font-weight: 700; }
+.ci { color: var(--muted); font-size: 12px; margin-left: 4px; }
+table.text th, table.text td { text-align: left; white-space: normal; }
+table.kv td { text-align: left; white-space: normal; word-break: break-all; }
+table.kv th { text-align: left; }
+table.kv td:first-child { white-space: nowrap; word-break: normal; width: 30%; }
+code { font-family: ui-monospace, 'SFMono-Regular', Menlo, Consolas, monospace; font-size: 13px; }
+figure { margin: 16px 0 8px; padding: 12px; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+figure svg { display: block; margin: 0 auto; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 8px; }
+figcaption b { color: var(--ink); }
+.note { color: var(--muted); font-size: 14px; }
+"""
+
+
+# ----------------------------------------------------------- cell formats
+
+
+def fmt_estimate(est: Estimate | None) -> str:
+    """Plain text for Markdown: ``0.620 [0.550, 0.690]``."""
+    return "–" if est is None else f"{est.mean:.3f} [{est.low:.3f}, {est.high:.3f}]"
+
+
+def fmt_share(share: float | None) -> str:
+    return "–" if share is None else f"{share * 100:.1f}%"
+
+
+def stat_cells(s: StrategyStats) -> tuple[str, ...]:
+    """One table row as plain text, in ``HEADERS`` order (Markdown uses it as is)."""
+    return (
+        s.strategy,
+        str(s.n),
+        fmt_estimate(s.em),
+        fmt_estimate(s.f1),
+        fmt_estimate(s.recall),
+        f"{s.prompt_tokens:,.0f}",
+        f"{s.completion_tokens:,.1f}",
+        f"{s.latency_s:.2f}",
+        fmt_share(s.cut_share),
+        fmt_share(s.fell_back_share),
+    )
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested config as sorted dotted keys with JSON-ish values, one line each."""
+    items: list[tuple[str, str]] = []
+    for key in sorted(config, key=str):
+        value, name = config[key], f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            items.extend(flatten(value, f"{name}."))
+        else:
+            items.append((name, value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)))
+    return items
+
+
+def best_f1(stats: Sequence[StrategyStats]) -> StrategyStats | None:
+    scored = [s for s in stats if s.f1 is not None]
+    return max(scored, key=lambda s: (s.f1.mean, -s.prompt_tokens)) if scored else None
+
+
+def findings(report: Report) -> list[str]:
+    """Summary sentences (plain text) shared by HTML and Markdown."""
+    lines = [
+        f"{report.n_rows} answers from {len(report.strategies)} strategies on {len(report.tables)} dataset(s).",
+    ]
+    best = best_f1(report.overall)
+    if best is not None:
+        lines.append(f"Best mean F1: {best.strategy}, {fmt_estimate(best.f1)}, at {best.prompt_tokens:,.0f} prompt tokens per question.")
+    if report.overall:
+        cheap = min(report.overall, key=lambda s: s.prompt_tokens)
+        lines.append(f"Cheapest: {cheap.strategy}, {cheap.prompt_tokens:,.0f} prompt tokens per question (F1 {fmt_estimate(cheap.f1)}).")
+    front = svg.pareto_front([(p.strategy, p.prompt_tokens, p.f1) for p in report.frontier])
+    if front:
+        lines.append("On the cost/quality frontier: " + ", ".join(p[0] for p in front) + ".")
+    fell = [s for s in report.overall if s.fell_back_share is not None]
+    for s in fell:
+        lines.append(f"{s.strategy} fell back to long context on {fmt_share(s.fell_back_share)} of questions.")
+    return lines
+
+
+# ---------------------------------------------------------------- figures
+
+
+def figures(report: Report) -> dict[str, str]:
+    """The SVG of every figure the report has data for, keyed by figure name."""
+    out: dict[str, str] = {}
+    colours = {name: svg.colour(i) for i, name in enumerate(report.strategies)}
+    metrics = [(name, attr) for name, attr in (("EM", "em"), ("F1", "f1"), ("Recall", "recall"))
+               if any(getattr(s, attr) is not None for s in report.overall)]
+    if metrics:
+        out["quality"] = svg.bars_with_intervals(
+            [s.strategy for s in report.overall],
+            {name: [_triple(getattr(s, attr)) for s in report.overall] for name, attr in metrics},
+            "score",
+            "Answer quality per strategy",
+        )
+    if report.frontier:
+        out["frontier"] = svg.scatter(
+            [(p.strategy, p.prompt_tokens, p.f1) for p in report.frontier],
+            "mean prompt tokens per question",
+            "mean F1",
+            "Cost / quality frontier",
+            colours=colours,
+        )
+    if report.positions:
+        series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for p in report.positions:
+            series[p.strategy].append((p.position, p.accuracy))
+        out["position"] = svg.lines(series, "evidence position", "accuracy", "Accuracy by evidence position", colours=colours)
+    if report.heatmap:
+        out["heatmap"] = svg.heatmap(
+            [(c.length, c.depth, c.accuracy, c.n) for c in report.heatmap],
+            "haystack length (tokens)",
+            "needle depth (%)",
+            "Needle in a haystack",
+        )
+    return out
+
+
+def _triple(est: Estimate | None) -> tuple[float, float, float] | None:
+    return None if est is None else (est.mean, est.low, est.high)
+
+
+# ------------------------------------------------------------------- HTML
+
+
+def _e(text: object) -> str:
+    return escape(str(text), quote=True)
+
+
+def _html_estimate(est: Estimate | None) -> str:
+    if est is None:
+        return "–"
+    return f'{est.mean:.3f}<span class="ci">[{est.low:.3f}, {est.high:.3f}]</span>'
+
+
+def _html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "", row_classes: Sequence[str] = ()) -> str:
+    """Cells are trusted HTML (already escaped by the caller)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        rc = row_classes[i] if i < len(row_classes) else ""
+        attr = f' class="{rc}"' if rc else ""
+        body.append(f"<tr{attr}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    cls_attr = f' class="{cls}"' if cls else ""
+    return f'<div class="table-wrap"><table{cls_attr}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _stats_table(stats: Sequence[StrategyStats]) -> str:
+    best = best_f1(stats)
+    rows = []
+    for s in stats:
+        plain = stat_cells(s)
+        rows.append((_e(plain[0]), _e(plain[1]), _html_estimate(s.em), _html_estimate(s.f1), _html_estimate(s.recall),
+                     *(_e(c) for c in plain[5:])))
+    marks = ["best" if best is not None and s.strategy == best.strategy else "" for s in stats]
+    return _html_table(HEADERS, rows, row_classes=marks)
+
+
+def _figure(name: str, svg_text: str, number: int) -> str:
+    return f'<figure id="fig-{name}">{svg_text}<figcaption><b>Figure {number} ({_e(name)}).</b> {_e(CAPTIONS[name])}</figcaption></figure>'
+
+
+def _route_rows(report: Report) -> list[tuple[str, str, str]]:
+    """(strategy, route shares, fall-back rate) as plain text, one per strategy."""
+    shares: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(report.routes, key=lambda r: (r.strategy, -r.share, r.route)):
+        shares[r.strategy].append(f"{r.route} {fmt_share(r.share)}")
+    return [(s.strategy, " · ".join(shares[s.strategy]), fmt_share(s.fell_back_share)) for s in report.overall]
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML document."""
+    figs = figures(report)
+    numbers = {name: i + 1 for i, name in enumerate(figs)}
+    sections: list[str] = []
+    toc = [("summary", "Summary"), ("datasets", "Results by dataset")]
+
+    summary = [f'<section id="summary"><h2>Summary</h2><ul class="findings">']
+    summary += [f"<li>{_e(line)}</li>" for line in findings(report)]
+    summary.append("</ul><h3>All datasets pooled</h3>")
+    summary.append(_stats_table(report.overall))
+    if "quality" in figs:
+        summary.append(_figure("quality", figs["quality"], numbers["quality"]))
+    summary.append("</section>")
+    sections.append("".join(summary))
+
+    per = ['<section id="datasets"><h2>Results by dataset</h2>'
+           '<p class="note">Quality cells: mean [95% bootstrap interval]; means skip unscored answers. '
+           "Latency is retrieval plus reading, per question. Bold: best mean F1.</p>"]
+    for table in report.tables:
+        per.append(f'<h3 id="dataset-{_e(table.dataset)}">{_e(table.dataset)}</h3>')
+        per.append(_stats_table(table.rows))
+    per.append("</section>")
+    sections.append("".join(per))
+
+    titles = {"frontier": "Cost / quality frontier", "position": "Evidence position", "heatmap": "Needle in a haystack"}
+    for name in ("frontier", "position", "heatmap"):
+        if name in figs:
+            toc.append((name, titles[name]))
+            sections.append(f'<section id="{name}"><h2>{_e(titles[name])}</h2>{_figure(name, figs[name], numbers[name])}</section>')
+
+    toc.append(("routes", "Router choices"))
+    sections.append(
+        '<section id="routes"><h2>Router choices</h2>'
+        '<p class="note">Which path produced each strategy\'s answers, and how often a routing strategy '
+        "(self-route) fell back to long context.</p>"
+        + _html_table(("Strategy", "Routes (share of answers)", "Fall-back rate"),
+                      [tuple(_e(c) for c in row) for row in _route_rows(report)], cls="text")
+        + "</section>"
+    )
+
+    toc.append(("config", "Configuration"))
+    config_rows = [(f"<code>{_e(k)}</code>", f"<code>{_e(v)}</code>") for k, v in flatten(report.config)]
+    hash_rows = [(f"<code>{_e(k)}</code>", f"<code>{_e(v)}</code>") for k, v in sorted(report.data_hashes.items())]
+    sections.append(
+        '<section id="config"><h2>Configuration and data</h2><h3>Configuration</h3>'
+        + (_html_table(("Key", "Value"), config_rows, cls="kv") if config_rows else '<p class="note">No configuration recorded.</p>')
+        + "<h3>Data hashes</h3>"
+        + (_html_table(("Data", "Hash"), hash_rows, cls="kv") if hash_rows else '<p class="note">No data hashes recorded.</p>')
+        + "</section>"
+    )
+
+    meta = f"Generated {_e(report.generated_at)} · runs: {_e(', '.join(report.run_ids) or 'none')} · {report.n_rows} ledger rows"
+    nav = "".join(f'<a href="#{key}">{_e(label)}</a>' for key, label in toc)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(report.title)}</title><style>{CSS}</style></head>\n<body><main>"
+        f'<header><h1>{_e(report.title)}</h1><p class="meta">{meta}</p><nav>{nav}</nav></header>\n'
+        + "\n".join(sections)
+        + "\n</main></body></html>\n"
+    )
+
+
+# --------------------------------------------------------------- Markdown
+
+
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(_md(h) for h in headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def render_markdown(report: Report) -> str:
+    """The report's tables in Markdown; figures are named and live in report.html."""
+    out = [f"# {_md(report.title)}", "",
+           f"Generated {report.generated_at} · runs: {', '.join(report.run_ids) or 'none'} · {report.n_rows} ledger rows", "",
+           "## Summary", ""]
+    out += [f"- {line}" for line in findings(report)]
+    out += ["", "### All datasets pooled", ""] + _md_table(HEADERS, [stat_cells(s) for s in report.overall])
+    out += ["", "## Results by dataset", "",
+            "Quality cells: mean [95% bootstrap interval]; means skip unscored answers. Latency is retrieval plus reading."]
+    for table in report.tables:
+        out += ["", f"### {_md(table.dataset)}", ""] + _md_table(HEADERS, [stat_cells(s) for s in table.rows])
+    figs = figures(report)
+    out += ["", "## Figures", ""]
+    out += [f"- Figure {i + 1} (`{name}`, in report.html): {CAPTIONS[name]}" for i, name in enumerate(figs)] or ["No figures."]
+    out += ["", "## Router choices", ""] + _md_table(("Strategy", "Routes (share of answers)", "Fall-back rate"), _route_rows(report))
+    out += ["", "## Configuration", ""]
+    out += _md_table(("Key", "Value"), [(f"`{k}`", f"`{v}`") for k, v in flatten(report.config)]) if report.config else ["None recorded."]
+    out += ["", "## Data hashes", ""]
+    out += _md_table(("Data", "Hash"), [(f"`{k}`", f"`{v}`") for k, v in sorted(report.data_hashes.items())]) if report.data_hashes else ["None recorded."]
+    return "\n".join(out) + "\n"
+
+
+def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` into ``out_dir`` (created if needed)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path, md_path = out / "report.html", out / "report.md"
+    html_path.write_text(render_html(report), encoding="utf-8")
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    return html_path, md_path
