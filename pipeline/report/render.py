@@ -295,7 +295,9 @@ def render_html(report: Report) -> str:
 
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Table-safe Markdown text; a '<' outside code would start raw HTML."""
+    out = str(text).replace("|", "\\|").replace("\n", " ")
+    return out if out.startswith("`") else out.replace("<", "\\<")
 
 
 def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
