@@ -4,7 +4,7 @@
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup reader-setup demo test bench
+.PHONY: setup reader-setup test-tools demo test bench
 
 setup: .venv/.lcrag-installed
 
@@ -19,9 +19,13 @@ reader-setup:
 demo: setup reader-setup
 	bash scripts/demo.sh
 
-# LCRAG_REQUIRE_READER=1: the real-reader tests fail, never skip, when set-up is missing.
-test: setup reader-setup
-	LCRAG_REQUIRE_READER=1 .venv/bin/python -m pytest -q
+# Debian's chromium renders the HTML report in a test.
+test-tools:
+	bash scripts/setup_test_tools.sh
+
+# LCRAG_REQUIRE_*=1: the real-reader and browser tests fail, never skip, when set-up is missing.
+test: setup reader-setup test-tools
+	LCRAG_REQUIRE_READER=1 LCRAG_REQUIRE_CHROMIUM=1 .venv/bin/python -m pytest -q
 
 bench: setup
 	.venv/bin/python -m pip install --quiet -e ".[bench]"

@@ -249,9 +249,11 @@ def _register_command_groups() -> None:
     from pipeline.cli_ask import ask
     from pipeline.cli_eval import evaluate
     from pipeline.cli_reader import reader_app
+    from pipeline.cli_report import report
 
     app.command("ask")(ask)
     app.command("eval")(evaluate)
+    app.command("report")(report)
     app.add_typer(reader_app, name="reader")
 
 

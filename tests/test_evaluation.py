@@ -123,3 +123,24 @@ def test_cli_eval_rejects_an_unknown_dataset(tmp_path):
 
     result = CliRunner().invoke(app, ["eval", "--dataset", "trivia:x.json"])
     assert result.exit_code == 2 and "hotpotqa, hotpotqa-pooled, squad2, qa-jsonl" in result.output
+
+
+def test_cli_report_after_an_eval_run_writes_html_and_markdown(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text("reader:\n  backend: fake\n")
+    ledger = str(tmp_path / "l.duckdb")
+    runner = CliRunner()
+    runner.invoke(app, ["eval", "--dataset", f"hotpotqa:{write_hotpot(tmp_path)}", "--strategies", "rag,lc", "--limit", "2",
+                        "--run-id", "rep", "--config", str(config), "--ledger", ledger, "--work", str(tmp_path / "w")])
+    result = runner.invoke(app, ["report", "--out", str(tmp_path / "out"), "--ledger", ledger, "--run-id", "rep"])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "hotpotqa" in html and "rag" in html and "<svg" in html and "http" not in html.replace("http://www.w3.org", "")
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "rag" in markdown and "lc" in markdown and "|" in markdown
+    missing = runner.invoke(app, ["report", "--out", str(tmp_path / "o2"), "--ledger", ledger, "--run-id", "nope"])
+    assert missing.exit_code == 2 and "no ledger rows for run nope" in missing.output

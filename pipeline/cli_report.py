@@ -1,0 +1,53 @@
+"""``lcrag report``: ledger rows -> a self-contained HTML report and a Markdown summary."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+out = Console()
+
+
+def data_fingerprints(rows) -> dict[str, str]:
+    """What the answers were computed over: per data set, a hash of its index ids
+    and config hashes (identical inputs give identical fingerprints)."""
+    grouped: dict[str, set[str]] = {}
+    for row in rows:
+        grouped.setdefault(row.dataset or "(ad hoc)", set()).add(f"{row.index_id}|{row.config_hash}|{row.model}")
+    return {name: hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16] for name, keys in sorted(grouped.items())}
+
+
+def report(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for report.html and report.md."),
+    run_id: Optional[list[str]] = typer.Option(None, "--run-id", help="Run(s) to report (repeatable; default: every run in the ledger)."),
+    ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: .state/ledger.duckdb)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="The config the runs used (shown in the report)."),
+    title: str = typer.Option("lcrag: RAG vs long context", "--title", help="Report title."),
+) -> None:
+    """Write the comparison report: quality with 95% bootstrap intervals, tokens and
+    latency per strategy and data set, the cost/quality frontier, accuracy by evidence
+    position, the needle depth x length grid, and the router's choices."""
+    from pipeline.cli import _fail
+    from pipeline.config import ConfigError, load_config
+    from pipeline.ledger import Ledger, LedgerError
+    from pipeline.paths import default_ledger
+    from pipeline.report import build_report, write_report
+    from pipeline.stats import bootstrap_mean
+
+    try:
+        ledger = Ledger(ledger_file or default_ledger())
+        if not ledger.path.exists():
+            _fail(f"no ledger at {ledger.path}; answer some questions first (lcrag ask / lcrag eval)")
+        rows = [r for rid in run_id for r in ledger.rows(rid)] if run_id else ledger.rows()
+        if not rows:
+            _fail(f"no ledger rows{' for run ' + ', '.join(run_id) if run_id else ''} in {ledger.path}")
+        config = load_config(config_file)
+        built = build_report(rows, title=title, config=config.to_dict(), data_hashes=data_fingerprints(rows), interval_fn=bootstrap_mean)
+        html_path, md_path = write_report(built, out_dir)
+    except (LedgerError, ConfigError) as err:
+        _fail(str(err))
+    out.print(f"wrote {html_path} and {md_path} ({len(rows)} ledger rows)", highlight=False)
