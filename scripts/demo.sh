@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: fetch a public data set, ingest it into a
 # persistent index (long units, late chunking, Qdrant local + BM25), search it,
-# start the local vLLM reader, ask with every strategy side by side, and read the
-# DuckDB ledger those answers were recorded in.
+# start the local vLLM reader, ask with every strategy side by side, read the
+# DuckDB ledger, compare all strategies on HotpotQA questions, write the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 PREFECT_HOME="$PWD/.state/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
@@ -36,4 +36,12 @@ print(con.sql("""select strategy, route, prompt_tokens, completion_tokens,
                  from ledger where run_id = 'demo' order by created_at"""))
 PY
 
-echo "== done. Index: $INDEX, ledger: $LEDGER. Stop the reader with: $LCRAG reader stop"
+echo "== 7. compare: every strategy on the same 6 HotpotQA distractor questions (each with its 10 paragraphs)"
+HOTPOT=$($LCRAG data fetch hotpotqa --dest .state/data)
+$LCRAG eval --dataset "hotpotqa:$HOTPOT" --limit 6 --strategies all --run-id demo-hotpot --ledger "$LEDGER"
+
+echo "== 8. report: quality with 95% intervals, tokens, latency, frontier, router choices"
+$LCRAG report --run-id demo-hotpot --ledger "$LEDGER" --out .state/reports/demo
+
+echo "== done. Index: $INDEX, ledger: $LEDGER, report: .state/reports/demo/report.html"
+echo "   Stop the reader with: $LCRAG reader stop"
