@@ -403,7 +403,8 @@ def test_chromium_renders_report(tmp_path):
             pytest.fail(f"LCRAG_REQUIRE_CHROMIUM=1 but {CHROMIUM} is missing: run scripts/setup_test_tools.sh")
         pytest.skip(f"{CHROMIUM} is not installed (scripts/setup_test_tools.sh installs it)")
     deadline = time.monotonic() + CHROMIUM_TIMEOUT_S
-    html_path, _ = write_report(full_report(), tmp_path / "out")
+    report = full_report()
+    html_path, _ = write_report(report, tmp_path / "out")
     url = html_path.resolve().as_uri()
     shot = tmp_path / "shot.png"
     done = chromium([f"--screenshot={shot}", "--window-size=1280,2400", url], tmp_path / "profile-shot", deadline)
@@ -417,9 +418,28 @@ def test_chromium_renders_report(tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     figures = re.findall(r'<svg[^>]*data-figure="([a-z]+)"', dom.stdout)
     assert sorted(figures) == ["frontier", "heatmap", "position", "quality"]
-    # pooled, one per dataset (hotpotqa, musique, niah, position-sweep), routes, config, hashes
-    assert dom.stdout.count("<table") == 1 + 4 + 3
+    # pooled, one per dataset (hotpotqa, musique, niah, position-sweep), routes, config, hashes,
+    # and the paired table against lc when the rows include lc
+    assert dom.stdout.count("<table") == 1 + 4 + 3 + (1 if report.paired else 0)
     for name in ("hotpotqa", "musique", "self-route", "longrag"):
         assert name in dom.stdout
     if os.environ.get("LCRAG_REPORT_SHOT"):  # keep a copy to look at
         shutil.copy(shot, os.environ["LCRAG_REPORT_SHOT"])
+
+
+def test_paired_rows_against_lc_by_hand():
+    from pipeline.ledger import LedgerRow
+    from pipeline.report.model import paired_rows
+
+    def row(strategy, qid, f1, tokens):
+        return LedgerRow(run_id="p", question_id=qid, question="q", strategy=strategy, route=strategy, answer="a",
+                         index_id="i", config_hash="c", model="m", retrieved_ids=(), used_ids=(), context_tokens=0,
+                         prompt_tokens=tokens, completion_tokens=1, retrieval_ms=0, reading_ms=0, context_cut=False,
+                         dataset="d", f1=f1)
+
+    rows = [row("lc", "a", 0.5, 1000), row("lc", "b", 0.2, 1000), row("rag", "a", 0.7, 250), row("rag", "b", 0.2, 250),
+            row("rag", "c", 1.0, 250)]  # c has no lc answer: not paired
+    (only,) = paired_rows(rows)
+    assert (only.strategy, only.reference, only.n_pairs, only.wins, only.losses, only.ties) == ("rag", "lc", 2, 1, 0, 1)
+    assert only.mean_diff == pytest.approx(0.1) and only.token_ratio == pytest.approx(0.25)
+    assert only.low <= only.mean_diff <= only.high

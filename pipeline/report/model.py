@@ -107,6 +107,25 @@ class RouteShare:
 
 
 @dataclass(frozen=True)
+class PairedRow:
+    """One strategy against the reference (``lc``) on the questions both answered:
+    the F1 difference with its bootstrap interval, win/loss counts, and the prompt
+    tokens it spent relative to the reference on those questions."""
+
+    dataset: str
+    strategy: str
+    reference: str
+    mean_diff: float
+    low: float
+    high: float
+    n_pairs: int
+    wins: int
+    losses: int
+    ties: int
+    token_ratio: float | None
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a rendered report shows; ``overall`` pools all datasets."""
 
@@ -122,6 +141,7 @@ class Report:
     routes: tuple[RouteShare, ...]
     config: Mapping[str, Any]
     data_hashes: Mapping[str, str]
+    paired: tuple[PairedRow, ...] = ()
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -268,6 +288,30 @@ def route_shares(rows: Sequence[LedgerRow]) -> tuple[RouteShare, ...]:
     return tuple(shares)
 
 
+def paired_rows(rows: Sequence[LedgerRow], reference: str = "lc") -> tuple[PairedRow, ...]:
+    """Per data set, every strategy's F1 minus the reference's on shared questions."""
+    from pipeline.stats import paired_against
+
+    out: list[PairedRow] = []
+    for dataset, group in sorted(_by(rows, lambda r: r.dataset or UNLABELLED).items()):
+        scores: dict[str, dict[str, float]] = {}
+        tokens: dict[str, dict[str, int]] = {}
+        for row in group:
+            if row.f1 is not None and row.error is None:
+                scores.setdefault(row.strategy, {})[row.question_id] = row.f1
+                tokens.setdefault(row.strategy, {})[row.question_id] = row.prompt_tokens
+        if reference not in scores or len(scores) < 2:
+            continue
+        for strategy, diff in sorted(paired_against(reference, {k: v for k, v in scores.items()
+                                                                  if set(v) & set(scores[reference])}).items()):
+            shared = set(tokens[strategy]) & set(tokens[reference])
+            ref_tokens = sum(tokens[reference][q] for q in shared)
+            ratio = sum(tokens[strategy][q] for q in shared) / ref_tokens if ref_tokens else None
+            out.append(PairedRow(dataset, strategy, reference, diff.mean_diff, diff.low, diff.high, diff.n_pairs,
+                                 diff.wins, diff.losses, diff.ties, ratio))
+    return tuple(out)
+
+
 def build_report(
     rows: Sequence[LedgerRow],
     *,
@@ -300,4 +344,5 @@ def build_report(
         routes=route_shares(rows),
         config=MappingProxyType(dict(config)),
         data_hashes=MappingProxyType({str(k): str(v) for k, v in data_hashes.items()}),
+        paired=paired_rows(rows),
     )

@@ -219,6 +219,15 @@ def _figure(name: str, svg_text: str, number: int) -> str:
     return f'<figure id="fig-{name}">{svg_text}<figcaption><b>Figure {number} ({_e(name)}).</b> {_e(CAPTIONS[name])}</figcaption></figure>'
 
 
+PAIRED_HEADERS = ("Dataset", "Strategy", "F1 minus lc [95% CI]", "Pairs", "Wins / losses / ties", "Prompt tokens vs lc")
+
+
+def paired_cells(row) -> tuple[str, ...]:
+    ratio = f"{row.token_ratio:.2f}x" if row.token_ratio is not None else "–"
+    return (row.dataset, row.strategy, f"{row.mean_diff:+.3f} [{row.low:+.3f}, {row.high:+.3f}]", str(row.n_pairs),
+            f"{row.wins} / {row.losses} / {row.ties}", ratio)
+
+
 def _route_rows(report: Report) -> list[tuple[str, str, str]]:
     """(strategy, route shares, fall-back rate) as plain text, one per strategy."""
     shares: dict[str, list[str]] = defaultdict(list)
@@ -267,6 +276,16 @@ def render_html(report: Report) -> str:
                       [tuple(_e(c) for c in row) for row in _route_rows(report)], cls="text")
         + "</section>"
     )
+
+    if report.paired:
+        toc.append(("paired", "Against long context"))
+        sections.append(
+            '<section id="paired"><h2>Against long context</h2>'
+            '<p class="note">Each strategy minus <code>lc</code> on the same questions (paired bootstrap interval), '
+            "and the prompt tokens it spent relative to <code>lc</code> on those questions.</p>"
+            + _html_table(PAIRED_HEADERS, [tuple(_e(c) for c in paired_cells(r)) for r in report.paired], cls="text")
+            + "</section>"
+        )
 
     toc.append(("config", "Configuration"))
     config_rows = [(f"<code>{_e(k)}</code>", f"<code>{_e(v)}</code>") for k, v in flatten(report.config)]
@@ -321,6 +340,8 @@ def render_markdown(report: Report) -> str:
     out += ["", "## Figures", ""]
     out += [f"- Figure {i + 1} (`{name}`, in report.html): {CAPTIONS[name]}" for i, name in enumerate(figs)] or ["No figures."]
     out += ["", "## Router choices", ""] + _md_table(("Strategy", "Routes (share of answers)", "Fall-back rate"), _route_rows(report))
+    if report.paired:
+        out += ["", "## Against long context (paired, F1)", ""] + _md_table(PAIRED_HEADERS, [paired_cells(r) for r in report.paired])
     out += ["", "## Configuration", ""]
     out += _md_table(("Key", "Value"), [(f"`{k}`", f"`{v}`") for k, v in flatten(report.config)]) if report.config else ["None recorded."]
     out += ["", "## Data hashes", ""]
