@@ -443,3 +443,13 @@ def test_paired_rows_against_lc_by_hand():
     assert (only.strategy, only.reference, only.n_pairs, only.wins, only.losses, only.ties) == ("rag", "lc", 2, 1, 0, 1)
     assert only.mean_diff == pytest.approx(0.1) and only.token_ratio == pytest.approx(0.25)
     assert only.low <= only.mean_diff <= only.high
+
+
+@pytest.mark.parametrize("lo, hi", [(0.0, 1.0), (600.0, 1480.0), (528.0, 1534.0), (0.0, 0.37), (12.5, 13.0), (90.0, 2100.0)])
+def test_nice_ticks_cover_the_range(lo, hi):
+    from pipeline.report.svg import nice_ticks
+
+    ticks = nice_ticks(lo, hi)
+    assert ticks[0] <= lo and ticks[-1] >= hi
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+    assert len(steps) == 1 and 2 <= len(ticks) <= 8

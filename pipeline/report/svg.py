@@ -46,18 +46,18 @@ def fmt_tick(value: float) -> str:
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values (1, 2, 5 x 10^k steps) covering [lo, hi]."""
+    """Round tick values (1, 2, 5 x 10^k steps) covering [lo, hi]: the first tick is at
+    or below ``lo`` and the last at or above ``hi``, so an axis built on them holds every point."""
     if hi <= lo:
         hi = lo + 1.0
     raw = (hi - lo) / max(1, count)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    first = math.floor(lo / step + 1e-9) * step
-    ticks, value = [], first
-    while value <= hi + step * 1e-9:
-        if value >= lo - step * 1e-9:
-            ticks.append(round(value, 10))
+    value = math.floor(lo / step + 1e-9) * step
+    ticks = [round(value, 10)]
+    while value < hi - step * 1e-9:
         value += step
+        ticks.append(round(value, 10))
     return ticks
 
 
