@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,16 +43,34 @@ RUNS = [  # (row label, index variant, search mode)
 TARGETS = {"BM25 (chunks, max-P)": 0.68, "dense, late chunks (document context)": 0.645, "hybrid RRF (BM25 + late document)": 0.70}
 
 
+def vm_hwm_mib(pid: int) -> float | None:
+    """The process's own peak RSS (VmHWM). Unlike a child's ru_maxrss, it starts
+    afresh at exec, so it does not include this (large) parent's memory at fork."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def run_with_rss(cmd: list[str]) -> tuple[str, float, float]:
+    """Run a command; return its stdout, wall seconds and peak RSS in MiB (VmHWM,
+    polled every 0.2 s; it only grows, so the last reading is the peak to 0.2 s)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    stdout = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile("w+") as captured:
+        proc = subprocess.Popen(cmd, stdout=captured, stderr=subprocess.DEVNULL, env=env, text=True)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, vm_hwm_mib(proc.pid) or 0.0)
+            time.sleep(0.2)
+        captured.seek(0)
+        stdout = captured.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
-    return stdout, time.perf_counter() - started, usage.ru_maxrss / 1024
+    return stdout, time.perf_counter() - started, peak
 
 
 def raw_encoder_throughput(corpus: Path, sample: int = 1000) -> dict:
