@@ -12,7 +12,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+# pip, minus the warning some index configurations print for every package looked up
+pip_() {
+  .venv/bin/python -m pip --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+PIP=(pip_)
 "${PIP[@]}" install --quiet --upgrade pip
 if ! .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
   echo "installing torch 2.13.0 (CPU)"
