@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 PREFECT_HOME="$PWD/.state/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
+export COLUMNS="${COLUMNS:-150}"  # readable tables when the output is a log, not a terminal
 LCRAG=.venv/bin/lcrag
 INDEX=.state/indexes/squad2
 LEDGER=.state/ledger.duckdb
