@@ -14,8 +14,15 @@ out = Console()
 
 
 def evaluate(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="NAME:PATH with NAME one of hotpotqa, hotpotqa-pooled, squad2, qa-jsonl."),
-    strategies: str = typer.Option("all", "--strategies", "-s", help="Comma-separated strategy names, or all."),
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d",
+        help="NAME:PATH. hotpotqa / hotpotqa-pooled (json or json.gz), squad2 (json), kv (kv-retrieval jsonl.gz), "
+        "niah (a folder of .txt filler essays), qa-jsonl (question, answers[]; with --index).",
+    ),
+    strategies: str = typer.Option(
+        "all", "--strategies", "-s",
+        help="Comma-separated strategy names, or all; add closed-book (no context) to flag questions the model answers unaided.",
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Questions to sample (a seeded prefix: a larger limit keeps these)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Ledger run id; reuse it to resume an interrupted run."),
@@ -45,6 +52,8 @@ def evaluate(
     name, _, path = dataset.partition(":")
     if name not in DATASETS or not path:
         _fail(f"--dataset must be NAME:PATH with NAME one of {', '.join(DATASETS)}; got {dataset!r}")
+    if positions and name != "hotpotqa":
+        _fail("--positions applies to --dataset hotpotqa only (kv records its gold index itself)")
     try:
         names = tuple(resolve_names(strategies))
         config = load_config(config_file)

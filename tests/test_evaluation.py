@@ -144,3 +144,43 @@ def test_cli_report_after_an_eval_run_writes_html_and_markdown(tmp_path):
     assert "rag" in markdown and "lc" in markdown and "|" in markdown
     missing = runner.invoke(app, ["report", "--out", str(tmp_path / "o2"), "--ledger", ledger, "--run-id", "nope"])
     assert missing.exit_code == 2 and "no ledger rows for run nope" in missing.output
+
+
+@pytest.mark.parametrize(
+    "depth, expected_prefix",
+    [(0, "NEEDLE One."), (100, "One. Two three. Four five six. NEEDLE"), (50, "One. Two three. NEEDLE"), (25, "One. NEEDLE")],
+)
+def test_insert_at_depth_lands_after_a_sentence_end(depth, expected_prefix):
+    from pipeline.evaluation.items import insert_at_depth
+
+    words = "One. Two three. Four five six.".split()
+    assert insert_at_depth(words, depth, "NEEDLE").startswith(expected_prefix)
+
+
+def test_niah_cells_carry_depth_and_length_in_their_ids(tmp_path):
+    from pipeline.evaluation.items import NEEDLE
+    from pipeline.report.model import parse_niah_cell
+
+    (tmp_path / "essays").mkdir()
+    (tmp_path / "essays" / "a.txt").write_text(" ".join(f"Word{i} is here." for i in range(400)))
+    evalset = DATASETS["niah"](tmp_path / "essays", lengths=(300, 900), depths=(0, 50, 100))
+    assert len(evalset.items) == 6
+    for item in evalset.items:
+        depth, length = parse_niah_cell(item.question.qid)
+        text = evalset.corpora[item.corpus].documents[0].text
+        assert NEEDLE in text and len(text.split()) == length + len(NEEDLE.split())
+        where = text.index(NEEDLE) / len(text)
+        assert abs(where - depth / 100) < 0.1
+
+
+def test_kv_items_know_the_gold_index(shared_data):
+    from pipeline.report.model import parse_position
+
+    evalset = DATASETS["kv"](shared_data / "lost_in_the_middle" / "kv-retrieval-75_keys.jsonl.gz", limit=5)
+    assert len(evalset.items) == 5
+    for item in evalset.items:
+        doc = evalset.corpora[item.corpus].documents[0]
+        lines = doc.text.split("\n")
+        gold = parse_position(item.question.qid)
+        assert len(lines) == 75 and item.golds[0] in lines[gold]
+        assert all(doc.text[s.start : s.end] == line for s, line in zip(doc.sections, lines))

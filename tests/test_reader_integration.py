@@ -18,7 +18,7 @@ from pipeline.ingest import ingest
 from pipeline.ledger import Ledger
 from pipeline.loaders import load_source
 from pipeline.search import IndexReader
-from pipeline.strategies import REGISTRY, Question, Toolkit
+from pipeline.strategies import ALL, Question, Toolkit
 from readers.attention import TransformersAttention
 from readers.base import Passage, Prompt
 from readers.prompts import messages
@@ -55,10 +55,10 @@ def test_every_strategy_answers_with_citations_and_server_token_counts(index_dir
     with IndexReader(index_dir, lambda c: encoder) as corpus:
         tools = Toolkit(corpus, reader, strategies, context_budget(live_reader, strategies), attention)
         labels = RunLabels("it-run", corpus.index_id, Config().index_fingerprint(), reader.model)
-        results = answer_and_record(QUESTIONS, list(REGISTRY), tools, ledger, labels)
+        results = answer_and_record(QUESTIONS, list(ALL), tools, ledger, labels)
         docs = corpus.documents(corpus.doc_ids())
 
-    assert set(results) == set(REGISTRY)
+    assert set(results) == set(ALL)
     for name, outcomes in results.items():
         for outcome in outcomes:
             assert outcome.answer.text.strip(), f"{name} gave an empty answer"
@@ -77,12 +77,12 @@ def test_every_strategy_answers_with_citations_and_server_token_counts(index_dir
     assert usage["prompt_tokens"] == rag.prompt_tokens
 
     rows = ledger.rows("it-run")
-    assert sorted((r.question_id, r.strategy) for r in rows) == sorted((q.qid, s) for q in QUESTIONS for s in REGISTRY)
+    assert sorted((r.question_id, r.strategy) for r in rows) == sorted((q.qid, s) for q in QUESTIONS for s in ALL)
     for row in rows:
         outcome = next(o for o in results[row.strategy] if o.question.qid == row.question_id)
         assert (row.prompt_tokens, row.completion_tokens, row.answer) == (outcome.prompt_tokens, outcome.completion_tokens, outcome.answer.text)
     by_sql = ledger.query("select strategy, count(*) as n from ledger where run_id = ? group by strategy", ["it-run"])
-    assert {r["strategy"]: r["n"] for r in by_sql} == {s: len(QUESTIONS) for s in REGISTRY}
+    assert {r["strategy"]: r["n"] for r in by_sql} == {s: len(QUESTIONS) for s in ALL}
 
 
 def test_reader_counts_tokens_like_the_server(reader):

@@ -14,7 +14,7 @@ from pipeline.ingest import ingest
 from pipeline.ledger import Ledger
 from pipeline.loaders import load_source
 from pipeline.search import IndexReader
-from pipeline.strategies import REGISTRY, Question, Toolkit, UnknownStrategyError, get_strategy, resolve_names
+from pipeline.strategies import ALL, REGISTRY, Question, Toolkit, UnknownStrategyError, get_strategy, resolve_names
 from readers.base import Passage, Prompt
 from readers.fake import FakeReader
 
@@ -56,7 +56,7 @@ def assert_citations_slice_documents(corpus, passages):
         assert docs[p.doc_id].text[p.start : p.end] == p.text
 
 
-@pytest.mark.parametrize("name", [n for n in REGISTRY if n != "attention-sort"])
+@pytest.mark.parametrize("name", [n for n in ALL if n != "attention-sort"])
 @pytest.mark.parametrize("budget", [40, 120, 2000])
 def test_every_strategy_stays_within_budget_and_cites_offsets(corpus, name, budget):
     tools = tools_for(corpus, budget=budget, rag_k=6)
@@ -157,7 +157,7 @@ def test_auto_reads_small_corpora_whole_and_routes_large_ones(corpus):
 def test_unknown_strategy_lists_the_registry():
     with pytest.raises(UnknownStrategyError, match="rag, longrag, lc"):
         get_strategy("magic")
-    assert resolve_names("all") == list(REGISTRY)
+    assert resolve_names("all") == list(ALL) and "closed-book" not in ALL and "closed-book" in REGISTRY
     assert resolve_names("rag, lc") == ["rag", "lc"]
 
 
@@ -188,3 +188,10 @@ def test_passage_cost_is_cached_per_span(corpus):
     tools = tools_for(corpus)
     p = Passage("x", "cats.md", 0, 4, "Cats", "Cats")
     assert tools.passage_tokens(p) == tools.passage_tokens(replace(p)) > 0
+
+
+def test_closed_book_reads_no_context(corpus):
+    tools = tools_for(corpus)
+    outcome = get_strategy("closed-book").run_batch([CAT], tools)[0]
+    assert outcome.context.passages == () and outcome.context.tokens == 0
+    assert tools.reader.calls[-1].passages == () and outcome.answer.text

@@ -1,6 +1,17 @@
 """Evaluation: data sets as questions over corpora, run by every strategy into the ledger."""
 
-from pipeline.evaluation.items import CorpusSpec, EvalItem, EvalSet, hotpotqa, hotpotqa_pooled, move_gold, qa_jsonl, squad2
+from pipeline.evaluation.items import (
+    CorpusSpec,
+    EvalItem,
+    EvalSet,
+    hotpotqa,
+    hotpotqa_pooled,
+    kv_retrieval,
+    move_gold,
+    niah,
+    qa_jsonl,
+    squad2,
+)
 from pipeline.evaluation.runner import EvalRun, run_evaluation
 
 DATASETS = {
@@ -8,6 +19,8 @@ DATASETS = {
     "hotpotqa-pooled": hotpotqa_pooled,
     "squad2": squad2,
     "qa-jsonl": qa_jsonl,
+    "kv": kv_retrieval,
+    "niah": niah,
 }
 
 __all__ = ["CorpusSpec", "DATASETS", "EvalItem", "EvalRun", "EvalSet", "move_gold", "run_evaluation"]

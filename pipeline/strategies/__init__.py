@@ -17,7 +17,7 @@ from pipeline.strategies.base import (
     Toolkit,
     UnknownStrategyError,
 )
-from pipeline.strategies.long_context import LongContextStrategy
+from pipeline.strategies.long_context import ClosedBookStrategy, LongContextStrategy
 from pipeline.strategies.retrieval import LongRagStrategy, OrderPreservingStrategy, RagStrategy, ReorderStrategy
 from pipeline.strategies.routing import AutoStrategy, SelfRouteStrategy
 
@@ -32,8 +32,11 @@ REGISTRY: dict[str, type] = {
         AttentionSortStrategy,
         SelfRouteStrategy,
         AutoStrategy,
+        ClosedBookStrategy,
     )
 }
+# "all" means the strategies compared; closed-book is a control pass, asked for by name.
+ALL: tuple[str, ...] = tuple(name for name in REGISTRY if name != ClosedBookStrategy.name)
 
 
 def get_strategy(name: str) -> Strategy:
@@ -44,7 +47,7 @@ def get_strategy(name: str) -> Strategy:
 
 def resolve_names(spec: str) -> list[str]:
     """'all' or a comma-separated list, validated against the registry."""
-    names = list(REGISTRY) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    names = list(ALL) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
         get_strategy(name)
     if not names:
@@ -53,6 +56,7 @@ def resolve_names(spec: str) -> list[str]:
 
 
 __all__ = [
+    "ALL",
     "REGISTRY", "get_strategy", "resolve_names", "Context", "ContextStrategy", "Corpus", "Outcome", "Question",
     "Strategy", "Toolkit", "UnknownStrategyError",
 ]

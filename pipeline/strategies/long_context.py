@@ -94,3 +94,13 @@ class LongContextStrategy(ContextStrategy):
         passages = [whole_document(docs[d]) for d in doc_ids]
         kept, cut = cut_middle_passages(passages, tools.budget, tools)
         return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(doc_ids))
+
+
+class ClosedBookStrategy(ContextStrategy):
+    """No context at all: flags questions the model answers from its own weights,
+    which no retrieval or long-context result should get credit for."""
+
+    name = "closed-book"
+
+    def build_context(self, question: Question, tools: Toolkit) -> Context:
+        return Context((), 0, False, ())
