@@ -47,3 +47,11 @@ def test_evaluate_flow_records_every_pair_and_resumes(prefect_harness, tmp_path)
     assert first == {"run_id": "flow-run", "questions": 2, "answered": 4}
     assert Ledger(ledger).count("flow-run") == 4
     assert evaluate_flow(**kwargs)["answered"] == 0
+
+    from flows.report import report_flow
+
+    html, markdown = report_flow(str(tmp_path / "report"), run_ids=("flow-run",), ledger=str(ledger))
+    import re
+
+    assert "rag" in open(html).read()
+    assert re.search(r"^\| (\*\*)?lc(\*\*)? \|", open(markdown).read(), re.M)  # a table row for lc

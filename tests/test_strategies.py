@@ -195,3 +195,16 @@ def test_closed_book_reads_no_context(corpus):
     outcome = get_strategy("closed-book").run_batch([CAT], tools)[0]
     assert outcome.context.passages == () and outcome.context.tokens == 0
     assert tools.reader.calls[-1].passages == () and outcome.answer.text
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_top_k_variant_reads_k_passages_and_is_recorded_under_its_name(corpus, k):
+    outcome = get_strategy(f"op-rag@k{k}").run_batch([CAT], tools_for(corpus, budget=5000, rag_k=2))[0]
+    assert outcome.strategy == f"op-rag@k{k}"
+    assert len(outcome.context.retrieved_ids) == k and len(outcome.context.passages) == k
+
+
+@pytest.mark.parametrize("name", ["op-rag@k0", "op-rag@kx", "lc@k3", "magic@k2"])
+def test_bad_top_k_variants_name_the_rule(name):
+    with pytest.raises(UnknownStrategyError, match="NAME@kN"):
+        get_strategy(name)

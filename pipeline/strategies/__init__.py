@@ -6,6 +6,8 @@ errors list the registry's keys.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pipeline.strategies.attention_sort import AttentionSortStrategy
 from pipeline.strategies.base import (
     Context,
@@ -39,9 +41,33 @@ REGISTRY: dict[str, type] = {
 ALL: tuple[str, ...] = tuple(name for name in REGISTRY if name != ClosedBookStrategy.name)
 
 
+# Strategies whose context is a top-k retrieval, so ``NAME@kN`` can sweep k.
+TOP_K_STRATEGIES = ("rag", "longrag", "reorder", "op-rag", "attention-sort", "self-route")
+
+
+class TopKVariant:
+    """``NAME@kN``: a retrieval strategy with top-k set to N, recorded under that
+    name (the OP-RAG number-of-chunks sweep and its inverted-U curve)."""
+
+    def __init__(self, base: Strategy, k: int) -> None:
+        self.base, self.k = base, k
+        self.name = f"{base.name}@k{k}"
+
+    def run_batch(self, questions, tools: Toolkit) -> list[Outcome]:
+        swept = replace(tools, config=replace(tools.config, rag_k=self.k, longrag_k=self.k))
+        return [replace(o, strategy=self.name) for o in self.base.run_batch(questions, swept)]
+
+
 def get_strategy(name: str) -> Strategy:
+    base, marker, k = name.partition("@k")
+    if marker:
+        if base not in TOP_K_STRATEGIES or not k.isdigit() or int(k) < 1:
+            raise UnknownStrategyError(
+                f"bad top-k variant {name!r}: use NAME@kN with N >= 1 and NAME one of {', '.join(TOP_K_STRATEGIES)}"
+            )
+        return TopKVariant(REGISTRY[base](), int(k))
     if name not in REGISTRY:
-        raise UnknownStrategyError(f"unknown strategy {name!r}; choose one of {', '.join(REGISTRY)} (or all)")
+        raise UnknownStrategyError(f"unknown strategy {name!r}; choose one of {', '.join(REGISTRY)} (or all, or NAME@kN)")
     return REGISTRY[name]()
 
 
