@@ -50,7 +50,7 @@ def convert(gguf_path: str | Path, out_dir: str | Path, *, log=print) -> dict:
     marker); refuses to overwrite a finished one.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path = Path(gguf_path).resolve()
     out_dir = Path(out_dir).resolve()

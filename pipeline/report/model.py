@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import numpy as np
 
 from pipeline.ledger import LedgerRow
 
@@ -189,20 +188,10 @@ def default_accuracy(row: LedgerRow) -> float | None:
 def default_interval(values: Sequence[float], *, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """Percentile bootstrap of the mean (95%), deterministic for a given seed, so a
     report rebuilt from the same rows shows the same intervals."""
-    data = np.asarray(values, dtype=float).ravel()
-    if data.size == 0:
-        raise ValueError("default_interval needs at least one value")
-    mean = float(data.mean())
-    if np.all(data == data[0]):
-        return float(data[0]), float(data[0]), float(data[0])
-    rng = np.random.default_rng(seed)
-    block = max(1, 1_000_000 // data.size)  # bounded memory for large n
-    means = np.empty(resamples)
-    for start in range(0, resamples, block):
-        stop = min(start + block, resamples)
-        means[start:stop] = data[rng.integers(0, data.size, size=(stop - start, data.size))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return mean, float(low), float(high)
+    from pipeline.stats import bootstrap_mean
+
+    interval = bootstrap_mean(list(values), resamples=resamples, seed=seed)
+    return interval.mean, interval.low, interval.high
 
 
 def _estimate(values: Sequence[float], interval_fn: IntervalFn) -> Estimate | None:

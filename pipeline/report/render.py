@@ -243,7 +243,7 @@ def render_html(report: Report) -> str:
     sections: list[str] = []
     toc = [("summary", "Summary"), ("datasets", "Results by dataset")]
 
-    summary = [f'<section id="summary"><h2>Summary</h2><ul class="findings">']
+    summary = ['<section id="summary"><h2>Summary</h2><ul class="findings">']
     summary += [f"<li>{_e(line)}</li>" for line in findings(report)]
     summary.append("</ul><h3>All datasets pooled</h3>")
     summary.append(_stats_table(report.overall))
