@@ -10,14 +10,11 @@ import pytest
 import yaml
 
 from pipeline.config import (
-    BM25Config,
     ChunkConfig,
     Config,
     ConfigError,
     EncoderConfig,
-    IngestConfig,
     RetrievalConfig,
-    StoreConfig,
     UnitConfig,
     config_from_dict,
     load_config,
