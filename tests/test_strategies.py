@@ -208,3 +208,23 @@ def test_top_k_variant_reads_k_passages_and_is_recorded_under_its_name(corpus, k
 def test_bad_top_k_variants_name_the_rule(name):
     with pytest.raises(UnknownStrategyError, match="NAME@kN"):
         get_strategy(name)
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("all", list(ALL)),
+        ("all,closed-book", [*ALL, "closed-book"]),
+        ("rag, lc,rag", ["rag", "lc"]),
+        ("closed-book,all", ["closed-book", *ALL]),
+        ("op-rag@k2,op-rag@k8", ["op-rag@k2", "op-rag@k8"]),
+    ],
+)
+def test_resolve_names(spec, expected):
+    assert resolve_names(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", " , ", "all,magic"])
+def test_resolve_names_rejects(spec):
+    with pytest.raises(UnknownStrategyError):
+        resolve_names(spec)

@@ -72,10 +72,14 @@ def get_strategy(name: str) -> Strategy:
 
 
 def resolve_names(spec: str) -> list[str]:
-    """'all' or a comma-separated list, validated against the registry."""
-    names = list(ALL) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
-    for name in names:
-        get_strategy(name)
+    """'all', a comma-separated list, or both ('all,closed-book'), validated against
+    the registry; each name once, in the order given."""
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        for name in (ALL if part == "all" else (part,) if part else ()):
+            get_strategy(name)
+            if name not in names:
+                names.append(name)
     if not names:
         raise UnknownStrategyError(f"no strategy given; choose from {', '.join(REGISTRY)} (or all)")
     return names
