@@ -54,7 +54,7 @@ def main() -> None:
     from pipeline.ledger import Ledger
     from pipeline.reader_server import ReaderServer
     from pipeline.strategies import resolve_names
-    from readers.attention import TransformersAttention
+    from readers import make_attention
     from readers.vllm import VLLMReader
 
     config = load_config(args.config)
@@ -69,7 +69,7 @@ def main() -> None:
     started = time.perf_counter()
     answered = run_evaluation(
         evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
-        TransformersAttention(ROOT / config.reader.model_dir), ledger, context_budget(config.reader, config.strategies),
+        make_attention(config.reader, ROOT), ledger, context_budget(config.reader, config.strategies),
         lambda n: print(f"answered {n} more after {time.perf_counter() - started:.0f} s", flush=True),
     )
     print(f"answered {answered} (question, strategy) pairs in {time.perf_counter() - started:.0f} s")

@@ -18,10 +18,9 @@ from pipeline.config import load_config
 from pipeline.encoder import make_encoder
 from pipeline.evaluation import DATASETS, EvalRun, EvalSet, run_evaluation
 from pipeline.ledger import Ledger
-from pipeline.paths import default_ledger, project_root, resolve
+from pipeline.paths import default_ledger, project_root
 from pipeline.strategies import resolve_names
-from readers.attention import TransformersAttention
-from readers import make_reader
+from readers import make_attention, make_reader
 
 
 @task(name="build evaluation set", cache_policy=NO_CACHE)
@@ -39,7 +38,7 @@ def answer_task(evalset: EvalSet, run: EvalRun, config_file: str | None, ledger_
     try:
         answered = run_evaluation(
             evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
-            TransformersAttention(resolve(config.reader.model_dir)), Ledger(ledger_path),
+            make_attention(config.reader, project_root()), Ledger(ledger_path),
             context_budget(config.reader, config.strategies),
         )
     finally:

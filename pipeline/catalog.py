@@ -128,12 +128,6 @@ class Catalog:
         sql = "SELECT doc_id, text, title, source, sections, metadata, content_hash FROM documents WHERE doc_id IN ({marks})"
         return {row[0]: _document(row) for row in self._rows_in(sql, doc_ids)}
 
-    def iter_documents(self) -> Iterator[Document]:
-        for row in self._db.execute(
-            "SELECT doc_id, text, title, source, sections, metadata, content_hash FROM documents ORDER BY seq"
-        ):
-            yield _document(row)
-
     def doc_order(self) -> list[str]:
         """Document ids in corpus order (the order they were ingested)."""
         return [row[0] for row in self._db.execute("SELECT doc_id FROM documents ORDER BY seq")]

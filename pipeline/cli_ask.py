@@ -37,30 +37,25 @@ def ask(
     from pipeline.config import load_config
     from pipeline.encoder import make_encoder
     from pipeline.ledger import Ledger, LedgerError
-    from pipeline.paths import default_ledger, resolve
+    from pipeline.paths import default_ledger, project_root
     from pipeline.search import IndexReader
     from pipeline.strategies import Question, Toolkit, UnknownStrategyError, resolve_names
-    from readers.attention import TransformersAttention
     from readers.base import ReaderError
-    from readers import make_reader
+    from readers import connect_reader, make_attention
 
     try:
         names = resolve_names(strategy)
         config = load_config(config_file)
-        reader = make_reader(config.reader, resolve("."))
-        if not reader.healthy():
-            _fail(f"no reader serves {config.reader.model!r} at {config.reader.url}; start it with `lcrag reader start` "
-                  "or set reader.base_url in --config")
+        reader = connect_reader(config.reader, project_root())
         ledger = Ledger(ledger_file or default_ledger())
         with IndexReader(index, make_encoder) as corpus:
             tools = Toolkit(
                 corpus, reader, config.strategies, context_budget(config.reader, config.strategies),
-                TransformersAttention(resolve(config.reader.model_dir)),
+                make_attention(config.reader, project_root()),
             )
             labels = RunLabels(run_id or new_run_id(), corpus.index_id, config.index_fingerprint(), reader.model)
             with console.status(f"answering with {', '.join(names)} ..."):
                 results = answer_and_record([Question("cli", question)], names, tools, ledger, labels)
-            docs = corpus.documents([p.doc_id for o in results.values() for p in o[0].context.passages])
     except (UnknownStrategyError, ReaderError, LedgerError, *_domain_errors()) as err:
         _fail(str(err))
     except RuntimeError as err:  # attention-sort without weights and similar set-up problems
@@ -68,7 +63,7 @@ def ask(
 
     outcomes = [(name, found[0]) for name, found in results.items()]
     if as_json:
-        out.print_json(json.dumps([outcome_dict(name, o, docs) for name, o in outcomes]))
+        out.print_json(json.dumps([outcome_dict(name, o) for name, o in outcomes]))
         return
     for name, o in outcomes:
         table = Table(title=f"{name}  →  {o.answer.text!r}", show_header=False, title_justify="left")
@@ -83,7 +78,7 @@ def ask(
     out.print(f"ledger run {labels.run_id}: {len(outcomes)} row(s) in {ledger.path}", highlight=False)
 
 
-def outcome_dict(name: str, outcome, docs) -> dict:
+def outcome_dict(name: str, outcome) -> dict:
     return {
         "strategy": name,
         "answer": outcome.answer.text,
@@ -97,7 +92,7 @@ def outcome_dict(name: str, outcome, docs) -> dict:
         "reading_ms": round(outcome.reading_ms, 1),
         "context_cut": outcome.context.cut,
         "citations": [
-            {"doc_id": p.doc_id, "title": docs[p.doc_id].title if p.doc_id in docs else p.title, "start": p.start, "end": p.end, "text": p.text}
+            {"doc_id": p.doc_id, "title": p.title, "start": p.start, "end": p.end, "text": p.text}
             for p in outcome.context.passages
         ],
     }

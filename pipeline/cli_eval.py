@@ -43,11 +43,10 @@ def evaluate(
     from pipeline.encoder import make_encoder
     from pipeline.evaluation import DATASETS, EvalRun, run_evaluation
     from pipeline.ledger import Ledger, LedgerError
-    from pipeline.paths import default_ledger, project_root, resolve
+    from pipeline.paths import default_ledger, project_root
     from pipeline.strategies import UnknownStrategyError, resolve_names
-    from readers.attention import TransformersAttention
     from readers.base import ReaderError
-    from readers import make_reader
+    from readers import connect_reader, make_attention
 
     name, _, path = dataset.partition(":")
     if name not in DATASETS or not path:
@@ -60,9 +59,7 @@ def evaluate(
         slots = tuple(int(p) for p in positions.split(",") if p.strip())
         builder = DATASETS[name]
         evalset = builder(Path(path), limit, seed, slots) if slots else builder(Path(path), limit, seed)
-        reader = make_reader(config.reader, project_root())
-        if not reader.healthy():
-            _fail(f"no reader serves {config.reader.model!r} at {config.reader.url}; start it with `lcrag reader start`")
+        reader = connect_reader(config.reader, project_root())
         ledger = Ledger(ledger_file or default_ledger())
         run = EvalRun(run_id or new_run_id(), evalset.name, names, work or project_root() / ".state" / "eval", index)
         done = ledger.done_keys(run.run_id)
@@ -72,7 +69,7 @@ def evaluate(
             task = bar.add_task("questions x strategies", total=total)
             answered = run_evaluation(
                 evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
-                TransformersAttention(resolve(config.reader.model_dir)), ledger,
+                make_attention(config.reader, project_root()), ledger,
                 context_budget(config.reader, config.strategies), lambda n: bar.advance(task, n),
             )
     except (UnknownStrategyError, ReaderError, LedgerError, FileNotFoundError, *_domain_errors()) as err:

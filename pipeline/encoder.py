@@ -108,10 +108,7 @@ class TransformerEncoder:
     # -- tokens ------------------------------------------------------------------
     def token_offsets(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Character offsets of every token (no special tokens) of each text."""
-        if not texts:
-            return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-        return [np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in encoded["offset_mapping"]]
+        return self._token_ids(texts)[1] if texts else []
 
     def _token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], list[np.ndarray]]:
         encoded = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)

@@ -91,15 +91,14 @@ class IndexWriter:
         self._lock.__enter__()
         try:
             existing = read_manifest(self.root)
-            recorded = existing.fingerprint if existing else None
-            if recorded is None and self.paths.catalog.exists():
-                recorded = Catalog(self.paths.catalog).get_meta("fingerprint") or None
+            self.catalog = Catalog(self.paths.catalog)
+            # the manifest's fingerprint, or (first run interrupted) the catalog's
+            recorded = existing.fingerprint if existing else self.catalog.get_meta("fingerprint") or None
             if recorded is not None and recorded != self.config.index_fingerprint():
                 raise IndexStateError(
                     f"index {self.root} was built with different encoder/unit/chunking/BM25 settings; "
                     "ingest into a new --index, or delete the folder to rebuild it with these settings"
                 )
-            self.catalog = Catalog(self.paths.catalog)
             self.catalog.set_meta("fingerprint", self.config.index_fingerprint())
             self.vectors = QdrantChunkStore(self.config.store, self.paths.qdrant)
         except BaseException:

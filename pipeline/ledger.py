@@ -392,12 +392,7 @@ class Ledger:
             raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValueError(f"offset must be a non-negative int, got {offset!r}")
-        sql = f"SELECT {', '.join(COLUMNS)} FROM ledger"
-        params: list[Any] = []
-        if run_id is not None:
-            sql += " WHERE run_id = ?"
-            params.append(run_id)
-        sql += " ORDER BY created_at DESC, seq DESC"
+        sql, params = _select_rows(run_id, "created_at DESC, seq DESC")
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -440,18 +435,19 @@ class Ledger:
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         target = str(out).replace("'", "''")
-        select = f"SELECT {', '.join(COLUMNS)} FROM ledger"
-        params: list[Any] = []
-        if run_id is not None:
-            select += " WHERE run_id = ?"
-            params.append(run_id)
-        select += " ORDER BY created_at, seq"
+        select, params = _select_rows(run_id, "created_at, seq")
 
         def run(conn: duckdb.DuckDBPyConnection) -> int:
             result = conn.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet)", params).fetchone()
             return int(result[0]) if result else 0
 
         return self._read(run)
+
+
+def _select_rows(run_id: str | None, order: str) -> tuple[str, list[Any]]:
+    """SELECT of every column, for all runs or one, in ``order``; and its parameters."""
+    where, params = (" WHERE run_id = ?", [run_id]) if run_id is not None else ("", [])
+    return f"SELECT {', '.join(COLUMNS)} FROM ledger{where} ORDER BY {order}", params
 
 
 def _row_from_db(values: Sequence[Any]) -> LedgerRow:

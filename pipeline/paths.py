@@ -1,6 +1,6 @@
 """Where lcrag keeps its state: ``$LCRAG_HOME`` if set, else the project folder.
 Relative paths in a config (reader weights, its virtualenv, the ledger) are
-resolved against it, so commands work from any working directory."""
+read against it, so commands work from any working directory."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ def project_root() -> Path:
     return Path(home).expanduser() if home else Path(__file__).resolve().parents[1]
 
 
-def resolve(path: str | Path) -> Path:
+def anchored(path: str | Path, root: Path) -> Path:
+    """A config path as used: absolute as given, relative ones under ``root``."""
     path = Path(path).expanduser()
-    return path if path.is_absolute() else project_root() / path
+    return path if path.is_absolute() else root / path
 
 
 def default_ledger() -> Path:

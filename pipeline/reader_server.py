@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from pipeline.config import ReaderConfig
+from pipeline import paths
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STATE_SUBDIR = Path(".state") / "reader"
 SETUP_HINT = "run scripts/setup_reader.sh (or: make reader-setup)"
 ENTRYPOINT = "vllm.entrypoints.openai.api_server"
@@ -59,11 +59,6 @@ class ServerStatus:
         return data
 
 
-def _resolve(path: str | Path, project_root: Path) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else project_root / path
-
-
 def local_url(config: ReaderConfig) -> str:
     """The URL of the server this module starts (``base_url`` points elsewhere and is ignored here)."""
     return f"http://{_connect_host(config.host)}:{config.port}/v1"
@@ -79,10 +74,10 @@ def _connect_host(host: str) -> str:
 
 def server_command(config: ReaderConfig, project_root: Path) -> list[str]:
     """The command line that serves ``config.model_dir`` as ``config.model`` (pure)."""
-    python = _resolve(config.venv, project_root) / "bin" / "python"
+    python = paths.anchored(config.venv, project_root) / "bin" / "python"
     command = [
         str(python), "-m", ENTRYPOINT,
-        "--model", str(_resolve(config.model_dir, project_root)),
+        "--model", str(paths.anchored(config.model_dir, project_root)),
         "--served-model-name", config.model,
         "--host", config.host,
         "--port", str(config.port),
@@ -141,7 +136,7 @@ class ReaderServer:
 
     def __init__(self, config: ReaderConfig, project_root: Path | None = None, state_dir: Path | None = None) -> None:
         self.config = config
-        self.project_root = Path(project_root) if project_root is not None else PROJECT_ROOT
+        self.project_root = Path(project_root) if project_root is not None else paths.project_root()
         self.state_dir = Path(state_dir) if state_dir is not None else self.project_root / STATE_SUBDIR
         self.pid_path = self.state_dir / "server.pid"
         self.log_path = self.state_dir / "server.log"
@@ -187,7 +182,7 @@ class ReaderServer:
         python = Path(command[0])
         if not python.is_file():
             raise ReaderServerError(f"the reader virtualenv {python.parent.parent} is missing; {SETUP_HINT}")
-        model_dir = _resolve(self.config.model_dir, self.project_root)
+        model_dir = paths.anchored(self.config.model_dir, self.project_root)
         if not (model_dir / "config.json").is_file():
             raise ReaderServerError(f"the reader model folder {model_dir} is missing; {SETUP_HINT}")
         if self._port_in_use():

@@ -27,3 +27,25 @@ def make_reader(config: ReaderConfig, project_root: Path):
     if config.backend not in READERS:
         raise ValueError(f"unknown reader backend {config.backend!r}; choose one of {', '.join(READERS)}")
     return READERS[config.backend](config, project_root)
+
+
+def connect_reader(config: ReaderConfig, project_root: Path):
+    """A reader that answers now, or a ReaderError that says how to get one."""
+    from readers.base import ReaderError
+
+    reader = make_reader(config, project_root)
+    if not reader.healthy():
+        raise ReaderError(
+            f"no reader serves {config.model!r} at {config.url}; start it with `lcrag reader start` "
+            "or set reader.base_url in --config"
+        )
+    return reader
+
+
+def make_attention(config: ReaderConfig, project_root: Path):
+    """The attention source for attention-sort: the reader's own weights on the
+    transformers path (loaded only when attention-sort first asks)."""
+    from pipeline.paths import anchored
+    from readers.attention import TransformersAttention
+
+    return TransformersAttention(anchored(config.model_dir, project_root))

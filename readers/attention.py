@@ -14,6 +14,7 @@ bias; the evaluation, not this module, decides whether sorting by it helps.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,17 @@ class TransformersAttention:
         self.threads = threads
         self._model = None
         self._tokenizer = None
+        # One pass at a time: a pass switches the shared model's attention
+        # implementation, so concurrent callers (evaluation threads) must take turns.
+        self._lock = threading.Lock()
 
     def warm_up(self) -> "TransformersAttention":
-        if self._model is not None:
-            return self
+        with self._lock:
+            if self._model is None:
+                self._load()
+        return self
+
+    def _load(self) -> None:
         if not (self.model_dir / "config.json").is_file():
             raise ReaderError(f"no converted reader weights in {self.model_dir}; run scripts/setup_reader.sh")
         import os
@@ -48,7 +56,6 @@ class TransformersAttention:
         self._model = AutoModelForCausalLM.from_pretrained(
             str(self.model_dir), local_files_only=True, dtype=torch.float32, attn_implementation="sdpa"
         ).eval()
-        return self
 
     def prompt_text(self, prompt: Prompt) -> str:
         return self.warm_up()._tokenizer.apply_chat_template(messages(prompt), tokenize=False, add_generation_prompt=True)
@@ -63,7 +70,7 @@ class TransformersAttention:
         ids = encoded["input_ids"]
         offsets = encoded["offset_mapping"][0].numpy()
         model = self._model
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             model.set_attn_implementation("sdpa")
             prefill = model(input_ids=ids, use_cache=True)
             next_token = prefill.logits[:, -1:].argmax(-1)

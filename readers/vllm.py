@@ -17,6 +17,7 @@ from typing import Sequence
 import httpx
 
 from pipeline.config import ReaderConfig
+from pipeline.paths import anchored
 from readers.base import Answer, Prompt, ReaderError
 from readers.prompts import is_unanswerable, messages
 
@@ -34,10 +35,7 @@ class VLLMReader:
         key = os.environ.get(config.api_key_env, "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(timeout=config.timeout_s, headers=headers)
-        model_dir = Path(config.model_dir)
-        if not model_dir.is_absolute() and project_root is not None:
-            model_dir = project_root / model_dir
-        self._model_dir = model_dir
+        self._model_dir = anchored(config.model_dir, project_root) if project_root is not None else Path(config.model_dir)
         self._tokenizer = None
 
     def close(self) -> None:

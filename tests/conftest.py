@@ -48,14 +48,18 @@ def encoder():
     return TransformerEncoder(EncoderConfig()).warm_up()
 
 
+def write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
 def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
     for name, content in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
+        write(folder / name, content)
     return folder
 
 

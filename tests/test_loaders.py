@@ -24,16 +24,8 @@ from pipeline.loaders.hotpotqa import join_sentences
 from pipeline.loaders.squad import join_paragraphs
 from pipeline.types import content_hash
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
+from tests.conftest import SHARED_DATA as DATA
+from tests.conftest import write
 
 
 def write_jsonl(path: Path, records: list, gz: bool = False) -> Path:

@@ -28,14 +28,7 @@ from pipeline.reader_server import (
     server_command,
     server_env,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import ROOT, free_port
 
 
 def port_is_free(port: int) -> bool:

@@ -428,14 +428,10 @@ def test_chromium_renders_report(tmp_path):
 
 
 def test_paired_rows_against_lc_by_hand():
-    from pipeline.ledger import LedgerRow
     from pipeline.report.model import paired_rows
 
     def row(strategy, qid, f1, tokens):
-        return LedgerRow(run_id="p", question_id=qid, question="q", strategy=strategy, route=strategy, answer="a",
-                         index_id="i", config_hash="c", model="m", retrieved_ids=(), used_ids=(), context_tokens=0,
-                         prompt_tokens=tokens, completion_tokens=1, retrieval_ms=0, reading_ms=0, context_cut=False,
-                         dataset="d", f1=f1)
+        return make_row(strategy=strategy, route=strategy, question_id=qid, f1=f1, prompt_tokens=tokens)
 
     rows = [row("lc", "a", 0.5, 1000), row("lc", "b", 0.2, 1000), row("rag", "a", 0.7, 250), row("rag", "b", 0.2, 250),
             row("rag", "c", 1.0, 250)]  # c has no lc answer: not paired

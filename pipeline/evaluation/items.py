@@ -8,14 +8,14 @@ report where each answer's evidence stood.
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from pipeline.loaders import read_bytes, read_json
 from pipeline.loaders.hotpotqa import hotpotqa_from_payload
+from pipeline.loaders.jsonl import iter_json_lines
 from pipeline.loaders.squad import squad_from_payload
 from pipeline.strategies import Question
 from pipeline.types import Document, Section
@@ -42,12 +42,6 @@ class EvalSet:
     corpora: dict[str, CorpusSpec]
 
 
-def _read_json(path: Path):
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def sample(records: Sequence, limit: int | None, seed: int) -> list:
     """A seeded sample that is a prefix of every larger sample with the same seed,
     so growing --limit adds questions and keeps the ones already answered."""
@@ -69,7 +63,7 @@ def move_gold(record: dict, slot: int) -> dict:
 def hotpotqa(path: Path, limit: int | None = None, seed: int = 0, positions: Sequence[int] = ()) -> EvalSet:
     """Distractor setting: each question's 10 paragraphs are its own corpus (in the
     data set's order, or with the gold paragraphs moved to each of ``positions``)."""
-    records = sample(_read_json(path), limit, seed)
+    records = sample(read_json(path), limit, seed)
     items, corpora = [], {}
     for record in records:
         variants = [(record["_id"], record)] if not positions else [
@@ -97,7 +91,7 @@ def hotpotqa_pooled(path: Path, limit: int | None = None, seed: int = 0) -> Eval
 def squad2(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     """SQuAD 2.0: the articles are long documents in one corpus; each question is
     about its article (lc reads that article); unanswerable questions have no gold."""
-    payload = _read_json(path)
+    payload = read_json(path)
     loaded = squad_from_payload(payload, path)
     questions = []
     for article in payload["data"]:
@@ -112,17 +106,17 @@ def squad2(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     return EvalSet("squad2", items, {"squad2": CorpusSpec("squad2", loaded.documents)})
 
 
+MISSING_QUESTION = "no 'question' field"
+
+
 def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     """A user's own ``question, answers[]`` file, asked over an index they built
     (corpus key ``existing``: the runner uses the given index as it is)."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                record = json.loads(line)
-                if "question" not in record:
-                    raise ValueError(f"{path}:{number}: no 'question' field")
-                rows.append((str(record.get("id", record.get("_id", number))), record["question"], tuple(record.get("answers", []))))
+    for number, record, error in iter_json_lines(read_bytes(path)):
+        if error or not isinstance(record, dict) or "question" not in record:
+            raise ValueError(f"{path}:{number}: {error or MISSING_QUESTION}")
+        rows.append((str(record.get("id", record.get("_id", number))), record["question"], tuple(record.get("answers", []))))
     items = tuple(EvalItem(Question(qid, text), golds, "existing", bool(golds)) for qid, text, golds in sample(rows, limit, seed))
     return EvalSet("qa-jsonl", items, {})
 
@@ -131,9 +125,11 @@ def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet
     """Key-value retrieval ("Lost in the Middle"): each example's UUID pairs are one
     document, a pair per line, in the data set's order; the question asks for one
     key's value and its id records the gold pair's index (``@posN``)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
+    records = []
+    for _, record, error in iter_json_lines(read_bytes(path)):
+        if error:  # evaluation data must not shrink silently
+            raise ValueError(f"{path}: {error}")
+        records.append(record)
     items, corpora = [], {}
     for number, record in sample(list(enumerate(records)), limit, seed):
         pairs = record["ordered_kv_records"]

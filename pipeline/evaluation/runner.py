@@ -37,17 +37,6 @@ class EvalRun:
     workers: int = 4  # corpora answered concurrently
 
 
-class SerialAttention:
-    """One attention model shared by worker threads, one forward pass at a time."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self._lock = inner, threading.Lock()
-
-    def passage_attention(self, prompt):
-        with self._lock:
-            return self.inner.passage_attention(prompt)
-
-
 def index_folder(work_dir: Path, key: str) -> Path:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)[:60]
     return work_dir / "indexes" / f"{safe}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
@@ -74,7 +63,6 @@ def run_evaluation(
     for item in evalset.items:
         by_corpus.setdefault(item.corpus, []).append(item)
     ingest_lock = threading.Lock()
-    shared_attention = SerialAttention(attention) if attention is not None else None
     answered = 0
     answered_lock = threading.Lock()
 
@@ -92,7 +80,7 @@ def run_evaluation(
             with ingest_lock:  # one encoder, one ingestion at a time
                 ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, config, encoder, "eval")
         with IndexReader(index, lambda _: encoder) as corpus:
-            tools = Toolkit(corpus, reader, config.strategies, budget, shared_attention)
+            tools = Toolkit(corpus, reader, config.strategies, budget, attention)
             labels = RunLabels(run.run_id, f"{evalset.name}:{key}", config.index_fingerprint(), reader.model, evalset.name)
             for name in run.strategies:
                 todo = [i for i in items if (i.question.qid, name) not in done]
