@@ -85,14 +85,19 @@ def answer_and_record(
     labels: RunLabels,
     on_strategy_done: Callable[[str, list[Outcome]], None] | None = None,
     golds: Mapping[str, Sequence[str]] | None = None,
+    on_recorded: Callable[[str, list[LedgerRow]], None] | None = None,
 ) -> dict[str, list[Outcome]]:
-    """Run each strategy over all questions; record its rows as soon as it finishes."""
+    """Run each strategy over all questions; record its rows as soon as it finishes.
+    ``on_recorded`` sees the rows (with their ids) once they are stored."""
     golds = golds or {}
     results: dict[str, list[Outcome]] = {}
     for name in strategy_names:
         outcomes = get_strategy(name).run_batch(list(questions), tools)
+        rows = [ledger_row(o, labels, golds.get(o.question.qid)) for o in outcomes]
         if ledger is not None:
-            ledger.record([ledger_row(o, labels, golds.get(o.question.qid)) for o in outcomes])
+            ledger.record(rows)
+        if on_recorded is not None:
+            on_recorded(name, rows)
         results[name] = outcomes
         if on_strategy_done is not None:
             on_strategy_done(name, outcomes)

@@ -208,6 +208,32 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """The HTTP query API (``lcrag serve``): its key and the limits that keep one
+    client from exhausting the reader. The environment variable LCRAG_API_KEY,
+    when set, overrides ``api_key`` (so the key need not sit in a file)."""
+
+    api_key: str = field(default="", repr=False)  # empty: LCRAG_API_KEY must provide it; never in to_dict()
+    max_question_chars: int = 2000
+    max_k: int = 50  # largest per-request top-k
+    max_budget_tokens: int = 32768  # largest per-request context budget (also capped by the reader's window)
+    max_in_flight: int = 4  # questions answered at once
+    max_queued: int = 8  # questions waiting for a slot; more are refused with 429
+    retry_after_s: int = 2  # Retry-After on 429 and 503
+    run_id: str = ""  # ledger run id of API questions; empty = api-YYYYMMDD (UTC)
+    health_cache_s: float = 5.0  # how long a reader reachability check is reused
+
+    def __post_init__(self) -> None:
+        _check(self.max_question_chars >= 1, f"service.max_question_chars must be >= 1, got {self.max_question_chars}")
+        _check(self.max_k >= 1, f"service.max_k must be >= 1, got {self.max_k}")
+        _check(self.max_budget_tokens >= 64, f"service.max_budget_tokens must be >= 64, got {self.max_budget_tokens}")
+        _check(self.max_in_flight >= 1, f"service.max_in_flight must be >= 1, got {self.max_in_flight}")
+        _check(self.max_queued >= 0, f"service.max_queued must be >= 0, got {self.max_queued}")
+        _check(self.retry_after_s >= 1, f"service.retry_after_s must be >= 1, got {self.retry_after_s}")
+        _check(self.health_cache_s >= 0, f"service.health_cache_s must be >= 0, got {self.health_cache_s}")
+
+
+@dataclass(frozen=True)
 class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     units: UnitConfig = field(default_factory=UnitConfig)
@@ -218,6 +244,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     strategies: StrategyConfig = field(default_factory=StrategyConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
     def index_fingerprint(self) -> str:
         """Hash of the settings that shape an index's contents. Searching or adding to an
@@ -231,7 +258,10 @@ class Config:
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting, for manifests and reports; the API key is left out (blank)."""
+        data = dataclasses.asdict(self)
+        data["service"]["api_key"] = ""
+        return data
 
 
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
@@ -277,6 +307,7 @@ _SECTIONS: dict[str, type] = {
     "ingest": IngestConfig,
     "reader": ReaderConfig,
     "strategies": StrategyConfig,
+    "service": ServiceConfig,
 }
 
 
