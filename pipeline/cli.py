@@ -250,10 +250,12 @@ def _register_command_groups() -> None:
     from pipeline.cli_eval import evaluate
     from pipeline.cli_reader import reader_app
     from pipeline.cli_report import report
+    from pipeline.cli_serve import serve
 
     app.command("ask")(ask)
     app.command("eval")(evaluate)
     app.command("report")(report)
+    app.command("serve")(serve)
     app.add_typer(reader_app, name="reader")
 
 

@@ -1,0 +1,159 @@
+"""The FastAPI application: routes, the key gate, admission control and the
+mapping of failures to short JSON errors.
+
+Blocking work (retrieval, reading, the ledger) runs in worker threads; the
+event loop only admits, waits and answers. Failures clients can act on have
+their own status (401, 422, 429, 503, each with a one-line ``{"error": ...}``
+body or FastAPI's field-naming validation body); anything else is logged with
+its traceback and answered with a bare 500 that reveals nothing.
+
+No ``from __future__ import annotations`` here: FastAPI reads the route
+signatures, and the query body's model is built inside ``create_app``.
+"""
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Query, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipeline.config import Config, ServiceConfig
+from pipeline.index import IndexStateError
+from pipeline.ledger import Ledger, LedgerError
+from pipeline.service.auth import ApiKeyMiddleware
+from pipeline.service.health import ReaderProbe
+from pipeline.service.limits import AdmissionController, Saturated
+from pipeline.service.querying import QueryService, describe, request_limits, uses_k
+from pipeline.service.schemas import (
+    ErrorBody,
+    HealthResponse,
+    QueryResponse,
+    RunsResponse,
+    StrategiesResponse,
+    StrategyInfo,
+    ledger_entry,
+    query_request_model,
+)
+from readers.base import ReaderError
+
+log = logging.getLogger("lcrag.service")
+
+HEALTH_PATH = "/v1/health"
+MAX_RUNS_PAGE = 200
+MAX_OFFSET = 1_000_000_000
+
+
+def _error(status: int, message: str, retry_after_s: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    meaning = {
+        401: "missing or wrong API key",
+        429: "too many questions in flight and queued; retry after Retry-After seconds",
+        503: "the reader, ledger or index is unavailable; retry after Retry-After seconds",
+    }
+    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
+
+
+def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceConfig, attention=None) -> FastAPI:
+    """The query API over ``live`` (a ``pipeline.generations.LiveIndex``), answered
+    by ``reader`` and recorded in ``ledger``. ``service.api_key`` must be set (the
+    caller resolves it, see ``pipeline.service.auth.resolve_api_key``);
+    ``attention`` enables attention-sort."""
+    if not service.api_key:
+        raise ValueError("create_app needs service.api_key (resolve it with pipeline.service.auth.resolve_api_key)")
+    limits = request_limits(config, service, attention is not None)
+    QueryRequest = query_request_model(limits)
+    answering = QueryService(live, reader, ledger, config, service, attention)
+    admission = AdmissionController(service.max_in_flight, service.max_queued, service.retry_after_s)
+    probe = ReaderProbe(reader, service.health_cache_s)
+    strategies = StrategiesResponse(
+        default=limits.default_strategy,
+        strategies=[StrategyInfo(name=n, description=describe(n), uses_k=uses_k(n)) for n in limits.strategies],
+    )
+
+    app = FastAPI(
+        title="lcrag query API",
+        version="1",
+        description="Ask questions of an lcrag index. Every route but /v1/health needs the API key "
+        "(`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
+    )
+    open_paths = {HEALTH_PATH, app.openapi_url, app.docs_url, app.redoc_url, f"{app.docs_url}/oauth2-redirect"}
+    app.add_middleware(ApiKeyMiddleware, api_key=service.api_key, open_paths={p for p in open_paths if p})
+    # Declared so the schema and /docs show both ways to send the key; the middleware checks it.
+    keyed = [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
+
+    @app.exception_handler(Saturated)
+    async def _saturated(request: Request, exc: Saturated) -> JSONResponse:
+        return _error(429, str(exc), exc.retry_after_s)
+
+    @app.exception_handler(ReaderError)
+    async def _reader_down(request: Request, exc: ReaderError) -> JSONResponse:
+        log.warning("reader error on %s: %s", request.url.path, exc)
+        return _error(503, "the reader is not answering; try again later", service.retry_after_s)
+
+    @app.exception_handler(LedgerError)
+    async def _ledger_busy(request: Request, exc: LedgerError) -> JSONResponse:
+        log.warning("ledger error on %s: %s", request.url.path, exc)
+        return _error(503, "the ledger is busy; try again later", service.retry_after_s)
+
+    @app.exception_handler(IndexStateError)
+    async def _index_unavailable(request: Request, exc: IndexStateError) -> JSONResponse:
+        log.warning("index error on %s: %s", request.url.path, exc)
+        return _error(503, "the index is not available; try again later", service.retry_after_s)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        incident = uuid.uuid4().hex[:8]
+        log.error("unexpected error %s on %s", incident, request.url.path, exc_info=exc)
+        return _error(500, f"internal error {incident}; the server log has the details")
+
+    @app.post(
+        "/v1/query", response_model=QueryResponse, dependencies=keyed, responses=_responses(401, 429, 503),
+        summary="Answer a question with citations; the answer is recorded in the ledger",
+    )
+    async def query(body: QueryRequest) -> QueryResponse:  # type: ignore[valid-type]
+        arrived = time.perf_counter()
+        async with admission.admit():
+            queued_ms = (time.perf_counter() - arrived) * 1000
+            return await anyio.to_thread.run_sync(answering.answer, body, queued_ms)
+
+    @app.get("/v1/strategies", response_model=StrategiesResponse, dependencies=keyed, responses=_responses(401))
+    async def list_strategies() -> StrategiesResponse:
+        return strategies
+
+    @app.get(
+        "/v1/runs", response_model=RunsResponse, dependencies=keyed, responses=_responses(401, 503),
+        summary="Recent ledger rows, newest first",
+    )
+    def runs(
+        limit: int = Query(20, ge=1, le=MAX_RUNS_PAGE, description="Rows per page."),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET, description="Rows to skip."),
+    ) -> RunsResponse:
+        rows = ledger.rows(limit=limit, offset=offset)
+        return RunsResponse(rows=[ledger_entry(r) for r in rows], limit=limit, offset=offset, total=ledger.count())
+
+    @app.get(HEALTH_PATH, response_model=HealthResponse, summary="Liveness, the live generation and the reader (no key)")
+    def health() -> HealthResponse:
+        reachable = probe.reachable()
+        return HealthResponse(
+            status="ok" if reachable else "degraded",
+            generation=live.current_name(),
+            reader_reachable=reachable,
+            model=reader.model,
+            in_flight=admission.in_flight,
+            queued=admission.queued,
+        )
+
+    return app

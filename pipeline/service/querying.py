@@ -1,0 +1,130 @@
+"""One API question: the same path as ``lcrag ask`` (strategy, reader, ledger
+row), on the live index generation, with the request's own top-k and budget.
+
+Per-request settings go into a per-request ``Toolkit`` and ``StrategyConfig``
+copy; nothing shared is changed, so concurrent questions cannot see each
+other's settings.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+
+from pipeline.answering import RunLabels, answer_and_record, context_budget
+from pipeline.config import Config, ServiceConfig
+from pipeline.ledger import Ledger
+from pipeline.service.schemas import Citation, QueryResponse, RequestLimits, Timings, Tokens
+from pipeline.strategies import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit
+
+DEFAULT_STRATEGY = "auto"
+
+# One line each, as in the README's strategy table.
+DESCRIPTIONS = {
+    "rag": "top-k chunks (hybrid retrieval), best first",
+    "longrag": "top-k long units (unit score = best chunk), each read whole",
+    "lc": "the whole document(s) or corpus in original order; past the budget the middle is cut",
+    "reorder": "top-k chunks with the best at both ends and the worst in the middle",
+    "op-rag": "top-k chunks in corpus order",
+    "attention-sort": "top-k chunks sorted by the attention the reader pays them, most attended last",
+    "self-route": "rag allowed to answer 'unanswerable'; only those fall back to lc",
+    "auto": "lc when everything the question could be about fits the budget, else self-route",
+    "closed-book": "no context: a control that shows what the model answers unaided",
+}
+
+
+def describe(name: str) -> str:
+    doc = (REGISTRY[name].__doc__ or "").strip()
+    return DESCRIPTIONS.get(name) or (doc.splitlines()[0] if doc else name)
+
+
+def uses_k(name: str) -> bool:
+    return name in TOP_K_STRATEGIES or name == "auto"  # auto's self-route reads rag's top-k
+
+
+def available_strategies(has_attention: bool) -> tuple[str, ...]:
+    """Registered strategies this server can run: attention-sort only with an
+    attention source (the reader's weights on this machine)."""
+    names = [*ALL, *(n for n in REGISTRY if n not in ALL)]
+    return tuple(n for n in names if has_attention or n != "attention-sort")
+
+
+def window_budget(config: Config) -> int:
+    """The largest context the reader's window leaves room for."""
+    return context_budget(config.reader, replace(config.strategies, budget_tokens=0))
+
+
+def request_limits(config: Config, service: ServiceConfig, has_attention: bool) -> RequestLimits:
+    return RequestLimits(
+        strategies=available_strategies(has_attention),
+        default_strategy=DEFAULT_STRATEGY,
+        max_question_chars=service.max_question_chars,
+        max_k=service.max_k,
+        max_budget_tokens=max(64, min(service.max_budget_tokens, window_budget(config))),
+    )
+
+
+class QueryService:
+    """Answers validated requests on the live index and records each in the ledger.
+    Blocking: call it from a worker thread."""
+
+    def __init__(self, live, reader, ledger: Ledger, config: Config, service: ServiceConfig, attention=None) -> None:
+        self.live = live
+        self.reader = reader
+        self.ledger = ledger
+        self.config = config
+        self.service = service
+        self.attention = attention
+        self._fingerprint = config.index_fingerprint()
+        self._default_budget = context_budget(config.reader, config.strategies)
+        self._window = window_budget(config)
+
+    def run_id(self) -> str:
+        return self.service.run_id or time.strftime("api-%Y%m%d", time.gmtime())
+
+    def budget(self, question: str, requested: int | None) -> int:
+        """The request's budget (or the configured one), never more than the reader's
+        window leaves beside this question: a long question must not push the
+        prompt past the window (the reader would refuse it)."""
+        wanted = requested or self._default_budget
+        return max(0, min(wanted, self._window - self.reader.count_tokens(question)))
+
+    def answer(self, request, queued_ms: float = 0.0) -> QueryResponse:
+        started = time.perf_counter()
+        name = request.strategy
+        budget = self.budget(request.question, request.budget_tokens)
+        strategies = replace(self.config.strategies, budget_tokens=budget)
+        if request.k is not None:
+            strategies = replace(strategies, rag_k=request.k, longrag_k=request.k)
+        question = Question(f"api-{uuid.uuid4().hex[:12]}", request.question)
+        recorded = {}
+        with self.live.acquire() as generation:
+            tools = Toolkit(generation.corpus, self.reader, strategies, budget, self.attention)
+            labels = RunLabels(self.run_id(), generation.corpus.index_id, self._fingerprint, self.reader.model)
+            results = answer_and_record(
+                [question], [name], tools, self.ledger, labels, on_recorded=lambda n, rows: recorded.update({n: rows[0]})
+            )
+        outcome, row = results[name][0], recorded[name]
+        total_ms = (time.perf_counter() - started) * 1000 + queued_ms
+        return QueryResponse(
+            answer=outcome.answer.text,
+            strategy=name,
+            route=outcome.route,
+            fell_back=outcome.fell_back,
+            citations=[
+                Citation(doc_id=p.doc_id, title=p.title, start=p.start, end=p.end, text=p.text)
+                for p in outcome.context.passages
+            ],
+            tokens=Tokens(
+                context=outcome.context.tokens, prompt=outcome.prompt_tokens,
+                completion=outcome.completion_tokens, budget=budget,
+            ),
+            timings_ms=Timings(
+                retrieval=round(outcome.retrieval_ms, 1), reading=round(outcome.reading_ms, 1),
+                queued=round(queued_ms, 1), total=round(total_ms, 1),
+            ),
+            generation=generation.name,
+            ledger_row_id=row.row_id,
+            run_id=labels.run_id,
+        )

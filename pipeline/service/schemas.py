@@ -1,0 +1,183 @@
+"""Request and response bodies of the query API.
+
+Every limit a request can break is a constraint here, so it is refused by
+validation (422 naming the field) before any work starts, and the OpenAPI
+schema states the same limits clients are held to. The query body's limits
+come from the configuration, so its model is built per application.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one question may ask for."""
+
+    strategies: tuple[str, ...]
+    default_strategy: str
+    max_question_chars: int
+    max_k: int
+    max_budget_tokens: int  # already capped by the reader's window
+
+    def __post_init__(self) -> None:
+        if not self.strategies:
+            raise ValueError("at least one strategy must be available")
+        if self.default_strategy not in self.strategies:
+            raise ValueError(f"default strategy {self.default_strategy!r} is not among {self.strategies}")
+        if self.max_question_chars < 1 or self.max_k < 1 or self.max_budget_tokens < 64:
+            raise ValueError(f"limits out of range: {self}")
+
+
+MIN_BUDGET_TOKENS = 64
+
+
+class _QueryBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("question", check_fields=False)
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        # JSON can carry lone surrogates ("\ud800"); they cannot be stored or sent on.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("question must be valid Unicode text (no lone surrogates)") from None
+        return value
+
+
+def query_request_model(limits: RequestLimits) -> type[BaseModel]:
+    """The ``POST /v1/query`` body, with ``limits`` as schema constraints."""
+    strategy_type = Literal[limits.strategies]  # type: ignore[valid-type]
+    return create_model(
+        "QueryRequest",
+        __base__=_QueryBase,
+        question=(
+            str,
+            Field(
+                min_length=1, max_length=limits.max_question_chars, pattern=r"\S",
+                description="The question; not blank.", examples=["Which volcano in Sicily is very active?"],
+            ),
+        ),
+        strategy=(
+            strategy_type,
+            Field(default=limits.default_strategy, description="How the context is chosen (see GET /v1/strategies)."),
+        ),
+        k=(
+            Optional[int],
+            Field(
+                default=None, ge=1, le=limits.max_k,
+                description="Top-k for this question (chunks, or long units for longrag); "
+                "strategies that read whole documents ignore it.",
+            ),
+        ),
+        budget_tokens=(
+            Optional[int],
+            Field(
+                default=None, ge=MIN_BUDGET_TOKENS, le=limits.max_budget_tokens,
+                description="Context tokens for this question (reader's tokenizer); default: the configured budget.",
+            ),
+        ),
+    )
+
+
+class Citation(BaseModel):
+    doc_id: str
+    title: str
+    start: int = Field(description="Character offset of the passage in the document's text.")
+    end: int
+    text: str
+
+
+class Tokens(BaseModel):
+    context: int = Field(description="Tokens of the passages read.")
+    prompt: int = Field(description="Prompt tokens the reader charged (every call).")
+    completion: int
+    budget: int = Field(description="The context budget this question had.")
+
+
+class Timings(BaseModel):
+    retrieval: float
+    reading: float
+    queued: float = Field(description="Time spent waiting for a free slot.")
+    total: float = Field(description="Wall time in the server, waiting included.")
+
+
+class QueryResponse(BaseModel):
+    answer: str
+    strategy: str
+    route: str = Field(description="The path that produced the answer, e.g. rag, lc, rag->lc.")
+    fell_back: Optional[bool] = Field(description="self-route and auto: whether retrieval gave up and lc answered.")
+    citations: list[Citation]
+    tokens: Tokens
+    timings_ms: Timings
+    generation: str = Field(description="The index generation that answered.")
+    ledger_row_id: str
+    run_id: str
+
+
+class StrategyInfo(BaseModel):
+    name: str
+    description: str
+    uses_k: bool = Field(description="Whether the request's k changes what it reads.")
+
+
+class StrategiesResponse(BaseModel):
+    default: str
+    strategies: list[StrategyInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    generation: str
+    reader_reachable: bool
+    model: str
+    in_flight: int
+    queued: int
+
+
+class LedgerEntry(BaseModel):
+    """One ledger row (one question answered by one strategy)."""
+
+    row_id: str
+    run_id: str
+    created_at: float
+    question_id: str
+    question: str
+    strategy: str
+    route: str
+    answer: str
+    index_id: str
+    model: str
+    context_tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    retrieval_ms: float
+    reading_ms: float
+    context_cut: bool
+    calls: int
+    fell_back: Optional[bool]
+    dataset: Optional[str]
+    em: Optional[float]
+    f1: Optional[float]
+    error: Optional[str]
+
+
+class RunsResponse(BaseModel):
+    rows: list[LedgerEntry] = Field(description="Newest first.")
+    limit: int
+    offset: int
+    total: int
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+def ledger_entry(row) -> LedgerEntry:
+    return LedgerEntry(**{name: getattr(row, name) for name in LedgerEntry.model_fields})
+
