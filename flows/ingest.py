@@ -16,7 +16,8 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline.config import load_config
 from pipeline.encoder import make_encoder
-from pipeline.ingest import IndexWriter, default_source_name, embed_pending, index_changed, plan, publish
+from pipeline.generations import is_generational, live_name, start_generation
+from pipeline.ingest import IndexWriter, default_source_name, embed_pending, finish_generation, index_changed, plan, publish
 from pipeline.loaders import LoadResult, load_source
 
 
@@ -52,21 +53,39 @@ def publish_task(writer: IndexWriter, changed: bool):
     return publish(writer, changed)
 
 
+@task(name="publish generation", cache_policy=NO_CACHE)
+def publish_generation_task(root: Path, folder: Path, live_before: str | None) -> str:
+    live = finish_generation(root, folder, live_before)
+    get_run_logger().info("live generation: %s", live)
+    return live
+
+
 @flow(name="lcrag-ingest", log_prints=True)
-def ingest_flow(source: str, index: str, fmt: str = "auto", config_file: str | None = None, name: str | None = None) -> dict[str, Any]:
-    """Ingest SOURCE into the index folder INDEX; returns the run's summary."""
+def ingest_flow(
+    source: str, index: str, fmt: str = "auto", config_file: str | None = None, name: str | None = None,
+    generations: bool = False,
+) -> dict[str, Any]:
+    """Ingest SOURCE into the index folder INDEX; returns the run's summary. With
+    ``generations`` (implied when INDEX already holds them) the run writes a new
+    generation and publishes it at the end, so a running server switches to it."""
     config = load_config(config_file)
     loaded = load_task(source, fmt)
-    with IndexWriter(Path(index), config, make_encoder(config.encoder)) as writer:
+    root = Path(index)
+    use_generations = generations or is_generational(root)
+    live_before = live_name(root) if use_generations else None
+    target = start_generation(root) if use_generations else root
+    with IndexWriter(target, config, make_encoder(config.encoder)) as writer:
         plan_report = plan_task(writer, loaded, name or default_source_name(Path(source)))
         embed_report = embed_task(writer)
         manifest = publish_task(writer, index_changed(plan_report, embed_report))
+    live = publish_generation_task(root, target, live_before) if use_generations else None
     return {
         "documents": manifest.documents,
         "units": manifest.units,
         "chunks": manifest.chunks,
         "tokens": manifest.tokens,
         "generation": manifest.generation,
+        "live_generation": live,
         "embedded_units": embed_report.units,
         "skipped": [(s.path, s.reason) for s in plan_report.skipped],
     }

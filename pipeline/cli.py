@@ -65,6 +65,10 @@ def ingest(
         None, "--name", help="Source name inside the index (default: the source's file or folder name). "
         "Re-ingesting under the same name updates that source: changed documents are re-embedded, removed ones deleted."
     ),
+    generations: bool = typer.Option(
+        False, "--generations", help="Write a new generation beside the live one and publish it when finished, "
+        "so a running `lcrag serve` switches to it without a restart (implied when --index already holds generations)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ingest SOURCE into the index at --index: long units, late-chunked vectors, BM25.
@@ -74,7 +78,8 @@ def ingest(
     """
     from pipeline.config import load_config
     from pipeline.encoder import make_encoder
-    from pipeline.ingest import default_source_name, ingest as run_ingest
+    from pipeline.generations import is_generational
+    from pipeline.ingest import default_source_name, ingest as run_ingest, ingest_generation
     from pipeline.loaders import load_source
 
     try:
@@ -91,7 +96,12 @@ def ingest(
                 task = bar.add_task("embedding tokens", total=total)
                 return lambda n: bar.advance(task, n)
 
-            report = run_ingest(loaded, index, config, encoder, name or default_source_name(source), factory)
+            source_name = name or default_source_name(source)
+            live = None
+            if generations or is_generational(index):
+                report, live = ingest_generation(loaded, index, config, encoder, source_name, factory)
+            else:
+                report = run_ingest(loaded, index, config, encoder, source_name, factory)
         seconds = time.perf_counter() - started
     except _domain_errors() as err:
         _fail(str(err))
@@ -117,6 +127,7 @@ def ingest(
         "skipped": [{"path": s.path, "reason": s.reason} for s in p.skipped],
         "seconds": round(seconds, 2),
         "generation": m.generation,
+        "live_generation": live,
     }
     if as_json:
         out.print_json(json.dumps(summary))
@@ -126,6 +137,8 @@ def ingest(
                 "embedded_units", "embedded_tokens", "tokens_per_second", "seconds", "generation"):
         table.add_row(key.replace("_", " "), str(summary[key]))
     table.add_row("skipped", str(len(p.skipped)))
+    if live:
+        table.add_row("live generation", live)
     out.print(table)
     for s in p.skipped:
         out.print(f"  skipped {s.path}: {s.reason}", highlight=False)
@@ -235,13 +248,15 @@ def data_list() -> None:
 @app.command()
 def info(index: Path = typer.Option(..., "--index", "-i", help="An index folder.")) -> None:
     """Show what an index holds and how it was built."""
+    from pipeline.generations import is_generational, live_path
     from pipeline.index import require_finished
 
     try:
-        manifest = require_finished(index)
+        generation, folder = live_path(index) if is_generational(index) else (None, index)
+        manifest = require_finished(folder)
     except _domain_errors() as err:
         _fail(str(err))
-    out.print_json(json.dumps({k: v for k, v in manifest.__dict__.items()}))
+    out.print_json(json.dumps({**manifest.__dict__, "live_generation": generation}))
 
 
 def _register_command_groups() -> None:

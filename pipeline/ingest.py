@@ -14,6 +14,7 @@ Safety comes from three rules:
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,14 @@ from typing import Callable, Sequence
 from pipeline.catalog import Catalog
 from pipeline.config import Config
 from pipeline.embedding import embed_units, render_span
+from pipeline.generations import (
+    DEFAULT_GRACE_S,
+    cleanup_generations,
+    generation_path,
+    live_name,
+    publish_generation,
+    start_generation,
+)
 from pipeline.index import (
     FORMAT_VERSION,
     IndexPaths,
@@ -85,11 +94,13 @@ class IndexWriter:
         self._lock = WriterLock(self.root)
         self.catalog: Catalog | None = None
         self.vectors: QdrantChunkStore | None = None
+        self.resumed = False  # an earlier run stopped before publishing: publish must rebuild
 
     def __enter__(self) -> "IndexWriter":
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock.__enter__()
         try:
+            self.resumed = self.paths.marker.exists()
             existing = read_manifest(self.root)
             self.catalog = Catalog(self.paths.catalog)
             # the manifest's fingerprint, or (first run interrupted) the catalog's
@@ -243,7 +254,7 @@ def publish(writer: IndexWriter, changed: bool) -> Manifest:
     """Rebuild BM25 over every chunk, write the manifest (the commit point), clean up."""
     previous = read_manifest(writer.root)
     stray = reconcile(writer)
-    if previous is not None and not changed and not stray and (writer.root / previous.bm25_folder).is_dir():
+    if previous is not None and not changed and not stray and not writer.resumed and (writer.root / previous.bm25_folder).is_dir():
         clear_in_progress(writer.root)
         return previous
     catalog, config = writer.catalog, writer.config
@@ -296,3 +307,34 @@ def ingest(
         manifest = publish(writer, index_changed(plan_report, embed_report))
     return IngestReport(plan_report, embed_report, manifest, time.perf_counter() - started)
 
+
+
+def ingest_generation(
+    loaded: LoadResult,
+    root: Path,
+    config: Config,
+    encoder,
+    source_name: str,
+    progress_factory: Callable[[int], Progress] | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> tuple[IngestReport, str]:
+    """Ingest into a new generation of ROOT and publish it when finished (see
+    ``pipeline.generations``); returns the report and the live generation's name.
+    A run that changes nothing publishes nothing: its copy is discarded."""
+    live_before = live_name(root)
+    folder = start_generation(root)
+    report = ingest(loaded, folder, config, encoder, source_name, progress_factory)
+    return report, finish_generation(root, folder, live_before, grace_s)
+
+
+def finish_generation(root: Path, folder: Path, live_before: str | None, grace_s: float = DEFAULT_GRACE_S) -> str:
+    """Publish FOLDER unless it is an unchanged copy of the live generation; clean up."""
+    live_manifest = read_manifest(generation_path(root, live_before)) if live_before else None
+    manifest = read_manifest(folder)
+    if live_manifest is not None and manifest == live_manifest and folder.name != live_before:
+        shutil.rmtree(folder, ignore_errors=True)
+        name = live_before
+    else:
+        name = publish_generation(root, folder)
+    cleanup_generations(root, grace_s)
+    return name

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from pipeline.catalog import Catalog
 from pipeline.config import MODE_CHOICES, Config, RetrievalConfig
+from pipeline.generations import is_generational, live_path
 from pipeline.index import IndexPaths, Manifest, require_finished
 from pipeline.types import LEVELS, Chunk, Document, Hit, Level, Unit
 from retrievers.base import ScoredChunk
@@ -39,10 +40,11 @@ def aggregate(ranked: Sequence[ScoredChunk], chunks: dict[str, Chunk], level: Le
 
 class IndexReader:
     """A finished index opened for search. Holds the encoder, the vector store,
-    BM25 and the catalog; close it (or use ``with``) to release Qdrant's folder."""
+    BM25 and the catalog; close it (or use ``with``) to release Qdrant's folder.
+    A root holding generations opens its live generation."""
 
     def __init__(self, root: Path, encoder_factory, retrieval: RetrievalConfig | None = None) -> None:
-        self.root = Path(root)
+        self.root = live_path(Path(root))[1] if is_generational(Path(root)) else Path(root)
         self.manifest: Manifest = require_finished(self.root)
         built = self.manifest.build_config()
         self.config: Config = replace(built, retrieval=retrieval) if retrieval else built

@@ -24,6 +24,22 @@ def test_ingest_flow_builds_then_skips_unchanged(prefect_harness, topic_corpus, 
     assert second["embedded_units"] == 0 and second["generation"] == first["generation"]
 
 
+def test_ingest_flow_with_generations_publishes_a_live_generation(prefect_harness, topic_corpus, tmp_path):
+    from flows.ingest import ingest_flow
+    from pipeline.generations import live_name
+
+    config = tmp_path / "config.yaml"
+    config.write_text("chunking:\n  target_tokens: 24\nunits:\n  max_tokens: 128\n")
+    root = tmp_path / "generational"
+    first = ingest_flow(str(topic_corpus), str(root), config_file=str(config), generations=True)
+    assert first["live_generation"] == live_name(root)
+    assert (root / "generations" / first["live_generation"] / "manifest.json").is_file()
+    (topic_corpus / "owls.txt").write_text("Owls hunt at night and turn their heads almost all the way round.\n")
+    second = ingest_flow(str(topic_corpus), str(root), config_file=str(config))  # generations implied
+    assert second["live_generation"] == live_name(root) != first["live_generation"]
+    assert second["documents"] == first["documents"] + 1
+
+
 def test_flow_tasks_retry_the_resumable_steps():
     from flows.ingest import embed_task, load_task, publish_task
 
