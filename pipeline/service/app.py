@@ -11,14 +11,16 @@ No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures, and the query body's model is built inside ``create_app``.
 """
 
+import json
 import logging
 import time
-import uuid
 from typing import Any
 
 import anyio
 from fastapi import FastAPI, Query, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,6 +28,7 @@ from pipeline.config import Config, ServiceConfig
 from pipeline.index import IndexStateError
 from pipeline.ledger import Ledger, LedgerError
 from pipeline.service.auth import ApiKeyMiddleware
+from pipeline.service.errors import CatchAllMiddleware
 from pipeline.service.health import ReaderProbe
 from pipeline.service.limits import AdmissionController, Saturated
 from pipeline.service.querying import QueryService, describe, request_limits, uses_k
@@ -86,6 +89,7 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
         "(`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
     )
     open_paths = {HEALTH_PATH, app.openapi_url, app.docs_url, app.redoc_url, f"{app.docs_url}/oauth2-redirect"}
+    app.add_middleware(CatchAllMiddleware)
     app.add_middleware(ApiKeyMiddleware, api_key=service.api_key, open_paths={p for p in open_paths if p})
     # Declared so the schema and /docs show both ways to send the key; the middleware checks it.
     keyed = [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
@@ -109,15 +113,16 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
         log.warning("index error on %s: %s", request.url.path, exc)
         return _error(503, "the index is not available; try again later", service.retry_after_s)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's body (each error names its field), but ASCII-escaped: errors echo
+        # the input, which may hold lone surrogates that UTF-8 cannot encode.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())})
+        return Response(body, status_code=422, media_type="application/json")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        incident = uuid.uuid4().hex[:8]
-        log.error("unexpected error %s on %s", incident, request.url.path, exc_info=exc)
-        return _error(500, f"internal error {incident}; the server log has the details")
 
     @app.post(
         "/v1/query", response_model=QueryResponse, dependencies=keyed, responses=_responses(401, 429, 503),

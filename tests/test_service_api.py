@@ -1,0 +1,358 @@
+"""The query API over real HTTP: a uvicorn server on 127.0.0.1 serving a real
+small index, the deterministic fake reader (one test uses the real vLLM
+reader), a DuckDB ledger file, and httpx as the client."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.config import ConfigError, ServiceConfig, config_from_dict
+from pipeline.ledger import Ledger
+from pipeline.service.auth import API_KEY_ENV, resolve_api_key
+from pipeline.service.server import background_server
+from pipeline.strategies import REGISTRY
+from readers.fake import FakeReader
+from tests.service_support import AUTH, KEY, BlockingReader, BrokenReader, DownReader, build_index, make_app
+
+VOLCANO = "Which volcano in Sicily is very active?"
+PROTECTED = [
+    ("POST", "/v1/query", {"question": VOLCANO}),
+    ("GET", "/v1/strategies", None),
+    ("GET", "/v1/runs", None),
+    ("GET", "/v1/no-such-route", None),
+]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, encoder):
+    from pipeline.generations import LiveIndex
+
+    index = build_index(tmp_path_factory.mktemp("service"), encoder)
+    with LiveIndex(index, lambda config: encoder) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def ledger_path(tmp_path_factory):
+    return tmp_path_factory.mktemp("ledger") / "ledger.duckdb"
+
+
+@pytest.fixture(scope="module")
+def api(live, ledger_path):
+    with background_server(make_app(live, FakeReader(), ledger_path)) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield client
+
+
+def ask(client, **body):
+    return client.post("/v1/query", json=body, headers=AUTH)
+
+
+# ---------------------------------------------------------------- the key
+
+
+def test_health_needs_no_key_and_reports_generation_and_reader(api, live):
+    response = api.get("/v1/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["reader_reachable"] is True
+    assert body["generation"] == live.current_name() and body["generation"].startswith("static-")
+    assert body["model"] == "fake-reader"
+    assert body["in_flight"] == 0 and body["queued"] == 0
+
+
+@pytest.mark.parametrize("method, path, body", PROTECTED, ids=[p for _, p, _ in PROTECTED])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-key"},
+        {"X-API-Key": "wrong-key"},
+        {"Authorization": f"Basic {KEY}"},  # the key, but not as a bearer token
+        {"Authorization": f"Bearer {KEY}x"},
+        {"Authorization": "Bearer"},
+    ],
+    ids=["none", "wrong-bearer", "wrong-x-api-key", "basic-scheme", "key-prefix", "empty-bearer"],
+)
+def test_protected_routes_refuse_missing_or_wrong_key(api, method, path, body, headers):
+    response = api.request(method, path, json=body, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"error": "missing or wrong API key"}
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_key_is_checked_before_the_body_is_read(api):
+    response = api.post("/v1/query", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 401
+    assert response.json() == {"error": "missing or wrong API key"}
+
+
+@pytest.mark.parametrize("headers", [AUTH, {"X-API-Key": KEY}, {"authorization": f"bearer {KEY}"}], ids=["bearer", "x-api-key", "lowercase"])
+def test_either_header_with_the_key_is_accepted(api, headers):
+    assert api.get("/v1/strategies", headers=headers).status_code == 200
+
+
+def test_schema_and_docs_are_open_and_declare_both_key_headers(api):
+    schema = api.get("/openapi.json")
+    assert schema.status_code == 200
+    schemes = schema.json()["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} == {"http", "apiKey"}
+    assert api.get("/docs").status_code == 200
+
+
+def test_api_key_comes_from_environment_first_and_is_required():
+    assert resolve_api_key(ServiceConfig(api_key="from-file"), {API_KEY_ENV: "from-env"}) == "from-env"
+    assert resolve_api_key(ServiceConfig(api_key="from-file"), {}) == "from-file"
+    with pytest.raises(ConfigError) as err:
+        resolve_api_key(ServiceConfig(), {API_KEY_ENV: "  "})
+    assert API_KEY_ENV in str(err.value) and "service.api_key" in str(err.value)
+
+
+def test_serve_refuses_to_start_without_a_key(tmp_path):
+    from pipeline.cli import app
+
+    env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
+    result = CliRunner().invoke(app, ["serve", "--index", str(tmp_path)], env=env)
+    assert result.exit_code == 2
+    assert API_KEY_ENV in result.output and "service.api_key" in result.output
+
+
+def test_config_dump_leaves_the_key_out():
+    config = config_from_dict({"service": {"api_key": "hush"}})
+    assert config.service.api_key == "hush"
+    assert config.to_dict()["service"]["api_key"] == ""
+    assert "hush" not in repr(config)
+
+
+# --------------------------------------------------------------- answering
+
+
+def test_query_answers_with_citations_into_the_corpus_and_one_ledger_row(api, live, ledger_path):
+    response = ask(api, question=VOLCANO, strategy="rag", k=3)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer"] and body["strategy"] == "rag" and body["route"] == "rag"
+    assert 1 <= len(body["citations"]) <= 3
+    assert body["citations"][0]["doc_id"] == "volcanoes.txt"
+    with live.acquire() as generation:
+        docs = generation.corpus.documents([c["doc_id"] for c in body["citations"]])
+    for citation in body["citations"]:
+        assert docs[citation["doc_id"]].text[citation["start"] : citation["end"]] == citation["text"]
+    assert body["tokens"]["context"] > 0 and body["tokens"]["prompt"] > body["tokens"]["context"]
+    assert body["timings_ms"]["total"] >= body["timings_ms"]["retrieval"] >= 0
+    assert body["generation"] == live.current_name()
+    assert body["run_id"] == time.strftime("api-%Y%m%d", time.gmtime())
+
+    rows = Ledger(ledger_path).query("SELECT * FROM ledger WHERE row_id = ?", [body["ledger_row_id"]])
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["question"], row["strategy"], row["run_id"], row["answer"]) == (VOLCANO, "rag", body["run_id"], body["answer"])
+    assert len(row["used_ids"]) == len(body["citations"])
+    assert row["model"] == "fake-reader" and row["context_tokens"] == body["tokens"]["context"]
+
+
+def test_default_strategy_is_auto(api):
+    body = ask(api, question=VOLCANO).json()
+    assert body["strategy"] == "auto"
+    assert body["route"] in ("lc", "self-route:rag", "self-route:rag->lc")
+
+
+def test_k_applies_to_one_request_only(api):
+    one = ask(api, question=VOLCANO, strategy="rag", k=1).json()
+    assert len(one["citations"]) == 1
+    four = ask(api, question=VOLCANO, strategy="rag", k=4).json()
+    assert len(four["citations"]) == 4
+    default = ask(api, question=VOLCANO, strategy="rag").json()  # rag_k 5: the k=1 request changed nothing shared
+    assert len(default["citations"]) == 5
+
+
+def test_budget_tokens_bounds_the_context(api):
+    body = ask(api, question=VOLCANO, strategy="lc", budget_tokens=64).json()
+    assert body["tokens"]["budget"] == 64
+    assert 0 < body["tokens"]["context"] <= 64
+    wide = ask(api, question=VOLCANO, strategy="lc").json()
+    assert wide["tokens"]["context"] > 64
+
+
+def test_every_offered_strategy_answers(api):
+    offered = [s["name"] for s in api.get("/v1/strategies", headers=AUTH).json()["strategies"]]
+    for name in offered:
+        response = ask(api, question=VOLCANO, strategy=name, k=2)
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["strategy"] == name
+
+
+def test_strategies_lists_registered_names_with_descriptions(api):
+    body = api.get("/v1/strategies", headers=AUTH).json()
+    assert body["default"] == "auto"
+    names = [s["name"] for s in body["strategies"]]
+    assert set(names) == set(REGISTRY) - {"attention-sort"}  # no attention source in this app
+    assert all(s["description"] and len(s["description"].splitlines()) == 1 for s in body["strategies"])
+    assert {s["name"]: s["uses_k"] for s in body["strategies"]}["rag"] is True
+    assert {s["name"]: s["uses_k"] for s in body["strategies"]}["lc"] is False
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "question"),
+        ({"question": ""}, "question"),
+        ({"question": "   \n"}, "question"),
+        ({"question": "x" * 2001}, "question"),
+        ({"question": 42}, "question"),
+        ({"question": VOLCANO, "k": 51}, "k"),
+        ({"question": VOLCANO, "k": 0}, "k"),
+        ({"question": VOLCANO, "k": "many"}, "k"),
+        ({"question": VOLCANO, "budget_tokens": 63}, "budget_tokens"),
+        ({"question": VOLCANO, "budget_tokens": 10**6}, "budget_tokens"),
+        ({"question": VOLCANO, "strategy": "nope"}, "strategy"),
+        ({"question": VOLCANO, "strategy": "all"}, "strategy"),
+        ({"question": VOLCANO, "strategy": "rag,lc"}, "strategy"),
+        ({"question": VOLCANO, "strategy": "rag@k3"}, "strategy"),
+        ({"question": VOLCANO, "strategy": "attention-sort"}, "strategy"),  # no attention source here
+        ({"question": VOLCANO, "temperature": 2}, "temperature"),
+    ],
+    ids=[
+        "missing-question", "empty", "blank", "too-long", "not-a-string", "k-too-large", "k-zero", "k-not-int",
+        "budget-too-small", "budget-too-large", "unknown-strategy", "all", "two-strategies", "variant",
+        "attention-sort-unavailable", "unknown-field",
+    ],
+)
+def test_bad_bodies_get_422_naming_the_field(api, body, field):
+    response = api.post("/v1/query", json=body, headers=AUTH)
+    assert response.status_code == 422
+    locations = [error["loc"] for error in response.json()["detail"]]
+    assert any(field in loc for loc in locations), locations
+
+
+def test_lone_surrogate_question_is_422_not_500(api):
+    response = api.post("/v1/query", content=b'{"question": "\\ud800 volcano"}', headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 422
+    assert any("question" in e["loc"] for e in response.json()["detail"])
+
+
+def test_non_json_body_is_422(api):
+    response = api.post("/v1/query", content=b"{not json", headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 422
+
+
+# -------------------------------------------------------------------- runs
+
+
+def test_runs_pages_ledger_rows_newest_first(api, ledger_path):
+    asked = [ask(api, question=f"{VOLCANO} ({i})", strategy="rag").json()["ledger_row_id"] for i in range(3)]
+    page = api.get("/v1/runs", params={"limit": 2}, headers=AUTH).json()
+    assert [r["row_id"] for r in page["rows"]] == asked[::-1][:2]
+    assert page["limit"] == 2 and page["offset"] == 0
+    assert page["total"] == Ledger(ledger_path).count()
+    second = api.get("/v1/runs", params={"limit": 1, "offset": 1}, headers=AUTH).json()
+    assert [r["row_id"] for r in second["rows"]] == [asked[1]]
+    created = [r["created_at"] for r in api.get("/v1/runs", params={"limit": 50}, headers=AUTH).json()["rows"]]
+    assert created == sorted(created, reverse=True)
+
+
+@pytest.mark.parametrize("params, field", [({"limit": 0}, "limit"), ({"limit": 201}, "limit"), ({"offset": -1}, "offset"), ({"limit": "x"}, "limit")])
+def test_runs_rejects_bad_paging(api, params, field):
+    response = api.get("/v1/runs", params=params, headers=AUTH)
+    assert response.status_code == 422
+    assert any(field in e["loc"] for e in response.json()["detail"])
+
+
+# ---------------------------------------------------------------- overload
+
+
+def test_saturated_server_answers_429_with_retry_after_at_once(live, tmp_path):
+    reader = BlockingReader()
+    app = make_app(live, reader, tmp_path / "ledger.duckdb", max_in_flight=1, max_queued=0, retry_after_s=7)
+    with background_server(app) as url, httpx.Client(base_url=url, timeout=60) as client, ThreadPoolExecutor(1) as pool:
+        try:
+            first = pool.submit(ask, client, question=VOLCANO, strategy="rag")
+            assert reader.entered.wait(30), "the first question never reached the reader"
+            started = time.perf_counter()
+            refused = ask(client, question=VOLCANO, strategy="rag")
+            assert time.perf_counter() - started < 2.0  # refused, not queued until a timeout
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "7"
+            assert set(refused.json()) == {"error"}
+        finally:
+            reader.release.set()
+        assert first.result(timeout=30).status_code == 200
+        assert ask(client, question=VOLCANO, strategy="rag").status_code == 200  # the slot was given back
+
+
+def test_queued_question_waits_for_a_slot_and_the_next_is_refused(live, tmp_path):
+    reader = BlockingReader()
+    app = make_app(live, reader, tmp_path / "ledger.duckdb", max_in_flight=1, max_queued=1)
+    with background_server(app) as url, httpx.Client(base_url=url, timeout=60) as client, ThreadPoolExecutor(2) as pool:
+        try:
+            first = pool.submit(ask, client, question=VOLCANO, strategy="rag")
+            assert reader.entered.wait(30)
+            second = pool.submit(ask, client, question=VOLCANO, strategy="rag")
+            deadline = time.monotonic() + 10
+            while client.get("/v1/health").json()["queued"] != 1:
+                assert time.monotonic() < deadline, "the second question was never queued"
+                time.sleep(0.02)
+            assert client.get("/v1/health").json()["in_flight"] == 1
+            assert ask(client, question=VOLCANO, strategy="rag").status_code == 429
+        finally:
+            reader.release.set()
+        assert first.result(timeout=30).status_code == 200
+        queued = second.result(timeout=30)
+        assert queued.status_code == 200
+        assert queued.json()["timings_ms"]["queued"] > 0
+
+
+def test_unreachable_reader_gives_503_with_retry_after_and_degraded_health(live, tmp_path):
+    app = make_app(live, DownReader(), tmp_path / "ledger.duckdb", retry_after_s=3)
+    with background_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        response = ask(client, question=VOLCANO, strategy="rag")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "3"
+        assert "127.0.0.1" not in response.text  # the reader's address stays in the log
+        health = client.get("/v1/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded" and health.json()["reader_reachable"] is False
+
+
+def test_unexpected_error_is_a_json_500_without_details(live, tmp_path):
+    app = make_app(live, BrokenReader(), tmp_path / "ledger.duckdb")
+    with background_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        response = ask(client, question=VOLCANO, strategy="rag")
+        assert response.status_code == 500
+        assert set(response.json()) == {"error"}
+        assert "secret" not in response.text and "Traceback" not in response.text
+        assert client.get("/v1/health").json()["in_flight"] == 0  # the slot was given back
+
+
+# -------------------------------------------------------------- real reader
+
+
+@pytest.mark.slow
+@pytest.mark.reader
+def test_real_reader_answers_through_the_api(live, live_reader, tmp_path):
+    from pipeline.config import Config
+    from readers import connect_reader
+    from tests.conftest import ROOT
+
+    config = Config(reader=live_reader)
+    reader = connect_reader(live_reader, ROOT)
+    ledger_path = tmp_path / "ledger.duckdb"
+    try:
+        with background_server(make_app(live, reader, ledger_path, config=config)) as url, httpx.Client(base_url=url, timeout=300) as client:
+            assert client.get("/v1/health").json()["reader_reachable"] is True
+            response = ask(client, question=VOLCANO, strategy="rag", k=3)
+    finally:
+        reader.close()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer"].strip()
+    assert body["citations"] and body["citations"][0]["doc_id"] == "volcanoes.txt"
+    assert body["tokens"]["prompt"] > 0 and body["tokens"]["completion"] > 0
+    rows = Ledger(ledger_path).query("SELECT answer, model FROM ledger WHERE row_id = ?", [body["ledger_row_id"]])
+    assert rows == [{"answer": body["answer"], "model": live_reader.model}]
