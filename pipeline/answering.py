@@ -16,6 +16,7 @@ from pipeline.config import ReaderConfig, StrategyConfig
 from pipeline.ledger import Ledger, LedgerRow
 from pipeline.metrics import answer_recall, best_over_golds, exact_match, token_f1
 from pipeline.strategies import Outcome, Question, Toolkit, get_strategy
+from readers.prompts import is_unanswerable
 
 
 def context_budget(reader: ReaderConfig, strategies: StrategyConfig) -> int:
@@ -41,12 +42,24 @@ class RunLabels:
     dataset: str | None = None
 
 
-def ledger_row(outcome: Outcome, labels: RunLabels, golds: Sequence[str] | None = None) -> LedgerRow:
-    """The outcome as a ledger row; with gold answers, scored (EM, F1, answer recall)."""
-    scores = {}
-    if golds:
+def ledger_row(
+    outcome: Outcome, labels: RunLabels, golds: Sequence[str] | None = None, answerable: bool | None = None
+) -> LedgerRow:
+    """The outcome as a ledger row; with gold answers, scored (EM, F1, answer recall).
+
+    Where questions may be unanswerable (``answerable`` given) the row records
+    whether the reader abstained; an unanswerable question scores 1 on every
+    metric when the reader abstained and 0 otherwise, SQuAD 2.0's convention."""
+    scores: dict = {}
+    if answerable is not None:
+        abstained = is_unanswerable(outcome.answer.text)
+        scores = {"answerable": answerable, "abstained": abstained}
+        if not answerable:
+            hit = 1.0 if abstained else 0.0
+            scores.update(gold_answers=(), em=hit, f1=hit, recall=hit)
+    if golds and answerable is not False:
         text = outcome.answer.text
-        scores = {
+        scores |= {
             "gold_answers": tuple(golds),
             "em": best_over_golds(exact_match, text, golds),
             "f1": best_over_golds(token_f1, text, golds),
@@ -86,14 +99,15 @@ def answer_and_record(
     on_strategy_done: Callable[[str, list[Outcome]], None] | None = None,
     golds: Mapping[str, Sequence[str]] | None = None,
     on_recorded: Callable[[str, list[LedgerRow]], None] | None = None,
+    answerable: Mapping[str, bool] | None = None,
 ) -> dict[str, list[Outcome]]:
     """Run each strategy over all questions; record its rows as soon as it finishes.
     ``on_recorded`` sees the rows (with their ids) once they are stored."""
-    golds = golds or {}
+    golds, answerable = golds or {}, answerable or {}
     results: dict[str, list[Outcome]] = {}
     for name in strategy_names:
         outcomes = get_strategy(name).run_batch(list(questions), tools)
-        rows = [ledger_row(o, labels, golds.get(o.question.qid)) for o in outcomes]
+        rows = [ledger_row(o, labels, golds.get(o.question.qid), answerable.get(o.question.qid)) for o in outcomes]
         if ledger is not None:
             ledger.record(rows)
         if on_recorded is not None:

@@ -96,6 +96,7 @@ class LedgerRow:
     recall: float | None = None
     abstained: bool | None = None
     error: str | None = None
+    answerable: bool | None = None  # set where questions may be unanswerable (SQuAD 2.0)
     row_id: str = ""
     created_at: float = 0.0
 
@@ -208,10 +209,16 @@ def m003_summary_view(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m004_answerable_column(conn: duckdb.DuckDBPyConnection) -> None:
+    """Whether the question has an answer, so abstention can be scored per row."""
+    conn.execute("ALTER TABLE ledger ADD COLUMN answerable BOOLEAN")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_create_ledger", m001_create_ledger),
     ("m002_evaluation_columns", m002_evaluation_columns),
     ("m003_summary_view", m003_summary_view),
+    ("m004_answerable_column", m004_answerable_column),
 ]
 
 

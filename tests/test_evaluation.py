@@ -102,6 +102,37 @@ def test_run_answers_every_pair_once_and_resumes(tmp_path, encoder):
     assert again == 0 and ledger.count("r1") == 6
 
 
+def test_squad2_run_scores_abstention_on_both_kinds(tmp_path, encoder):
+    payload = {"data": [{"title": "Ruritania", "paragraphs": [{"context": "Strelsau is the capital of Ruritania.", "qas": [
+        {"id": "a", "question": "Which city is the capital of Ruritania?", "answers": [{"text": "Strelsau", "answer_start": 0}]},
+        {"id": "b", "question": "Who composed the Brandenburg concertos?", "answers": [], "is_impossible": True},
+    ]}]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(payload))
+    evalset = DATASETS["squad2"](path)
+    assert evalset.may_abstain
+    ledger = Ledger(tmp_path / "ledger.duckdb")
+    run = EvalRun("sq", "squad2", ("rag",), tmp_path / "work")
+    reader = FakeReader()
+    run_evaluation(evalset, run, config_from_dict({"chunking": {"target_tokens": 16}}), encoder, reader, None, ledger, budget=400)
+    assert all(p.allow_unanswerable for p in reader.calls)
+    rows = {r.question_id: r for r in ledger.rows("sq")}
+    assert (rows["a"].answerable, rows["a"].abstained, rows["a"].gold_answers) == (True, False, ("Strelsau",))
+    assert (rows["b"].answerable, rows["b"].abstained, rows["b"].em, rows["b"].f1) == (False, True, 1.0, 1.0)
+
+
+def test_qa_jsonl_answerable_flag_turns_on_abstention(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"id": "1", "question": "Q1?", "answers": ["x"]}\n{"id": "2", "question": "Q2?", "answerable": false}\n')
+    evalset = DATASETS["qa-jsonl"](path)
+    assert evalset.may_abstain and {i.question.qid: i.answerable for i in evalset.items} == {"1": True, "2": False}
+    path.write_text('{"id": "1", "question": "Q1?", "answers": ["x"]}\n')
+    assert not DATASETS["qa-jsonl"](path).may_abstain
+    path.write_text('{"id": "1", "question": "Q1?", "answerable": "no"}\n')
+    with pytest.raises(ValueError, match="'answerable' must be true or false"):
+        DATASETS["qa-jsonl"](path)
+
+
 def test_cli_eval_with_the_fake_backend_prints_a_summary(tmp_path):
     from typer.testing import CliRunner
 

@@ -199,14 +199,14 @@ def test_old_file_is_upgraded_and_keeps_its_rows(tmp_path):
         assert "recall" not in columns and "error" not in columns
 
     ledger = Ledger(path)
-    assert ledger.migrate() == ["m002_evaluation_columns", "m003_summary_view"]
+    assert ledger.migrate() == ["m002_evaluation_columns", "m003_summary_view", "m004_answerable_column"]
     assert ledger.migrate() == []
     assert applied_names(path) == [name for name, _ in MIGRATIONS]
     (old,) = ledger.rows()
     assert (old.row_id, old.question_id, old.retrieved_ids, old.gold_answers, old.em) == (
         "old1", "q9", ("a", "b"), ("yes",), 1.0,
     )
-    assert old.recall is None and old.abstained is None and old.error is None
+    assert old.recall is None and old.abstained is None and old.error is None and old.answerable is None
     assert ledger.done_keys("r0") == {("q9", "rag")}
     ledger.record([make_row(run_id="r0", question_id="q10", recall=1.0)])
     assert ledger.count("r0") == 2

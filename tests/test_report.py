@@ -449,3 +449,26 @@ def test_nice_ticks_cover_the_range(lo, hi):
     assert ticks[0] <= lo and ticks[-1] >= hi
     steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
     assert len(steps) == 1 and 2 <= len(ticks) <= 8
+
+
+def test_abstention_rows_by_hand():
+    from pipeline.report.model import abstention_rows
+
+    rows = [
+        # answerable: answered right (f1 1), answered wrong (f1 0), declined (f1 0)
+        make_row(question_id="a1", dataset="squad2", answerable=True, abstained=False, f1=1.0),
+        make_row(question_id="a2", dataset="squad2", answerable=True, abstained=False, f1=0.0),
+        make_row(question_id="a3", dataset="squad2", answerable=True, abstained=True, f1=0.0),
+        # unanswerable: declined (right), answered (wrong)
+        make_row(question_id="u1", dataset="squad2", answerable=False, abstained=True, f1=1.0),
+        make_row(question_id="u2", dataset="squad2", answerable=False, abstained=False, f1=0.0),
+        make_row(question_id="h1", dataset="hotpot", f1=1.0),  # no abstention in play: not counted
+    ]
+    (row,) = abstention_rows(rows, lambda v: (sum(v) / len(v), min(v), max(v)))
+    assert (row.dataset, row.strategy, row.n_answerable, row.n_unanswerable) == ("squad2", "rag", 3, 2)
+    assert row.accuracy.mean == pytest.approx(3 / 5)  # a1, a2, u1 made the right call
+    assert row.answerable_f1.mean == pytest.approx(1 / 3)
+    assert row.abstained_unanswerable == pytest.approx(0.5) and row.abstained_answerable == pytest.approx(1 / 3)
+    built = build_report(rows, title="t", config={}, data_hashes={})
+    assert built.abstention == (abstention_rows(rows, default_interval)[0],)
+    assert "Unanswerable questions" in render_html(built) and "## Unanswerable questions" in render_markdown(built)

@@ -228,3 +228,44 @@ def test_resolve_names(spec, expected):
 def test_resolve_names_rejects(spec):
     with pytest.raises(UnknownStrategyError):
         resolve_names(spec)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n != "attention-sort"])
+def test_may_abstain_reaches_every_prompt_of_every_strategy(corpus, name):
+    tools = replace(tools_for(corpus, budget=3000), may_abstain=True)
+    outcome = get_strategy(name).run_batch([OFF_TOPIC], tools)[0]
+    assert tools.reader.calls and all(p.allow_unanswerable for p in tools.reader.calls)
+    assert outcome.answer.text == "unanswerable"  # the fake reader abstains when nothing supports the question
+
+
+def test_without_may_abstain_plain_strategies_never_offer_abstention(corpus):
+    tools = tools_for(corpus, budget=3000)
+    get_strategy("rag").run_batch([OFF_TOPIC], tools)
+    assert not any(p.allow_unanswerable for p in tools.reader.calls)
+
+
+def _outcome(text: str):
+    from pipeline.strategies import Context, Outcome
+    from readers.base import Answer
+
+    return Outcome(CAT, "rag", "rag", Answer(text, 10, 2, 1.0, "m"), Context((), 0), 10, 2, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "answer, golds, answerable, expected",
+    [
+        # (em, f1, recall, abstained, answerable, gold_answers)
+        ("Paris", ("Paris",), None, (1.0, 1.0, 1.0, None, None, ("Paris",))),  # no abstention in play
+        ("unanswerable", ("Paris",), True, (0.0, 0.0, 0.0, True, True, ("Paris",))),  # wrongly abstained
+        ("Paris", ("Paris",), True, (1.0, 1.0, 1.0, False, True, ("Paris",))),
+        ("unanswerable", (), False, (1.0, 1.0, 1.0, True, False, ())),  # rightly abstained
+        ("Unanswerable.", (), False, (1.0, 1.0, 1.0, True, False, ())),
+        ("Berlin", (), False, (0.0, 0.0, 0.0, False, False, ())),  # answered the unanswerable
+        ("Berlin", None, None, (None, None, None, None, None, None)),  # unscored
+    ],
+)
+def test_ledger_row_scores_answers_and_abstentions(answer, golds, answerable, expected):
+    from pipeline.answering import ledger_row
+
+    row = ledger_row(_outcome(answer), RunLabels("r", "i", "c", "m"), golds, answerable)
+    assert (row.em, row.f1, row.recall, row.abstained, row.answerable, row.gold_answers) == expected

@@ -40,6 +40,7 @@ class EvalSet:
     name: str
     items: tuple[EvalItem, ...]
     corpora: dict[str, CorpusSpec]
+    may_abstain: bool = False  # some questions have no answer: every strategy may say so
 
 
 def sample(records: Sequence, limit: int | None, seed: int) -> list:
@@ -103,7 +104,7 @@ def squad2(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
         EvalItem(Question(qid, text, (title,)), golds, "squad2", answerable)
         for title, qid, text, golds, answerable in sample(questions, limit, seed)
     )
-    return EvalSet("squad2", items, {"squad2": CorpusSpec("squad2", loaded.documents)})
+    return EvalSet("squad2", items, {"squad2": CorpusSpec("squad2", loaded.documents)}, may_abstain=True)
 
 
 MISSING_QUESTION = "no 'question' field"
@@ -111,14 +112,22 @@ MISSING_QUESTION = "no 'question' field"
 
 def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     """A user's own ``question, answers[]`` file, asked over an index they built
-    (corpus key ``existing``: the runner uses the given index as it is)."""
+    (corpus key ``existing``: the runner uses the given index as it is). A line
+    with ``"answerable": false`` marks a question the index cannot answer; with
+    any such line every strategy may abstain and abstention is scored."""
     rows = []
     for number, record, error in iter_json_lines(read_bytes(path)):
         if error or not isinstance(record, dict) or "question" not in record:
             raise ValueError(f"{path}:{number}: {error or MISSING_QUESTION}")
-        rows.append((str(record.get("id", record.get("_id", number))), record["question"], tuple(record.get("answers", []))))
-    items = tuple(EvalItem(Question(qid, text), golds, "existing", bool(golds)) for qid, text, golds in sample(rows, limit, seed))
-    return EvalSet("qa-jsonl", items, {})
+        answerable = record.get("answerable", True)
+        if not isinstance(answerable, bool):
+            raise ValueError(f"{path}:{number}: 'answerable' must be true or false, got {answerable!r}")
+        qid = str(record.get("id", record.get("_id", number)))
+        rows.append((qid, record["question"], tuple(record.get("answers", [])), answerable))
+    items = tuple(
+        EvalItem(Question(qid, text), golds, "existing", answerable) for qid, text, golds, answerable in sample(rows, limit, seed)
+    )
+    return EvalSet("qa-jsonl", items, {}, may_abstain=not all(i.answerable for i in items))
 
 
 def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:

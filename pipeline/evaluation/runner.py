@@ -80,14 +80,15 @@ def run_evaluation(
             with ingest_lock:  # one encoder, one ingestion at a time
                 ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, config, encoder, "eval")
         with IndexReader(index, lambda _: encoder) as corpus:
-            tools = Toolkit(corpus, reader, config.strategies, budget, attention)
+            tools = Toolkit(corpus, reader, config.strategies, budget, attention, may_abstain=evalset.may_abstain)
             labels = RunLabels(run.run_id, f"{evalset.name}:{key}", config.index_fingerprint(), reader.model, evalset.name)
             for name in run.strategies:
                 todo = [i for i in items if (i.question.qid, name) not in done]
                 if not todo:
                     continue
                 golds = {i.question.qid: i.golds for i in todo if i.golds}
-                answer_and_record([i.question for i in todo], [name], tools, ledger, labels, golds=golds)
+                answerable = {i.question.qid: i.answerable for i in todo} if evalset.may_abstain else None
+                answer_and_record([i.question for i in todo], [name], tools, ledger, labels, golds=golds, answerable=answerable)
                 with answered_lock:
                     answered += len(todo)
                 if progress is not None:

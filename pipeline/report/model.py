@@ -125,6 +125,22 @@ class PairedRow:
 
 
 @dataclass(frozen=True)
+class AbstentionRow:
+    """Where questions may have no answer (SQuAD 2.0): how often a strategy made the
+    right call (abstain exactly when there is no answer), its F1 on the answerable
+    questions, and its abstention rate on each kind."""
+
+    dataset: str
+    strategy: str
+    accuracy: Estimate
+    answerable_f1: Estimate | None
+    abstained_unanswerable: float | None  # share of unanswerable questions it declined (higher is better)
+    abstained_answerable: float | None  # share of answerable questions it declined (lower is better)
+    n_answerable: int
+    n_unanswerable: int
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a rendered report shows; ``overall`` pools all datasets."""
 
@@ -141,6 +157,7 @@ class Report:
     config: Mapping[str, Any]
     data_hashes: Mapping[str, str]
     paired: tuple[PairedRow, ...] = ()
+    abstention: tuple[AbstentionRow, ...] = ()
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -277,6 +294,29 @@ def route_shares(rows: Sequence[LedgerRow]) -> tuple[RouteShare, ...]:
     return tuple(shares)
 
 
+def abstention_rows(rows: Sequence[LedgerRow], interval_fn: IntervalFn) -> tuple[AbstentionRow, ...]:
+    """Per data set and strategy, over rows that record both answerability and abstention."""
+    from pipeline.stats import abstention_accuracy
+
+    scored = [r for r in rows if r.answerable is not None and r.abstained is not None and r.error is None]
+    out: list[AbstentionRow] = []
+    for (dataset, strategy), group in sorted(_by(scored, lambda r: (r.dataset or UNLABELLED, r.strategy)).items()):
+        answerable = [r for r in group if r.answerable]
+        unanswerable = [r for r in group if not r.answerable]
+        right = [float(abstention_accuracy([r.abstained], [r.answerable])) for r in group]
+        out.append(AbstentionRow(
+            dataset=dataset,
+            strategy=strategy,
+            accuracy=_estimate(right, interval_fn),
+            answerable_f1=_estimate([r.f1 for r in answerable if r.f1 is not None], interval_fn),
+            abstained_unanswerable=_mean(1.0 if r.abstained else 0.0 for r in unanswerable) if unanswerable else None,
+            abstained_answerable=_mean(1.0 if r.abstained else 0.0 for r in answerable) if answerable else None,
+            n_answerable=len(answerable),
+            n_unanswerable=len(unanswerable),
+        ))
+    return tuple(out)
+
+
 def paired_rows(rows: Sequence[LedgerRow], reference: str = "lc") -> tuple[PairedRow, ...]:
     """Per data set, every strategy's F1 minus the reference's on shared questions."""
     from pipeline.stats import paired_against
@@ -334,4 +374,5 @@ def build_report(
         config=MappingProxyType(dict(config)),
         data_hashes=MappingProxyType({str(k): str(v) for k, v in data_hashes.items()}),
         paired=paired_rows(rows),
+        abstention=abstention_rows(rows, interval_fn),
     )

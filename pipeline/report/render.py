@@ -228,6 +228,16 @@ def paired_cells(row) -> tuple[str, ...]:
             f"{row.wins} / {row.losses} / {row.ties}", ratio)
 
 
+ABSTENTION_HEADERS = ("Dataset", "Strategy", "Right call", "F1 (answerable)", "Declined unanswerable",
+                      "Declined answerable", "n answerable / unanswerable")
+
+
+def abstention_cells(row) -> tuple[str, ...]:
+    return (row.dataset, row.strategy, fmt_estimate(row.accuracy), fmt_estimate(row.answerable_f1),
+            fmt_share(row.abstained_unanswerable), fmt_share(row.abstained_answerable),
+            f"{row.n_answerable} / {row.n_unanswerable}")
+
+
 def _route_rows(report: Report) -> list[tuple[str, str, str]]:
     """(strategy, route shares, fall-back rate) as plain text, one per strategy."""
     shares: dict[str, list[str]] = defaultdict(list)
@@ -287,6 +297,17 @@ def render_html(report: Report) -> str:
             + "</section>"
         )
 
+    if report.abstention:
+        toc.append(("abstention", "Unanswerable questions"))
+        sections.append(
+            '<section id="abstention"><h2>Unanswerable questions</h2>'
+            '<p class="note">Where some questions have no answer, every strategy may reply "unanswerable". '
+            "Right call: declined exactly the unanswerable ones (mean [95% interval]); an unanswerable "
+            "question scores 1 on EM/F1 when declined, SQuAD 2.0's convention.</p>"
+            + _html_table(ABSTENTION_HEADERS, [tuple(_e(c) for c in abstention_cells(r)) for r in report.abstention], cls="text")
+            + "</section>"
+        )
+
     toc.append(("config", "Configuration"))
     config_rows = [(f"<code>{_e(k)}</code>", f"<code>{_e(v)}</code>") for k, v in flatten(report.config)]
     hash_rows = [(f"<code>{_e(k)}</code>", f"<code>{_e(v)}</code>") for k, v in sorted(report.data_hashes.items())]
@@ -342,6 +363,8 @@ def render_markdown(report: Report) -> str:
     out += ["", "## Router choices", ""] + _md_table(("Strategy", "Routes (share of answers)", "Fall-back rate"), _route_rows(report))
     if report.paired:
         out += ["", "## Against long context (paired, F1)", ""] + _md_table(PAIRED_HEADERS, [paired_cells(r) for r in report.paired])
+    if report.abstention:
+        out += ["", "## Unanswerable questions", ""] + _md_table(ABSTENTION_HEADERS, [abstention_cells(r) for r in report.abstention])
     out += ["", "## Configuration", ""]
     out += _md_table(("Key", "Value"), [(f"`{k}`", f"`{v}`") for k, v in flatten(report.config)]) if report.config else ["None recorded."]
     out += ["", "## Data hashes", ""]

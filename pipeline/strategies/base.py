@@ -83,6 +83,7 @@ class Toolkit:
     config: StrategyConfig
     budget: int  # context tokens allowed (reader's tokenizer)
     attention: AttentionSource | None = None
+    may_abstain: bool = False  # every prompt allows "unanswerable" (questions may have no answer)
     _cost_cache: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
     def passage_tokens(self, passage: Passage) -> int:
@@ -113,7 +114,7 @@ class ContextStrategy:
     def run_batch(self, questions: Sequence[Question], tools: Toolkit) -> list[Outcome]:
         contexts = [timed_context(self, q, tools) for q in questions]
         answers = tools.reader.read_many(
-            [Prompt(q.text, c.passages, self.allow_unanswerable) for q, c in zip(questions, contexts)]
+            [Prompt(q.text, c.passages, self.allow_unanswerable or tools.may_abstain) for q, c in zip(questions, contexts)]
         )
         return [single_call_outcome(self.name, self.route(q), q, c, a) for q, c, a in zip(questions, contexts, answers)]
 

@@ -26,7 +26,9 @@ class SelfRouteStrategy:
         first = tools.reader.read_many([Prompt(q.text, c.passages, allow_unanswerable=True) for q, c in zip(questions, contexts)])
         fallback = [i for i, a in enumerate(first) if a.unanswerable]
         lc_contexts = {i: timed_context(lc, questions[i], tools) for i in fallback}
-        second = dict(zip(fallback, tools.reader.read_many([Prompt(questions[i].text, lc_contexts[i].passages) for i in fallback])))
+        second = dict(zip(fallback, tools.reader.read_many(
+            [Prompt(questions[i].text, lc_contexts[i].passages, tools.may_abstain) for i in fallback]
+        )))
         outcomes = []
         for i, (question, context, answer) in enumerate(zip(questions, contexts, first)):
             if i not in second:
