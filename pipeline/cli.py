@@ -265,6 +265,7 @@ def _register_command_groups() -> None:
     from pipeline.cli_eval import evaluate
     from pipeline.cli_reader import reader_app
     from pipeline.cli_report import report
+    from pipeline.cli_schedule import schedule_app
     from pipeline.cli_serve import serve
 
     app.command("ask")(ask)
@@ -272,6 +273,7 @@ def _register_command_groups() -> None:
     app.command("report")(report)
     app.command("serve")(serve)
     app.add_typer(reader_app, name="reader")
+    app.add_typer(schedule_app, name="schedule")
 
 
 _register_command_groups()

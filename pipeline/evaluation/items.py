@@ -102,7 +102,8 @@ def squad2(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
                 questions.append((article["title"], qa["id"], qa["question"], golds, not qa.get("is_impossible", False)))
     items = tuple(
         EvalItem(Question(qid, text, (title,)), golds, "squad2", answerable)
-        for title, qid, text, golds, answerable in sample(questions, limit, seed)
+        # article order: questions on one article share its prompt prefix (the server's prefix cache)
+        for title, qid, text, golds, answerable in sorted(sample(questions, limit, seed), key=lambda q: q[0])
     )
     return EvalSet("squad2", items, {"squad2": CorpusSpec("squad2", loaded.documents)}, may_abstain=True)
 
