@@ -4,7 +4,7 @@
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup reader-setup test-tools demo test bench
+.PHONY: setup reader-setup test-tools demo test bench prefect-server
 
 setup: .venv/.lcrag-installed
 
@@ -30,3 +30,7 @@ test: setup reader-setup test-tools
 bench: setup
 	.venv/bin/python -m pip install --quiet -e ".[bench]"
 	.venv/bin/python bench/scifact_retrieval.py
+
+# A local Prefect server for `lcrag schedule ingest` (state in .state/prefect; foreground, Ctrl-C stops).
+prefect-server: setup
+	bash scripts/prefect_server.sh
