@@ -17,12 +17,15 @@ def evaluate(
     dataset: str = typer.Option(
         ..., "--dataset", "-d",
         help="NAME:PATH. hotpotqa / hotpotqa-pooled (json or json.gz), squad2 (json), kv (kv-retrieval jsonl.gz), "
-        "niah (a folder of .txt filler essays), qa-jsonl (question, answers[]; with --index).",
+        "niah (a folder of .txt filler essays), qa-jsonl (question, answers[]; with --index), "
+        "beir (a BEIR folder: retrieval only, nDCG@10 and Recall@k; no reader needed).",
     ),
     strategies: str = typer.Option(
         "all", "--strategies", "-s",
-        help="Comma-separated strategy names, or all; add closed-book (no context) to flag questions the model answers unaided.",
+        help="Comma-separated strategy names, or all; add closed-book (no context) to flag questions the model answers unaided. "
+        "For beir: retrieval methods (bm25, dense, hybrid) or all.",
     ),
+    k: int = typer.Option(100, "--k", help="beir only: documents retrieved per query (Recall@k)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Questions to sample (a seeded prefix: a larger limit keeps these)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Ledger run id; reuse it to resume an interrupted run."),
@@ -49,8 +52,10 @@ def evaluate(
     from readers import connect_reader, make_attention
 
     name, _, path = dataset.partition(":")
+    if name == "beir" and path:
+        return _evaluate_retrieval(Path(path), strategies, k, limit, seed, run_id, config_file, ledger_file, work)
     if name not in DATASETS or not path:
-        _fail(f"--dataset must be NAME:PATH with NAME one of {', '.join(DATASETS)}; got {dataset!r}")
+        _fail(f"--dataset must be NAME:PATH with NAME one of {', '.join(DATASETS)}, beir; got {dataset!r}")
     if positions and name != "hotpotqa":
         _fail("--positions applies to --dataset hotpotqa only (kv records its gold index itself)")
     try:
@@ -84,3 +89,42 @@ def evaluate(
     for row in summary:
         out.print("  ".join(f"{k}={v}" for k, v in row.items()), highlight=False)
     out.print(f"answered {answered} pairs; run id {run.run_id}; ledger {ledger.path}", highlight=False)
+
+
+def _evaluate_retrieval(path: Path, methods_text: str, k: int, limit: int | None, seed: int, run_id: str | None,
+                        config_file: Path | None, ledger_file: Path | None, work: Path | None) -> None:
+    """``--dataset beir:PATH``: judge each retrieval method's document ranking."""
+    from pipeline.answering import new_run_id
+    from pipeline.cli import _domain_errors, _fail, _progress
+    from pipeline.config import load_config
+    from pipeline.encoder import make_encoder
+    from pipeline.evaluation.retrieval import beir, resolve_methods, run_retrieval
+    from pipeline.ledger import Ledger, LedgerError
+    from pipeline.paths import default_ledger, project_root
+
+    if k < 10:
+        _fail(f"--k must be at least 10 (nDCG@10 needs ten ranks), got {k}")
+    try:
+        methods = resolve_methods(methods_text)
+        config = load_config(config_file)
+        with console.status(f"loading {path} ..."):
+            rset = beir(path, limit, seed)
+        ledger = Ledger(ledger_file or default_ledger())
+        run = run_id or new_run_id()
+        console.print(f"run {run}: {len(rset.queries)} judged queries x {len(methods)} methods over {len(rset.documents)} documents")
+        with _progress() as bar:
+            task = bar.add_task("queries x methods", total=len(rset.queries) * len(methods))
+            judged = run_retrieval(rset, run, methods, work or project_root() / ".state" / "eval", config,
+                                   make_encoder(config.encoder).warm_up(), ledger, k=k, progress=lambda n: bar.advance(task, n))
+    except (LedgerError, FileNotFoundError, *_domain_errors()) as err:
+        _fail(str(err))
+    except ValueError as err:
+        _fail(str(err))
+    summary = ledger.query(
+        "select method, count(*) n, round(avg(ndcg_at_10), 3) ndcg_at_10, round(avg(recall_at_k), 3) recall_at_k, "
+        "round(avg(mrr), 3) mrr, round(avg(retrieval_ms), 1) mean_ms from retrieval where run_id = ? group by 1 order by 3 desc",
+        [run],
+    )
+    for row in summary:
+        out.print("  ".join(f"{key}={value}" for key, value in row.items()), highlight=False)
+    out.print(f"judged {judged} pairs; run id {run}; ledger {ledger.path}", highlight=False)

@@ -17,7 +17,8 @@ def data_fingerprints(rows) -> dict[str, str]:
     and config hashes (identical inputs give identical fingerprints)."""
     grouped: dict[str, set[str]] = {}
     for row in rows:
-        grouped.setdefault(row.dataset or "(ad hoc)", set()).add(f"{row.index_id}|{row.config_hash}|{row.model}")
+        keys = f"{row.index_id}|{getattr(row, 'config_hash', '')}|{getattr(row, 'model', '')}"  # retrieval rows: index only
+        grouped.setdefault(row.dataset or "(ad hoc)", set()).add(keys)
     return {name: hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16] for name, keys in sorted(grouped.items())}
 
 
@@ -43,11 +44,13 @@ def report(
         if not ledger.path.exists():
             _fail(f"no ledger at {ledger.path}; answer some questions first (lcrag ask / lcrag eval)")
         rows = [r for rid in run_id for r in ledger.rows(rid)] if run_id else ledger.rows()
-        if not rows:
+        judged = [r for rid in run_id for r in ledger.retrieval_rows(rid)] if run_id else ledger.retrieval_rows()
+        if not rows and not judged:
             _fail(f"no ledger rows{' for run ' + ', '.join(run_id) if run_id else ''} in {ledger.path}")
         config = load_config(config_file)
-        built = build_report(rows, title=title, config=config.to_dict(), data_hashes=data_fingerprints(rows), interval_fn=bootstrap_mean)
+        built = build_report(rows, title=title, config=config.to_dict(), data_hashes=data_fingerprints([*rows, *judged]),
+                             interval_fn=bootstrap_mean, retrieval_rows=judged)
         html_path, md_path = write_report(built, out_dir)
     except (LedgerError, ConfigError) as err:
         _fail(str(err))
-    out.print(f"wrote {html_path} and {md_path} ({len(rows)} ledger rows)", highlight=False)
+    out.print(f"wrote {html_path} and {md_path} ({len(rows)} answer rows, {len(judged)} retrieval rows)", highlight=False)

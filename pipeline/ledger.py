@@ -137,6 +137,46 @@ class LedgerRow:
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
 
 
+@dataclass(frozen=True)
+class RetrievalRow:
+    """One query ranked by one retrieval method and judged against relevance labels
+    (retrieval-only data sets such as BEIR): no reader, so no answer row."""
+
+    run_id: str
+    dataset: str
+    query_id: str
+    method: str  # e.g. hybrid/doc
+    index_id: str
+    k: int
+    ndcg_at_10: float
+    recall_at_k: float
+    mrr: float
+    retrieval_ms: float
+    row_id: str = ""
+    created_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("run_id", "dataset", "query_id", "method"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive int, got {self.k!r}")
+        for name in ("ndcg_at_10", "recall_at_k", "mrr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+        if not self.retrieval_ms >= 0 or math.isinf(self.retrieval_ms):
+            raise ValueError(f"retrieval_ms must be a finite non-negative number, got {self.retrieval_ms!r}")
+        if not self.row_id:
+            object.__setattr__(self, "row_id", uuid.uuid4().hex)
+        if self.created_at == 0:
+            object.__setattr__(self, "created_at", time.time())
+
+
+RETRIEVAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RetrievalRow))
+
+
 # --------------------------------------------------------------- migrations
 
 
@@ -214,11 +254,34 @@ def m004_answerable_column(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("ALTER TABLE ledger ADD COLUMN answerable BOOLEAN")
 
 
+def m005_retrieval_table(conn: duckdb.DuckDBPyConnection) -> None:
+    """Retrieval-only evaluation (BEIR): one row per query x method, judged by qrels."""
+    conn.execute(
+        """
+        CREATE TABLE retrieval (
+            row_id VARCHAR PRIMARY KEY,
+            created_at DOUBLE NOT NULL,
+            run_id VARCHAR NOT NULL,
+            dataset VARCHAR NOT NULL,
+            query_id VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,
+            index_id VARCHAR NOT NULL,
+            k INTEGER NOT NULL,
+            ndcg_at_10 DOUBLE NOT NULL,
+            recall_at_k DOUBLE NOT NULL,
+            mrr DOUBLE NOT NULL,
+            retrieval_ms DOUBLE NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_create_ledger", m001_create_ledger),
     ("m002_evaluation_columns", m002_evaluation_columns),
     ("m003_summary_view", m003_summary_view),
     ("m004_answerable_column", m004_answerable_column),
+    ("m005_retrieval_table", m005_retrieval_table),
 ]
 
 
@@ -364,6 +427,31 @@ class Ledger:
         for row in rows:
             if not isinstance(row, LedgerRow):
                 raise ValueError(f"record() takes LedgerRow values, got {row!r}")
+        return self._insert("ledger", COLUMNS, rows)
+
+    def record_retrieval(self, rows: Sequence[RetrievalRow]) -> int:
+        """Insert retrieval rows in one transaction (same rules as ``record``)."""
+        rows = list(rows)
+        for row in rows:
+            if not isinstance(row, RetrievalRow):
+                raise ValueError(f"record_retrieval() takes RetrievalRow values, got {row!r}")
+        return self._insert("retrieval", RETRIEVAL_COLUMNS, rows)
+
+    def retrieval_rows(self, run_id: str | None = None) -> list[RetrievalRow]:
+        """Stored retrieval rows, oldest first, for all runs or one."""
+        where, params = (" WHERE run_id = ?", [run_id]) if run_id is not None else ("", [])
+        sql = f"SELECT {', '.join(RETRIEVAL_COLUMNS)} FROM retrieval{where} ORDER BY created_at, query_id, method"
+        found = self._read(lambda c: c.execute(sql, params).fetchall())
+        return [RetrievalRow(**dict(zip(RETRIEVAL_COLUMNS, values))) for values in found]
+
+    def retrieval_done(self, run_id: str) -> set[tuple[str, str]]:
+        """(query_id, method) pairs this run already judged, for resuming."""
+        found = self._read(
+            lambda c: c.execute("SELECT DISTINCT query_id, method FROM retrieval WHERE run_id = ?", [run_id]).fetchall()
+        )
+        return {(q, m) for q, m in found}
+
+    def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Any]) -> int:
         ids = [row.row_id for row in rows]
         if len(set(ids)) != len(ids):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -371,8 +459,8 @@ class Ledger:
         if not rows:
             return 0
         self._ensure_migrated()
-        cols = ", ".join(COLUMNS)
-        one = "(" + ", ".join("?" for _ in COLUMNS) + ")"
+        cols = ", ".join(columns)
+        one = "(" + ", ".join("?" for _ in columns) + ")"
         inserted = 0
         with self._connection(read_only=False) as conn:
             conn.execute("BEGIN TRANSACTION")
@@ -382,7 +470,7 @@ class Ledger:
                     params: list[Any] = []
                     for row in batch:
                         params.extend(list(v) if isinstance(v, tuple) else v for v in astuple(row))
-                    sql = f"INSERT OR IGNORE INTO ledger ({cols}) VALUES " + ", ".join(one for _ in batch)
+                    sql = f"INSERT OR IGNORE INTO {table} ({cols}) VALUES " + ", ".join(one for _ in batch)
                     result = conn.execute(sql, params).fetchone()
                     inserted += int(result[0]) if result else 0
                 conn.execute("COMMIT")

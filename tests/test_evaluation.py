@@ -5,6 +5,7 @@ land in the ledger, and a rerun resumes without repeating work."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -215,3 +216,74 @@ def test_kv_items_know_the_gold_index(shared_data):
         gold = parse_position(item.question.qid)
         assert len(lines) == 75 and item.golds[0] in lines[gold]
         assert all(doc.text[s.start : s.end] == line for s, line in zip(doc.sections, lines))
+
+
+BEIR_DOCS = [
+    ("d-cat", "Cats", "Cats purr when content and sleep most of the day."),
+    ("d-volcano", "Etna", "Mount Etna in Sicily is an active volcano with lava flows."),
+    ("d-bread", "Bread", "Sourdough bread rises with a starter instead of yeast."),
+    ("d-rocket", "Rockets", "Rockets burn hydrogen and oxygen to reach orbit."),
+]
+BEIR_QUERIES = [("q1", "Which volcano in Sicily has lava flows?", "d-volcano"), ("q2", "Why do cats purr?", "d-cat"),
+                ("q3", "unjudged question about tea", None)]
+
+
+def write_beir(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in BEIR_DOCS))
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps({"_id": q, "text": t}) for q, t, _ in BEIR_QUERIES))
+    (folder / "qrels").mkdir(exist_ok=True)
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, _, d in BEIR_QUERIES if d]
+    (folder / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_beir_judges_every_method_and_resumes(tmp_path, encoder):
+    from pipeline.evaluation.retrieval import beir, run_retrieval
+
+    rset = beir(write_beir(tmp_path / "tiny"))
+    assert sorted(q for q, _ in rset.queries) == ["q1", "q2"]  # the unjudged query is left out
+    ledger = Ledger(tmp_path / "ledger.duckdb")
+    config = config_from_dict({"chunking": {"target_tokens": 16}})
+    judged = run_retrieval(rset, "b1", ("bm25", "dense", "hybrid"), tmp_path / "work", config, encoder, ledger, k=10)
+    assert judged == 6
+    rows = ledger.retrieval_rows("b1")
+    assert {(r.query_id, r.method) for r in rows} == {(q, f"{m}/doc") for q in ("q1", "q2") for m in ("bm25", "dense", "hybrid")}
+    # four documents, one relevant each: every method finds it (recall@10 = 1); nDCG = 1/log2(rank + 1), MRR = 1/rank
+    assert all(r.recall_at_k == 1.0 for r in rows)
+    assert all(r.ndcg_at_10 == pytest.approx(1 / math.log2(1 / r.mrr + 1)) for r in rows)
+    assert all(r.ndcg_at_10 > 0.6 and r.dataset == "beir/tiny" for r in rows)
+    assert run_retrieval(rset, "b1", ("bm25", "dense", "hybrid"), tmp_path / "work", config, encoder, ledger, k=10) == 0
+
+
+@pytest.mark.parametrize("text, expected", [("all", ("dense", "bm25", "hybrid")), ("bm25, hybrid", ("bm25", "hybrid")),
+                                            ("bm25,bm25", ("bm25",))])
+def test_resolve_methods(text, expected):
+    from pipeline.evaluation.retrieval import resolve_methods
+
+    assert resolve_methods(text) == expected
+
+
+@pytest.mark.parametrize("text", ["rag", "", "bm25,colbert"])
+def test_resolve_methods_rejects_strategies(text):
+    from pipeline.evaluation.retrieval import resolve_methods
+
+    with pytest.raises(ValueError, match="bm25, hybrid|dense, bm25, hybrid"):
+        resolve_methods(text)
+
+
+def test_cli_eval_beir_and_report_show_retrieval(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    folder = write_beir(tmp_path / "tiny")
+    common = ["--ledger", str(tmp_path / "l.duckdb")]
+    result = CliRunner().invoke(app, ["eval", "-d", f"beir:{folder}", "-s", "bm25", "--k", "10", "--run-id", "b",
+                                      "--work", str(tmp_path / "w"), *common])
+    assert result.exit_code == 0, result.output
+    assert "method=bm25/doc" in result.output and "judged 2 pairs" in result.output
+    report = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "rep"), *common])
+    assert report.exit_code == 0, report.output
+    markdown = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Retrieval (judged by relevance labels)" in markdown and "| beir/tiny | bm25/doc | 2 |" in markdown

@@ -199,7 +199,8 @@ def test_old_file_is_upgraded_and_keeps_its_rows(tmp_path):
         assert "recall" not in columns and "error" not in columns
 
     ledger = Ledger(path)
-    assert ledger.migrate() == ["m002_evaluation_columns", "m003_summary_view", "m004_answerable_column"]
+    assert ledger.migrate() == ["m002_evaluation_columns", "m003_summary_view", "m004_answerable_column",
+                                "m005_retrieval_table"]
     assert ledger.migrate() == []
     assert applied_names(path) == [name for name, _ in MIGRATIONS]
     (old,) = ledger.rows()
@@ -422,3 +423,37 @@ def test_threads_of_one_process_record_concurrently_without_loss(tmp_path):
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(write, range(6)))
     assert ledger.count("t") == 6 * 5 * 3
+
+
+def retrieval_row(**overrides):
+    from pipeline.ledger import RetrievalRow
+
+    values = dict(run_id="b1", dataset="beir", query_id="q1", method="bm25/doc", index_id="idx", k=10,
+                  ndcg_at_10=0.5, recall_at_k=1.0, mrr=0.5, retrieval_ms=3.0)
+    values.update(overrides)
+    return RetrievalRow(**values)
+
+
+def test_retrieval_rows_round_trip_and_resume_keys(tmp_path):
+    ledger = Ledger(tmp_path / "l.duckdb")
+    rows = [retrieval_row(query_id="q1"), retrieval_row(query_id="q2", method="dense/doc", ndcg_at_10=0.25)]
+    assert ledger.record_retrieval(rows) == 2
+    assert ledger.record_retrieval(rows) == 0  # same row ids: a retried call adds nothing
+    assert ledger.retrieval_rows("b1") == sorted(rows, key=lambda r: (r.created_at, r.query_id, r.method))
+    assert ledger.retrieval_done("b1") == {("q1", "bm25/doc"), ("q2", "dense/doc")}
+    assert ledger.retrieval_rows("other") == [] and ledger.count() == 0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"query_id": ""}, "query_id must be a non-empty string"),
+        ({"k": 0}, "k must be a positive int"),
+        ({"ndcg_at_10": 1.5}, "ndcg_at_10 must be within"),
+        ({"recall_at_k": -0.1}, "recall_at_k must be within"),
+        ({"retrieval_ms": float("inf")}, "retrieval_ms must be a finite"),
+    ],
+)
+def test_retrieval_row_validates(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        retrieval_row(**overrides)

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 
-from pipeline.ledger import LedgerRow
+from pipeline.ledger import LedgerRow, RetrievalRow
 
 UNLABELLED = "unlabelled"  # table name for rows whose dataset is None
 
@@ -141,6 +141,21 @@ class AbstentionRow:
 
 
 @dataclass(frozen=True)
+class RetrievalStats:
+    """One retrieval method on one retrieval-only data set (BEIR): mean judged
+    quality with intervals over its queries, and mean search time."""
+
+    dataset: str
+    method: str
+    n: int
+    k: int
+    ndcg_at_10: Estimate
+    recall_at_k: Estimate
+    mrr: Estimate
+    latency_ms: float
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a rendered report shows; ``overall`` pools all datasets."""
 
@@ -158,6 +173,7 @@ class Report:
     data_hashes: Mapping[str, str]
     paired: tuple[PairedRow, ...] = ()
     abstention: tuple[AbstentionRow, ...] = ()
+    retrieval: tuple[RetrievalStats, ...] = ()
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -317,6 +333,20 @@ def abstention_rows(rows: Sequence[LedgerRow], interval_fn: IntervalFn) -> tuple
     return tuple(out)
 
 
+def retrieval_stats(rows: Sequence[RetrievalRow], interval_fn: IntervalFn) -> tuple[RetrievalStats, ...]:
+    """Per (data set, method, k): means with intervals over the judged queries."""
+    out = []
+    for (dataset, method, k), group in sorted(_by(rows, lambda r: (r.dataset, r.method, r.k)).items()):
+        out.append(RetrievalStats(
+            dataset=dataset, method=method, n=len(group), k=k,
+            ndcg_at_10=_estimate([r.ndcg_at_10 for r in group], interval_fn),
+            recall_at_k=_estimate([r.recall_at_k for r in group], interval_fn),
+            mrr=_estimate([r.mrr for r in group], interval_fn),
+            latency_ms=_mean(r.retrieval_ms for r in group),
+        ))
+    return tuple(out)
+
+
 def paired_rows(rows: Sequence[LedgerRow], reference: str = "lc") -> tuple[PairedRow, ...]:
     """Per data set, every strategy's F1 minus the reference's on shared questions."""
     from pipeline.stats import paired_against
@@ -352,6 +382,7 @@ def build_report(
     niah_cell_of: NiahCellOf | None = None,
     accuracy_of: AccuracyOf | None = None,
     generated_at: str | None = None,
+    retrieval_rows: Sequence[RetrievalRow] = (),
 ) -> Report:
     """All report data from ledger rows. ``interval_fn`` may be ``pipeline.stats.bootstrap_mean``
     or anything returning (mean, low, high); ``generated_at`` defaults to now (UTC)."""
@@ -363,8 +394,8 @@ def build_report(
     return Report(
         title=title,
         generated_at=generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        run_ids=tuple(sorted({r.run_id for r in rows})),
-        n_rows=len(rows),
+        run_ids=tuple(sorted({r.run_id for r in rows} | {r.run_id for r in retrieval_rows})),
+        n_rows=len(rows) + len(retrieval_rows),
         overall=overall,
         tables=tuple(DatasetTable(name, _table(datasets[name], interval_fn)) for name in sorted(datasets)),
         frontier=tuple(FrontierPoint(s.strategy, s.prompt_tokens, s.f1.mean) for s in overall if s.f1 is not None),
@@ -375,4 +406,5 @@ def build_report(
         data_hashes=MappingProxyType({str(k): str(v) for k, v in data_hashes.items()}),
         paired=paired_rows(rows),
         abstention=abstention_rows(rows, interval_fn),
+        retrieval=retrieval_stats(retrieval_rows, interval_fn),
     )

@@ -238,6 +238,14 @@ def abstention_cells(row) -> tuple[str, ...]:
             f"{row.n_answerable} / {row.n_unanswerable}")
 
 
+RETRIEVAL_HEADERS = ("Dataset", "Method", "Queries", "nDCG@10", "Recall@k", "MRR", "k", "Search (ms)")
+
+
+def retrieval_cells(row) -> tuple[str, ...]:
+    return (row.dataset, row.method, str(row.n), fmt_estimate(row.ndcg_at_10), fmt_estimate(row.recall_at_k),
+            fmt_estimate(row.mrr), str(row.k), f"{row.latency_ms:.1f}")
+
+
 def _route_rows(report: Report) -> list[tuple[str, str, str]]:
     """(strategy, route shares, fall-back rate) as plain text, one per strategy."""
     shares: dict[str, list[str]] = defaultdict(list)
@@ -294,6 +302,16 @@ def render_html(report: Report) -> str:
             '<p class="note">Each strategy minus <code>lc</code> on the same questions (paired bootstrap interval), '
             "and the prompt tokens it spent relative to <code>lc</code> on those questions.</p>"
             + _html_table(PAIRED_HEADERS, [tuple(_e(c) for c in paired_cells(r)) for r in report.paired], cls="text")
+            + "</section>"
+        )
+
+    if report.retrieval:
+        toc.append(("retrieval", "Retrieval"))
+        sections.append(
+            '<section id="retrieval"><h2>Retrieval (judged by relevance labels)</h2>'
+            '<p class="note">Retrieval-only data sets: each method\'s document ranking against the qrels, '
+            "trec_eval's nDCG@10, Recall@k and MRR, mean [95% bootstrap interval] over queries.</p>"
+            + _html_table(RETRIEVAL_HEADERS, [tuple(_e(c) for c in retrieval_cells(r)) for r in report.retrieval], cls="text")
             + "</section>"
         )
 
@@ -363,6 +381,8 @@ def render_markdown(report: Report) -> str:
     out += ["", "## Router choices", ""] + _md_table(("Strategy", "Routes (share of answers)", "Fall-back rate"), _route_rows(report))
     if report.paired:
         out += ["", "## Against long context (paired, F1)", ""] + _md_table(PAIRED_HEADERS, [paired_cells(r) for r in report.paired])
+    if report.retrieval:
+        out += ["", "## Retrieval (judged by relevance labels)", ""] + _md_table(RETRIEVAL_HEADERS, [retrieval_cells(r) for r in report.retrieval])
     if report.abstention:
         out += ["", "## Unanswerable questions", ""] + _md_table(ABSTENTION_HEADERS, [abstention_cells(r) for r in report.abstention])
     out += ["", "## Configuration", ""]
