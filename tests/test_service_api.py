@@ -356,3 +356,105 @@ def test_real_reader_answers_through_the_api(live, live_reader, tmp_path):
     assert body["tokens"]["prompt"] > 0 and body["tokens"]["completion"] > 0
     rows = Ledger(ledger_path).query("SELECT answer, model FROM ledger WHERE row_id = ?", [body["ledger_row_id"]])
     assert rows == [{"answer": body["answer"], "model": live_reader.model}]
+
+
+# ------------------------------------------------------------- generations
+
+
+def test_new_generation_is_served_without_restart_and_in_flight_questions_keep_theirs(tmp_path, encoder):
+    from pipeline.config import config_from_dict
+    from pipeline.generations import LiveIndex
+    from pipeline.ingest import ingest_generation
+    from pipeline.loaders import load_source
+    from tests.conftest import TOPICS, write_corpus
+
+    config = config_from_dict({"chunking": {"target_tokens": 16}, "units": {"max_tokens": 120}})
+    root = tmp_path / "root"
+    _, first = ingest_generation(load_source(write_corpus(tmp_path / "topics", TOPICS)), root, config, encoder, "topics")
+    glaciers = write_corpus(tmp_path / "glaciers", {"glaciers.txt": "Glaciers are rivers of ice that carve fjords. "
+                                                    "The Perito Moreno glacier in Patagonia is still advancing.\n"})
+    reader = BlockingReader()
+    question = "Which glacier in Patagonia is still advancing?"
+    with LiveIndex(root, lambda c: encoder) as live:
+        app = make_app(live, reader, tmp_path / "ledger.duckdb")
+        with background_server(app) as url, httpx.Client(base_url=url, timeout=60) as client, ThreadPoolExecutor(1) as pool:
+            try:
+                assert client.get("/v1/health").json()["generation"] == first
+                in_flight = pool.submit(ask, client, question=question, strategy="rag")
+                assert reader.entered.wait(30)
+                _, second = ingest_generation(load_source(glaciers), root, config, encoder, "glaciers")
+                assert second != first
+            finally:
+                reader.release.set()
+            old = in_flight.result(timeout=30).json()
+            assert old["generation"] == first
+            assert "glaciers.txt" not in {c["doc_id"] for c in old["citations"]}
+            deadline = time.monotonic() + 10
+            while (new := ask(client, question=question, strategy="rag").json())["generation"] != second:
+                assert time.monotonic() < deadline, "the server never switched to the new generation"
+                time.sleep(0.1)
+            assert new["citations"][0]["doc_id"] == "glaciers.txt"
+            assert client.get("/v1/health").json()["generation"] == second
+
+
+# ------------------------------------------------------------ group commit
+
+
+class SlowLedger(Ledger):
+    """A real ledger whose writes take long enough for others to pile up; counts them."""
+
+    def __init__(self, path, fail: bool = False) -> None:
+        super().__init__(path)
+        self.writes: list[int] = []
+        self.fail = fail
+
+    def record(self, rows):
+        time.sleep(0.2)
+        self.writes.append(len(rows))
+        if self.fail:
+            from pipeline.ledger import LedgerError
+
+            raise LedgerError("locked")
+        return super().record(rows)
+
+
+def _rows(n):
+    from pipeline.ledger import LedgerRow
+
+    return [
+        LedgerRow(run_id="r", question_id=f"q{i}", question="q", strategy="rag", route="rag", answer="a", index_id="i",
+                  config_hash="c", model="m", retrieved_ids=(), used_ids=(), context_tokens=0, prompt_tokens=1,
+                  completion_tokens=1, retrieval_ms=1.0, reading_ms=1.0, context_cut=False)
+        for i in range(n)
+    ]
+
+
+def test_concurrent_rows_are_committed_together_and_stored_before_record_returns(tmp_path):
+    from pipeline.service.ledger_writer import GroupCommitLedger
+
+    slow = SlowLedger(tmp_path / "ledger.duckdb")
+    writer = GroupCommitLedger(slow)
+    rows = _rows(8)
+
+    def record_then_look(row):
+        writer.record([row])
+        return Ledger(slow.path).query("SELECT count(*) AS n FROM ledger WHERE row_id = ?", [row.row_id])[0]["n"]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(record_then_look, rows)) == [1] * 8  # each row was stored when its call returned
+    assert {r.row_id for r in slow.rows()} == {r.row_id for r in rows}
+    assert sum(slow.writes) == 8 and len(slow.writes) < 8  # batched: fewer writes than rows
+
+
+def test_a_failed_group_write_reaches_every_waiter(tmp_path):
+    from pipeline.ledger import LedgerError
+    from pipeline.service.ledger_writer import GroupCommitLedger
+
+    writer = GroupCommitLedger(SlowLedger(tmp_path / "ledger.duckdb", fail=True))
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(writer.record, [row]) for row in _rows(4)]
+    for future in futures:
+        with pytest.raises(LedgerError):
+            future.result()
+    writer.ledger.fail = False
+    assert writer.record(_rows(1)) == 1  # the writer role was given back after the failure

@@ -30,6 +30,7 @@ from pipeline.ledger import Ledger, LedgerError
 from pipeline.service.auth import ApiKeyMiddleware
 from pipeline.service.errors import CatchAllMiddleware
 from pipeline.service.health import ReaderProbe
+from pipeline.service.ledger_writer import GroupCommitLedger
 from pipeline.service.limits import AdmissionController, Saturated
 from pipeline.service.querying import QueryService, describe, request_limits, uses_k
 from pipeline.service.schemas import (
@@ -74,7 +75,7 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
         raise ValueError("create_app needs service.api_key (resolve it with pipeline.service.auth.resolve_api_key)")
     limits = request_limits(config, service, attention is not None)
     QueryRequest = query_request_model(limits)
-    answering = QueryService(live, reader, ledger, config, service, attention)
+    answering = QueryService(live, reader, GroupCommitLedger(ledger), config, service, attention)
     admission = AdmissionController(service.max_in_flight, service.max_queued, service.retry_after_s)
     probe = ReaderProbe(reader, service.health_cache_s)
     strategies = StrategiesResponse(

@@ -14,7 +14,6 @@ from dataclasses import replace
 
 from pipeline.answering import RunLabels, answer_and_record, context_budget
 from pipeline.config import Config, ServiceConfig
-from pipeline.ledger import Ledger
 from pipeline.service.schemas import Citation, QueryResponse, RequestLimits, Timings, Tokens
 from pipeline.strategies import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit
 
@@ -66,10 +65,11 @@ def request_limits(config: Config, service: ServiceConfig, has_attention: bool) 
 
 
 class QueryService:
-    """Answers validated requests on the live index and records each in the ledger.
+    """Answers validated requests on the live index and records each in the ledger
+    (anything with ``Ledger.record``: the app passes a ``GroupCommitLedger``).
     Blocking: call it from a worker thread."""
 
-    def __init__(self, live, reader, ledger: Ledger, config: Config, service: ServiceConfig, attention=None) -> None:
+    def __init__(self, live, reader, ledger, config: Config, service: ServiceConfig, attention=None) -> None:
         self.live = live
         self.reader = reader
         self.ledger = ledger
