@@ -231,6 +231,7 @@ class ServiceConfig:
         _check(self.max_queued >= 0, f"service.max_queued must be >= 0, got {self.max_queued}")
         _check(self.retry_after_s >= 1, f"service.retry_after_s must be >= 1, got {self.retry_after_s}")
         _check(self.health_cache_s >= 0, f"service.health_cache_s must be >= 0, got {self.health_cache_s}")
+        _check(self.run_id == self.run_id.strip(), f"service.run_id must be empty or have no surrounding blanks, got {self.run_id!r}")
 
 
 @dataclass(frozen=True)
