@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -81,12 +82,27 @@ def serve(
 
     app = create_app(live, reader, ledger, config, service, attention)
     console.print(f"serving {index} (generation {live.current_name()}) on http://{host}:{port}  docs: /docs", highlight=False)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to
+    # the handler it found: make SIGTERM, like Ctrl-C, end here so everything is closed.
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
         uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level)).run()
+    except (KeyboardInterrupt, _Stopped):
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         live.close()
         if hasattr(reader, "close"):
             reader.close()
+    console.print("stopped", highlight=False)
+
+
+class _Stopped(Exception):
+    """SIGTERM, after uvicorn's graceful shutdown."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise _Stopped()
 
 
 def _is_loopback(host: str) -> bool:

@@ -458,3 +458,45 @@ def test_a_failed_group_write_reaches_every_waiter(tmp_path):
             future.result()
     writer.ledger.fail = False
     assert writer.record(_rows(1)) == 1  # the writer role was given back after the failure
+
+
+# ----------------------------------------------------------------- the command
+
+
+def test_lcrag_serve_runs_the_api_until_stopped(tmp_path, encoder):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT, free_port
+
+    index = build_index(tmp_path, encoder)  # its own folder: Qdrant local mode allows one process per folder
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"reader": {"backend": "fake"}, "service": {"max_k": 7}}))
+    port = free_port()
+    env = {**os.environ, API_KEY_ENV: KEY, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--index", str(index), "--port", str(port),
+           "--config", str(config), "--ledger", str(tmp_path / "ledger.duckdb"), "--log-level", "warning"]
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                assert server.poll() is None, server.communicate()[0]
+                try:
+                    if client.get("/v1/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "lcrag serve did not come up"
+                time.sleep(0.25)
+            assert client.post("/v1/query", json={"question": VOLCANO}).status_code == 401
+            body = ask(client, question=VOLCANO, strategy="rag", k=2).json()
+            assert body["citations"][0]["doc_id"] == "volcanoes.txt"
+            assert ask(client, question=VOLCANO, k=8).status_code == 422  # the config's service.max_k
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert server.returncode == 0 and output.rstrip().endswith("stopped"), output  # SIGTERM: a clean stop
+    assert Ledger(tmp_path / "ledger.duckdb").count() == 1
