@@ -5,7 +5,8 @@ Blocking work (retrieval, reading, the ledger) runs in worker threads; the
 event loop only admits, waits and answers. Failures clients can act on have
 their own status (401, 422, 429, 503, each with a one-line ``{"error": ...}``
 body or FastAPI's field-naming validation body); anything else is logged with
-its traceback and answered with a bare 500 that reveals nothing.
+its traceback and answered with a 500 that names an incident id and nothing else
+(``pipeline.service.errors``).
 
 No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures, and the query body's model is built inside ``create_app``.
