@@ -295,36 +295,29 @@ def render_html(report: Report) -> str:
         + "</section>"
     )
 
-    if report.paired:
-        toc.append(("paired", "Against long context"))
-        sections.append(
-            '<section id="paired"><h2>Against long context</h2>'
-            '<p class="note">Each strategy minus <code>lc</code> on the same questions (paired bootstrap interval), '
-            "and the prompt tokens it spent relative to <code>lc</code> on those questions.</p>"
-            + _html_table(PAIRED_HEADERS, [tuple(_e(c) for c in paired_cells(r)) for r in report.paired], cls="text")
-            + "</section>"
-        )
-
-    if report.retrieval:
-        toc.append(("retrieval", "Retrieval"))
-        sections.append(
-            '<section id="retrieval"><h2>Retrieval (judged by relevance labels)</h2>'
-            '<p class="note">Retrieval-only data sets: each method\'s document ranking against the qrels, '
-            "trec_eval's nDCG@10, Recall@k and MRR, mean [95% bootstrap interval] over queries.</p>"
-            + _html_table(RETRIEVAL_HEADERS, [tuple(_e(c) for c in retrieval_cells(r)) for r in report.retrieval], cls="text")
-            + "</section>"
-        )
-
-    if report.abstention:
-        toc.append(("abstention", "Unanswerable questions"))
-        sections.append(
-            '<section id="abstention"><h2>Unanswerable questions</h2>'
-            '<p class="note">Where some questions have no answer, every strategy may reply "unanswerable". '
-            "Right call: declined exactly the unanswerable ones (mean [95% interval]); an unanswerable "
-            "question scores 1 on EM/F1 when declined, SQuAD 2.0's convention.</p>"
-            + _html_table(ABSTENTION_HEADERS, [tuple(_e(c) for c in abstention_cells(r)) for r in report.abstention], cls="text")
-            + "</section>"
-        )
+    tables = (
+        ("paired", "Against long context", "Against long context",
+         "Each strategy minus <code>lc</code> on the same questions (paired bootstrap interval), "
+         "and the prompt tokens it spent relative to <code>lc</code> on those questions.",
+         PAIRED_HEADERS, paired_cells, report.paired),
+        ("retrieval", "Retrieval", "Retrieval (judged by relevance labels)",
+         "Retrieval-only data sets: each method's document ranking against the qrels, "
+         "trec_eval's nDCG@10, Recall@k and MRR, mean [95% bootstrap interval] over queries.",
+         RETRIEVAL_HEADERS, retrieval_cells, report.retrieval),
+        ("abstention", "Unanswerable questions", "Unanswerable questions",
+         'Where some questions have no answer, every strategy may reply "unanswerable". '
+         "Right call: declined exactly the unanswerable ones (mean [95% interval]); an unanswerable "
+         "question scores 1 on EM/F1 when declined, SQuAD 2.0's convention.",
+         ABSTENTION_HEADERS, abstention_cells, report.abstention),
+    )
+    for key, label, heading, note, headers, cells, rows in tables:
+        if rows:
+            toc.append((key, label))
+            sections.append(
+                f'<section id="{key}"><h2>{_e(heading)}</h2><p class="note">{note}</p>'
+                + _html_table(headers, [tuple(_e(c) for c in cells(r)) for r in rows], cls="text")
+                + "</section>"
+            )
 
     toc.append(("config", "Configuration"))
     config_rows = [(f"<code>{_e(k)}</code>", f"<code>{_e(v)}</code>") for k, v in flatten(report.config)]
