@@ -441,6 +441,20 @@ def test_paired_rows_against_lc_by_hand():
     assert only.low <= only.mean_diff <= only.high
 
 
+def test_paired_rows_pair_only_within_a_run():
+    from pipeline.report.model import paired_rows
+
+    def row(run, strategy, qid, f1):
+        return make_row(run_id=run, strategy=strategy, route=strategy, question_id=qid, f1=f1, prompt_tokens=100)
+
+    # run2 answered the same question ids with another reader: its rag rows have no lc partner
+    rows = [row("run1", "lc", "a", 0.5), row("run1", "rag", "a", 0.5), row("run1", "lc", "b", 0.0),
+            row("run1", "rag", "b", 1.0), row("run2", "rag", "a", 0.0), row("run2", "rag", "b", 0.0)]
+    (only,) = paired_rows(rows)
+    assert (only.n_pairs, only.wins, only.losses, only.ties) == (2, 1, 0, 1)
+    assert only.mean_diff == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("lo, hi", [(0.0, 1.0), (600.0, 1480.0), (528.0, 1534.0), (0.0, 0.37), (12.5, 13.0), (90.0, 2100.0)])
 def test_nice_ticks_cover_the_range(lo, hi):
     from pipeline.report.svg import nice_ticks

@@ -348,17 +348,20 @@ def retrieval_stats(rows: Sequence[RetrievalRow], interval_fn: IntervalFn) -> tu
 
 
 def paired_rows(rows: Sequence[LedgerRow], reference: str = "lc") -> tuple[PairedRow, ...]:
-    """Per data set, every strategy's F1 minus the reference's on shared questions."""
+    """Per data set, every strategy's F1 minus the reference's on shared questions.
+    A pair is one question in one run: two runs may differ in reader or settings, so a
+    question answered by ``rag`` in one run is never matched with ``lc`` in another."""
     from pipeline.stats import paired_against
 
     out: list[PairedRow] = []
     for dataset, group in sorted(_by(rows, lambda r: r.dataset or UNLABELLED).items()):
-        scores: dict[str, dict[str, float]] = {}
-        tokens: dict[str, dict[str, int]] = {}
+        scores: dict[str, dict[tuple[str, str], float]] = {}
+        tokens: dict[str, dict[tuple[str, str], int]] = {}
         for row in group:
             if row.f1 is not None and row.error is None:
-                scores.setdefault(row.strategy, {})[row.question_id] = row.f1
-                tokens.setdefault(row.strategy, {})[row.question_id] = row.prompt_tokens
+                pair_key = (row.run_id, row.question_id)
+                scores.setdefault(row.strategy, {})[pair_key] = row.f1
+                tokens.setdefault(row.strategy, {})[pair_key] = row.prompt_tokens
         if reference not in scores or len(scores) < 2:
             continue
         for strategy, diff in sorted(paired_against(reference, {k: v for k, v in scores.items()
