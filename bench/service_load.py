@@ -13,7 +13,7 @@ Scenarios:
   with the default admission limits (4 in flight, 8 queued), so 16 clients
   also show what refusing (429) looks like;
 * real reader: the vLLM server of ``lcrag reader start`` (127.0.0.1:8431) at
-  concurrency 1 and 2 with a few questions; skipped with a message when it is
+  concurrency 1, 2 and 4 with 40 questions each; skipped with a message when it is
   not running. It loads the shared reader: run it only when nothing else does.
 
 Reports requests/s, p50/p99 latency of answered questions and errors by status;
@@ -204,11 +204,16 @@ def summarize(name: str, reader: str, concurrency: int, results: list[tuple[int,
 
 def run_scenarios(server: ServerProcess, questions: list[str], name: str, reader: str, levels: list[int],
                   requests: int, timeout_s: float) -> list[dict]:
+    """Each scenario gets questions no earlier one sent, so the reader's prefix cache
+    never serves a later scenario a prompt it has already seen."""
     out = []
-    asyncio.run(closed_loop(server.url, questions, 1, 3, timeout_s))  # warm the path before measuring
-    for concurrency in levels:
+    warm = 3
+    asyncio.run(closed_loop(server.url, questions[:warm], 1, warm, timeout_s))  # warm the path before measuring
+    for number, concurrency in enumerate(levels):
+        start = warm + number * requests
+        fresh = questions[start:start + requests] or questions  # wraps only when the set runs out
         started = time.perf_counter()
-        results = asyncio.run(closed_loop(server.url, questions, concurrency, requests, timeout_s))
+        results = asyncio.run(closed_loop(server.url, fresh, concurrency, requests, timeout_s))
         row = summarize(name, reader, concurrency, results, time.perf_counter() - started)
         print(json.dumps(row), flush=True)
         out.append(row)
@@ -238,7 +243,7 @@ def build_index(data: Path, docs: int, work: Path) -> Path:
     return index
 
 
-def load_questions(data: Path, limit: int = 300) -> list[str]:
+def load_questions(data: Path, limit: int = 2000) -> list[str]:
     from pipeline.loaders.beir import load_beir_queries
 
     return [q.text for q in load_beir_queries(data)[:limit]]
@@ -305,8 +310,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="questions per fake-reader scenario")
     parser.add_argument("--concurrency", default="1,4,16", help="fake-reader client counts")
     parser.add_argument("--delay-ms", type=float, default=50.0, help="fake reader's time per read")
-    parser.add_argument("--real-requests", type=int, default=6, help="questions per real-reader scenario")
-    parser.add_argument("--real-concurrency", default="1,2", help="real-reader client counts")
+    parser.add_argument("--real-requests", type=int, default=40, help="questions per real-reader scenario")
+    parser.add_argument("--real-concurrency", default="1,2,4", help="real-reader client counts")
     parser.add_argument("--reader-port", type=int, default=8431, help="port of `lcrag reader start`")
     parser.add_argument("--max-in-flight", type=int, default=4)
     parser.add_argument("--max-queued", type=int, default=8)
