@@ -9,6 +9,7 @@ Construction is cheap; ``warm_up()`` loads the weights.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -77,11 +78,18 @@ class TransformerEncoder:
         self.dim = 0
         self._model = None
         self._tokenizer = None
+        self._loading = threading.Lock()  # API request threads may be first to use it together
 
     # -- loading -----------------------------------------------------------------
     def warm_up(self) -> "TransformerEncoder":
         if self._model is not None:
             return self
+        with self._loading:
+            if self._model is None:
+                self._load()
+        return self
+
+    def _load(self) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -97,9 +105,8 @@ class TransformerEncoder:
         limit = getattr(model.config, "max_position_embeddings", self.window)
         if self.window > limit:
             raise EncoderError(f"encoder.window is {self.window} but {self.name} reads at most {limit} tokens; lower it")
-        self._model = model
         self.dim = int(model.config.hidden_size)
-        return self
+        self._model = model  # last: a thread that sees the model sees everything else set
 
     @property
     def tokenizer(self):

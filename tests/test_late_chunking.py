@@ -318,3 +318,20 @@ def test_late_chunk_vectors_differ_from_naive(encoder):
     for a, b in zip(late, naive):
         assert float(a @ b) < 0.99  # context changes the vector
         assert float(a @ b) > 0.3  # but it is still about the same text
+
+
+def test_a_cold_encoder_used_by_many_threads_at_once_loads_once(encoder):
+    """API request threads can be the first users of a generation's encoder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.encoder import TransformerEncoder
+
+    cold = TransformerEncoder(EncoderConfig())
+    loads = []
+    real_load = cold._load
+    cold._load = lambda: (loads.append(1), real_load())[1]
+    texts = ["purring cats", "lava flows bury towns", "kittens learn to hunt", "magma"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        vectors = list(pool.map(lambda t: cold.embed([t])[0], texts))
+    assert len(loads) == 1
+    np.testing.assert_allclose(np.stack(vectors), encoder.embed(texts), atol=1e-5)

@@ -62,3 +62,23 @@ def test_an_unfinished_folder_is_never_searched(tmp_path, encoder):
     (tmp_path / "half").mkdir()
     with pytest.raises(IndexStateError, match="not a finished lcrag index"):
         IndexReader(tmp_path / "half", lambda c: encoder)
+
+
+def test_one_reader_serves_many_threads_as_it_serves_one(reader):
+    """The API shares one IndexReader per generation between request threads: results
+    under concurrency must equal the serial ones (catalog, Qdrant, BM25 and encoder)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [(q, mode, level) for q in ("purring cats", "lava flows", "kittens hunt", "magma surface")
+                for mode in ("dense", "bm25", "hybrid") for level in ("chunk", "unit", "doc")]
+    docs = reader.doc_ids()
+
+    def run(request):
+        query, mode, level = request
+        hits = reader.search(query, k=3, mode=mode, level=level)
+        return [(h.key, round(h.score, 6), h.text) for h in hits], reader.documents(docs[:3]).keys()
+
+    expected = [run(r) for r in requests]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            assert list(pool.map(run, requests * 4)) == expected * 4
