@@ -180,6 +180,33 @@ def test_budget_tokens_bounds_the_context(api):
     assert wide["tokens"]["context"] > 64
 
 
+class CountingReader(FakeReader):
+    """Counts what it is asked to tokenize (with a remote reader, one HTTP call each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        self.counted.append(text)
+        return super().count_tokens(text)
+
+
+def test_passage_token_counts_are_shared_by_requests_on_one_generation(live, tmp_path):
+    reader = CountingReader()
+    with background_server(make_app(live, reader, tmp_path / "ledger.duckdb")) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            first = ask(client, question=VOLCANO, strategy="lc")
+            counted_first = len(reader.counted)
+            second = ask(client, question=VOLCANO, strategy="lc")
+    assert first.status_code == second.status_code == 200
+    assert first.json()["tokens"] == second.json()["tokens"]
+    # passage costs are counted on "[1] title" renderings: every document the first time, none after
+    placed = [t for t in reader.counted[:counted_first] if t.startswith("[1] ")]
+    assert len(placed) >= len(first.json()["citations"])
+    assert not [t for t in reader.counted[counted_first:] if t.startswith("[1] ")]
+
+
 def test_every_offered_strategy_answers(api):
     offered = [s["name"] for s in api.get("/v1/strategies", headers=AUTH).json()["strategies"]]
     for name in offered:

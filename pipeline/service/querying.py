@@ -8,6 +8,7 @@ other's settings.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -79,6 +80,19 @@ class QueryService:
         self._fingerprint = config.index_fingerprint()
         self._default_budget = context_budget(config.reader, config.strategies)
         self._window = window_budget(config)
+        # Passage token counts by generation, shared by requests: with a remote reader each
+        # count is an HTTP call, and `lc` counts every document. Only the newest generation's
+        # cache is kept; a question still on an older one keeps its own reference.
+        self._token_counts: dict[str, dict] = {}
+        self._token_counts_lock = threading.Lock()
+
+    def token_counts(self, generation: str) -> dict:
+        """The shared passage token-count cache of ``generation`` (keys are passage id and
+        offsets, stable only within one generation, hence one cache each)."""
+        with self._token_counts_lock:
+            if generation not in self._token_counts:
+                self._token_counts = {generation: {}}
+            return self._token_counts[generation]
 
     def run_id(self) -> str:
         return self.service.run_id or time.strftime("api-%Y%m%d", time.gmtime())
@@ -100,7 +114,8 @@ class QueryService:
         question = Question(f"api-{uuid.uuid4().hex[:12]}", request.question)
         recorded = {}
         with self.live.acquire() as generation:
-            tools = Toolkit(generation.corpus, self.reader, strategies, budget, self.attention)
+            tools = Toolkit(generation.corpus, self.reader, strategies, budget, self.attention,
+                            memo=self.token_counts(f"{generation.name}/{generation.corpus.index_id}"))
             labels = RunLabels(self.run_id(), generation.corpus.index_id, self._fingerprint, self.reader.model)
             results = answer_and_record(
                 [question], [name], tools, self.ledger, labels, on_recorded=lambda n, rows: recorded.update({n: rows[0]})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from pipeline.config import StrategyConfig
+from pipeline.strategies.ordering import longest_prefix
 from pipeline.types import Document, Hit, Unit
 from readers.base import Answer, Passage, Prompt, Reader
 from readers.prompts import render_passage
@@ -84,13 +85,26 @@ class Toolkit:
     budget: int  # context tokens allowed (reader's tokenizer)
     attention: AttentionSource | None = None
     may_abstain: bool = False  # every prompt allows "unanswerable" (questions may have no answer)
-    _cost_cache: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    # Token arithmetic on passages, keyed by passage id and offsets: valid for one index
+    # generation and one reader tokenizer, so the API shares it across requests on a generation.
+    memo: dict[tuple, int] = field(default_factory=dict)
 
     def passage_tokens(self, passage: Passage) -> int:
-        key = (passage.passage_id, passage.start, passage.end)
-        if key not in self._cost_cache:
-            self._cost_cache[key] = self.reader.count_tokens(render_passage(1, passage)) + 2
-        return self._cost_cache[key]
+        key = ("tokens", passage.passage_id, passage.start, passage.end)
+        if key not in self.memo:
+            self.memo[key] = self.reader.count_tokens(render_passage(1, passage)) + 2
+        return self.memo[key]
+
+    def fitting_length(self, passage: Passage, room: int, from_end: bool) -> int:
+        """Characters of the passage's head (or tail) that fit ``room`` tokens: a binary
+        search of tokenizer calls (HTTP calls with a remote reader), hence remembered."""
+        key = ("tail" if from_end else "head", passage.passage_id, passage.start, passage.end, room)
+        if key not in self.memo:
+            if from_end:
+                self.memo[key] = longest_prefix(passage.text[::-1], room, lambda s: self.reader.count_tokens(s[::-1]))
+            else:
+                self.memo[key] = longest_prefix(passage.text, room, self.reader.count_tokens)
+        return self.memo[key]
 
 
 class Strategy(Protocol):

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pipeline.strategies.base import Context, ContextStrategy, Question, Toolkit
-from pipeline.strategies.ordering import longest_prefix
 from readers.base import Passage
 
 
@@ -39,9 +38,7 @@ def keep_within(passage: Passage, budget: int, tools: Toolkit, from_end: bool) -
     room = budget - overhead
     if room <= 0:
         return None
-    text = passage.text[::-1] if from_end else passage.text
-    count = (lambda s: tools.reader.count_tokens(s[::-1])) if from_end else tools.reader.count_tokens
-    n = longest_prefix(text, room, count)
+    n = tools.fitting_length(passage, room, from_end)
     if n == 0:
         return None
     if from_end:
