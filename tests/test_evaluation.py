@@ -52,6 +52,7 @@ def write_hotpot(tmp_path, n=3):
 def test_hotpotqa_items_scope_and_positions(tmp_path):
     evalset = DATASETS["hotpotqa"](write_hotpot(tmp_path), limit=2, seed=1, positions=(0, 3))
     assert len(evalset.items) == 4 and len(evalset.corpora) == 4
+    assert evalset.name == "hotpotqa-positions"  # kept apart from unmoved hotpotqa rows in reports
     assert {i.question.qid.split("@")[1] for i in evalset.items} == {"pos0", "pos3"}
     item = evalset.items[0]
     assert set(item.question.doc_scope) == {d.doc_id for d in evalset.corpora[item.corpus].documents}

@@ -75,7 +75,8 @@ def hotpotqa(path: Path, limit: int | None = None, seed: int = 0, positions: Seq
             corpora[key] = CorpusSpec(key, loaded.documents)
             scope = tuple(d.doc_id for d in loaded.documents)
             items.append(EvalItem(Question(key, record["question"], scope), (record["answer"],), key))
-    return EvalSet("hotpotqa", tuple(items), corpora)
+    # a sweep is its own data set: its rows must not pool with unmoved questions in a report
+    return EvalSet("hotpotqa-positions" if positions else "hotpotqa", tuple(items), corpora)
 
 
 def hotpotqa_pooled(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
