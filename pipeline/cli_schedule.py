@@ -31,6 +31,7 @@ out = Console(soft_wrap=True)
 FLOW_ENTRYPOINT = "flows.ingest.ingest_flow"
 NEXT_RUNS_SHOWN = 3
 HEALTH_TIMEOUT_S = 5.0
+SCHEDULER_LOCK = "schedule.lock"  # in the index root: one `lcrag schedule ingest` per index
 START_SERVER_HINT = (
     "start one with `scripts/prefect_server.sh` (it keeps PREFECT_HOME in .state/prefect) or "
     "`PREFECT_HOME=.state/prefect prefect server start --host 127.0.0.1`, then "
@@ -133,8 +134,36 @@ async def serve_ingest_deployment(deployment_name: str, schedule, parameters: di
         tags=["lcrag", "ingest"],
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    announce(deployment_id)
+    orphans = await crash_orphaned_runs(deployment_id)
+    announce(deployment_id, orphans)
     await run_until_signalled(runner)
+
+
+ORPHAN_MESSAGE = "its lcrag schedule process died mid-run; marked crashed by the next one so the schedule runs again"
+
+
+async def crash_orphaned_runs(deployment_id) -> list[str]:
+    """Mark crashed the runs of this deployment still PENDING, RUNNING or CANCELLING;
+    returns their names. Runs execute only inside the process serving the deployment,
+    and the caller holds the index's scheduler lock, so such a run's process is dead.
+    Left alone, it would hold the deployment's one concurrency slot and every run that
+    comes due would be cancelled ("Deployment concurrency limit reached")."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.states import Crashed
+
+    unfinished = FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING])
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]), state=FlowRunFilterState(type=unfinished),
+        ), sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200)  # explicit: Prefect 3.8.8's server refuses None
+        for run in runs:  # force: the minimal policy, which still releases the concurrency slot
+            await client.set_flow_run_state(run.id, Crashed(message=ORPHAN_MESSAGE), force=True)
+    return [run.name for run in runs]
 
 
 async def run_until_signalled(runner) -> None:
@@ -206,17 +235,26 @@ def ingest(
 
     times = ", ".join(moment.isoformat() for moment in next_run_times(schedule))
 
-    def announce(deployment_id) -> None:
+    def announce(deployment_id, orphans: list[str]) -> None:
         out.print(f"Prefect API: {api_url}", highlight=False)
         out.print(f"deployment: lcrag-ingest/{name} (id {deployment_id})", highlight=False)
+        if orphans:
+            out.print(f"marked crashed: {', '.join(orphans)} (left unfinished by a process that died; "
+                      "its unpublished generation is resumed by the next run)", highlight=False)
         out.print(f"schedule: {describe_schedule(schedule)}", highlight=False)
         out.print(f"next runs: {times}", highlight=False)
         out.print(f"serving {source} -> {index} (generations); Ctrl-C stops", highlight=False)
 
+    from pipeline.index import IndexStateError, WriterLock
+
+    index.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(serve_ingest_deployment(name, schedule, parameters, announce))
+        with WriterLock(index, SCHEDULER_LOCK, role="serving the ingestion schedule of"):
+            asyncio.run(serve_ingest_deployment(name, schedule, parameters, announce))
     except KeyboardInterrupt:
         pass
+    except IndexStateError as err:
+        _fail(str(err))
     except httpx.HTTPError as err:
         _fail(f"the Prefect API at {api_url} refused the deployment ({err})")
     console.print(f"stopped; the schedule of lcrag-ingest/{name} is paused until it is served again", highlight=False)

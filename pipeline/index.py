@@ -122,10 +122,13 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
 
 
 class WriterLock:
-    """An exclusive advisory lock: one writing process per index."""
+    """An exclusive advisory lock: one writing process per index (or, with another
+    ``file_name``, one process per other role, e.g. the scheduler of an index root).
+    The kernel drops it when the holder dies, so a killed holder never blocks the next."""
 
-    def __init__(self, root: Path) -> None:
-        self.path = IndexPaths(root).lock
+    def __init__(self, root: Path, file_name: str = LOCK, role: str = "writing") -> None:
+        self.path = Path(root) / file_name
+        self.role = role
         self._handle = None
 
     def __enter__(self) -> "WriterLock":
@@ -134,8 +137,11 @@ class WriterLock:
         try:
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = self.path.read_text(encoding="utf-8").strip() or "?"
             self._handle.close()
-            raise IndexStateError(f"another process is writing {self.path.parent}; wait for it to finish") from None
+            raise IndexStateError(
+                f"another process (pid {holder}) is {self.role} {self.path.parent}; wait for it to finish or stop it"
+            ) from None
         self._handle.seek(0)
         self._handle.truncate()
         self._handle.write(f"{os.getpid()}\n")

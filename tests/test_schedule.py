@@ -116,9 +116,11 @@ def test_without_a_reachable_server_it_says_how_to_start_one(api_url, expected, 
 # ------------------------------------------------------------ a real server
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
-    """`prefect server start` on a free loopback port with its home in tmp_path; yields the API URL."""
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """`prefect server start` on a free loopback port with its own home, shared by this
+    module's tests (each uses its own deployment); yields the API URL."""
+    tmp_path = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     log = tmp_path / "prefect-server.log"
     server = start_group(
@@ -209,3 +211,63 @@ def test_scheduled_ingestion_publishes_a_searchable_generation(prefect_server, t
     with IndexReader(index, lambda _: encoder) as corpus:
         hits = corpus.search("lava flows from volcanoes", k=1, level="doc")
         assert hits[0].doc_id == "volcanoes.txt"
+
+
+def wait_for(condition, what: str, log: Path, timeout_s: float = RUN_COMPLETED_TIMEOUT_S, every_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not seen after {timeout_s:.0f} s:\n{tail(log)}")
+        time.sleep(every_s)
+    return found
+
+
+def test_a_killed_schedule_is_recovered_by_the_next_one(prefect_server, tmp_path, encoder):
+    """SIGKILL mid-run leaves a RUNNING run that holds the deployment's one concurrency
+    slot, so every run that comes due is cancelled. The next `lcrag schedule ingest`
+    marks it crashed, and its runs complete again; a second one on the same index is refused."""
+    from pipeline.generations import live_name
+    from pipeline.search import IndexReader
+    from tests.conftest import TOPICS, write_corpus
+
+    words = " ".join(TOPICS.values()).split()
+    corpus = write_corpus(tmp_path / "corpus", {  # enough text that a run lasts long enough to kill it mid-way
+        f"doc{n:03d}.txt": " ".join(words[(n * 37 + i) % len(words)] for i in range(400)) for n in range(60)
+    } | TOPICS)
+    config = tmp_path / "config.yaml"
+    config.write_text(SMALL_CONFIG)
+    index = tmp_path / "idx"
+    deployment = f"{DEPLOYMENT}-killed"
+    args = [sys.executable, "-m", "pipeline.cli", *schedule_args(corpus, index, "--every", "5"),
+            "--config", str(config), "--name", deployment]
+    env = clean_env(tmp_path / "prefect-client-home", PREFECT_API_URL=prefect_server, PREFECT_LOGGING_LEVEL="INFO")
+
+    def runs_in(*states):
+        return [run for run in deployment_runs(prefect_server, deployment) if run["state_type"] in states]
+
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_group(args, env, first_log)
+    try:
+        (orphan,) = wait_for(lambda: runs_in("RUNNING"), "a running run", first_log)
+    finally:
+        stop_group(first, signal.SIGKILL)
+    assert not runs_in("COMPLETED"), "the run finished before it could be killed: make the corpus larger"
+    assert [run["id"] for run in runs_in("RUNNING")] == [orphan["id"]]  # nobody will ever finish it
+    assert live_name(index) is None
+
+    second = start_group(args, env, second_log)
+    try:
+        completed = wait_for(lambda: runs_in("COMPLETED"), "a completed run after the restart", second_log)
+        crashed = {run["id"]: run for run in runs_in("CRASHED")}
+        assert orphan["id"] in crashed and "died mid-run" in crashed[orphan["id"]]["state"]["message"]
+        assert f"marked crashed: {orphan['name']}" in second_log.read_text(errors="replace")
+        assert completed[0]["expected_start_time"] > orphan["expected_start_time"]
+
+        refused = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "is serving the ingestion schedule of" in refused.stderr, refused.stderr
+    finally:
+        stop_group(second)
+
+    assert live_name(index) is not None  # the killed run's generation was resumed and published
+    with IndexReader(index, lambda _: encoder) as reader:
+        assert reader.manifest.documents == 60 + len(TOPICS)
