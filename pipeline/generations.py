@@ -78,9 +78,15 @@ def live_path(root: Path) -> tuple[str, Path]:
     return name, folder
 
 
-def new_generation_name(now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    return f"g-{stamp}-{uuid.uuid4().hex[:6]}"
+def new_generation_name(now: float | None = None, after: str = "") -> str:
+    """A name that sorts after every earlier one: resuming and clean-up compare names,
+    so two generations made in the same second (microseconds tell them apart) or a
+    clock that stepped back (then ``after``, the newest existing name, is extended)
+    must not reverse their order."""
+    moment = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(moment)) + f".{int(moment % 1 * 1_000_000):06d}"
+    name = f"g-{stamp}-{uuid.uuid4().hex[:6]}"
+    return name if name > after else f"{after}-{uuid.uuid4().hex[:6]}"  # a longer name sorts after its prefix
 
 
 def is_locked(folder: Path) -> bool:
@@ -122,7 +128,8 @@ def start_generation(root: Path) -> Path:
         if folder.name != live and (live is None or folder.name > live) and not (folder / RETIRED).exists():
             if not is_locked(folder):
                 return folder
-    target = generation_path(root, new_generation_name())
+    newest = max((f.name for f in _generation_folders(root)), default="")
+    target = generation_path(root, new_generation_name(after=max(newest, live or "")))
     if live is None:
         target.mkdir()
         return target

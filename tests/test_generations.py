@@ -221,3 +221,19 @@ def test_killed_generational_ingest_never_goes_live_and_resumes(tmp_path, encode
     assert live_name(root) == killed  # the interrupted generation was resumed, then published
     with IndexReader(root, lambda _: encoder) as live_corpus:
         assert len(live_corpus.doc_ids()) == 40
+
+
+@pytest.mark.parametrize("first_at, second_at", [
+    (1_700_000_000.10, 1_700_000_000.90),  # the same second
+    (1_700_000_000.5, 1_700_000_000.5),    # the same microsecond
+    (1_700_000_100.0, 1_700_000_000.0),    # the clock stepped back
+    (1_700_000_000.0, 1_700_000_001.0),
+])
+def test_generation_names_sort_in_creation_order(first_at, second_at):
+    from pipeline.generations import new_generation_name
+
+    names = [new_generation_name(first_at)]
+    for _ in range(3):  # each one made after the newest so far, as start_generation does
+        names.append(new_generation_name(second_at, after=max(names)))
+    assert names == sorted(names) and len(set(names)) == len(names)
+    assert all(name.startswith("g-") and "/" not in name for name in names)
