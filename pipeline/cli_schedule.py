@@ -134,9 +134,23 @@ async def serve_ingest_deployment(deployment_name: str, schedule, parameters: di
         tags=["lcrag", "ingest"],
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    orphans = await crash_orphaned_runs(deployment_id)
+    try:
+        orphans = await crash_orphaned_runs(deployment_id)
+    except BaseException:  # nobody will serve its runs: do not leave its schedule firing
+        await pause_deployment(deployment_id)
+        raise
     announce(deployment_id, orphans)
     await run_until_signalled(runner)
+
+
+async def pause_deployment(deployment_id) -> None:
+    from prefect.client.orchestration import get_client
+
+    try:
+        async with get_client() as client:
+            await client.pause_deployment(deployment_id)
+    except Exception:  # noqa: BLE001 - the caller's error is the one to report
+        pass
 
 
 ORPHAN_MESSAGE = "its lcrag schedule process died mid-run; marked crashed by the next one so the schedule runs again"
