@@ -19,7 +19,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 app = typer.Typer(
     help="lcrag: long-context RAG over your own corpus with a local LLM.\n\n"
-    "Ingest documents into long retrieval units with late-chunking embeddings, then search them.",
+    "Ingest a corpus into long retrieval units with late-chunking embeddings; ask questions with "
+    "RAG, long-context and routing strategies read by a local vLLM server; record every answer's "
+    "cost and quality in a DuckDB ledger; compare strategies in reports; serve it all over HTTP "
+    "with scheduled re-ingestion.\n\nStart with `make demo` (README), or: lcrag ingest DOCS --index IDX; "
+    "lcrag reader start; lcrag ask \"question\" --index IDX.",
     no_args_is_help=True,
     add_completion=False,
 )

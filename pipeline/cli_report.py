@@ -29,9 +29,9 @@ def report(
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="The config the runs used (shown in the report)."),
     title: str = typer.Option("lcrag: RAG vs long context", "--title", help="Report title."),
 ) -> None:
-    """Write the comparison report: quality with 95% bootstrap intervals, tokens and
-    latency per strategy and data set, the cost/quality frontier, accuracy by evidence
-    position, the needle depth x length grid, and the router's choices."""
+    """Write the comparison report (report.html, report.md) from ledger runs.
+
+    Quality with 95% bootstrap intervals, tokens and latency per strategy and data set, the cost/quality frontier, accuracy by evidence position, the needle depth x length grid, the router's choices, paired differences against lc, abstention and retrieval tables."""
     from pipeline.cli import _fail
     from pipeline.config import ConfigError, load_config
     from pipeline.ledger import Ledger, LedgerError
