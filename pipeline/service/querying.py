@@ -80,19 +80,19 @@ class QueryService:
         self._fingerprint = config.index_fingerprint()
         self._default_budget = context_budget(config.reader, config.strategies)
         self._window = window_budget(config)
-        # Passage token counts by generation, shared by requests: with a remote reader each
+        # Toolkit.memo by generation, shared by requests: with a remote reader each token
         # count is an HTTP call, and `lc` counts every document. Only the newest generation's
-        # cache is kept; a question still on an older one keeps its own reference.
-        self._token_counts: dict[str, dict] = {}
-        self._token_counts_lock = threading.Lock()
+        # memo is kept; a question still on an older one keeps its own reference.
+        self._memos: dict[str, dict] = {}
+        self._memos_lock = threading.Lock()
 
-    def token_counts(self, generation: str) -> dict:
-        """The shared passage token-count cache of ``generation`` (keys are passage id and
-        offsets, stable only within one generation, hence one cache each)."""
-        with self._token_counts_lock:
-            if generation not in self._token_counts:
-                self._token_counts = {generation: {}}
-            return self._token_counts[generation]
+    def passage_memo(self, generation: str) -> dict:
+        """The shared ``Toolkit.memo`` of ``generation`` (keys are passage ids and offsets,
+        stable only within one generation, hence one memo each)."""
+        with self._memos_lock:
+            if generation not in self._memos:
+                self._memos = {generation: {}}
+            return self._memos[generation]
 
     def run_id(self) -> str:
         return self.service.run_id or time.strftime("api-%Y%m%d", time.gmtime())
@@ -115,7 +115,7 @@ class QueryService:
         recorded = {}
         with self.live.acquire() as generation:
             tools = Toolkit(generation.corpus, self.reader, strategies, budget, self.attention,
-                            memo=self.token_counts(f"{generation.name}/{generation.corpus.index_id}"))
+                            memo=self.passage_memo(f"{generation.name}/{generation.corpus.index_id}"))
             labels = RunLabels(self.run_id(), generation.corpus.index_id, self._fingerprint, self.reader.model)
             results = answer_and_record(
                 [question], [name], tools, self.ledger, labels, on_recorded=lambda n, rows: recorded.update({n: rows[0]})
