@@ -124,11 +124,12 @@ def start_generation(root: Path) -> Path:
         )
     (root / GENERATIONS).mkdir(parents=True, exist_ok=True)
     live = live_name(root)
-    for folder in reversed(_generation_folders(root)):
+    folders = _generation_folders(root)  # sorted by name, which is creation order
+    for folder in reversed(folders):
         if folder.name != live and (live is None or folder.name > live) and not (folder / RETIRED).exists():
             if not is_locked(folder):
                 return folder
-    newest = max((f.name for f in _generation_folders(root)), default="")
+    newest = folders[-1].name if folders else ""
     target = generation_path(root, new_generation_name(after=max(newest, live or "")))
     if live is None:
         target.mkdir()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from readers.fake import FakeReader
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -55,6 +57,19 @@ def write(path: Path, content: str | bytes) -> Path:
     else:
         path.write_text(content, encoding="utf-8")
     return path
+
+
+class CountingReader(FakeReader):
+    """The fake reader, keeping every text it was asked to tokenize (with a remote
+    reader, each is one HTTP call): tests of what is counted once and remembered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        self.counted.append(text)
+        return super().count_tokens(text)
 
 
 def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:

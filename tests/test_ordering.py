@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.strategies.ordering import attention_order, cut_middle, document_order, fit_budget, longest_prefix, reorder_ends
+from pipeline.strategies.ordering import (
+    attention_order, cut_middle, document_order, fit_budget, longest_prefix, longest_suffix, reorder_ends,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,6 +79,15 @@ def test_fit_budget_never_exceeds_and_skips_what_does_not_fit(costs, budget, kep
 
 def words(text: str) -> int:
     return len(text.split())
+
+
+@pytest.mark.parametrize("budget", [0, 1, 3, 7])
+def test_longest_suffix_is_the_longest_that_fits(budget):
+    text = "one two three four five six seven eight"
+    n = longest_suffix(text, budget, words)
+    assert words(text[len(text) - n:]) <= budget
+    if n < len(text):
+        assert words(text[len(text) - n - 1:]) > budget or text[len(text) - n - 1] == " "
 
 
 @pytest.mark.parametrize("budget", [0, 1, 3, 7])

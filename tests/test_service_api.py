@@ -18,6 +18,7 @@ from pipeline.service.auth import API_KEY_ENV, resolve_api_key
 from pipeline.service.server import background_server
 from pipeline.strategies import REGISTRY
 from readers.fake import FakeReader
+from tests.conftest import CountingReader
 from tests.service_support import AUTH, KEY, BlockingReader, BrokenReader, DownReader, build_index, make_app
 
 VOLCANO = "Which volcano in Sicily is very active?"
@@ -178,18 +179,6 @@ def test_budget_tokens_bounds_the_context(api):
     assert 0 < body["tokens"]["context"] <= 64
     wide = ask(api, question=VOLCANO, strategy="lc").json()
     assert wide["tokens"]["context"] > 64
-
-
-class CountingReader(FakeReader):
-    """Counts what it is asked to tokenize (with a remote reader, one HTTP call each)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counted: list[str] = []
-
-    def count_tokens(self, text: str) -> int:
-        self.counted.append(text)
-        return super().count_tokens(text)
 
 
 def test_passage_token_counts_are_shared_by_requests_on_one_generation(live, tmp_path):

@@ -273,23 +273,17 @@ def test_ledger_row_scores_answers_and_abstentions(answer, golds, answerable, ex
 
 @pytest.mark.parametrize("room, from_end", [(0, False), (1, False), (5, True), (9, False), (9, True), (500, False)])
 def test_fitting_length_is_the_longest_prefix_and_asks_the_tokenizer_once(room, from_end):
-    from pipeline.strategies.ordering import longest_prefix
-
-    class Counting(FakeReader):
-        calls = 0
-
-        def count_tokens(self, text):
-            Counting.calls += 1
-            return super().count_tokens(text)
+    from pipeline.strategies.ordering import longest_prefix, longest_suffix
+    from tests.conftest import CountingReader
 
     text = "Volcanoes form where magma reaches the surface of the Earth and lava flows bury towns."
     passage = Passage("d1", "d1", 0, len(text), text, "Volcanoes")
-    tools = Toolkit(None, Counting(), StrategyConfig(), 400)
+    reader = CountingReader()
+    tools = Toolkit(None, reader, StrategyConfig(), 400)
     count = FakeReader().count_tokens
-    expected = (longest_prefix(text[::-1], room, lambda s: count(s[::-1])) if from_end
-                else longest_prefix(text, room, count))
+    expected = (longest_suffix if from_end else longest_prefix)(text, room, count)
     assert tools.fitting_length(passage, room, from_end) == expected
-    asked = Counting.calls
-    assert tools.fitting_length(passage, room, from_end) == expected and Counting.calls == asked
+    asked = len(reader.counted)
+    assert tools.fitting_length(passage, room, from_end) == expected and len(reader.counted) == asked
     kept = text[len(text) - expected:] if from_end else text[:expected]
     assert count(kept) <= room

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from pipeline.config import StrategyConfig
-from pipeline.strategies.ordering import longest_prefix
+from pipeline.strategies.ordering import longest_prefix, longest_suffix
 from pipeline.types import Document, Hit, Unit
 from readers.base import Answer, Passage, Prompt, Reader
 from readers.prompts import render_passage
@@ -100,10 +100,8 @@ class Toolkit:
         search of tokenizer calls (HTTP calls with a remote reader), hence remembered."""
         key = ("tail" if from_end else "head", passage.passage_id, passage.start, passage.end, room)
         if key not in self.memo:
-            if from_end:
-                self.memo[key] = longest_prefix(passage.text[::-1], room, lambda s: self.reader.count_tokens(s[::-1]))
-            else:
-                self.memo[key] = longest_prefix(passage.text, room, self.reader.count_tokens)
+            longest = longest_suffix if from_end else longest_prefix
+            self.memo[key] = longest(passage.text, room, self.reader.count_tokens)
         return self.memo[key]
 
 

@@ -61,6 +61,11 @@ def longest_prefix(text: str, budget: int, count: Callable[[str], int]) -> int:
     return lo
 
 
+def longest_suffix(text: str, budget: int, count: Callable[[str], int]) -> int:
+    """The largest character length whose suffix costs at most ``budget`` tokens."""
+    return longest_prefix(text[::-1], budget, lambda s: count(s[::-1]))
+
+
 def cut_middle(text: str, budget: int, count: Callable[[str], int]) -> tuple[int, int, bool]:
     """Keep the head and the tail of ``text`` within ``budget`` tokens, cutting the
     middle. Returns (head_end, tail_start, cut): the kept text is
@@ -69,6 +74,5 @@ def cut_middle(text: str, budget: int, count: Callable[[str], int]) -> tuple[int
         return len(text), len(text), False
     half = budget // 2
     head_end = longest_prefix(text, half, count)
-    reversed_tail = longest_prefix(text[::-1], budget - half, lambda s: count(s[::-1]))
-    tail_start = max(len(text) - reversed_tail, head_end)
+    tail_start = max(len(text) - longest_suffix(text, budget - half, count), head_end)
     return head_end, tail_start, True
