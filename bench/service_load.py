@@ -40,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lcrag.core.paths import state_home  # noqa: E402
+
 KEY = "bench-key"
 STRATEGY = "rag"
 
@@ -51,16 +53,16 @@ def serve(args: argparse.Namespace) -> None:
     """Child process: the API over ``--index`` with the chosen reader, until terminated."""
     from dataclasses import replace
 
-    from pipeline.config import Config, ReaderConfig, ServiceConfig
-    from pipeline.encoder import make_encoder
-    from pipeline.generations import LiveIndex
-    from pipeline.ledger import Ledger
-    from pipeline.service import create_app
-    from pipeline.service.server import uvicorn_config
-    from readers import make_reader
-    from readers.fake import FakeReader
-
     import uvicorn
+
+    from lcrag.pipeline.config import Config, ReaderConfig, ServiceConfig
+    from lcrag.pipeline.index.generations import LiveIndex
+    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.pipeline.ledger import Ledger
+    from lcrag.pipeline.service import create_app
+    from lcrag.pipeline.service.server import uvicorn_config
+    from lcrag.readers import make_reader
+    from lcrag.readers.fake import FakeReader
 
     class DelayedReader(FakeReader):
         """The fake reader, taking ``delay`` seconds per read like a remote model would."""
@@ -75,7 +77,7 @@ def serve(args: argparse.Namespace) -> None:
             return replace(answer, latency_ms=self.delay * 1000)
 
     config = Config(reader=ReaderConfig(backend=args.reader, port=args.reader_port))
-    reader = DelayedReader(args.delay_ms / 1000) if args.reader == "fake" else make_reader(config.reader, ROOT)
+    reader = DelayedReader(args.delay_ms / 1000) if args.reader == "fake" else make_reader(config.reader, state_home())
     service = ServiceConfig(api_key=KEY, max_in_flight=args.max_in_flight, max_queued=args.max_queued)
     with LiveIndex(args.index, make_encoder) as live:
         with live.acquire() as generation:
@@ -225,10 +227,10 @@ def run_scenarios(server: ServerProcess, questions: list[str], name: str, reader
 
 def build_index(data: Path, docs: int, work: Path) -> Path:
     """The first ``docs`` SciFact documents as an lcrag index (default config)."""
-    from pipeline.config import Config
-    from pipeline.encoder import make_encoder
-    from pipeline.ingest import ingest
-    from pipeline.loaders import load_source
+    from lcrag.pipeline.config import Config
+    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.pipeline.ingest.ingestion import ingest
+    from lcrag.pipeline.ingest.loaders import load_source
 
     subset = work / "scifact-subset"
     subset.mkdir(parents=True, exist_ok=True)
@@ -244,16 +246,16 @@ def build_index(data: Path, docs: int, work: Path) -> Path:
 
 
 def load_questions(data: Path, limit: int = 2000) -> list[str]:
-    from pipeline.loaders.beir import load_beir_queries
+    from lcrag.pipeline.ingest.loaders.beir import load_beir_queries
 
     return [q.text for q in load_beir_queries(data)[:limit]]
 
 
 def reader_running(port: int) -> bool:
-    from pipeline.config import ReaderConfig
-    from readers import make_reader
+    from lcrag.pipeline.config import ReaderConfig
+    from lcrag.readers import make_reader
 
-    reader = make_reader(ReaderConfig(port=port), ROOT)
+    reader = make_reader(ReaderConfig(port=port), state_home())
     try:
         return reader.healthy()
     finally:
@@ -320,7 +322,7 @@ def main() -> None:
     if not (args.data / "corpus.jsonl").is_file():
         raise SystemExit(f"no SciFact at {args.data}; pass --data FOLDER (BEIR layout)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pipeline.config import ReaderConfig
+    from lcrag.pipeline.config import ReaderConfig
 
     scenarios: list[dict] = []
     skipped = None

@@ -13,14 +13,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.answering import context_budget, new_run_id
-from pipeline.config import load_config
-from pipeline.encoder import make_encoder
-from pipeline.evaluation import DATASETS, EvalRun, EvalSet, run_evaluation
-from pipeline.ledger import Ledger
-from pipeline.paths import default_ledger, project_root
-from pipeline.strategies import resolve_names
-from readers import make_attention, make_reader
+from lcrag.core.paths import default_ledger, state_home
+from lcrag.pipeline.answer import resolve_names
+from lcrag.pipeline.answer.recording import context_budget, new_run_id
+from lcrag.pipeline.config import load_config
+from lcrag.pipeline.evaluation import DATASETS, EvalRun, EvalSet, run_evaluation
+from lcrag.pipeline.ingest.encoder import make_encoder
+from lcrag.pipeline.ledger import Ledger
+from lcrag.readers import make_attention, make_reader
 
 
 @task(name="build evaluation set", cache_policy=NO_CACHE)
@@ -34,11 +34,11 @@ def build_task(dataset: str, path: str, limit: int | None, seed: int, positions:
 @task(name="answer and record", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def answer_task(evalset: EvalSet, run: EvalRun, config_file: str | None, ledger_path: str) -> int:
     config = load_config(config_file)
-    reader = make_reader(config.reader, project_root())
+    reader = make_reader(config.reader, state_home())
     try:
         answered = run_evaluation(
             evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
-            make_attention(config.reader, project_root()), Ledger(ledger_path),
+            make_attention(config.reader, state_home()), Ledger(ledger_path),
             context_budget(config.reader, config.strategies),
         )
     finally:
@@ -64,7 +64,7 @@ def evaluate_flow(
     """Evaluate every strategy on DATASET at PATH; returns the run id and counts."""
     run = EvalRun(
         run_id or new_run_id(), dataset, tuple(resolve_names(strategies)),
-        Path(work) if work else project_root() / ".state" / "eval", Path(index) if index else None,
+        Path(work) if work else state_home() / "eval", Path(index) if index else None,
     )
     evalset = build_task(dataset, path, limit, seed, tuple(positions))
     answered = answer_task(evalset, run, config_file, str(ledger or default_ledger()))

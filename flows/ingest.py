@@ -14,11 +14,23 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.config import load_config
-from pipeline.encoder import make_encoder
-from pipeline.generations import is_generational, live_name, start_generation
-from pipeline.ingest import IndexWriter, default_source_name, embed_pending, finish_generation, index_changed, plan, publish
-from pipeline.loaders import LoadResult, load_source
+from lcrag.pipeline.config import load_config
+from lcrag.pipeline.index.generations import (
+    is_generational,
+    live_name,
+    start_generation,
+)
+from lcrag.pipeline.ingest.encoder import make_encoder
+from lcrag.pipeline.ingest.ingestion import (
+    IndexWriter,
+    default_source_name,
+    embed_pending,
+    finish_generation,
+    index_changed,
+    plan,
+    publish,
+)
+from lcrag.pipeline.ingest.loaders import LoadResult, load_source
 
 
 @task(name="load documents", cache_policy=NO_CACHE)

@@ -7,12 +7,12 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.cli_report import data_fingerprints
-from pipeline.config import load_config
-from pipeline.ledger import Ledger
-from pipeline.paths import default_ledger
-from pipeline.report import build_report, write_report
-from pipeline.stats import bootstrap_mean
+from lcrag.core.paths import default_ledger
+from lcrag.pipeline.cli.report import data_fingerprints
+from lcrag.pipeline.config import load_config
+from lcrag.pipeline.evaluation.stats import bootstrap_mean
+from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.report import build_report, write_report
 
 
 @task(name="read ledger rows", cache_policy=NO_CACHE)

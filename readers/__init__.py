@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from pipeline.config import ReaderConfig
+from lcrag.readers.config import ReaderConfig
 
 
-def _vllm(config: ReaderConfig, project_root: Path):
-    from readers.vllm import VLLMReader
+def _vllm(config: ReaderConfig, home: Path):
+    from lcrag.readers.vllm import VLLMReader
 
-    return VLLMReader(config, project_root=project_root)
+    return VLLMReader(config, home=home)
 
 
-def _fake(config: ReaderConfig, project_root: Path):
-    from readers.fake import FakeReader
+def _fake(config: ReaderConfig, home: Path):
+    from lcrag.readers.fake import FakeReader
 
     return FakeReader()
 
@@ -23,17 +23,17 @@ def _fake(config: ReaderConfig, project_root: Path):
 READERS: dict[str, Callable[[ReaderConfig, Path], object]] = {"vllm": _vllm, "fake": _fake}
 
 
-def make_reader(config: ReaderConfig, project_root: Path):
+def make_reader(config: ReaderConfig, home: Path):
     if config.backend not in READERS:
         raise ValueError(f"unknown reader backend {config.backend!r}; choose one of {', '.join(READERS)}")
-    return READERS[config.backend](config, project_root)
+    return READERS[config.backend](config, home)
 
 
-def connect_reader(config: ReaderConfig, project_root: Path):
+def connect_reader(config: ReaderConfig, home: Path):
     """A reader that answers now, or a ReaderError that says how to get one."""
-    from readers.base import ReaderError
+    from lcrag.readers.base import ReaderError
 
-    reader = make_reader(config, project_root)
+    reader = make_reader(config, home)
     if not reader.healthy():
         raise ReaderError(
             f"no reader serves {config.model!r} at {config.url}; start it with `lcrag reader start` "
@@ -42,10 +42,10 @@ def connect_reader(config: ReaderConfig, project_root: Path):
     return reader
 
 
-def make_attention(config: ReaderConfig, project_root: Path):
+def make_attention(config: ReaderConfig, home: Path):
     """The attention source for attention-sort: the reader's own weights on the
     transformers path (loaded only when attention-sort first asks)."""
-    from pipeline.paths import anchored
-    from readers.attention import TransformersAttention
+    from lcrag.core.paths import anchored
+    from lcrag.readers.attention import TransformersAttention
 
-    return TransformersAttention(anchored(config.model_dir, project_root))
+    return TransformersAttention(anchored(config.model_dir, home))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from readers.base import Prompt, ReaderError
-from readers.prompts import messages, render_passage
+from lcrag.readers.base import Prompt, ReaderError
+from lcrag.readers.prompts import messages, render_passage
 
 
 class TransformersAttention:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from lcrag.core.errors import LcragError
+
 
 @dataclass(frozen=True)
 class Passage:
@@ -48,7 +50,7 @@ class Answer:
             raise ValueError(f"token counts must be >= 0, got {self.prompt_tokens}/{self.completion_tokens}")
 
 
-class ReaderError(RuntimeError):
+class ReaderError(LcragError, RuntimeError):
     """The reader cannot be reached or refused the request; the message names the fix."""
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from readers.base import Answer, Prompt
-from readers.prompts import UNANSWERABLE, messages
+from lcrag.readers.base import Answer, Prompt
+from lcrag.readers.prompts import UNANSWERABLE, messages
 
 _WORD = re.compile(r"\w+")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from readers.base import Passage, Prompt
+from lcrag.readers.base import Passage, Prompt
 
 UNANSWERABLE = "unanswerable"
 

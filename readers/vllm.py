@@ -16,10 +16,10 @@ from typing import Sequence
 
 import httpx
 
-from pipeline.config import ReaderConfig
-from pipeline.paths import anchored
-from readers.base import Answer, Prompt, ReaderError
-from readers.prompts import is_unanswerable, messages
+from lcrag.core.paths import anchored
+from lcrag.readers.base import Answer, Prompt, ReaderError
+from lcrag.readers.config import ReaderConfig
+from lcrag.readers.prompts import is_unanswerable, messages
 
 
 def first_line(text: str) -> str:
@@ -28,14 +28,14 @@ def first_line(text: str) -> str:
 
 
 class VLLMReader:
-    def __init__(self, config: ReaderConfig, project_root: Path | None = None) -> None:
+    def __init__(self, config: ReaderConfig, home: Path | None = None) -> None:
         self.config = config
         self.model = config.model
         self.url = config.url
         key = os.environ.get(config.api_key_env, "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(timeout=config.timeout_s, headers=headers)
-        self._model_dir = anchored(config.model_dir, project_root) if project_root is not None else Path(config.model_dir)
+        self._model_dir = anchored(config.model_dir, home) if home is not None else Path(config.model_dir)
         self._tokenizer = None
 
     def close(self) -> None:

@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 from scipy import sparse
 
-from pipeline.config import BM25Config
-from retrievers.base import ScoredChunk
+from lcrag.retrievers.base import ScoredChunk
+from lcrag.retrievers.config import BM25Config
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

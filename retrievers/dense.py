@@ -15,14 +15,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from pipeline.config import StoreConfig
-from pipeline.types import Chunk
-from retrievers.base import ScoredChunk
+from lcrag.core.errors import LcragError
+from lcrag.core.types import Chunk
+from lcrag.retrievers.base import ScoredChunk
+from lcrag.retrievers.config import StoreConfig
 
 _POINT_NAMESPACE = uuid.UUID("6f1c9a52-8d1e-4a57-9a43-1f0d3b7c2e11")
 
 
-class VectorStoreError(RuntimeError):
+class VectorStoreError(LcragError, RuntimeError):
     """The vector store cannot be opened or used; the message names the fix."""
 
 

@@ -5,14 +5,15 @@
 # DuckDB ledger, compare all strategies on HotpotQA questions, write the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 PREFECT_HOME="$PWD/.state/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
+export LCRAG_HOME="${LCRAG_HOME:-$PWD/.state}"
+export HF_HUB_OFFLINE=1 PREFECT_HOME="$LCRAG_HOME/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
 export COLUMNS="${COLUMNS:-150}"  # readable tables when the output is a log, not a terminal
 LCRAG=.venv/bin/lcrag
-INDEX=.state/indexes/squad2
-LEDGER=.state/ledger.duckdb
+INDEX=$LCRAG_HOME/indexes/squad2
+LEDGER=$LCRAG_HOME/ledger.duckdb
 
 echo "== 1. data: SQuAD 2.0 dev (35 Wikipedia articles as long documents)"
-DATA=$($LCRAG data fetch squad2 --dest .state/data)
+DATA=$($LCRAG data fetch squad2 --dest $LCRAG_HOME/data)
 echo "$DATA"
 
 echo "== 2. ingest into $INDEX (incremental: a second run does no embedding work)"
@@ -38,11 +39,11 @@ print(con.sql("""select strategy, route, prompt_tokens, completion_tokens,
 PY
 
 echo "== 7. compare: every strategy on the same 6 HotpotQA distractor questions (each with its 10 paragraphs)"
-HOTPOT=$($LCRAG data fetch hotpotqa --dest .state/data)
+HOTPOT=$($LCRAG data fetch hotpotqa --dest $LCRAG_HOME/data)
 $LCRAG eval --dataset "hotpotqa:$HOTPOT" --limit 6 --strategies all --run-id demo-hotpot --ledger "$LEDGER"
 
 echo "== 8. report: quality with 95% intervals, tokens, latency, frontier, router choices"
-$LCRAG report --run-id demo-hotpot --ledger "$LEDGER" --out .state/reports/demo
+$LCRAG report --run-id demo-hotpot --ledger "$LEDGER" --out $LCRAG_HOME/reports/demo
 
-echo "== done. Index: $INDEX, ledger: $LEDGER, report: .state/reports/demo/report.html"
+echo "== done. Index: $INDEX, ledger: $LEDGER, report: $LCRAG_HOME/reports/demo/report.html"
 echo "   Stop the reader with: $LCRAG reader stop"

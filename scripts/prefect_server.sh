@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A local Prefect server for `lcrag schedule ingest`, with its database and settings in
-# the project's state folder (.state/prefect, or $LCRAG_HOME/.state/prefect) and no
+# lcrag's state folder ($LCRAG_HOME/prefect; .state/prefect in this checkout) and no
 # analytics. Runs in the foreground until Ctrl-C; PORT (default 4200) picks the port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STATE="${LCRAG_HOME:-$PWD}/.state/prefect"
+STATE="${LCRAG_HOME:-$PWD/.state}/prefect"
 PORT="${PORT:-4200}"
 mkdir -p "$STATE"
 export PREFECT_HOME="$STATE" PREFECT_SERVER_ANALYTICS_ENABLED=false

@@ -24,5 +24,5 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.__version__.sta
 fi
 echo "installing lcrag and its dependencies"
 "${PIP[@]}" install --quiet -e ".[test]"
-mkdir -p .state
+mkdir -p "${LCRAG_HOME:-.state}"
 echo "lcrag is installed in .venv (try: .venv/bin/lcrag --help)"

@@ -7,7 +7,8 @@
 #   LCRAG_READER_MODELS=smollm2,qwen bash scripts/setup_reader.sh   # + Qwen2.5-Coder-0.5B
 #
 # Environment:
-#   LCRAG_READER_VENV    reader virtualenv (default .state/reader-venv)
+#   LCRAG_HOME           lcrag's state folder (default ./.state, as the Makefile sets)
+#   LCRAG_READER_VENV    reader virtualenv (default $LCRAG_HOME/reader-venv)
 #   LCRAG_READER_MODELS  models to convert; smollm2 is always converted, add "qwen" for
 #                        Qwen2.5-Coder-0.5B-Instruct Q4_K_M (32K context, ~1 GB converted)
 #   PYTHON               a Python 3.11 interpreter (default: python3.11 on PATH)
@@ -15,10 +16,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-VENV="${LCRAG_READER_VENV:-.state/reader-venv}"
+STATE="${LCRAG_HOME:-$PWD/.state}"  # lcrag's state folder (the Makefile sets it to .state here)
+VENV="${LCRAG_READER_VENV:-$STATE/reader-venv}"
 MODELS="${LCRAG_READER_MODELS:-smollm2}"
-MODELS_DIR=.state/models
-DOWNLOADS=.state/downloads
+MODELS_DIR=$STATE/models
+DOWNLOADS=$STATE/downloads
 
 fail() { echo "setup_reader: error: $*" >&2; exit 1; }
 STEP_START=0

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from readers.fake import FakeReader
+from lcrag.readers.fake import FakeReader
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("PREFECT_HOME", str(ROOT / ".state" / "prefect-tests"))
+# The set-up (make test) keeps state in the checkout's .state folder; a bare pytest run too.
+os.environ.setdefault("LCRAG_HOME", str(ROOT / ".state"))
+STATE = Path(os.environ["LCRAG_HOME"])
+os.environ.setdefault("PREFECT_HOME", str(STATE / "prefect-tests"))
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -44,8 +47,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def encoder():
-    from pipeline.config import EncoderConfig
-    from pipeline.encoder import TransformerEncoder
+    from lcrag.pipeline.config import EncoderConfig
+    from lcrag.pipeline.ingest.encoder import TransformerEncoder
 
     return TransformerEncoder(EncoderConfig()).warm_up()
 
@@ -105,13 +108,13 @@ def prefect_harness():
 def require_reader_install() -> tuple[Path, Path]:
     """The reader venv and converted model, or skip (fail under LCRAG_REQUIRE_READER=1,
     as `make test` sets, so CI can never pass by skipping the real reader)."""
-    from pipeline.config import ReaderConfig
+    from lcrag.pipeline.config import ReaderConfig
 
     config = ReaderConfig()
-    venv, model = ROOT / config.venv, ROOT / config.model_dir
+    venv, model = STATE / config.venv, STATE / config.model_dir
     for path, what in ((venv / "bin" / "python", "reader virtualenv"), (model / "config.json", "converted reader model")):
         if not path.exists():
-            message = f"{what} {path.relative_to(ROOT)} is absent (run scripts/setup_reader.sh)"
+            message = f"{what} {path} is absent (run scripts/setup_reader.sh)"
             if os.environ.get("LCRAG_REQUIRE_READER") == "1":
                 pytest.fail(message)
             pytest.skip(message)
@@ -129,12 +132,12 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def live_reader(tmp_path_factory):
     """A real vLLM server on 127.0.0.1 for the whole session; yields its ReaderConfig."""
-    from pipeline.config import ReaderConfig
-    from pipeline.reader_server import ReaderServer
+    from lcrag.pipeline.config import ReaderConfig
+    from lcrag.readers.server import ReaderServer
 
     require_reader_install()
     config = ReaderConfig(port=free_port(), max_tokens=24)
-    server = ReaderServer(config, project_root=ROOT, state_dir=tmp_path_factory.mktemp("reader-state"))
+    server = ReaderServer(config, home=STATE, state_dir=tmp_path_factory.mktemp("reader-state"))
     server.start()
     try:
         yield config

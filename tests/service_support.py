@@ -7,12 +7,12 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.config import Config, ServiceConfig, config_from_dict
-from pipeline.ingest import ingest
-from pipeline.ledger import Ledger
-from pipeline.loaders import load_source
-from readers.base import ReaderError
-from readers.fake import FakeReader
+from lcrag.pipeline.config import Config, ServiceConfig, config_from_dict
+from lcrag.pipeline.ingest.ingestion import ingest
+from lcrag.pipeline.ingest.loaders import load_source
+from lcrag.pipeline.ledger import Ledger
+from lcrag.readers.base import ReaderError
+from lcrag.readers.fake import FakeReader
 
 KEY = "test-key-6f1c"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -30,7 +30,7 @@ def build_index(root: Path, encoder) -> Path:
 
 
 def make_app(live, reader, ledger_path: Path, config: Config = FAKE, **service):
-    from pipeline.service import create_app
+    from lcrag.pipeline.service import create_app
 
     settings = replace(ServiceConfig(api_key=KEY), **service)
     return create_app(live, reader, Ledger(ledger_path), config, settings)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from pipeline.config import BM25Config
-from retrievers.bm25 import Analyzer, BM25Index, BM25Retriever
+from lcrag.pipeline.config import BM25Config
+from lcrag.retrievers.bm25 import Analyzer, BM25Index, BM25Retriever
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

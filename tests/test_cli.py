@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from lcrag.pipeline.cli.app import app
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import (
+from lcrag.pipeline.config import (
     ChunkConfig,
     Config,
     ConfigError,

@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from pipeline.config import config_from_dict
-from pipeline.evaluation import DATASETS, EvalRun, move_gold, run_evaluation
-from pipeline.ledger import Ledger
-from readers.fake import FakeReader
+from lcrag.pipeline.config import config_from_dict
+from lcrag.pipeline.evaluation import DATASETS, EvalRun, move_gold, run_evaluation
+from lcrag.pipeline.ledger import Ledger
+from lcrag.readers.fake import FakeReader
 
 RECORD = {
     "_id": "q1",
@@ -138,7 +138,7 @@ def test_qa_jsonl_answerable_flag_turns_on_abstention(tmp_path):
 def test_cli_eval_with_the_fake_backend_prints_a_summary(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from lcrag.pipeline.cli.app import app
 
     config = tmp_path / "config.yaml"
     config.write_text("reader:\n  backend: fake\n")
@@ -152,7 +152,7 @@ def test_cli_eval_with_the_fake_backend_prints_a_summary(tmp_path):
 def test_cli_eval_rejects_an_unknown_dataset(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from lcrag.pipeline.cli.app import app
 
     result = CliRunner().invoke(app, ["eval", "--dataset", "trivia:x.json"])
     assert result.exit_code == 2 and "hotpotqa, hotpotqa-pooled, squad2, qa-jsonl" in result.output
@@ -161,7 +161,7 @@ def test_cli_eval_rejects_an_unknown_dataset(tmp_path):
 def test_cli_report_after_an_eval_run_writes_html_and_markdown(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from lcrag.pipeline.cli.app import app
 
     config = tmp_path / "config.yaml"
     config.write_text("reader:\n  backend: fake\n")
@@ -184,15 +184,15 @@ def test_cli_report_after_an_eval_run_writes_html_and_markdown(tmp_path):
     [(0, "NEEDLE One."), (100, "One. Two three. Four five six. NEEDLE"), (50, "One. Two three. NEEDLE"), (25, "One. NEEDLE")],
 )
 def test_insert_at_depth_lands_after_a_sentence_end(depth, expected_prefix):
-    from pipeline.evaluation.items import insert_at_depth
+    from lcrag.pipeline.evaluation.items import insert_at_depth
 
     words = "One. Two three. Four five six.".split()
     assert insert_at_depth(words, depth, "NEEDLE").startswith(expected_prefix)
 
 
 def test_niah_cells_carry_depth_and_length_in_their_ids(tmp_path):
-    from pipeline.evaluation.items import NEEDLE
-    from pipeline.report.model import parse_niah_cell
+    from lcrag.pipeline.evaluation.items import NEEDLE
+    from lcrag.pipeline.report.model import parse_niah_cell
 
     (tmp_path / "essays").mkdir()
     (tmp_path / "essays" / "a.txt").write_text(" ".join(f"Word{i} is here." for i in range(400)))
@@ -207,7 +207,7 @@ def test_niah_cells_carry_depth_and_length_in_their_ids(tmp_path):
 
 
 def test_kv_items_know_the_gold_index(shared_data):
-    from pipeline.report.model import parse_position
+    from lcrag.pipeline.report.model import parse_position
 
     evalset = DATASETS["kv"](shared_data / "lost_in_the_middle" / "kv-retrieval-75_keys.jsonl.gz", limit=5)
     assert len(evalset.items) == 5
@@ -240,7 +240,7 @@ def write_beir(folder):
 
 
 def test_beir_judges_every_method_and_resumes(tmp_path, encoder):
-    from pipeline.evaluation.retrieval import beir, run_retrieval
+    from lcrag.pipeline.evaluation.retrieval import beir, run_retrieval
 
     rset = beir(write_beir(tmp_path / "tiny"))
     assert sorted(q for q, _ in rset.queries) == ["q1", "q2"]  # the unjudged query is left out
@@ -260,14 +260,14 @@ def test_beir_judges_every_method_and_resumes(tmp_path, encoder):
 @pytest.mark.parametrize("text, expected", [("all", ("dense", "bm25", "hybrid")), ("bm25, hybrid", ("bm25", "hybrid")),
                                             ("bm25,bm25", ("bm25",))])
 def test_resolve_methods(text, expected):
-    from pipeline.evaluation.retrieval import resolve_methods
+    from lcrag.pipeline.evaluation.retrieval import resolve_methods
 
     assert resolve_methods(text) == expected
 
 
 @pytest.mark.parametrize("text", ["rag", "", "bm25,colbert"])
 def test_resolve_methods_rejects_strategies(text):
-    from pipeline.evaluation.retrieval import resolve_methods
+    from lcrag.pipeline.evaluation.retrieval import resolve_methods
 
     with pytest.raises(ValueError, match="bm25, hybrid|dense, bm25, hybrid"):
         resolve_methods(text)
@@ -276,7 +276,7 @@ def test_resolve_methods_rejects_strategies(text):
 def test_cli_eval_beir_and_report_show_retrieval(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from lcrag.pipeline.cli.app import app
 
     folder = write_beir(tmp_path / "tiny")
     common = ["--ledger", str(tmp_path / "l.duckdb")]

@@ -7,7 +7,7 @@ import json
 
 
 def test_ingest_flow_builds_then_skips_unchanged(prefect_harness, topic_corpus, tmp_path):
-    from flows.ingest import ingest_flow
+    from lcrag.flows.ingest import ingest_flow
 
     config = tmp_path / "config.yaml"
     config.write_text("chunking:\n  target_tokens: 24\nunits:\n  max_tokens: 128\n")
@@ -25,8 +25,8 @@ def test_ingest_flow_builds_then_skips_unchanged(prefect_harness, topic_corpus, 
 
 
 def test_ingest_flow_with_generations_publishes_a_live_generation(prefect_harness, topic_corpus, tmp_path):
-    from flows.ingest import ingest_flow
-    from pipeline.generations import live_name
+    from lcrag.flows.ingest import ingest_flow
+    from lcrag.pipeline.index.generations import live_name
 
     config = tmp_path / "config.yaml"
     config.write_text("chunking:\n  target_tokens: 24\nunits:\n  max_tokens: 128\n")
@@ -41,7 +41,7 @@ def test_ingest_flow_with_generations_publishes_a_live_generation(prefect_harnes
 
 
 def test_flow_tasks_retry_the_resumable_steps():
-    from flows.ingest import embed_task, load_task, publish_task
+    from lcrag.flows.ingest import embed_task, load_task, publish_task
 
     assert embed_task.retries == 2 and publish_task.retries == 2
     assert not load_task.retries  # a bad file is reported, never retried
@@ -50,8 +50,8 @@ def test_flow_tasks_retry_the_resumable_steps():
 def test_evaluate_flow_records_every_pair_and_resumes(prefect_harness, tmp_path):
     """The flow's wiring (data set -> runner -> ledger) with the fake reader backend;
     the real reader is exercised by tests/test_reader_integration.py."""
-    from flows.evaluate import evaluate_flow
-    from pipeline.ledger import Ledger
+    from lcrag.flows.evaluate import evaluate_flow
+    from lcrag.pipeline.ledger import Ledger
     from tests.test_evaluation import write_hotpot
 
     config = tmp_path / "config.yaml"
@@ -64,7 +64,7 @@ def test_evaluate_flow_records_every_pair_and_resumes(prefect_harness, tmp_path)
     assert Ledger(ledger).count("flow-run") == 4
     assert evaluate_flow(**kwargs)["answered"] == 0
 
-    from flows.report import report_flow
+    from lcrag.flows.report import report_flow
 
     html, markdown = report_flow(str(tmp_path / "report"), run_ids=("flow-run",), ledger=str(ledger))
     import re

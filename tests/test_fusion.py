@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrievers.fusion import max_by_key, reciprocal_rank_fusion
+from lcrag.retrievers.fusion import max_by_key, reciprocal_rank_fusion
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.generations import (
+from lcrag.pipeline.index.folder import IndexPaths, IndexStateError
+from lcrag.pipeline.index.generations import (
     GENERATIONS,
     LIVE,
     RETIRED,
-    LiveIndex,
     cleanup_generations,
     generation_path,
     is_generational,
@@ -28,10 +28,16 @@ from pipeline.generations import (
     publish_generation,
     start_generation,
 )
-from pipeline.index import IndexPaths, IndexStateError
-from pipeline.ingest import IndexWriter, embed_pending, ingest, ingest_generation, plan
-from pipeline.loaders import load_source
-from pipeline.search import IndexReader
+from lcrag.pipeline.index.live import LiveIndex
+from lcrag.pipeline.index.search import IndexReader
+from lcrag.pipeline.ingest.ingestion import (
+    IndexWriter,
+    embed_pending,
+    ingest,
+    ingest_generation,
+    plan,
+)
+from lcrag.pipeline.ingest.loaders import load_source
 from tests.conftest import write_corpus
 from tests.test_ingest import SMALL, _generated_corpus, small_config
 
@@ -186,7 +192,7 @@ def test_killed_generational_ingest_never_goes_live_and_resumes(tmp_path, encode
     seed_corpus = write_corpus(tmp_path / "seed", first_docs)
     first = generational(seed_corpus, root, encoder, small_config(ingest={"commit_tokens": 150}))
 
-    cmd = [sys.executable, "-m", "pipeline.cli", "ingest", str(corpus), "--index", str(root),
+    cmd = [sys.executable, "-m", "lcrag.pipeline.cli.app", "ingest", str(corpus), "--index", str(root),
            "--config", str(config_file), "--name", "corpus"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     killed = None
@@ -230,7 +236,7 @@ def test_killed_generational_ingest_never_goes_live_and_resumes(tmp_path, encode
     (1_700_000_000.0, 1_700_000_001.0),
 ])
 def test_generation_names_sort_in_creation_order(first_at, second_at):
-    from pipeline.generations import new_generation_name
+    from lcrag.pipeline.index.generations import new_generation_name
 
     names = [new_generation_name(first_at)]
     for _ in range(3):  # each one made after the newest so far, as start_generation does

@@ -16,14 +16,19 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.catalog import Catalog
-from pipeline.config import config_from_dict
-from pipeline.index import IndexPaths, IndexStateError, read_manifest, require_finished
-from pipeline.ingest import IndexWriter, ingest
-from pipeline.loaders import load_source
-from pipeline.search import IndexReader
-from retrievers.bm25 import BM25Index
-from retrievers.dense import QdrantChunkStore
+from lcrag.pipeline.config import config_from_dict
+from lcrag.pipeline.index.catalog import Catalog
+from lcrag.pipeline.index.folder import (
+    IndexPaths,
+    IndexStateError,
+    read_manifest,
+    require_finished,
+)
+from lcrag.pipeline.index.search import IndexReader
+from lcrag.pipeline.ingest.ingestion import IndexWriter, ingest
+from lcrag.pipeline.ingest.loaders import load_source
+from lcrag.retrievers.bm25 import BM25Index
+from lcrag.retrievers.dense import QdrantChunkStore
 
 SMALL = {
     "units": {"max_tokens": 96, "group_by": "neighbours"},
@@ -194,7 +199,7 @@ def test_sigkilled_cli_ingest_resumes_to_the_same_index(tmp_path, encoder):
     run(corpus, reference, encoder, config=config, name="gen")
 
     target = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "pipeline.cli", "ingest", str(corpus), "--index", str(target), "--config", str(config_file)]
+    cmd = [sys.executable, "-m", "lcrag.pipeline.cli.app", "ingest", str(corpus), "--index", str(target), "--config", str(config_file)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     killed_mid_way = False
     deadline = time.time() + 120

@@ -9,8 +9,13 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.config import ChunkConfig, EncoderConfig
-from pipeline.late_chunking import TokenEmbeddings, pool_spans, stitch_windows, window_starts
+from lcrag.pipeline.config import ChunkConfig, EncoderConfig
+from lcrag.pipeline.ingest.late_chunking import (
+    TokenEmbeddings,
+    pool_spans,
+    stitch_windows,
+    window_starts,
+)
 
 
 def ws_offsets(text: str) -> np.ndarray:
@@ -169,14 +174,14 @@ LONG = " ".join(LONG_SENTENCES)
 
 @pytest.fixture(scope="session")
 def encoder():
-    from pipeline.encoder import TransformerEncoder
+    from lcrag.pipeline.ingest.encoder import TransformerEncoder
 
     return TransformerEncoder(EncoderConfig()).warm_up()
 
 
 def small_encoder(window: int, overlap: int):
     """An encoder with a small window, loaded the ordinary way."""
-    from pipeline.encoder import TransformerEncoder
+    from lcrag.pipeline.ingest.encoder import TransformerEncoder
 
     return TransformerEncoder(EncoderConfig(window=window, window_overlap=overlap, batch_tokens=window)).warm_up()
 
@@ -250,8 +255,8 @@ def test_long_text_is_read_in_overlapping_windows(encoder):
 
 
 def one_unit_corpus(encoder):
-    from pipeline.types import Document
-    from pipeline.units import build_units
+    from lcrag.core.types import Document
+    from lcrag.pipeline.ingest.units import build_units
 
     docs = [
         Document("curie", " ".join(LONG_SENTENCES[:4]), title="Marie Curie"),
@@ -265,7 +270,7 @@ def one_unit_corpus(encoder):
 
 
 def test_late_unit_context_vectors_are_span_means_of_the_unit_pass(encoder):
-    from pipeline.embedding import embed_units, late_contexts
+    from lcrag.pipeline.ingest.embedding import embed_units, late_contexts
 
     units, docs, offsets = one_unit_corpus(encoder)
     chunks, vectors = embed_units(units, docs, offsets, encoder, ChunkConfig(method="late", context="unit", target_tokens=24))
@@ -288,7 +293,7 @@ def test_late_unit_context_vectors_are_span_means_of_the_unit_pass(encoder):
 def test_embed_equals_sentence_transformers(encoder):
     from sentence_transformers import SentenceTransformer
 
-    from pipeline.encoder import resolve_model_path
+    from lcrag.pipeline.ingest.encoder import resolve_model_path
 
     texts = [SHORT, "Who discovered radium?", LONG_SENTENCES[0], "x", LONG]
     model = SentenceTransformer(str(resolve_model_path("all-MiniLM-L6-v2")), device="cpu")
@@ -300,9 +305,9 @@ def test_embed_equals_sentence_transformers(encoder):
 
 
 def test_late_chunk_vectors_differ_from_naive(encoder):
-    from pipeline.embedding import embed_units
-    from pipeline.types import Document
-    from pipeline.units import build_units
+    from lcrag.core.types import Document
+    from lcrag.pipeline.ingest.embedding import embed_units
+    from lcrag.pipeline.ingest.units import build_units
 
     doc = Document("curie", LONG, title="Marie Curie")
     offsets = encoder.token_offsets([doc.text])
@@ -324,7 +329,7 @@ def test_a_cold_encoder_used_by_many_threads_at_once_loads_once(encoder):
     """API request threads can be the first users of a generation's encoder."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline.encoder import TransformerEncoder
+    from lcrag.pipeline.ingest.encoder import TransformerEncoder
 
     cold = TransformerEncoder(EncoderConfig())
     loads = []

@@ -13,7 +13,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.ledger import MIGRATIONS, Ledger, LedgerError, LedgerRow, apply_migrations
+from lcrag.pipeline.ledger import (
+    MIGRATIONS,
+    Ledger,
+    LedgerError,
+    LedgerRow,
+    apply_migrations,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -332,7 +338,7 @@ WRITER = textwrap.dedent(
     """
     import json, sys, time
     sys.path.insert(0, sys.argv[1])
-    from pipeline.ledger import Ledger, LedgerRow
+    from lcrag.pipeline.ledger import Ledger, LedgerRow
     path, name, start_at = sys.argv[2], sys.argv[3], float(sys.argv[4])
     ledger = Ledger(path)
     ids = []
@@ -356,7 +362,7 @@ READER = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, sys.argv[1])
-    from pipeline.ledger import Ledger
+    from lcrag.pipeline.ledger import Ledger
     path, start_at = sys.argv[2], float(sys.argv[3])
     ledger = Ledger(path)
     while time.time() < start_at:
@@ -426,7 +432,7 @@ def test_threads_of_one_process_record_concurrently_without_loss(tmp_path):
 
 
 def retrieval_row(**overrides):
-    from pipeline.ledger import RetrievalRow
+    from lcrag.pipeline.ledger import RetrievalRow
 
     values = dict(run_id="b1", dataset="beir", query_id="q1", method="bm25/doc", index_id="idx", k=10,
                   ndcg_at_10=0.5, recall_at_k=1.0, mrr=0.5, retrieval_ms=3.0)

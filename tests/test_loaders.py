@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.loaders import (
+from lcrag.core.types import content_hash
+from lcrag.pipeline.ingest.loaders import (
     FORMATS,
     LOADERS,
     LoadOptions,
@@ -18,12 +19,16 @@ from pipeline.loaders import (
     detect_format,
     load_source,
 )
-from pipeline.loaders.beir import Query, load_beir_qrels, load_beir_queries
-from pipeline.loaders.files import decode_text, html_to_text, markdown_title, paragraph_sections, parse_html
-from pipeline.loaders.hotpotqa import join_sentences
-from pipeline.loaders.squad import join_paragraphs
-from pipeline.types import content_hash
-
+from lcrag.pipeline.ingest.loaders.beir import Query, load_beir_qrels, load_beir_queries
+from lcrag.pipeline.ingest.loaders.files import (
+    decode_text,
+    html_to_text,
+    markdown_title,
+    paragraph_sections,
+    parse_html,
+)
+from lcrag.pipeline.ingest.loaders.hotpotqa import join_sentences
+from lcrag.pipeline.ingest.loaders.squad import join_paragraphs
 from tests.conftest import SHARED_DATA as DATA
 from tests.conftest import write
 

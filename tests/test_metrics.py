@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.metrics import answer_recall, best_over_golds, exact_match, normalize_answer, token_f1
+from lcrag.pipeline.answer.scoring import (
+    answer_recall,
+    best_over_golds,
+    exact_match,
+    normalize_answer,
+    token_f1,
+)
 
 
 @pytest.mark.parametrize(

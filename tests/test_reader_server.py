@@ -19,16 +19,16 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli_reader import reader_app
-from pipeline.config import ReaderConfig
-from pipeline.reader_server import (
+from lcrag.pipeline.cli.reader import reader_app
+from lcrag.pipeline.config import ReaderConfig
+from lcrag.readers.server import (
     ReaderServer,
     ReaderServerError,
     log_tail,
     server_command,
     server_env,
 )
-from tests.conftest import ROOT, free_port
+from tests.conftest import STATE, free_port
 
 
 def port_is_free(port: int) -> bool:
@@ -75,8 +75,8 @@ def test_server_command(overrides, expected_tail, monkeypatch):
     monkeypatch.delenv("LCRAG_READER_API_KEY", raising=False)
     config = ReaderConfig(**overrides)
     command = server_command(config, Path("/proj"))
-    assert command[:3] == ["/proj/.state/reader-venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
-    assert command[3:7] == ["--model", "/proj/.state/models/smollm2-135m-instruct", "--served-model-name", "smollm2-135m-instruct"]
+    assert command[:3] == ["/proj/reader-venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert command[3:7] == ["--model", "/proj/models/smollm2-135m-instruct", "--served-model-name", "smollm2-135m-instruct"]
     assert command[7:] == expected_tail
     assert "--api-key" not in command
 
@@ -114,7 +114,7 @@ def test_server_env_defaults_to_this_machine():
 
 
 def test_missing_venv_names_the_setup_script(tmp_path):
-    server = ReaderServer(ReaderConfig(venv="nowhere", port=free_port()), project_root=tmp_path, state_dir=tmp_path / "s")
+    server = ReaderServer(ReaderConfig(venv="nowhere", port=free_port()), home=tmp_path, state_dir=tmp_path / "s")
     with pytest.raises(ReaderServerError, match=r"virtualenv .*nowhere is missing; run scripts/setup_reader.sh"):
         server.start()
     assert not (tmp_path / "s" / "server.pid").exists()
@@ -123,7 +123,7 @@ def test_missing_venv_names_the_setup_script(tmp_path):
 def test_missing_model_names_the_setup_script(tmp_path):
     config = fake_install(tmp_path)
     config = ReaderConfig(venv=config.venv, model_dir="models/absent", port=config.port)
-    server = ReaderServer(config, project_root=tmp_path, state_dir=tmp_path / "s")
+    server = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")
     with pytest.raises(ReaderServerError, match=r"model folder .*absent is missing; run scripts/setup_reader.sh"):
         server.start()
 
@@ -133,13 +133,13 @@ def test_port_taken_by_another_program(tmp_path):
     with socket.socket() as other:
         other.bind(("127.0.0.1", config.port))
         other.listen()
-        server = ReaderServer(config, project_root=tmp_path, state_dir=tmp_path / "s")
+        server = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")
         with pytest.raises(ReaderServerError, match=rf"port {config.port} .* already in use .*reader.port"):
             server.start()
 
 
 def test_status_when_not_running(tmp_path):
-    server = ReaderServer(ReaderConfig(port=18999), project_root=tmp_path, state_dir=tmp_path / "s")
+    server = ReaderServer(ReaderConfig(port=18999), home=tmp_path, state_dir=tmp_path / "s")
     status = server.status()
     assert (status.running, status.pid, status.ready) == (False, None, False)
     assert status.url == "http://127.0.0.1:18999/v1" and status.model == "smollm2-135m-instruct"
@@ -162,7 +162,7 @@ def test_stale_pid_file_is_removed(tmp_path, kind):
         pid_file.write_text(json.dumps({"pid": os.getpid(), "port": 8431, "model": "smollm2-135m-instruct"}))
     else:
         pid_file.write_text("not json")
-    server = ReaderServer(ReaderConfig(), project_root=tmp_path, state_dir=state)
+    server = ReaderServer(ReaderConfig(), home=tmp_path, state_dir=state)
     status = server.status()
     assert not status.running and not status.ready and status.pid is None
     if kind != "garbage":
@@ -173,7 +173,7 @@ def test_stale_pid_file_is_removed(tmp_path, kind):
 
 def test_server_that_dies_at_start_up_reports_its_log(tmp_path):
     config = fake_install(tmp_path, "#!/bin/sh\necho 'loading model'\necho 'ValueError: boom, the model is broken' >&2\nexit 3\n")
-    server = ReaderServer(config, project_root=tmp_path, state_dir=tmp_path / "s")
+    server = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")
     with pytest.raises(ReaderServerError, match="exited during start-up") as err:
         server.start()
     assert "ValueError: boom, the model is broken" in str(err.value)
@@ -185,7 +185,7 @@ def test_start_timeout_stops_the_whole_process_group(tmp_path):
     # A shell that never answers HTTP, with a child process (like vLLM's engine core).
     config = fake_install(tmp_path, "#!/bin/sh\necho 'still loading'\nsleep 120 &\nwait\n")
     config = ReaderConfig(venv=config.venv, model_dir=config.model_dir, port=config.port, startup_timeout_s=2)
-    server = ReaderServer(config, project_root=tmp_path, state_dir=tmp_path / "s")
+    server = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")
     with pytest.raises(ReaderServerError, match=r"not ready after 2 s .*stopped") as err:
         server.start()
     assert "still loading" in str(err.value)
@@ -195,10 +195,10 @@ def test_start_timeout_stops_the_whole_process_group(tmp_path):
 
 def test_no_wait_start_then_a_second_object_stops_it(tmp_path):
     config = fake_install(tmp_path, "#!/bin/sh\nsleep 120 &\nwait\n")
-    first = ReaderServer(config, project_root=tmp_path, state_dir=tmp_path / "s")
+    first = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")
     status = first.start(wait=False)
     assert status.running and not status.ready and status.pid
-    other = ReaderServer(config, project_root=tmp_path, state_dir=tmp_path / "s")  # as a later CLI call would
+    other = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")  # as a later CLI call would
     assert other.status().running and "starting" in other.status().message
     assert other.start(wait=False).pid == status.pid  # already running: its status, no second server
     started = time.monotonic()
@@ -224,7 +224,7 @@ def test_cli_bad_config_is_one_line_error(tmp_path):
 
 # ---------------------------------------------------------------------- real vLLM
 
-READER_VENV = Path(os.environ.get("LCRAG_READER_VENV", ".state/reader-venv"))
+READER_VENV = Path(os.environ.get("LCRAG_READER_VENV", STATE / "reader-venv"))
 MODEL_DIR = Path(ReaderConfig().model_dir)
 
 
@@ -240,7 +240,7 @@ def test_real_server_answers_a_chat_completion(tmp_path):
     venv, model = _installed_reader()
     port = free_port()
     config = ReaderConfig(venv=str(venv), model_dir=str(model), port=port, max_model_len=4096, startup_timeout_s=300)
-    server = ReaderServer(config, project_root=ROOT, state_dir=tmp_path / "reader")
+    server = ReaderServer(config, home=STATE, state_dir=tmp_path / "reader")
     started = time.monotonic()
     pid = None
     try:
@@ -278,7 +278,7 @@ def test_real_server_answers_a_chat_completion(tmp_path):
         )
 
         # A second object (as a later CLI call would) sees the running server.
-        again = ReaderServer(config, project_root=ROOT, state_dir=tmp_path / "reader")
+        again = ReaderServer(config, home=STATE, state_dir=tmp_path / "reader")
         assert again.status().ready
         assert again.start().pid == status.pid
     finally:

@@ -16,11 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger import LedgerRow
-from pipeline.report import build_report, parse_niah_cell, parse_position, render_html, render_markdown, write_report
-from pipeline.report import svg
-from pipeline.report.model import default_interval
-from pipeline.report.render import fmt_estimate, stat_cells
+from lcrag.pipeline.ledger import LedgerRow
+from lcrag.pipeline.report import (
+    build_report,
+    parse_niah_cell,
+    parse_position,
+    render_html,
+    render_markdown,
+    svg,
+    write_report,
+)
+from lcrag.pipeline.report.model import default_interval
+from lcrag.pipeline.report.render import fmt_estimate, stat_cells
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_TIMEOUT_S = 120
@@ -428,7 +435,7 @@ def test_chromium_renders_report(tmp_path):
 
 
 def test_paired_rows_against_lc_by_hand():
-    from pipeline.report.model import paired_rows
+    from lcrag.pipeline.report.model import paired_rows
 
     def row(strategy, qid, f1, tokens):
         return make_row(strategy=strategy, route=strategy, question_id=qid, f1=f1, prompt_tokens=tokens)
@@ -442,7 +449,7 @@ def test_paired_rows_against_lc_by_hand():
 
 
 def test_paired_rows_pair_only_within_a_run():
-    from pipeline.report.model import paired_rows
+    from lcrag.pipeline.report.model import paired_rows
 
     def row(run, strategy, qid, f1):
         return make_row(run_id=run, strategy=strategy, route=strategy, question_id=qid, f1=f1, prompt_tokens=100)
@@ -457,7 +464,7 @@ def test_paired_rows_pair_only_within_a_run():
 
 @pytest.mark.parametrize("lo, hi", [(0.0, 1.0), (600.0, 1480.0), (528.0, 1534.0), (0.0, 0.37), (12.5, 13.0), (90.0, 2100.0)])
 def test_nice_ticks_cover_the_range(lo, hi):
-    from pipeline.report.svg import nice_ticks
+    from lcrag.pipeline.report.svg import nice_ticks
 
     ticks = nice_ticks(lo, hi)
     assert ticks[0] <= lo and ticks[-1] >= hi
@@ -466,7 +473,7 @@ def test_nice_ticks_cover_the_range(lo, hi):
 
 
 def test_abstention_rows_by_hand():
-    from pipeline.report.model import abstention_rows
+    from lcrag.pipeline.report.model import abstention_rows
 
     rows = [
         # answerable: answered right (f1 1), answered wrong (f1 0), declined (f1 0)

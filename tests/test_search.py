@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import config_from_dict
-from pipeline.index import IndexStateError
-from pipeline.ingest import ingest
-from pipeline.loaders import load_source
-from pipeline.search import IndexReader, SearchError
+from lcrag.pipeline.config import config_from_dict
+from lcrag.pipeline.index.folder import IndexStateError
+from lcrag.pipeline.index.search import IndexReader, SearchError
+from lcrag.pipeline.ingest.ingestion import ingest
+from lcrag.pipeline.ingest.loaders import load_source
 
 
 @pytest.fixture(scope="module")

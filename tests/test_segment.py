@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.segment import (
+from lcrag.pipeline.ingest.segment import (
     chunk_ranges,
     count_tokens,
     cut_ranges,

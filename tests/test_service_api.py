@@ -12,14 +12,22 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.config import ConfigError, ServiceConfig, config_from_dict
-from pipeline.ledger import Ledger
-from pipeline.service.auth import API_KEY_ENV, resolve_api_key
-from pipeline.service.server import background_server
-from pipeline.strategies import REGISTRY
-from readers.fake import FakeReader
+from lcrag.pipeline.answer import REGISTRY
+from lcrag.pipeline.config import ConfigError, ServiceConfig, config_from_dict
+from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.service.auth import API_KEY_ENV, resolve_api_key
+from lcrag.pipeline.service.server import background_server
+from lcrag.readers.fake import FakeReader
 from tests.conftest import CountingReader
-from tests.service_support import AUTH, KEY, BlockingReader, BrokenReader, DownReader, build_index, make_app
+from tests.service_support import (
+    AUTH,
+    KEY,
+    BlockingReader,
+    BrokenReader,
+    DownReader,
+    build_index,
+    make_app,
+)
 
 VOLCANO = "Which volcano in Sicily is very active?"
 PROTECTED = [
@@ -32,7 +40,7 @@ PROTECTED = [
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, encoder):
-    from pipeline.generations import LiveIndex
+    from lcrag.pipeline.index.live import LiveIndex
 
     index = build_index(tmp_path_factory.mktemp("service"), encoder)
     with LiveIndex(index, lambda config: encoder) as live:
@@ -116,7 +124,7 @@ def test_api_key_comes_from_environment_first_and_is_required():
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path):
-    from pipeline.cli import app
+    from lcrag.pipeline.cli.app import app
 
     env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
     result = CliRunner().invoke(app, ["serve", "--index", str(tmp_path)], env=env)
@@ -352,12 +360,12 @@ def test_unexpected_error_is_a_json_500_without_details(live, tmp_path):
 @pytest.mark.slow
 @pytest.mark.reader
 def test_real_reader_answers_through_the_api(live, live_reader, tmp_path):
-    from pipeline.config import Config
-    from readers import connect_reader
-    from tests.conftest import ROOT
+    from lcrag.pipeline.config import Config
+    from lcrag.readers import connect_reader
+    from tests.conftest import STATE
 
     config = Config(reader=live_reader)
-    reader = connect_reader(live_reader, ROOT)
+    reader = connect_reader(live_reader, STATE)
     ledger_path = tmp_path / "ledger.duckdb"
     try:
         with background_server(make_app(live, reader, ledger_path, config=config)) as url, httpx.Client(base_url=url, timeout=300) as client:
@@ -378,10 +386,10 @@ def test_real_reader_answers_through_the_api(live, live_reader, tmp_path):
 
 
 def test_new_generation_is_served_without_restart_and_in_flight_questions_keep_theirs(tmp_path, encoder):
-    from pipeline.config import config_from_dict
-    from pipeline.generations import LiveIndex
-    from pipeline.ingest import ingest_generation
-    from pipeline.loaders import load_source
+    from lcrag.pipeline.config import config_from_dict
+    from lcrag.pipeline.index.live import LiveIndex
+    from lcrag.pipeline.ingest.ingestion import ingest_generation
+    from lcrag.pipeline.ingest.loaders import load_source
     from tests.conftest import TOPICS, write_corpus
 
     config = config_from_dict({"chunking": {"target_tokens": 16}, "units": {"max_tokens": 120}})
@@ -428,14 +436,14 @@ class SlowLedger(Ledger):
         time.sleep(0.2)
         self.writes.append(len(rows))
         if self.fail:
-            from pipeline.ledger import LedgerError
+            from lcrag.pipeline.ledger import LedgerError
 
             raise LedgerError("locked")
         return super().record(rows)
 
 
 def _rows(n):
-    from pipeline.ledger import LedgerRow
+    from lcrag.pipeline.ledger import LedgerRow
 
     return [
         LedgerRow(run_id="r", question_id=f"q{i}", question="q", strategy="rag", route="rag", answer="a", index_id="i",
@@ -446,7 +454,7 @@ def _rows(n):
 
 
 def test_concurrent_rows_are_committed_together_and_stored_before_record_returns(tmp_path):
-    from pipeline.service.ledger_writer import GroupCommitLedger
+    from lcrag.pipeline.service.ledger_writer import GroupCommitLedger
 
     slow = SlowLedger(tmp_path / "ledger.duckdb")
     writer = GroupCommitLedger(slow)
@@ -463,8 +471,8 @@ def test_concurrent_rows_are_committed_together_and_stored_before_record_returns
 
 
 def test_a_failed_group_write_reaches_every_waiter(tmp_path):
-    from pipeline.ledger import LedgerError
-    from pipeline.service.ledger_writer import GroupCommitLedger
+    from lcrag.pipeline.ledger import LedgerError
+    from lcrag.pipeline.service.ledger_writer import GroupCommitLedger
 
     writer = GroupCommitLedger(SlowLedger(tmp_path / "ledger.duckdb", fail=True))
     with ThreadPoolExecutor(4) as pool:
@@ -492,7 +500,7 @@ def test_lcrag_serve_runs_the_api_until_stopped(tmp_path, encoder):
     config.write_text(yaml.safe_dump({"reader": {"backend": "fake"}, "service": {"max_k": 7}}))
     port = free_port()
     env = {**os.environ, API_KEY_ENV: KEY, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--index", str(index), "--port", str(port),
+    cmd = [sys.executable, "-m", "lcrag.pipeline.cli.app", "serve", "--index", str(index), "--port", str(port),
            "--config", str(config), "--ledger", str(tmp_path / "ledger.duckdb"), "--log-level", "warning"]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

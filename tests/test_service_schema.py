@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from pipeline.service.server import background_server
-from readers.fake import FakeReader
+from lcrag.pipeline.service.server import background_server
+from lcrag.readers.fake import FakeReader
 from tests.service_support import AUTH, build_index, make_app
 
 OPERATIONS = [("POST", "/v1/query"), ("GET", "/v1/strategies"), ("GET", "/v1/runs"), ("GET", "/v1/health")]
@@ -25,7 +25,7 @@ BOUNDED = settings(max_examples=30, derandomize=True, database=None, deadline=No
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory, encoder):
-    from pipeline.generations import LiveIndex
+    from lcrag.pipeline.index.live import LiveIndex
 
     root = tmp_path_factory.mktemp("service-schema")
     with LiveIndex(build_index(root, encoder), lambda config: encoder) as live:

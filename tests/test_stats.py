@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.stats import (
+from lcrag.pipeline.evaluation.stats import (
     Interval,
     PairedDifference,
     abstention_accuracy,

@@ -8,15 +8,23 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.answering import RunLabels, answer_and_record, context_budget
-from pipeline.config import ReaderConfig, StrategyConfig, config_from_dict
-from pipeline.ingest import ingest
-from pipeline.ledger import Ledger
-from pipeline.loaders import load_source
-from pipeline.search import IndexReader
-from pipeline.strategies import ALL, REGISTRY, Question, Toolkit, UnknownStrategyError, get_strategy, resolve_names
-from readers.base import Passage, Prompt
-from readers.fake import FakeReader
+from lcrag.pipeline.answer import (
+    ALL,
+    REGISTRY,
+    Question,
+    Toolkit,
+    UnknownStrategyError,
+    get_strategy,
+    resolve_names,
+)
+from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
+from lcrag.pipeline.config import ReaderConfig, StrategyConfig, config_from_dict
+from lcrag.pipeline.index.search import IndexReader
+from lcrag.pipeline.ingest.ingestion import ingest
+from lcrag.pipeline.ingest.loaders import load_source
+from lcrag.pipeline.ledger import Ledger
+from lcrag.readers.base import Passage, Prompt
+from lcrag.readers.fake import FakeReader
 
 CAT = Question("q-cat", "Why do cats purr and sleep so much?")
 VOLCANO = Question("q-volcano", "Which volcano in Sicily is very active?")
@@ -245,8 +253,8 @@ def test_without_may_abstain_plain_strategies_never_offer_abstention(corpus):
 
 
 def _outcome(text: str):
-    from pipeline.strategies import Context, Outcome
-    from readers.base import Answer
+    from lcrag.pipeline.answer import Context, Outcome
+    from lcrag.readers.base import Answer
 
     return Outcome(CAT, "rag", "rag", Answer(text, 10, 2, 1.0, "m"), Context((), 0), 10, 2, 1.0, 0.0)
 
@@ -265,7 +273,7 @@ def _outcome(text: str):
     ],
 )
 def test_ledger_row_scores_answers_and_abstentions(answer, golds, answerable, expected):
-    from pipeline.answering import ledger_row
+    from lcrag.pipeline.answer.recording import ledger_row
 
     row = ledger_row(_outcome(answer), RunLabels("r", "i", "c", "m"), golds, answerable)
     assert (row.em, row.f1, row.recall, row.abstained, row.answerable, row.gold_answers) == expected
@@ -273,7 +281,7 @@ def test_ledger_row_scores_answers_and_abstentions(answer, golds, answerable, ex
 
 @pytest.mark.parametrize("room, from_end", [(0, False), (1, False), (5, True), (9, False), (9, True), (500, False)])
 def test_fitting_length_is_the_longest_prefix_and_asks_the_tokenizer_once(room, from_end):
-    from pipeline.strategies.ordering import longest_prefix, longest_suffix
+    from lcrag.pipeline.answer.ordering import longest_prefix, longest_suffix
     from tests.conftest import CountingReader
 
     text = "Volcanoes form where magma reaches the surface of the Earth and lava flows bury towns."

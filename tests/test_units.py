@@ -10,9 +10,17 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from pipeline.segment import count_tokens, trim
-from pipeline.types import Document, Section, Span
-from pipeline.units import Piece, build_units, group_key, pack_by_neighbours, pack_in_order, tfidf_neighbours, title_cost
+from lcrag.core.types import Document, Section, Span
+from lcrag.pipeline.ingest.segment import count_tokens, trim
+from lcrag.pipeline.ingest.units import (
+    Piece,
+    build_units,
+    group_key,
+    pack_by_neighbours,
+    pack_in_order,
+    tfidf_neighbours,
+    title_cost,
+)
 
 
 def ws_offsets(text: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Evaluation: data sets as questions over corpora, run by every strategy into the ledger."""
 
-from pipeline.evaluation.items import (
+from lcrag.pipeline.evaluation.items import (
     CorpusSpec,
     EvalItem,
     EvalSet,
@@ -12,7 +12,7 @@ from pipeline.evaluation.items import (
     qa_jsonl,
     squad2,
 )
-from pipeline.evaluation.runner import EvalRun, run_evaluation
+from lcrag.pipeline.evaluation.runner import EvalRun, run_evaluation
 
 DATASETS = {
     "hotpotqa": hotpotqa,

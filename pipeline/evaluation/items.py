@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.loaders import read_bytes, read_json
-from pipeline.loaders.hotpotqa import hotpotqa_from_payload
-from pipeline.loaders.jsonl import iter_json_lines
-from pipeline.loaders.squad import squad_from_payload
-from pipeline.strategies import Question
-from pipeline.types import Document, Section
+from lcrag.core.errors import LcragError
+from lcrag.core.types import Document, Section
+from lcrag.pipeline.answer import Question
+from lcrag.pipeline.ingest.loaders import read_bytes, read_json
+from lcrag.pipeline.ingest.loaders.hotpotqa import hotpotqa_from_payload
+from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines
+from lcrag.pipeline.ingest.loaders.squad import squad_from_payload
+
+
+class EvalDataError(LcragError, ValueError):
+    """An evaluation file or option is unusable; the message names the file, line or option."""
+
 
 
 @dataclass(frozen=True)
@@ -120,10 +126,10 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     rows = []
     for number, record, error in iter_json_lines(read_bytes(path)):
         if error or not isinstance(record, dict) or "question" not in record:
-            raise ValueError(f"{path}:{number}: {error or MISSING_QUESTION}")
+            raise EvalDataError(f"{path}:{number}: {error or MISSING_QUESTION}")
         answerable = record.get("answerable", True)
         if not isinstance(answerable, bool):
-            raise ValueError(f"{path}:{number}: 'answerable' must be true or false, got {answerable!r}")
+            raise EvalDataError(f"{path}:{number}: 'answerable' must be true or false, got {answerable!r}")
         qid = str(record.get("id", record.get("_id", number)))
         rows.append((qid, record["question"], tuple(record.get("answers", [])), answerable))
     items = tuple(
@@ -139,7 +145,7 @@ def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet
     records = []
     for _, record, error in iter_json_lines(read_bytes(path)):
         if error:  # evaluation data must not shrink silently
-            raise ValueError(f"{path}: {error}")
+            raise EvalDataError(f"{path}: {error}")
         records.append(record)
     items, corpora = [], {}
     for number, record in sample(list(enumerate(records)), limit, seed):
@@ -182,7 +188,7 @@ def niah(folder: Path, limit: int | None = None, seed: int = 0,
     ids ``niah@d{depth}@L{length}``. ``limit`` caps the number of cells."""
     files = sorted(Path(folder).glob("*.txt"))
     if not files:
-        raise ValueError(f"no .txt essays in {folder}; pass the folder of filler texts")
+        raise EvalDataError(f"no .txt essays in {folder}; pass the folder of filler texts")
     words = " ".join(f.read_text(encoding="utf-8", errors="replace") for f in files).split()
     cells = [(d, n) for n in lengths for d in depths]
     items, corpora = [], {}

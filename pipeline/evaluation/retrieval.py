@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from pipeline.config import MODE_CHOICES, Config
-from pipeline.evaluation.items import sample
-from pipeline.evaluation.runner import index_folder
-from pipeline.ingest import ingest
-from pipeline.ledger import Ledger, RetrievalRow
-from pipeline.loaders import LoadResult, load_source
-from pipeline.loaders.beir import load_beir_qrels, load_beir_queries
-from pipeline.search import IndexReader
-from pipeline.stats import mrr, ndcg_at_k, recall_at_k
-from pipeline.types import Document
+from lcrag.core.types import Document
+from lcrag.pipeline.config import MODE_CHOICES, Config
+from lcrag.pipeline.evaluation.items import EvalDataError, sample
+from lcrag.pipeline.evaluation.runner import index_folder
+from lcrag.pipeline.evaluation.stats import mrr, ndcg_at_k, recall_at_k
+from lcrag.pipeline.index.search import IndexReader
+from lcrag.pipeline.ingest.ingestion import ingest
+from lcrag.pipeline.ingest.loaders import LoadResult, load_source
+from lcrag.pipeline.ingest.loaders.beir import load_beir_qrels, load_beir_queries
+from lcrag.pipeline.ledger import Ledger, RetrievalRow
 
 _RECORD_BATCH = 50
 
@@ -37,7 +37,7 @@ class RetrievalSet:
     def __post_init__(self) -> None:
         unjudged = [qid for qid, _ in self.queries if not any(g > 0 for g in self.qrels.get(qid, {}).values())]
         if unjudged:
-            raise ValueError(f"queries without a relevant document cannot be scored: {unjudged[:5]}")
+            raise EvalDataError(f"queries without a relevant document cannot be scored: {unjudged[:5]}")
 
 
 def beir(path: Path, limit: int | None = None, seed: int = 0, split: str = "test") -> RetrievalSet:
@@ -47,7 +47,7 @@ def beir(path: Path, limit: int | None = None, seed: int = 0, split: str = "test
     qrels = load_beir_qrels(path, split)
     judged = [(q.qid, q.text) for q in load_beir_queries(path) if any(g > 0 for g in qrels.get(q.qid, {}).values())]
     if not judged:
-        raise ValueError(f"no query of {path} has a relevant document in qrels/{split}.tsv")
+        raise EvalDataError(f"no query of {path} has a relevant document in qrels/{split}.tsv")
     loaded = load_source(path, "beir")
     return RetrievalSet(f"beir/{path.name}", tuple(sample(judged, limit, seed)), qrels, tuple(loaded.documents))
 
@@ -59,7 +59,7 @@ def resolve_methods(text: str) -> tuple[str, ...]:
         return MODE_CHOICES
     unknown = [n for n in names if n not in MODE_CHOICES]
     if unknown or not names:
-        raise ValueError(f"beir evaluates retrieval methods: choose from {', '.join(MODE_CHOICES)} or all; got {text!r}")
+        raise EvalDataError(f"beir evaluates retrieval methods: choose from {', '.join(MODE_CHOICES)} or all; got {text!r}")
     return tuple(dict.fromkeys(names))
 
 

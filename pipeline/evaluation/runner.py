@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pipeline.answering import RunLabels, answer_and_record
-from pipeline.config import Config
-from pipeline.evaluation.items import EvalItem, EvalSet
-from pipeline.ingest import ingest
-from pipeline.ledger import Ledger
-from pipeline.loaders import LoadResult
-from pipeline.search import IndexReader
-from pipeline.strategies import Toolkit
+from lcrag.pipeline.answer import Toolkit
+from lcrag.pipeline.answer.recording import RunLabels, answer_and_record
+from lcrag.pipeline.config import Config
+from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet
+from lcrag.pipeline.index.search import IndexReader
+from lcrag.pipeline.ingest.ingestion import ingest
+from lcrag.pipeline.ingest.loaders import LoadResult
+from lcrag.pipeline.ledger import Ledger
 
 Progress = Callable[[int], None]  # called with the number of (question, strategy) pairs just finished
 
@@ -73,7 +73,7 @@ def run_evaluation(
             return
         if key == "existing":
             if run.existing_index is None:
-                raise ValueError("this data set asks questions over an existing index: pass --index")
+                raise EvalDataError("this data set asks questions over an existing index: pass --index")
             index = run.existing_index
         else:
             index = index_folder(run.work_dir, key)

@@ -3,7 +3,7 @@ SVG figures (``svg``) -> one self-contained HTML file and a Markdown twin
 (``render``). Each step is a pure function so a report can be rebuilt, diffed
 and tested without a browser or a network."""
 
-from pipeline.report.model import (
+from lcrag.pipeline.report.model import (
     DatasetTable,
     Estimate,
     FrontierPoint,
@@ -17,7 +17,7 @@ from pipeline.report.model import (
     parse_niah_cell,
     parse_position,
 )
-from pipeline.report.render import render_html, render_markdown, write_report
+from lcrag.pipeline.report.render import render_html, render_markdown, write_report
 
 __all__ = [
     "DatasetTable",

@@ -15,8 +15,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-
-from pipeline.ledger import LedgerRow, RetrievalRow
+from lcrag.pipeline.ledger import LedgerRow, RetrievalRow
 
 UNLABELLED = "unlabelled"  # table name for rows whose dataset is None
 
@@ -221,7 +220,7 @@ def default_accuracy(row: LedgerRow) -> float | None:
 def default_interval(values: Sequence[float], *, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """Percentile bootstrap of the mean (95%), deterministic for a given seed, so a
     report rebuilt from the same rows shows the same intervals."""
-    from pipeline.stats import bootstrap_mean
+    from lcrag.pipeline.evaluation.stats import bootstrap_mean
 
     interval = bootstrap_mean(list(values), resamples=resamples, seed=seed)
     return interval.mean, interval.low, interval.high
@@ -312,7 +311,7 @@ def route_shares(rows: Sequence[LedgerRow]) -> tuple[RouteShare, ...]:
 
 def abstention_rows(rows: Sequence[LedgerRow], interval_fn: IntervalFn) -> tuple[AbstentionRow, ...]:
     """Per data set and strategy, over rows that record both answerability and abstention."""
-    from pipeline.stats import abstention_accuracy
+    from lcrag.pipeline.evaluation.stats import abstention_accuracy
 
     scored = [r for r in rows if r.answerable is not None and r.abstained is not None and r.error is None]
     out: list[AbstentionRow] = []
@@ -351,7 +350,7 @@ def paired_rows(rows: Sequence[LedgerRow], reference: str = "lc") -> tuple[Paire
     """Per data set, every strategy's F1 minus the reference's on shared questions.
     A pair is one question in one run: two runs may differ in reader or settings, so a
     question answered by ``rag`` in one run is never matched with ``lc`` in another."""
-    from pipeline.stats import paired_against
+    from lcrag.pipeline.evaluation.stats import paired_against
 
     out: list[PairedRow] = []
     for dataset, group in sorted(_by(rows, lambda r: r.dataset or UNLABELLED).items()):

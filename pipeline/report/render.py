@@ -10,8 +10,8 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pipeline.report import svg
-from pipeline.report.model import Estimate, Report, StrategyStats
+from lcrag.pipeline.report import svg
+from lcrag.pipeline.report.model import Estimate, Report, StrategyStats
 
 HEADERS = (
     "Strategy",

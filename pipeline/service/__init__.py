@@ -6,6 +6,6 @@ benchmarks and the CLI assemble the same application from their own parts and
 nothing is read from a global.
 """
 
-from pipeline.service.app import create_app
+from lcrag.pipeline.service.app import create_app
 
 __all__ = ["create_app"]

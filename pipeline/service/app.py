@@ -25,16 +25,21 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeline.config import Config, ServiceConfig
-from pipeline.index import IndexStateError
-from pipeline.ledger import Ledger, LedgerError
-from pipeline.service.auth import ApiKeyMiddleware
-from pipeline.service.errors import CatchAllMiddleware
-from pipeline.service.health import ReaderProbe
-from pipeline.service.ledger_writer import GroupCommitLedger
-from pipeline.service.limits import AdmissionController, Saturated
-from pipeline.service.querying import QueryService, describe, request_limits, uses_k
-from pipeline.service.schemas import (
+from lcrag.pipeline.config import Config, ServiceConfig
+from lcrag.pipeline.index.folder import IndexStateError
+from lcrag.pipeline.ledger import Ledger, LedgerError
+from lcrag.pipeline.service.auth import ApiKeyMiddleware
+from lcrag.pipeline.service.errors import CatchAllMiddleware
+from lcrag.pipeline.service.health import ReaderProbe
+from lcrag.pipeline.service.ledger_writer import GroupCommitLedger
+from lcrag.pipeline.service.limits import AdmissionController, Saturated
+from lcrag.pipeline.service.querying import (
+    QueryService,
+    describe,
+    request_limits,
+    uses_k,
+)
+from lcrag.pipeline.service.schemas import (
     ErrorBody,
     HealthResponse,
     QueryResponse,
@@ -44,7 +49,7 @@ from pipeline.service.schemas import (
     ledger_entry,
     query_request_model,
 )
-from readers.base import ReaderError
+from lcrag.readers.base import ReaderError
 
 log = logging.getLogger("lcrag.service")
 

@@ -11,7 +11,7 @@ import hmac
 import json
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
-from pipeline.config import ConfigError, ServiceConfig
+from lcrag.pipeline.config import ConfigError, ServiceConfig
 
 API_KEY_ENV = "LCRAG_API_KEY"
 KEY_HEADER = b"x-api-key"

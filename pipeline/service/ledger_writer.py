@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import Future
 from typing import Sequence
 
-from pipeline.ledger import Ledger, LedgerRow
+from lcrag.pipeline.ledger import Ledger, LedgerRow
 
 
 class GroupCommitLedger:

@@ -13,10 +13,16 @@ import time
 import uuid
 from dataclasses import replace
 
-from pipeline.answering import RunLabels, answer_and_record, context_budget
-from pipeline.config import Config, ServiceConfig
-from pipeline.service.schemas import Citation, QueryResponse, RequestLimits, Timings, Tokens
-from pipeline.strategies import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit
+from lcrag.pipeline.answer import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit
+from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
+from lcrag.pipeline.config import Config, ServiceConfig
+from lcrag.pipeline.service.schemas import (
+    Citation,
+    QueryResponse,
+    RequestLimits,
+    Timings,
+    Tokens,
+)
 
 DEFAULT_STRATEGY = "auto"
 

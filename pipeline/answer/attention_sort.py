@@ -1,0 +1,40 @@
+"""``attention-sort`` (Peysakhovich & Lerer 2023): decode one step over the
+retrieved passages, sort them by the attention they receive (most attended last,
+next to the question), repeat, then generate with the sorted context.
+
+The attention comes from an ``AttentionSource`` (the transformers path on the
+reader's own weights); the answer comes from the same reader as every strategy.
+"""
+
+from __future__ import annotations
+
+from lcrag.core.errors import LcragError
+from lcrag.pipeline.answer.base import Context, ContextStrategy, Question, Toolkit
+from lcrag.pipeline.answer.ordering import attention_order
+from lcrag.pipeline.answer.retrieval import context_of, retrieve_chunks
+from lcrag.readers.base import Prompt
+
+
+class AttentionSortError(LcragError, RuntimeError):
+    pass
+
+
+class AttentionSortStrategy(ContextStrategy):
+    name = "attention-sort"
+
+    def build_context(self, question: Question, tools: Toolkit) -> Context:
+        if tools.attention is None:
+            raise AttentionSortError(
+                "attention-sort needs attention weights: the reader's converted weights must be on this machine "
+                "(scripts/setup_reader.sh) so the transformers path can load them"
+            )
+        passages, retrieved = retrieve_chunks(question, tools)
+        for _ in range(tools.config.attention_sort_rounds):
+            if len(passages) < 2:
+                break
+            attention = tools.attention.passage_attention(Prompt(question.text, tuple(passages)))
+            passages = attention_order(passages, attention)
+        return context_of(passages, retrieved, tools)
+
+
+

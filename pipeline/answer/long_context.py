@@ -1,0 +1,103 @@
+"""``lc``: long-context reading. The whole document(s) the question is about, or
+the whole corpus when it fits, in original order; past the budget, keep the head
+and the tail and cut the middle, and say so."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from lcrag.pipeline.answer.base import Context, ContextStrategy, Question, Toolkit
+from lcrag.readers.base import Passage
+
+
+def lc_scope(question: Question, tools: Toolkit) -> list[str]:
+    """Which documents to read, in corpus order."""
+    if question.doc_scope:
+        chosen = list(question.doc_scope)
+    elif tools.corpus.corpus_tokens <= tools.budget:
+        return tools.corpus.doc_ids()
+    else:
+        hits = tools.corpus.search(question.text, k=20, mode=tools.config.retrieval_mode, level="doc")
+        docs = tools.corpus.documents([h.doc_id for h in hits])
+        chosen, used = [], 0
+        for hit in hits:  # best documents until the budget is full (at least one)
+            if chosen and used >= tools.budget:
+                break
+            chosen.append(hit.doc_id)
+            used += tools.passage_tokens(whole_document(docs[hit.doc_id]))
+    return sorted(dict.fromkeys(chosen), key=tools.corpus.doc_position)
+
+
+def whole_document(doc) -> Passage:
+    return Passage(doc.doc_id, doc.doc_id, 0, len(doc.text), doc.text, doc.title)
+
+
+def keep_within(passage: Passage, budget: int, tools: Toolkit, from_end: bool) -> Passage | None:
+    """The longest head (or tail) of a passage that fits ``budget`` tokens."""
+    overhead = tools.passage_tokens(replace(passage, text="", passage_id=passage.passage_id + "#0", end=passage.start))
+    room = budget - overhead
+    if room <= 0:
+        return None
+    n = tools.fitting_length(passage, room, from_end)
+    if n == 0:
+        return None
+    if from_end:
+        start = passage.end - n
+        return Passage(f"{passage.passage_id}@{start}", passage.doc_id, start, passage.end, passage.text[-n:], passage.title, passage.score)
+    return Passage(f"{passage.passage_id}@{passage.start}", passage.doc_id, passage.start, passage.start + n, passage.text[:n], passage.title, passage.score)
+
+
+def cut_middle_passages(passages: list[Passage], budget: int, tools: Toolkit) -> tuple[list[Passage], bool]:
+    """Keep whole passages from the front (half the budget) and from the back (the
+    rest), trimming the passage where each side runs out; drop the middle."""
+    if sum(tools.passage_tokens(p) for p in passages) <= budget:
+        return passages, False
+    head, tail = [], []
+    room = budget // 2
+    front = 0
+    while front < len(passages):
+        cost = tools.passage_tokens(passages[front])
+        if cost > room:
+            part = keep_within(passages[front], room, tools, from_end=False)
+            if part is not None:
+                head.append(part)
+                room -= tools.passage_tokens(part)
+            break
+        head.append(passages[front])
+        room -= cost
+        front += 1
+    room += budget - budget // 2
+    back = len(passages) - 1
+    while back > front:
+        cost = tools.passage_tokens(passages[back])
+        if cost > room:
+            break
+        tail.insert(0, passages[back])
+        room -= cost
+        back -= 1
+    if back >= front and room > 0:
+        part = keep_within(passages[back], room, tools, from_end=True)
+        if part is not None and (not head or part.start >= head[-1].end or part.doc_id != head[-1].doc_id):
+            tail.insert(0, part)
+    return head + tail, True
+
+
+class LongContextStrategy(ContextStrategy):
+    name = "lc"
+
+    def build_context(self, question: Question, tools: Toolkit) -> Context:
+        doc_ids = lc_scope(question, tools)
+        docs = tools.corpus.documents(doc_ids)
+        passages = [whole_document(docs[d]) for d in doc_ids]
+        kept, cut = cut_middle_passages(passages, tools.budget, tools)
+        return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(doc_ids))
+
+
+class ClosedBookStrategy(ContextStrategy):
+    """No context at all: flags questions the model answers from its own weights,
+    which no retrieval or long-context result should get credit for."""
+
+    name = "closed-book"
+
+    def build_context(self, question: Question, tools: Toolkit) -> Context:
+        return Context((), 0, False, ())

@@ -1,0 +1,169 @@
+"""An index is a folder a user can name, move and delete.
+
+    DIR/manifest.json          written last, atomically: the index is finished
+    DIR/ingest-in-progress     present while an ingestion is under way (or was killed)
+    DIR/catalog.sqlite         documents, units, chunks (pipeline.catalog)
+    DIR/qdrant/                chunk vectors (Qdrant local mode)
+    DIR/bm25-<generation>/     BM25 weights of that generation
+    DIR/write.lock             held by the one process writing
+
+A folder without a manifest, or with the in-progress marker, is never searched:
+the user is told to run the ingestion again, which resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lcrag.core.errors import LcragError
+from lcrag.pipeline.config import Config, config_from_dict
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+IN_PROGRESS = "ingest-in-progress"
+LOCK = "write.lock"
+
+
+class IndexStateError(LcragError, RuntimeError):
+    """The index folder is missing, unfinished, busy or built differently; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    fingerprint: str
+    config: dict[str, Any]
+    generation: int
+    documents: int
+    units: int
+    chunks: int
+    tokens: int
+    dim: int
+    updated_at: float
+
+    @property
+    def bm25_folder(self) -> str:
+        return f"bm25-{self.generation:06d}"
+
+    def build_config(self) -> Config:
+        return config_from_dict(self.config)
+
+
+@dataclass(frozen=True)
+class IndexPaths:
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def marker(self) -> Path:
+        return self.root / IN_PROGRESS
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.sqlite"
+
+    @property
+    def qdrant(self) -> Path:
+        return self.root / "qdrant"
+
+    def bm25(self, manifest: Manifest) -> Path:
+        return self.root / manifest.bm25_folder
+
+
+def read_manifest(root: Path) -> Manifest | None:
+    path = IndexPaths(root).manifest
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format_version") != FORMAT_VERSION:
+        raise IndexStateError(
+            f"index {root} has format {data.get('format_version')}, this lcrag reads {FORMAT_VERSION}; re-ingest into a new --index"
+        )
+    return Manifest(**data)
+
+
+def require_finished(root: Path) -> Manifest:
+    """The manifest of a finished index, or an error that says what to do."""
+    paths = IndexPaths(root)
+    if not root.exists():
+        raise IndexStateError(f"no index at {root}; create one with: lcrag ingest SOURCE --index {root}")
+    manifest = read_manifest(root)
+    if paths.marker.exists():
+        raise IndexStateError(
+            f"an ingestion into {root} is running or was interrupted; run the same `lcrag ingest` again to finish it"
+        )
+    if manifest is None:
+        raise IndexStateError(f"{root} is not a finished lcrag index (no {MANIFEST}); run `lcrag ingest SOURCE --index {root}`")
+    return manifest
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    """Atomic: a reader sees the old manifest or the new one, never a torn file."""
+    path = IndexPaths(root).manifest
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(manifest), indent=2), encoding="utf-8")
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class WriterLock:
+    """An exclusive advisory lock: one writing process per index (or, with another
+    ``file_name``, one process per other role, e.g. the scheduler of an index root).
+    The kernel drops it when the holder dies, so a killed holder never blocks the next."""
+
+    def __init__(self, root: Path, file_name: str = LOCK, role: str = "writing") -> None:
+        self.path = Path(root) / file_name
+        self.role = role
+        self._handle = None
+
+    def __enter__(self) -> "WriterLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self.path.read_text(encoding="utf-8").strip() or "?"
+            self._handle.close()
+            raise IndexStateError(
+                f"another process (pid {holder}) is {self.role} {self.path.parent}; wait for it to finish or stop it"
+            ) from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(f"{os.getpid()}\n")
+        self._handle.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+
+
+def mark_in_progress(root: Path, note: dict[str, Any]) -> None:
+    IndexPaths(root).marker.write_text(json.dumps({"started_at": time.time(), **note}), encoding="utf-8")
+
+
+def clear_in_progress(root: Path) -> None:
+    IndexPaths(root).marker.unlink(missing_ok=True)
+
+
+def remove_stale_bm25(root: Path, keep: str) -> None:
+    for folder in root.glob("bm25-*"):
+        if folder.name != keep and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)

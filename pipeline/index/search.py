@@ -1,0 +1,143 @@
+"""Search a finished index: dense, BM25 or hybrid over chunks, at chunk, unit or
+document level.
+
+Each retriever ranks chunks; a unit's or document's score is its best chunk's
+(LongRAG's max-P). Hybrid fuses the two rankings at the requested level with
+reciprocal rank fusion, so a document found by BM25 through one chunk and by the
+dense retriever through another gets credit from both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from lcrag.core.errors import LcragError
+from lcrag.core.types import LEVELS, Chunk, Document, Hit, Level, Unit
+from lcrag.pipeline.config import MODE_CHOICES, Config, RetrievalConfig
+from lcrag.pipeline.index.catalog import Catalog
+from lcrag.pipeline.index.folder import IndexPaths, Manifest, require_finished
+from lcrag.pipeline.index.generations import is_generational, live_path
+from lcrag.retrievers.base import ScoredChunk
+from lcrag.retrievers.bm25 import BM25Index, BM25Retriever
+from lcrag.retrievers.dense import DenseRetriever, QdrantChunkStore
+from lcrag.retrievers.fusion import max_by_key, reciprocal_rank_fusion
+
+
+class SearchError(LcragError, ValueError):
+    """A search request is malformed; the message lists the valid choices."""
+
+
+def level_key(chunk: Chunk, level: Level) -> str:
+    return {"chunk": chunk.chunk_id, "unit": chunk.unit_id, "doc": chunk.doc_id}[level]
+
+
+def aggregate(ranked: Sequence[ScoredChunk], chunks: dict[str, Chunk], level: Level) -> list[tuple[str, ScoredChunk]]:
+    """Max-P: (level key, best chunk) best first."""
+    present = [s for s in ranked if s.chunk_id in chunks]
+    return max_by_key(present, key=lambda s: level_key(chunks[s.chunk_id], level), score=lambda s: s.score)
+
+
+class IndexReader:
+    """A finished index opened for search. Holds the encoder, the vector store,
+    BM25 and the catalog; close it (or use ``with``) to release Qdrant's folder.
+    A root holding generations opens its live generation."""
+
+    def __init__(self, root: Path, encoder_factory, retrieval: RetrievalConfig | None = None) -> None:
+        self.root = live_path(Path(root))[1] if is_generational(Path(root)) else Path(root)
+        self.manifest: Manifest = require_finished(self.root)
+        built = self.manifest.build_config()
+        self.config: Config = replace(built, retrieval=retrieval) if retrieval else built
+        paths = IndexPaths(self.root)
+        self.catalog = Catalog(paths.catalog, read_only=True)
+        self.encoder = encoder_factory(self.config.encoder)
+        self.vectors = QdrantChunkStore(self.config.store, paths.qdrant)
+        self._doc_positions: dict[str, int] | None = None
+        self.retrievers = {
+            "dense": DenseRetriever(self.vectors, self.encoder),
+            "bm25": BM25Retriever(BM25Index.load(paths.bm25(self.manifest))),
+        }
+
+    # -- the Corpus protocol strategies read through ------------------------------------
+    @property
+    def corpus_tokens(self) -> int:
+        return self.manifest.tokens
+
+    def documents(self, doc_ids: Sequence[str]) -> dict[str, Document]:
+        return self.catalog.documents(doc_ids)
+
+    def units(self, unit_ids: Sequence[str]) -> dict[str, Unit]:
+        return self.catalog.units(unit_ids)
+
+    def doc_ids(self) -> list[str]:
+        return list(self._positions())
+
+    def doc_position(self, doc_id: str) -> int:
+        return self._positions().get(doc_id, len(self._positions()))
+
+    def _positions(self) -> dict[str, int]:
+        if self._doc_positions is None:
+            self._doc_positions = {d: i for i, d in enumerate(self.catalog.doc_order())}
+        return self._doc_positions
+
+    @property
+    def index_id(self) -> str:
+        return f"{self.root.name}@{self.manifest.generation}"
+
+    def __enter__(self) -> "IndexReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.vectors.close()
+        self.catalog.close()
+
+    def search(self, query: str, k: int = 10, mode: str | None = None, level: Level = "chunk") -> list[Hit]:
+        mode = mode or self.config.retrieval.mode
+        if mode not in MODE_CHOICES:
+            raise SearchError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_CHOICES)}")
+        if level not in LEVELS:
+            raise SearchError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+        if k < 1:
+            raise SearchError(f"k must be at least 1, got {k}")
+        if not query.strip():
+            raise SearchError("the query is empty")
+        depth = max(self.config.retrieval.candidates, k)
+        names = ("dense", "bm25") if mode == "hybrid" else (mode,)
+        ranked = {name: self.retrievers[name].retrieve(query, depth) for name in names}
+        chunks = self.catalog.chunks(s.chunk_id for run in ranked.values() for s in run)
+        per_level = {name: aggregate(run, chunks, level) for name, run in ranked.items()}
+        best = {name: dict(pairs) for name, pairs in per_level.items()}
+
+        if mode == "hybrid":
+            r = self.config.retrieval
+            fused = reciprocal_rank_fusion(
+                [[key for key, _ in per_level[n]] for n in names], k=r.rrf_k, weights=[r.dense_weight, r.bm25_weight]
+            )
+            chosen = [(key, score, best["dense"].get(key) or best["bm25"][key]) for key, score in fused[:k]]
+        else:
+            chosen = [(key, s.score, s) for key, s in per_level[mode][:k]]
+
+        docs = self.catalog.documents(chunks[s.chunk_id].doc_id for _, _, s in chosen)
+        hits = []
+        for key, score, scored in chosen:
+            chunk = chunks[scored.chunk_id]
+            sources = tuple((n, best[n][key].score) for n in names if key in best[n])
+            hits.append(
+                Hit(
+                    level=level,
+                    key=key,
+                    score=float(score),
+                    chunk_id=chunk.chunk_id,
+                    unit_id=chunk.unit_id,
+                    doc_id=chunk.doc_id,
+                    start=chunk.start,
+                    end=chunk.end,
+                    text=docs[chunk.doc_id].text[chunk.start : chunk.end],
+                    sources=sources,
+                )
+            )
+        return hits

@@ -1,0 +1,340 @@
+"""Incremental, crash-safe ingestion: load -> plan -> embed pending units -> publish.
+
+Safety comes from three rules:
+- Units are content-addressed (ids hash their spans and document versions), and
+  a unit is kept as long as every document it was built from is unchanged. Only
+  documents outside kept units are regrouped, so an unchanged source costs
+  nothing and a changed document re-embeds only its unit.
+- The plan is stored before any embedding (units ``pending``); a unit turns
+  ``done`` in the same catalog transaction that records its chunks, after its
+  vectors are in Qdrant under ids derived from chunk ids. A killed run resumes
+  the stored plan, and re-writing a vector overwrites it.
+- The manifest is written last; until then the folder says "in progress".
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lcrag.core.types import Document
+from lcrag.pipeline.config import Config
+from lcrag.pipeline.index.catalog import Catalog
+from lcrag.pipeline.index.folder import (
+    FORMAT_VERSION,
+    IndexPaths,
+    IndexStateError,
+    Manifest,
+    WriterLock,
+    clear_in_progress,
+    mark_in_progress,
+    read_manifest,
+    remove_stale_bm25,
+    write_manifest,
+)
+from lcrag.pipeline.index.generations import (
+    DEFAULT_GRACE_S,
+    cleanup_generations,
+    generation_path,
+    live_name,
+    publish_generation,
+    start_generation,
+)
+from lcrag.pipeline.ingest.embedding import embed_units, render_span
+from lcrag.pipeline.ingest.loaders import LoadResult, Skipped
+from lcrag.pipeline.ingest.units import build_units
+from lcrag.retrievers.bm25 import Analyzer, BM25Index
+from lcrag.retrievers.dense import QdrantChunkStore
+
+Progress = Callable[[int], None]  # called with tokens just embedded
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    source_name: str
+    documents_seen: int
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    units_dropped: int
+    units_planned: int
+    skipped: tuple[Skipped, ...]
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    units: int
+    chunks: int
+    tokens: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    plan: PlanReport
+    embed: EmbedReport
+    manifest: Manifest
+    seconds: float
+    published: bool = True
+    notes: tuple[str, ...] = field(default=())
+
+
+class IndexWriter:
+    """The one writing process of an index: holds its lock and its stores."""
+
+    def __init__(self, root: Path, config: Config, encoder) -> None:
+        self.root = Path(root)
+        self.paths = IndexPaths(self.root)
+        self.config = config
+        self.encoder = encoder
+        self._lock = WriterLock(self.root)
+        self.catalog: Catalog | None = None
+        self.vectors: QdrantChunkStore | None = None
+        self.resumed = False  # an earlier run stopped before publishing: publish must rebuild
+
+    def __enter__(self) -> "IndexWriter":
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock.__enter__()
+        try:
+            self.resumed = self.paths.marker.exists()
+            existing = read_manifest(self.root)
+            self.catalog = Catalog(self.paths.catalog)
+            # the manifest's fingerprint, or (first run interrupted) the catalog's
+            recorded = existing.fingerprint if existing else self.catalog.get_meta("fingerprint") or None
+            if recorded is not None and recorded != self.config.index_fingerprint():
+                raise IndexStateError(
+                    f"index {self.root} was built with different encoder/unit/chunking/BM25 settings; "
+                    "ingest into a new --index, or delete the folder to rebuild it with these settings"
+                )
+            self.catalog.set_meta("fingerprint", self.config.index_fingerprint())
+            self.vectors = QdrantChunkStore(self.config.store, self.paths.qdrant)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.vectors is not None:
+            self.vectors.close()
+            self.vectors = None
+        if self.catalog is not None:
+            self.catalog.close()
+            self.catalog = None
+        self._lock.__exit__()
+
+
+def default_source_name(source: Path) -> str:
+    name = source.resolve().name
+    for suffix in (".gz", ".jsonl", ".json"):
+        name = name.removesuffix(suffix)
+    return name or "source"
+
+
+def plan(writer: IndexWriter, loaded: LoadResult, source_name: str) -> PlanReport:
+    """Compare the source with the catalog, drop stale units, store new documents
+    and the pending units that will hold them."""
+    catalog, vectors = writer.catalog, writer.vectors
+    mark_in_progress(writer.root, {"source": source_name})
+    skipped = list(loaded.skipped)
+    owners = catalog.document_sources(d.doc_id for d in loaded.documents)
+    docs: list[Document] = []
+    for doc in loaded.documents:
+        owner = owners.get(doc.doc_id)
+        if owner is not None and owner != source_name:
+            skipped.append(Skipped(doc.doc_id, f"document id already belongs to source {owner!r}; not replaced"))
+        else:
+            docs.append(doc)
+
+    current = {d.doc_id: d.content_hash for d in docs}
+    stored = catalog.document_hashes(source_name)
+    added = [d for d in docs if d.doc_id not in stored]
+    changed = [d for d in docs if d.doc_id in stored and stored[d.doc_id] != d.content_hash]
+    removed = [d for d in stored if d not in current]
+
+    keep, drop = [], []
+    for record in catalog.unit_records():
+        if record.source_name != source_name:
+            continue
+        valid = all(current.get(doc_id) == chash for doc_id, chash in record.member_hashes)
+        (keep if valid else drop).append(record)
+    drop_ids = [r.unit.unit_id for r in drop]
+    vectors.delete_units(drop_ids)  # vectors first: a crash here leaves rows that the next run drops again
+    catalog.delete_units(drop_ids)
+    catalog.delete_documents(removed)
+    catalog.put_documents(added + changed, source_name)
+
+    covered = {doc_id for r in keep for doc_id, _ in r.member_hashes}
+    uncovered = [d for d in docs if d.doc_id not in covered]
+    units = []
+    if uncovered:
+        offsets = writer.encoder.token_offsets([d.text for d in uncovered])
+        title_offsets = writer.encoder.token_offsets([d.title for d in uncovered])
+        units = build_units(
+            uncovered,
+            offsets,
+            [len(t) for t in title_offsets],
+            writer.config.units.max_tokens,
+            writer.config.units.group_by,
+            writer.config.units.neighbours,
+        )
+        catalog.add_pending_units(units, source_name, current)
+    return PlanReport(
+        source_name=source_name,
+        documents_seen=len(loaded.documents),
+        added=len(added),
+        changed=len(changed),
+        removed=len(removed),
+        unchanged=len(docs) - len(added) - len(changed),
+        units_dropped=len(drop_ids),
+        units_planned=len(units),
+        skipped=tuple(skipped),
+    )
+
+
+def pending_tokens(writer: IndexWriter) -> int:
+    return sum(r.unit.n_tokens for r in writer.catalog.unit_records("pending"))
+
+
+def embed_pending(writer: IndexWriter, progress: Progress | None = None) -> EmbedReport:
+    """Embed every pending unit, a batch of units at a time; each batch is stored
+    and committed before the next starts."""
+    started = time.perf_counter()
+    pending = [r.unit for r in writer.catalog.unit_records("pending")]
+    if pending:
+        writer.vectors.ensure_collection(writer.encoder.warm_up().dim)
+    units_done = chunks_done = tokens_done = 0
+    for batch in _unit_batches(pending, writer.config.ingest.commit_tokens):
+        docs = writer.catalog.documents(d for u in batch for d in u.doc_ids)
+        ids = list(docs)
+        offsets = dict(zip(ids, writer.encoder.token_offsets([docs[i].text for i in ids])))
+        chunks, vectors = embed_units(batch, docs, offsets, writer.encoder, writer.config.chunking)
+        writer.vectors.upsert(chunks, vectors)
+        writer.catalog.complete_units(chunks, [u.unit_id for u in batch])
+        tokens = sum(u.n_tokens for u in batch)
+        units_done, chunks_done, tokens_done = units_done + len(batch), chunks_done + len(chunks), tokens_done + tokens
+        if progress is not None:
+            progress(tokens)
+    return EmbedReport(units_done, chunks_done, tokens_done, time.perf_counter() - started)
+
+
+def _unit_batches(units: Sequence, batch_tokens: int):
+    batch, used = [], 0
+    for unit in units:
+        batch.append(unit)
+        used += unit.n_tokens
+        if used >= batch_tokens:
+            yield batch
+            batch, used = [], 0
+    if batch:
+        yield batch
+
+
+def reconcile(writer: IndexWriter) -> int:
+    """Make the vector store hold exactly the done units' points. Returns how many
+    stray units were removed (left by a crash between two stores' writes)."""
+    done = {r.unit.unit_id for r in writer.catalog.unit_records("done")}
+    stray = writer.vectors.unit_ids() - done
+    writer.vectors.delete_units(stray)
+    return len(stray)
+
+
+def bm25_tokens(analyzer: Analyzer, doc: Document, start: int, end: int, include_title: bool) -> list[str]:
+    text = render_span(doc, start, end)[0] if include_title else doc.text[start:end]
+    return analyzer.tokens(text)
+
+
+def publish(writer: IndexWriter, changed: bool) -> Manifest:
+    """Rebuild BM25 over every chunk, write the manifest (the commit point), clean up."""
+    previous = read_manifest(writer.root)
+    stray = reconcile(writer)
+    if previous is not None and not changed and not stray and not writer.resumed and (writer.root / previous.bm25_folder).is_dir():
+        clear_in_progress(writer.root)
+        return previous
+    catalog, config = writer.catalog, writer.config
+    analyzer = Analyzer(stem=config.bm25.stem, stopwords=config.bm25.stopwords)
+    chunks = list(catalog.iter_chunks())
+    docs = catalog.documents(c.doc_id for c in chunks)
+    token_lists = [bm25_tokens(analyzer, docs[c.doc_id], c.start, c.end, config.bm25.include_title) for c in chunks]
+    bm25 = BM25Index.build([c.chunk_id for c in chunks], token_lists, config.bm25)
+    generation = (previous.generation if previous else 0) + 1
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        fingerprint=config.index_fingerprint(),
+        config=config.to_dict(),
+        generation=generation,
+        documents=catalog.count("documents"),
+        units=catalog.count("units"),
+        chunks=len(chunks),
+        tokens=catalog.total_chunk_tokens(),
+        dim=writer.encoder.dim or (previous.dim if previous else 0),
+        updated_at=time.time(),
+    )
+    bm25.save(writer.root / manifest.bm25_folder)
+    write_manifest(writer.root, manifest)
+    clear_in_progress(writer.root)
+    remove_stale_bm25(writer.root, manifest.bm25_folder)
+    return manifest
+
+
+def index_changed(plan_report: PlanReport, embed_report: EmbedReport) -> bool:
+    """Whether this run altered the index (and so needs a new BM25 and manifest)."""
+    return bool(plan_report.units_dropped or plan_report.units_planned or embed_report.units or plan_report.removed)
+
+
+def ingest(
+    loaded: LoadResult,
+    root: Path,
+    config: Config,
+    encoder,
+    source_name: str,
+    progress_factory: Callable[[int], Progress] | None = None,
+) -> IngestReport:
+    """The whole ingestion in one call (the CLI's path; the Prefect flow runs the
+    same steps as tasks)."""
+    started = time.perf_counter()
+    with IndexWriter(root, config, encoder) as writer:
+        plan_report = plan(writer, loaded, source_name)
+        total = pending_tokens(writer)
+        progress = progress_factory(total) if (progress_factory and total) else None
+        embed_report = embed_pending(writer, progress)
+        manifest = publish(writer, index_changed(plan_report, embed_report))
+    return IngestReport(plan_report, embed_report, manifest, time.perf_counter() - started)
+
+
+
+def ingest_generation(
+    loaded: LoadResult,
+    root: Path,
+    config: Config,
+    encoder,
+    source_name: str,
+    progress_factory: Callable[[int], Progress] | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> tuple[IngestReport, str]:
+    """Ingest into a new generation of ROOT and publish it when finished (see
+    ``pipeline.generations``); returns the report and the live generation's name.
+    A run that changes nothing publishes nothing: its copy is discarded."""
+    live_before = live_name(root)
+    folder = start_generation(root)
+    report = ingest(loaded, folder, config, encoder, source_name, progress_factory)
+    return report, finish_generation(root, folder, live_before, grace_s)
+
+
+def finish_generation(root: Path, folder: Path, live_before: str | None, grace_s: float = DEFAULT_GRACE_S) -> str:
+    """Publish FOLDER unless it is an unchanged copy of the live generation; clean up."""
+    live_manifest = read_manifest(generation_path(root, live_before)) if live_before else None
+    manifest = read_manifest(folder)
+    if live_manifest is not None and manifest == live_manifest and folder.name != live_before:
+        shutil.rmtree(folder, ignore_errors=True)
+        name = live_before
+    else:
+        name = publish_generation(root, folder)
+    cleanup_generations(root, grace_s)
+    return name

@@ -1,0 +1,145 @@
+"""The "jsonl" format: one JSON object per line, plain or gzipped.
+
+A line with a ``ctxs`` list is a question with its passages (NQ-open oracle /
+lost-in-the-middle layout): the passages are the documents, deduplicated like
+HotpotQA paragraphs. Any other line is itself a document.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from lcrag.core.types import Document
+from lcrag.pipeline.ingest.loaders.base import (
+    LoadOptions,
+    LoadResult,
+    ResultBuilder,
+    read_bytes,
+    relative_name,
+)
+
+_MAX_META_CHARS = 200
+
+
+def iter_json_lines(data: bytes) -> Iterator[tuple[int, Any, str]]:
+    """(1-based line number, parsed object, error) per non-blank line; error is ""
+    when the line parsed, so one bad line never costs the rest of the file."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for line_no, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield line_no, None, f"not valid UTF-8 on line {line_no} (byte 0x{raw[exc.start]:02x} at column {exc.start})"
+            continue
+        try:
+            yield line_no, json.loads(line), ""
+        except json.JSONDecodeError as exc:
+            yield line_no, None, f"invalid JSON on line {line_no}: {exc.msg} (column {exc.colno})"
+
+
+def _scalar_id(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return str(value) or None
+
+
+def record_fields(record: Any, options: LoadOptions) -> tuple[str | None, str, str]:
+    """(id or None, title, text) of a JSON record; ``ValueError`` names what is missing."""
+    if not isinstance(record, dict):
+        raise ValueError(f"not a JSON object ({type(record).__name__})")
+    text = record.get(options.text_field)
+    if not isinstance(text, str):
+        raise ValueError(f"no {options.text_field!r} field")
+    if not text.strip():
+        raise ValueError(f"empty {options.text_field!r} field")
+    title = record.get(options.title_field)
+    record_id = _scalar_id(record.get(options.id_field))
+    if record_id is None:
+        record_id = _scalar_id(record.get("id"))
+    return record_id, title if isinstance(title, str) else "", text
+
+
+def record_metadata(record: Any, options: LoadOptions) -> tuple[tuple[str, str], ...]:
+    """Short scalar fields of a record other than id/title/text, kept for filtering."""
+    if not isinstance(record, dict):
+        return ()
+    used = {options.text_field, options.title_field, options.id_field, "id"}
+    pairs = []
+    for key, value in record.items():
+        if key in used or not isinstance(value, (str, int, float, bool)):
+            continue
+        value = str(value)
+        if len(value) <= _MAX_META_CHARS:
+            pairs.append((str(key), value))
+    return tuple(pairs)
+
+
+def _add_ctxs(builder: ResultBuilder, ctxs: list, where: str, source: str) -> None:
+    for index, ctx in enumerate(ctxs):
+        text = ctx.get("text") if isinstance(ctx, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            builder.skip(where, f"ctx {index}: no 'text' field")
+            continue
+        title = ctx.get("title") if isinstance(ctx.get("title"), str) else ""
+        doc_id = _scalar_id(ctx.get("id")) or title or f"{where}#ctx{index}"
+        builder.add_variant(Document(doc_id=doc_id, text=text, title=title, source=source))
+
+
+def _add_lines(builder: ResultBuilder, data: bytes, rel: str, options: LoadOptions) -> None:
+    source = f"jsonl:{rel}"
+    for line_no, record, error in iter_json_lines(data):
+        where = f"{rel}:{line_no}"
+        if error:
+            builder.skip(where, error)
+            continue
+        if isinstance(record, dict) and isinstance(record.get("ctxs"), list):
+            _add_ctxs(builder, record["ctxs"], where, source)
+            continue
+        try:
+            record_id, title, text = record_fields(record, options)
+        except ValueError as exc:
+            builder.skip(where, f"line {line_no}: {exc}")
+            continue
+        doc = Document(
+            doc_id=record_id or where,
+            text=text,
+            title=title,
+            source=source,
+            metadata=record_metadata(record, options),
+        )
+        builder.add(doc, where)
+
+
+def jsonl_files(root: Path) -> list[Path]:
+    """The .jsonl / .jsonl.gz files of a folder (recursively, no hidden ones), sorted."""
+    if root.is_file():
+        return [root]
+    found = [
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.name.lower().endswith((".jsonl", ".jsonl.gz"))
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def load_jsonl(path: Path, options: LoadOptions) -> LoadResult:
+    files = jsonl_files(path)
+    if not files:
+        raise ValueError(f"no .jsonl or .jsonl.gz files in {path}; try --format auto")
+    builder = ResultBuilder("jsonl")
+    for file in files:
+        rel = relative_name(file, path)
+        try:
+            data = read_bytes(file)
+        except (OSError, ValueError) as exc:
+            builder.skip(rel, str(exc))
+            continue
+        _add_lines(builder, data, rel, options)
+    return builder.build()

