@@ -1,8 +1,8 @@
-"""Evaluation as a Prefect flow: the same work as ``lcrag eval``, as thin tasks.
+"""Evaluation as a Prefect flow: ``lcrag eval`` as one retried task around the same
+function (``lcrag.pipeline.evaluation.job.evaluate``), beir included.
 
-Answering retries: the run is resumable by design (pairs already in the ledger
-under this run id are skipped), so a retry after a reader hiccup only answers
-what is missing.
+Answering retries: the run is resumable by design (pairs already in the ledger under
+this run id are skipped), so a retry after a reader hiccup only answers what is missing.
 """
 
 from __future__ import annotations
@@ -13,38 +13,16 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from lcrag.core.paths import default_ledger, state_home
-from lcrag.pipeline.answer import resolve_names
-from lcrag.pipeline.answer.recording import context_budget, new_run_id
 from lcrag.pipeline.config import load_config
-from lcrag.pipeline.evaluation import DATASETS, EvalRun, EvalSet, run_evaluation
-from lcrag.pipeline.ingest.encoder import make_encoder
-from lcrag.pipeline.ledger import Ledger
-from lcrag.readers import make_attention, make_reader
+from lcrag.pipeline.evaluation.job import EvalOutcome, EvalRequest, evaluate
 
 
-@task(name="build evaluation set", cache_policy=NO_CACHE)
-def build_task(dataset: str, path: str, limit: int | None, seed: int, positions: tuple[int, ...]) -> EvalSet:
-    builder = DATASETS[dataset]
-    evalset = builder(Path(path), limit, seed, positions) if positions else builder(Path(path), limit, seed)
-    get_run_logger().info("%s: %d questions over %d corpora", evalset.name, len(evalset.items), len(evalset.corpora))
-    return evalset
-
-
-@task(name="answer and record", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def answer_task(evalset: EvalSet, run: EvalRun, config_file: str | None, ledger_path: str) -> int:
-    config = load_config(config_file)
-    reader = make_reader(config.reader, state_home())
-    try:
-        answered = run_evaluation(
-            evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
-            make_attention(config.reader, state_home()), Ledger(ledger_path),
-            context_budget(config.reader, config.strategies),
-        )
-    finally:
-        reader.close()
-    get_run_logger().info("answered %d (question, strategy) pairs", answered)
-    return answered
+@task(name="evaluate and record", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def evaluate_task(request: EvalRequest, config_file: str | None) -> EvalOutcome:
+    logger = get_run_logger()
+    outcome = evaluate(request, load_config(config_file), announce=logger.info)
+    logger.info("%s %d pairs of run %s", "answered" if outcome.kind == "answers" else "judged", outcome.done, outcome.run_id)
+    return outcome
 
 
 @flow(name="lcrag-evaluate")
@@ -60,12 +38,13 @@ def evaluate_flow(
     ledger: str | None = None,
     work: str | None = None,
     index: str | None = None,
+    k: int = 100,
 ) -> dict[str, Any]:
-    """Evaluate every strategy on DATASET at PATH; returns the run id and counts."""
-    run = EvalRun(
-        run_id or new_run_id(), dataset, tuple(resolve_names(strategies)),
-        Path(work) if work else state_home() / "eval", Path(index) if index else None,
+    """Evaluate every strategy (or, for beir, every retrieval method) on DATASET at PATH;
+    returns the run id and counts."""
+    request = EvalRequest(
+        f"{dataset}:{path}", strategies, k, limit, seed, run_id, tuple(positions),
+        Path(index) if index else None, Path(ledger) if ledger else None, Path(work) if work else None,
     )
-    evalset = build_task(dataset, path, limit, seed, tuple(positions))
-    answered = answer_task(evalset, run, config_file, str(ledger or default_ledger()))
-    return {"run_id": run.run_id, "questions": len(evalset.items), "answered": answered}
+    outcome = evaluate_task(request, config_file)
+    return {"run_id": outcome.run_id, "questions": outcome.questions, "answered": outcome.done}

@@ -38,84 +38,26 @@ def evaluate(
     Each corpus is ingested once into its own index; a second run with the same
     --run-id answers only what is missing. Needs the reader (`lcrag reader start`).
     """
-    from lcrag.core.paths import default_ledger, state_home
-    from lcrag.pipeline.answer import resolve_names
-    from lcrag.pipeline.answer.recording import context_budget, new_run_id
     from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.evaluation import DATASETS, EvalRun, run_evaluation
-    from lcrag.pipeline.ingest.encoder import make_encoder
-    from lcrag.pipeline.ledger import Ledger
-    from lcrag.readers import connect_reader, make_attention
+    from lcrag.pipeline.evaluation.job import EvalRequest
+    from lcrag.pipeline.evaluation.job import evaluate as run_job
 
-    name, _, path = dataset.partition(":")
-    if name == "beir" and path:
-        return _evaluate_retrieval(Path(path), strategies, k, limit, seed, run_id, config_file, ledger_file, work)
-    if name not in DATASETS or not path:
-        fail(f"--dataset must be NAME:PATH with NAME one of {', '.join(DATASETS)}, beir; got {dataset!r}")
-    if positions and name != "hotpotqa":
-        fail("--positions applies to --dataset hotpotqa only (kv records its gold index itself)")
     try:
-        names = tuple(resolve_names(strategies))
-        config = load_config(config_file)
         slots = tuple(int(p) for p in positions.split(",") if p.strip())
-        builder = DATASETS[name]
-        evalset = builder(Path(path), limit, seed, slots) if slots else builder(Path(path), limit, seed)
-        reader = connect_reader(config.reader, state_home())
-        ledger = Ledger(ledger_file or default_ledger())
-        run = EvalRun(run_id or new_run_id(), evalset.name, names, work or state_home() / "eval", index)
-        done = ledger.done_keys(run.run_id)
-        total = sum(1 for i in evalset.items for s in names if (i.question.qid, s) not in done)
-        console.print(f"run {run.run_id}: {len(evalset.items)} questions x {len(names)} strategies, {total} to answer")
-        with progress() as bar:
-            task = bar.add_task("questions x strategies", total=total)
-            answered = run_evaluation(
-                evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
-                make_attention(config.reader, state_home()), ledger,
-                context_budget(config.reader, config.strategies), lambda n: bar.advance(task, n),
-            )
-    except LcragError as err:
-        fail(str(err))
-    summary = ledger.query(
-        "select strategy, count(*) n, round(avg(em), 3) em, round(avg(f1), 3) f1, round(avg(prompt_tokens)) prompt_tokens, "
-        "round(avg(retrieval_ms + reading_ms) / 1000, 2) mean_latency_s from ledger where run_id = ? group by 1 order by f1 desc",
-        [run.run_id],
-    )
-    for row in summary:
-        out.print("  ".join(f"{k}={v}" for k, v in row.items()), highlight=False)
-    out.print(f"answered {answered} pairs; run id {run.run_id}; ledger {ledger.path}", highlight=False)
-
-
-def _evaluate_retrieval(path: Path, methods_text: str, k: int, limit: int | None, seed: int, run_id: str | None,
-                        config_file: Path | None, ledger_file: Path | None, work: Path | None) -> None:
-    """``--dataset beir:PATH``: judge each retrieval method's document ranking."""
-    from lcrag.core.paths import default_ledger, state_home
-    from lcrag.pipeline.answer.recording import new_run_id
-    from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.evaluation.retrieval import beir, resolve_methods, run_retrieval
-    from lcrag.pipeline.ingest.encoder import make_encoder
-    from lcrag.pipeline.ledger import Ledger
-
-    if k < 10:
-        fail(f"--k must be at least 10 (nDCG@10 needs ten ranks), got {k}")
+    except ValueError:
+        fail(f"--positions must be comma-separated whole numbers, got {positions!r}")
     try:
-        methods = resolve_methods(methods_text)
+        request = EvalRequest(dataset, strategies, k, limit, seed, run_id, slots, index, ledger_file, work)
         config = load_config(config_file)
-        with console.status(f"loading {path} ..."):
-            rset = beir(path, limit, seed)
-        ledger = Ledger(ledger_file or default_ledger())
-        run = run_id or new_run_id()
-        console.print(f"run {run}: {len(rset.queries)} judged queries x {len(methods)} methods over {len(rset.documents)} documents")
         with progress() as bar:
-            task = bar.add_task("queries x methods", total=len(rset.queries) * len(methods))
-            judged = run_retrieval(rset, run, methods, work or state_home() / "eval", config,
-                                   make_encoder(config.encoder).warm_up(), ledger, k=k, progress=lambda n: bar.advance(task, n))
+            def bar_for(description: str, total: int):
+                task = bar.add_task(description, total=total)
+                return lambda n: bar.advance(task, n)
+
+            outcome = run_job(request, config, bar_for, console.print)
     except LcragError as err:
         fail(str(err))
-    summary = ledger.query(
-        "select method, count(*) n, round(avg(ndcg_at_10), 3) ndcg_at_10, round(avg(recall_at_k), 3) recall_at_k, "
-        "round(avg(mrr), 3) mrr, round(avg(retrieval_ms), 1) mean_ms from retrieval where run_id = ? group by 1 order by 3 desc",
-        [run],
-    )
-    for row in summary:
+    for row in outcome.summary:
         out.print("  ".join(f"{key}={value}" for key, value in row.items()), highlight=False)
-    out.print(f"judged {judged} pairs; run id {run}; ledger {ledger.path}", highlight=False)
+    verb = "answered" if outcome.kind == "answers" else "judged"
+    out.print(f"{verb} {outcome.done} pairs; run id {outcome.run_id}; ledger {outcome.ledger}", highlight=False)

@@ -1,0 +1,145 @@
+"""One evaluation, start to finish: the function ``lcrag eval``, the Prefect flow and
+any library caller share, so they cannot drift apart. ``NAME:PATH`` picks the data set;
+``beir:PATH`` judges retrieval only (no reader), every other name answers questions
+with every strategy and records scored rows. Rerunning a run id resumes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from lcrag.core.paths import default_ledger, state_home
+from lcrag.pipeline.answer import resolve_names
+from lcrag.pipeline.answer.recording import context_budget, new_run_id
+from lcrag.pipeline.config import Config
+from lcrag.pipeline.evaluation import DATASETS
+from lcrag.pipeline.evaluation.items import EvalDataError
+from lcrag.pipeline.evaluation.retrieval import beir, resolve_methods, run_retrieval
+from lcrag.pipeline.evaluation.runner import EvalRun, run_evaluation
+from lcrag.pipeline.ingest.encoder import make_encoder
+from lcrag.pipeline.ledger import Ledger
+from lcrag.readers import connect_reader, make_attention
+
+RETRIEVAL_DATASET = "beir"
+MIN_BEIR_K = 10  # nDCG@10 needs ten ranks
+
+# Progress: called with a total once, then with each step's count.
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+def _no_progress(description: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate. ``dataset`` is NAME:PATH; ``strategies`` names strategies (or
+    retrieval methods for beir), comma-separated, or ``all``."""
+
+    dataset: str
+    strategies: str = "all"
+    k: int = 100  # beir: documents retrieved per query
+    limit: int | None = None
+    seed: int = 0
+    run_id: str | None = None
+    positions: tuple[int, ...] = ()
+    index: Path | None = None  # qa-jsonl: the user's own index
+    ledger: Path | None = None
+    work: Path | None = None
+
+    def __post_init__(self) -> None:
+        name, _, path = self.dataset.partition(":")
+        valid = ", ".join([*DATASETS, RETRIEVAL_DATASET])
+        if not path or name not in (*DATASETS, RETRIEVAL_DATASET):
+            raise EvalDataError(f"--dataset must be NAME:PATH with NAME one of {valid}; got {self.dataset!r}")
+        if self.positions and name != "hotpotqa":
+            raise EvalDataError("--positions applies to --dataset hotpotqa only (kv records its gold index itself)")
+        if name == RETRIEVAL_DATASET and self.k < MIN_BEIR_K:
+            raise EvalDataError(f"--k must be at least {MIN_BEIR_K} (nDCG@10 needs ten ranks), got {self.k}")
+        if self.limit is not None and self.limit < 1:
+            raise EvalDataError(f"--limit must be at least 1, got {self.limit}")
+        if not Path(path).exists():
+            raise EvalDataError(f"{path} does not exist; --dataset needs NAME:PATH with an existing file or folder")
+
+    @property
+    def name(self) -> str:
+        return self.dataset.partition(":")[0]
+
+    @property
+    def path(self) -> Path:
+        return Path(self.dataset.partition(":")[2])
+
+    @property
+    def judges_retrieval(self) -> bool:
+        return self.name == RETRIEVAL_DATASET
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    run_id: str
+    ledger: Path
+    kind: str  # "answers" or "retrieval"
+    questions: int
+    done: int  # pairs answered or judged in this call (0 when the run was complete)
+    summary: tuple[dict, ...]  # one row per strategy or method
+
+
+def evaluate(
+    request: EvalRequest,
+    config: Config,
+    progress: ProgressFactory = _no_progress,
+    announce: Callable[[str], None] = lambda line: None,
+) -> EvalOutcome:
+    """Run (or resume) the evaluation and return its per-strategy summary."""
+    ledger = Ledger(request.ledger or default_ledger())
+    run_id = request.run_id or new_run_id()
+    work = request.work or state_home() / "eval"
+    if request.judges_retrieval:
+        return _judge_retrieval(request, config, ledger, run_id, work, progress, announce)
+    names = tuple(resolve_names(request.strategies))
+    builder = DATASETS[request.name]
+    if request.positions:
+        evalset = builder(request.path, request.limit, request.seed, request.positions)
+    else:
+        evalset = builder(request.path, request.limit, request.seed)
+    reader = connect_reader(config.reader, state_home())
+    try:
+        run = EvalRun(run_id, evalset.name, names, work, request.index)
+        done = ledger.done_keys(run.run_id)
+        total = sum(1 for i in evalset.items for s in names if (i.question.qid, s) not in done)
+        announce(f"run {run.run_id}: {len(evalset.items)} questions x {len(names)} strategies, {total} to answer")
+        answered = run_evaluation(
+            evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
+            make_attention(config.reader, state_home()), ledger,
+            context_budget(config.reader, config.strategies), progress("questions x strategies", total),
+        )
+    finally:
+        reader.close()
+    return EvalOutcome(run_id, ledger.path, "answers", len(evalset.items), answered, answer_summary(ledger, run_id))
+
+
+def _judge_retrieval(request: EvalRequest, config: Config, ledger: Ledger, run_id: str, work: Path,
+                     progress: ProgressFactory, announce: Callable[[str], None]) -> EvalOutcome:
+    methods = resolve_methods(request.strategies)
+    rset = beir(request.path, request.limit, request.seed)
+    announce(f"run {run_id}: {len(rset.queries)} judged queries x {len(methods)} methods over {len(rset.documents)} documents")
+    judged = run_retrieval(rset, run_id, methods, work, config, make_encoder(config.encoder).warm_up(), ledger,
+                           k=request.k, progress=progress("queries x methods", len(rset.queries) * len(methods)))
+    return EvalOutcome(run_id, ledger.path, "retrieval", len(rset.queries), judged, retrieval_summary(ledger, run_id))
+
+
+def answer_summary(ledger: Ledger, run_id: str) -> tuple[dict, ...]:
+    return tuple(ledger.query(
+        "select strategy, count(*) n, round(avg(em), 3) em, round(avg(f1), 3) f1, round(avg(prompt_tokens)) prompt_tokens, "
+        "round(avg(retrieval_ms + reading_ms) / 1000, 2) mean_latency_s from ledger where run_id = ? group by 1 order by f1 desc",
+        [run_id],
+    ))
+
+
+def retrieval_summary(ledger: Ledger, run_id: str) -> tuple[dict, ...]:
+    return tuple(ledger.query(
+        "select method, count(*) n, round(avg(ndcg_at_10), 3) ndcg_at_10, round(avg(recall_at_k), 3) recall_at_k, "
+        "round(avg(mrr), 3) mrr, round(avg(retrieval_ms), 1) mean_ms from retrieval where run_id = ? group by 1 order by 3 desc",
+        [run_id],
+    ))

@@ -1,0 +1,57 @@
+"""One report, start to finish: ledger rows of the chosen runs (answers and retrieval
+judgements) -> report.html and report.md. ``lcrag report``, the Prefect flow and any
+library caller share it, so a retrieval-only run reports the same way everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from lcrag.core.errors import LcragError
+from lcrag.pipeline.config import Config
+from lcrag.pipeline.evaluation.stats import bootstrap_mean
+from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.report.model import build_report
+from lcrag.pipeline.report.render import write_report
+
+DEFAULT_TITLE = "lcrag: RAG vs long context"
+
+
+class NothingToReportError(LcragError):
+    """The ledger is missing or holds no rows for the requested runs."""
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    html: Path
+    markdown: Path
+    answer_rows: int
+    retrieval_rows: int
+
+
+def data_fingerprints(rows) -> dict[str, str]:
+    """What the answers were computed over: per data set, a hash of its index ids
+    and config hashes (identical inputs give identical fingerprints)."""
+    grouped: dict[str, set[str]] = {}
+    for row in rows:
+        keys = f"{row.index_id}|{getattr(row, 'config_hash', '')}|{getattr(row, 'model', '')}"  # retrieval rows: index only
+        grouped.setdefault(row.dataset or "(ad hoc)", set()).add(keys)
+    return {name: hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16] for name, keys in sorted(grouped.items())}
+
+
+def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: Path, config: Config,
+                            title: str = DEFAULT_TITLE) -> WrittenReport:
+    """Report the given runs (every run when none is named) into ``out_dir``."""
+    ledger = Ledger(ledger_path)
+    if not ledger.path.exists():
+        raise NothingToReportError(f"no ledger at {ledger.path}; answer some questions first (lcrag ask / lcrag eval)")
+    rows = [r for rid in run_ids for r in ledger.rows(rid)] if run_ids else ledger.rows()
+    judged = [r for rid in run_ids for r in ledger.retrieval_rows(rid)] if run_ids else ledger.retrieval_rows()
+    if not rows and not judged:
+        raise NothingToReportError(f"no ledger rows{' for run ' + ', '.join(run_ids) if run_ids else ''} in {ledger.path}")
+    built = build_report(rows, title=title, config=config.to_dict(), data_hashes=data_fingerprints([*rows, *judged]),
+                         interval_fn=bootstrap_mean, retrieval_rows=judged)
+    html_path, md_path = write_report(built, Path(out_dir))
+    return WrittenReport(Path(html_path), Path(md_path), len(rows), len(judged))
