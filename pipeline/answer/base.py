@@ -3,7 +3,7 @@ it reports, and the batch flow (build every context, then read them together so
 the server batches them).
 
 A strategy is named, configured by ``StrategyConfig`` and registered in
-``pipeline.strategies.REGISTRY``; every one reads through the same reader and
+``lcrag.pipeline.answer.REGISTRY``; every one reads through the same reader and
 reports the same ``Outcome``, which becomes one ledger row.
 """
 
@@ -57,7 +57,7 @@ class Outcome:
 
 
 class Corpus(Protocol):
-    """What strategies need from an index (``pipeline.search.IndexReader`` is one)."""
+    """What strategies need from an index (``lcrag.pipeline.index.search.IndexReader`` is one)."""
 
     corpus_tokens: int
 

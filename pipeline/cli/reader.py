@@ -1,6 +1,6 @@
 """``lcrag reader start|stop|status``: the local vLLM reader server.
 
-A typer sub-app; ``pipeline/cli.py`` registers it as ``lcrag reader``. The server runs
+A typer sub-app; ``lcrag.pipeline.cli.app`` registers it as ``lcrag reader``. The server runs
 detached, so ``start`` returns once it is ready and the server keeps running after the
 command exits; ``stop`` ends it.
 """

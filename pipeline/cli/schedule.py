@@ -1,7 +1,7 @@
 """``lcrag schedule ingest``: re-ingest a source on a schedule, as a served Prefect deployment.
 
-A typer sub-app; ``pipeline/cli.py`` registers it as ``lcrag schedule``. The command
-registers a deployment of ``flows.ingest.ingest_flow`` with a Prefect server and then
+A typer sub-app; ``lcrag.pipeline.cli.app`` registers it as ``lcrag schedule``. The command
+registers a deployment of ``lcrag.flows.ingest.ingest_flow`` with a Prefect server and then
 runs its scheduled runs in this process (``flow.serve`` style) until Ctrl-C. Runs always
 write index generations, so a running ``lcrag serve`` switches to each new one without
 a restart. A server is required: an ephemeral API has no scheduler, so nothing would fire.
@@ -115,10 +115,9 @@ async def serve_ingest_deployment(deployment_name: str, schedule, parameters: di
         ConcurrencyLimitConfig,
         ConcurrencyLimitStrategy,
     )
+    from prefect.flows import load_flow_from_entrypoint
     from prefect.runner import Runner
     from prefect.types.entrypoint import EntrypointType
-
-    from prefect.flows import load_flow_from_entrypoint
 
     # By entrypoint, as the deployment records it: the flows sit above the pipeline, so
     # the command line names the flow rather than importing it (imports run one way).

@@ -1,6 +1,6 @@
 """Retrieval-only evaluation (BEIR data sets): each judged query ranked by each
 retrieval method over one index of the corpus, judged against the qrels with
-nDCG@10, Recall@k and MRR (trec_eval's definitions, ``pipeline.stats``). No
+nDCG@10, Recall@k and MRR (trec_eval's definitions, ``lcrag.pipeline.evaluation.stats``). No
 reader is involved, so rows go to the ledger's ``retrieval`` table.
 """
 

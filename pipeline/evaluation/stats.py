@@ -1,6 +1,6 @@
 """Retrieval metrics and the statistics that let us compare strategies honestly.
 
-Answer metrics (EM, F1, answer recall) live in ``pipeline.metrics``; this module
+Answer metrics (EM, F1, answer recall) live in ``lcrag.pipeline.answer.scoring``; this module
 scores rankings and puts uncertainty on per-question scores: a percentile
 bootstrap for a strategy's mean, and a paired bootstrap over shared question ids
 for the difference between two strategies (pairing removes question difficulty

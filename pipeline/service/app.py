@@ -6,7 +6,7 @@ event loop only admits, waits and answers. Failures clients can act on have
 their own status (401, 422, 429, 503, each with a one-line ``{"error": ...}``
 body or FastAPI's field-naming validation body); anything else is logged with
 its traceback and answered with a 500 that names an incident id and nothing else
-(``pipeline.service.errors``).
+(``lcrag.pipeline.service.errors``).
 
 No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures, and the query body's model is built inside ``create_app``.
@@ -73,9 +73,9 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceConfig, attention=None) -> FastAPI:
-    """The query API over ``live`` (a ``pipeline.generations.LiveIndex``), answered
+    """The query API over ``live`` (a ``lcrag.pipeline.index.live.LiveIndex``), answered
     by ``reader`` and recorded in ``ledger``. ``service.api_key`` must be set (the
-    caller resolves it, see ``pipeline.service.auth.resolve_api_key``);
+    caller resolves it, see ``lcrag.pipeline.service.auth.resolve_api_key``);
     ``attention`` enables attention-sort."""
     if not service.api_key:
         raise ValueError("create_app needs service.api_key (resolve it with pipeline.service.auth.resolve_api_key)")
