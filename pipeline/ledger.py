@@ -24,6 +24,14 @@ Within one process DuckDB shares a single instance per file, so a connection
 this process already holds with the other ``read_only`` setting also blocks an
 open; that too is retried, then reported.
 
+Failed pairs: a row with ``error`` set records a (question, strategy) pair the
+reader failed on. ``done_keys`` leaves it out, so a resumed run retries it, and
+recording that pair's success later *deletes* the error row (in the same
+transaction, see ``record``). So the table holds each pair's current state, and
+every reader of it (``ledger_summary``, reports, plain SQL, Parquet) counts only
+errors nobody has resolved yet, with no special query. The price: a resolved
+failure leaves no trace here (the reader's own log keeps it).
+
 The schema evolves like simonw/llm's ``migrations.py``: ``MIGRATIONS`` is an
 append-only list of small named functions, applied names are stored in
 ``_migrations(name, applied_at)``. Never edit a shipped migration; add one.
@@ -424,12 +432,18 @@ class Ledger:
 
     def record(self, rows: Sequence[LedgerRow]) -> int:
         """Insert ``rows`` in one transaction; returns how many were new. A row whose
-        row_id is already stored is skipped, so retrying a call is harmless."""
+        row_id is already stored is skipped, so retrying a call is harmless.
+
+        Supersession: a row without ``error`` deletes the error rows already stored for
+        its (run_id, question_id, strategy), in the same transaction: the retried
+        success replaces the failure (see the module doc). Rows of this same call are
+        not touched, and a success never deletes another success."""
         rows = list(rows)
         for row in rows:
             if not isinstance(row, LedgerRow):
                 raise ValueError(f"record() takes LedgerRow values, got {row!r}")
-        return self._insert("ledger", COLUMNS, rows)
+        resolved = sorted({(r.run_id, r.question_id, r.strategy) for r in rows if r.error is None})
+        return self._insert("ledger", COLUMNS, rows, before=lambda conn: _delete_errors(conn, resolved))
 
     def record_retrieval(self, rows: Sequence[RetrievalRow]) -> int:
         """Insert retrieval rows in one transaction (same rules as ``record``)."""
@@ -453,7 +467,14 @@ class Ledger:
         )
         return {(q, m) for q, m in found}
 
-    def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Any]) -> int:
+    def _insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Any],
+        before: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    ) -> int:
+        """Insert in one transaction; ``before`` runs first inside that transaction."""
         ids = [row.row_id for row in rows]
         if len(set(ids)) != len(ids):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -467,6 +488,8 @@ class Ledger:
         with self._connection(read_only=False) as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
+                if before is not None:
+                    before(conn)
                 for start in range(0, len(rows), _INSERT_BATCH):
                     batch = rows[start : start + _INSERT_BATCH]
                     params: list[Any] = []
@@ -539,6 +562,17 @@ class Ledger:
             return int(result[0]) if result else 0
 
         return self._read(run)
+
+
+def _delete_errors(conn: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, str, str]]) -> None:
+    """Delete stored error rows of these (run_id, question_id, strategy) pairs."""
+    for start in range(0, len(keys), _INSERT_BATCH):
+        batch = keys[start : start + _INSERT_BATCH]
+        values = ", ".join("(?, ?, ?)" for _ in batch)
+        conn.execute(
+            f"DELETE FROM ledger WHERE error IS NOT NULL AND (run_id, question_id, strategy) IN (VALUES {values})",
+            [part for key in batch for part in key],
+        )
 
 
 def _select_rows(run_id: str | None, order: str) -> tuple[str, list[Any]]:

@@ -288,3 +288,99 @@ def test_cli_eval_beir_and_report_show_retrieval(tmp_path):
     assert report.exit_code == 0, report.output
     markdown = (tmp_path / "rep" / "report.md").read_text()
     assert "## Retrieval (judged by relevance labels)" in markdown and "| beir/tiny | bm25/doc | 2 |" in markdown
+
+
+# ------------------------------------------------------- reader failures
+
+
+class FlakyReader(FakeReader):
+    """The fake reader, failing (as the HTTP reader reports failures) on questions
+    that contain one of ``failing``; clear it to let them through."""
+
+    def __init__(self, *failing: str) -> None:
+        super().__init__()
+        self.failing = set(failing)
+
+    def read(self, prompt):
+        from lcrag.readers.base import ReaderError
+
+        if any(marker in prompt.question for marker in self.failing):
+            raise ReaderError("the reader at http://127.0.0.1:1/v1 answered HTTP 500: boom")
+        return super().read(prompt)
+
+
+def write_distinct_hotpot(tmp_path, n=3):
+    records = [{**RECORD, "_id": f"q{i}", "question": f"{RECORD['question']} (case {i})"} for i in range(n)]
+    path = tmp_path / "hotpot.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_reader_failures_become_error_rows_and_a_resumed_run_retries_exactly_them(tmp_path, encoder):
+    from lcrag.pipeline.report import build_report
+    from lcrag.pipeline.report.render import render_markdown
+
+    evalset = DATASETS["hotpotqa"](write_distinct_hotpot(tmp_path), limit=3)
+    ledger = Ledger(tmp_path / "eval.duckdb")
+    config = config_from_dict({"chunking": {"target_tokens": 16}})
+    run = EvalRun("flaky", "hotpotqa", ("rag", "lc"), tmp_path / "work", workers=2)
+    reader = FlakyReader("(case 1)")
+    assert run_evaluation(evalset, run, config, encoder, reader, None, ledger, budget=400) == 4
+    rows = ledger.rows("flaky")
+    assert len(rows) == 6
+    failed = sorted((r.question_id, r.strategy) for r in rows if r.error)
+    assert failed == [("q1", "lc"), ("q1", "rag")]
+    for row in (r for r in rows if r.error):
+        assert "HTTP 500: boom" in row.error and row.route == "error" and row.dataset == "hotpotqa"
+        assert (row.prompt_tokens, row.completion_tokens, row.context_tokens, row.em, row.f1) == (0, 0, 0, None, None)
+    assert ledger.done_keys("flaky") == {(q, s) for q in ("q0", "q2") for s in ("rag", "lc")}
+
+    report = build_report(rows, title="t", config={}, data_hashes={})
+    assert report.n_errors == 2 and {s.strategy: s.n_errors for s in report.overall} == {"lc": 1, "rag": 1}
+    assert "2 answer(s) failed with a reader error" in render_markdown(report)
+    summary = ledger.query("select strategy, n, n_errors from ledger_summary where run_id = 'flaky' order by 1")
+    assert summary == [{"strategy": "lc", "n": 3, "n_errors": 1}, {"strategy": "rag", "n": 3, "n_errors": 1}]
+
+    reader.failing.clear()
+    reader.calls.clear()
+    assert run_evaluation(evalset, run, config, encoder, reader, None, ledger, budget=400) == 2
+    retried = {i.question.text for i in evalset.items if i.question.qid == "q1"}
+    assert {p.question for p in reader.calls} == retried  # only the failed ones again
+    rows = ledger.rows("flaky")
+    assert len(rows) == 6 and not [r for r in rows if r.error]
+    assert all(r.f1 is not None for r in rows)
+    assert ledger.done_keys("flaky") == {(q, s) for q in ("q0", "q1", "q2") for s in ("rag", "lc")}
+    assert build_report(rows, title="t", config={}, data_hashes={}).n_errors == 0
+    summary = ledger.query("select strategy, n, n_errors from ledger_summary where run_id = 'flaky' order by 1")
+    assert summary == [{"strategy": "lc", "n": 3, "n_errors": 0}, {"strategy": "rag", "n": 3, "n_errors": 0}]
+
+
+def test_a_reader_that_is_down_stops_the_run_after_recording_the_failures(tmp_path, encoder):
+    from lcrag.readers.base import ReaderError
+
+    evalset = DATASETS["hotpotqa"](write_distinct_hotpot(tmp_path, n=4), limit=4)
+    ledger = Ledger(tmp_path / "eval.duckdb")
+    config = config_from_dict({"chunking": {"target_tokens": 16}})
+    run = EvalRun("down", "hotpotqa", ("rag", "lc"), tmp_path / "work", workers=1, max_consecutive_failures=3)
+    with pytest.raises(ReaderError, match="failed on 3 questions in a row .*rerun with the same run id"):
+        run_evaluation(evalset, run, config, encoder, FlakyReader("case"), None, ledger, budget=400)
+    rows = ledger.rows("down")
+    assert len(rows) == 3 and all(r.error for r in rows)  # recorded, then stopped: the rest never tried
+    assert ledger.done_keys("down") == set()
+
+    assert run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400) == 8
+    rows = ledger.rows("down")
+    assert len(rows) == 8 and not [r for r in rows if r.error]
+
+
+def test_a_reader_bug_is_not_recorded_as_an_error_row(tmp_path, encoder):
+    class BuggyReader(FakeReader):
+        def read(self, prompt):
+            raise ValueError("a bug, not a reader failure")
+
+    evalset = DATASETS["hotpotqa"](write_distinct_hotpot(tmp_path, n=1), limit=1)
+    ledger = Ledger(tmp_path / "eval.duckdb")
+    run = EvalRun("bug", "hotpotqa", ("rag",), tmp_path / "work")
+    with pytest.raises(ValueError, match="a bug"):
+        run_evaluation(evalset, run, config_from_dict({}), encoder, BuggyReader(), None, ledger, budget=400)
+    assert ledger.count("bug") == 0

@@ -20,32 +20,9 @@ from lcrag.pipeline.ledger import (
     LedgerRow,
     apply_migrations,
 )
+from tests.helpers import make_row
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_row(**overrides) -> LedgerRow:
-    values = dict(
-        run_id="run1",
-        question_id="q1",
-        question="Who wrote it?",
-        strategy="rag",
-        route="rag",
-        answer="Someone",
-        index_id="scifact@3",
-        config_hash="abc123",
-        model="tiny-llm",
-        retrieved_ids=("d1", "d2", "d3"),
-        used_ids=("d1",),
-        context_tokens=120,
-        prompt_tokens=150,
-        completion_tokens=12,
-        retrieval_ms=3.5,
-        reading_ms=250.0,
-        context_cut=False,
-    )
-    values.update(overrides)
-    return LedgerRow(**values)
 
 
 # ------------------------------------------------------------- validation
@@ -463,3 +440,27 @@ def test_retrieval_rows_round_trip_and_resume_keys(tmp_path):
 def test_retrieval_row_validates(overrides, message):
     with pytest.raises(ValueError, match=message):
         retrieval_row(**overrides)
+
+
+def test_a_later_success_replaces_the_error_rows_of_its_pair(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.duckdb")
+    ledger.record([
+        make_row(question_id="q1", strategy="rag", error="HTTP 500", prompt_tokens=0),
+        make_row(question_id="q1", strategy="lc", error="HTTP 500", prompt_tokens=0),
+        make_row(question_id="q2", strategy="rag"),
+        make_row(run_id="other", question_id="q1", strategy="rag", error="HTTP 500"),
+    ])
+    assert ledger.done_keys("run1") == {("q2", "rag")}
+    retried = make_row(question_id="q1", strategy="rag", em=1.0)
+    assert ledger.record([retried, make_row(question_id="q2", strategy="rag")]) == 2
+    rows = ledger.rows("run1")
+    # the rag error of q1 is gone; lc's error, the other run's error and both q2 successes stay
+    assert sorted((r.question_id, r.strategy, r.error) for r in rows) == [
+        ("q1", "lc", "HTTP 500"), ("q1", "rag", None), ("q2", "rag", None), ("q2", "rag", None),
+    ]
+    assert ledger.done_keys("run1") == {("q1", "rag"), ("q2", "rag")}
+    assert [r.error for r in ledger.rows("other")] == ["HTTP 500"]
+    summary = ledger.query("select strategy, n, n_errors from ledger_summary where run_id = 'run1' order by 1")
+    assert summary == [{"strategy": "lc", "n": 1, "n_errors": 1}, {"strategy": "rag", "n": 3, "n_errors": 0}]
+    # recording the same success again is still harmless
+    assert ledger.record([retried]) == 0 and ledger.count("run1") == 4

@@ -12,6 +12,7 @@ import time
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,36 +29,28 @@ from lcrag.pipeline.report import (
 )
 from lcrag.pipeline.report.model import default_interval
 from lcrag.pipeline.report.render import fmt_estimate, stat_cells
+from tests.helpers import make_row as ledger_row
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_TIMEOUT_S = 120
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
 
-def make_row(**overrides) -> LedgerRow:
-    values = dict(
-        run_id="run1",
-        question_id="q1",
-        question="Who wrote it?",
-        strategy="rag",
-        route="rag",
-        answer="Someone",
-        index_id="idx",
-        config_hash="abc",
-        model="tiny-llm",
-        retrieved_ids=("d1",),
-        used_ids=("d1",),
-        context_tokens=100,
-        prompt_tokens=100,
-        completion_tokens=10,
-        retrieval_ms=100.0,
-        reading_ms=900.0,
-        context_cut=False,
-        dataset="hotpot",
-        created_at=1.0,
-    )
-    values.update(overrides)
-    return LedgerRow(**values)
+# The report's own defaults: round numbers the hand-checked means rely on (latency
+# 0.1 s retrieval + 0.9 s reading = 1 s), one dataset and a fixed creation time.
+make_row = partial(
+    ledger_row,
+    index_id="idx",
+    config_hash="abc",
+    retrieved_ids=("d1",),
+    context_tokens=100,
+    prompt_tokens=100,
+    completion_tokens=10,
+    retrieval_ms=100.0,
+    reading_ms=900.0,
+    dataset="hotpot",
+    created_at=1.0,
+)
 
 
 def hand_rows() -> list[LedgerRow]:
@@ -493,3 +486,17 @@ def test_abstention_rows_by_hand():
     built = build_report(rows, title="t", config={}, data_hashes={})
     assert built.abstention == (abstention_rows(rows, default_interval)[0],)
     assert "Unanswerable questions" in render_html(built) and "## Unanswerable questions" in render_markdown(built)
+
+
+def test_errors_are_counted_per_strategy_and_in_the_summary():
+    report = build_report(hand_rows(), title="t", config={}, data_hashes={}, generated_at="now")
+    assert report.n_errors == 1
+    md = render_markdown(report)
+    assert "| Strategy | n | EM | F1 | Recall |" in md and md.count("| Errors |") == len(report.tables) + 1
+    assert "1 answer(s) failed with a reader error and are unscored (rag 1)" in md
+    musique = next(t for t in report.tables if t.dataset == "musique").rows[0]
+    assert stat_cells(musique)[-1] == "1"
+    html = render_html(report)
+    assert "<th>Errors</th>" in html and "1 answer(s) failed with a reader error" in html
+    clean = build_report([r for r in hand_rows() if r.error is None], title="t", config={}, data_hashes={})
+    assert clean.n_errors == 0 and "failed with a reader error" not in render_markdown(clean)

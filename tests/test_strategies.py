@@ -295,3 +295,65 @@ def test_fitting_length_is_the_longest_prefix_and_asks_the_tokenizer_once(room, 
     assert tools.fitting_length(passage, room, from_end) == expected and len(reader.counted) == asked
     kept = text[len(text) - expected:] if from_end else text[:expected]
     assert count(kept) <= room
+
+
+class FailingOn(FakeReader):
+    """Fails (ReaderError) on the questions named, and counts the batches it is sent."""
+
+    def __init__(self, *failing: str) -> None:
+        super().__init__()
+        self.failing = set(failing)
+        self.batches: list[int] = []
+
+    def read_many(self, prompts):
+        self.batches.append(len(prompts))
+        return super().read_many(prompts)
+
+    def read(self, prompt):
+        from lcrag.readers.base import ReaderError
+
+        if prompt.question in self.failing:
+            raise ReaderError("the reader at http://127.0.0.1:1/v1 did not answer within 60 s")
+        return super().read(prompt)
+
+
+def test_reader_failures_become_error_rows_only_when_asked(corpus, tmp_path):
+    from lcrag.pipeline.answer.recording import ReaderFailures
+    from lcrag.readers.base import ReaderError
+
+    questions = [CAT, VOLCANO, OFF_TOPIC, Question("q-tea", "Is matcha a green tea?")]
+    ledger = Ledger(tmp_path / "ledger.duckdb")
+    labels = RunLabels.for_corpus(corpus, "run-f", "fake-reader")
+    reader = FailingOn(VOLCANO.text)
+    tools = Toolkit(corpus, reader, StrategyConfig(), 3000)
+    with pytest.raises(ReaderError, match="did not answer"):  # the default: the error propagates, nothing recorded
+        answer_and_record(questions, ["rag"], tools, ledger, labels)
+    assert ledger.count("run-f") == 0
+
+    failures = ReaderFailures(limit=5)
+    results = answer_and_record(questions, ["rag", "self-route"], tools, ledger, labels, failures=failures)
+    assert {name: [o.question.qid for o in found] for name, found in results.items()} == {
+        name: ["q-cat", "q-off", "q-tea"] for name in ("rag", "self-route")
+    }
+    rows = {(r.question_id, r.strategy): r for r in ledger.rows("run-f")}
+    assert len(rows) == 8 and failures.failed == 2 and not failures.tripped
+    for name in ("rag", "self-route"):
+        error = rows[("q-volcano", name)]
+        assert error.error.startswith("the reader at") and error.config_hash == corpus.fingerprint
+        assert (error.answer, error.prompt_tokens, error.calls, error.used_ids) == ("", 0, 0, ())
+    assert all(r.error is None and r.used_ids for k, r in rows.items() if k[0] != "q-volcano")
+    assert max(reader.batches) == 4 and 2 in reader.batches  # halves kept batching while isolating the failure
+
+
+def test_reader_failures_trip_after_the_limit_in_a_row(corpus, tmp_path):
+    from lcrag.pipeline.answer.recording import ReaderFailures
+    from lcrag.readers.base import ReaderError
+
+    questions = [CAT, VOLCANO, OFF_TOPIC]
+    ledger = Ledger(tmp_path / "ledger.duckdb")
+    tools = Toolkit(corpus, FailingOn(*(q.text for q in questions)), StrategyConfig(), 3000)
+    failures = ReaderFailures(limit=2)
+    with pytest.raises(ReaderError, match="failed on 2 questions in a row"):
+        answer_and_record(questions, ["rag", "lc"], tools, ledger, RunLabels.for_corpus(corpus, "run-t", "m"), failures=failures)
+    rows = ledger.rows("run-t")
+    assert failures.tripped and len(rows) == 2 and all(r.error and r.strategy == "rag" for r in rows)

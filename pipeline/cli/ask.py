@@ -58,7 +58,7 @@ def ask(
                 corpus, reader, config.strategies, context_budget(config.reader, config.strategies),
                 make_attention(config.reader, state_home()),
             )
-            labels = RunLabels(run_id or new_run_id(), corpus.index_id, config.index_fingerprint(), reader.model)
+            labels = RunLabels.for_corpus(corpus, run_id or new_run_id(), reader.model)  # the index's fingerprint
             with console.status(f"answering with {', '.join(names)} ..."):
                 results = answer_and_record([Question("cli", question)], names, tools, ledger, labels)
     except LcragError as err:

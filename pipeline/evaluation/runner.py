@@ -4,6 +4,14 @@ Each corpus is ingested into its own index under the work folder (incremental:
 a rerun costs nothing), questions of one corpus are answered together (the
 server batches them), and (question, strategy) pairs already in the ledger for
 this run id are skipped, so an interrupted run resumes where it stopped.
+
+A question the reader fails on (``ReaderError``: refused, timed out, HTTP
+error) does not end the run: it is recorded as an error row and the other
+questions are answered. Only when ``EvalRun.max_consecutive_failures`` questions
+fail in a row (the reader looks down) does the run stop, after recording them,
+with a ``ReaderError`` saying so. Error rows are not "done", so rerunning the same
+run id retries exactly the failed pairs; a retried success replaces its error row
+(``Ledger.record``). Rows carry the fingerprint of the index that answered.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lcrag.pipeline.answer import Toolkit
-from lcrag.pipeline.answer.recording import RunLabels, answer_and_record
+from lcrag.pipeline.answer.recording import ReaderFailures, RunLabels, answer_and_record
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet
 from lcrag.pipeline.index.search import IndexReader
@@ -35,6 +43,7 @@ class EvalRun:
     work_dir: Path
     existing_index: Path | None = None  # for qa-jsonl: the user's own index
     workers: int = 4  # corpora answered concurrently
+    max_consecutive_failures: int = 8  # reader failures in a row that stop the run (the reader looks down)
 
 
 def index_folder(work_dir: Path, key: str) -> Path:
@@ -57,8 +66,11 @@ def run_evaluation(
     budget: int,
     progress: Progress | None = None,
 ) -> int:
-    """Answer every pending (question, strategy) pair; returns how many were answered."""
+    """Answer every pending (question, strategy) pair; returns how many were answered
+    (pairs the reader failed on are recorded as errors and not counted). Raises
+    ``ReaderError`` when the reader fails ``run.max_consecutive_failures`` times in a row."""
     done = ledger.done_keys(run.run_id)
+    failures = ReaderFailures(run.max_consecutive_failures)
     by_corpus: dict[str, list[EvalItem]] = {}
     for item in evalset.items:
         by_corpus.setdefault(item.corpus, []).append(item)
@@ -69,7 +81,7 @@ def run_evaluation(
     def one_corpus(key: str) -> None:
         nonlocal answered
         items = by_corpus[key]
-        if not pending_pairs(items, run.strategies, done):
+        if failures.tripped or not pending_pairs(items, run.strategies, done):
             return
         if key == "existing":
             if run.existing_index is None:
@@ -81,16 +93,19 @@ def run_evaluation(
                 ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, config, encoder, "eval")
         with IndexReader(index, lambda _: encoder) as corpus:
             tools = Toolkit(corpus, reader, config.strategies, budget, attention, may_abstain=evalset.may_abstain)
-            labels = RunLabels(run.run_id, f"{evalset.name}:{key}", config.index_fingerprint(), reader.model, evalset.name)
+            labels = RunLabels.for_corpus(corpus, run.run_id, reader.model, evalset.name, index_id=f"{evalset.name}:{key}")
             for name in run.strategies:
                 todo = [i for i in items if (i.question.qid, name) not in done]
                 if not todo:
                     continue
+                if failures.tripped:
+                    return
                 golds = {i.question.qid: i.golds for i in todo if i.golds}
                 answerable = {i.question.qid: i.answerable for i in todo} if evalset.may_abstain else None
-                answer_and_record([i.question for i in todo], [name], tools, ledger, labels, golds=golds, answerable=answerable)
+                results = answer_and_record([i.question for i in todo], [name], tools, ledger, labels, golds=golds,
+                                            answerable=answerable, failures=failures)
                 with answered_lock:
-                    answered += len(todo)
+                    answered += len(results[name])
                 if progress is not None:
                     progress(len(todo))
 

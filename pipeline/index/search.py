@@ -85,6 +85,13 @@ class IndexReader:
     def index_id(self) -> str:
         return f"{self.root.name}@{self.manifest.generation}"
 
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the settings this index (generation) was built with, as its
+        manifest records it: what ledger rows answered from it carry as ``config_hash``
+        (not the fingerprint of whatever config the asking command loaded)."""
+        return self.manifest.fingerprint
+
     def __enter__(self) -> "IndexReader":
         return self
 

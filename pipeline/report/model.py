@@ -3,7 +3,9 @@ Markdown, SVG) only formats and never does arithmetic on raw rows.
 
 Rows are pooled across whatever runs are passed in: give one run's rows for a
 one-run report. Quality means skip unscored rows (em/f1/recall None), so a
-question that errored still counts in ``n`` and in cost, but not in quality.
+question that errored still counts in ``n`` and in cost, but not in quality;
+``n_errors`` counts those rows (``error`` set). The ledger deletes an error row
+once its pair is answered on a resumed run, so errors counted here are unresolved.
 """
 
 from __future__ import annotations
@@ -177,6 +179,11 @@ class Report:
     @property
     def strategies(self) -> tuple[str, ...]:
         return tuple(s.strategy for s in self.overall)
+
+    @property
+    def n_errors(self) -> int:
+        """Answer rows the reader failed on, all strategies and data sets."""
+        return sum(s.n_errors for s in self.overall)
 
     @property
     def datasets(self) -> tuple[str, ...]:

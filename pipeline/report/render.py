@@ -24,6 +24,7 @@ HEADERS = (
     "Latency (s)",
     "Context cut",
     "Fell back",
+    "Errors",
 )
 
 CAPTIONS = {
@@ -96,6 +97,7 @@ def stat_cells(s: StrategyStats) -> tuple[str, ...]:
         f"{s.latency_s:.2f}",
         fmt_share(s.cut_share),
         fmt_share(s.fell_back_share),
+        str(s.n_errors),
     )
 
 
@@ -121,6 +123,10 @@ def findings(report: Report) -> list[str]:
     lines = [
         f"{report.n_rows} answers from {len(report.strategies)} strategies on {len(report.tables)} dataset(s).",
     ]
+    if report.n_errors:
+        failed = ", ".join(f"{s.strategy} {s.n_errors}" for s in report.overall if s.n_errors)
+        lines.append(f"{report.n_errors} answer(s) failed with a reader error and are unscored ({failed}); "
+                     "rerun the same run id to retry them.")
     best = best_f1(report.overall)
     if best is not None:
         lines.append(f"Best mean F1: {best.strategy}, {fmt_estimate(best.f1)}, at {best.prompt_tokens:,.0f} prompt tokens per question.")
@@ -272,7 +278,8 @@ def render_html(report: Report) -> str:
 
     per = ['<section id="datasets"><h2>Results by dataset</h2>'
            '<p class="note">Quality cells: mean [95% bootstrap interval]; means skip unscored answers. '
-           "Latency is retrieval plus reading, per question. Bold: best mean F1.</p>"]
+           "Latency is retrieval plus reading, per question. Errors: answers the reader failed on "
+           "(counted in n, unscored). Bold: best mean F1.</p>"]
     for table in report.tables:
         per.append(f'<h3 id="dataset-{_e(table.dataset)}">{_e(table.dataset)}</h3>')
         per.append(_stats_table(table.rows))
@@ -365,7 +372,8 @@ def render_markdown(report: Report) -> str:
     out += [f"- {line}" for line in findings(report)]
     out += ["", "### All datasets pooled", ""] + _md_table(HEADERS, [stat_cells(s) for s in report.overall])
     out += ["", "## Results by dataset", "",
-            "Quality cells: mean [95% bootstrap interval]; means skip unscored answers. Latency is retrieval plus reading."]
+            ("Quality cells: mean [95% bootstrap interval]; means skip unscored answers. Latency is retrieval plus reading. "
+             "Errors: answers the reader failed on (counted in n, unscored).")]
     for table in report.tables:
         out += ["", f"### {_md(table.dataset)}", ""] + _md_table(HEADERS, [stat_cells(s) for s in table.rows])
     figs = figures(report)

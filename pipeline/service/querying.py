@@ -83,7 +83,6 @@ class QueryService:
         self.config = config
         self.service = service
         self.attention = attention
-        self._fingerprint = config.index_fingerprint()
         self._default_budget = context_budget(config.reader, config.strategies)
         self._window = window_budget(config)
         # Toolkit.memo by generation, shared by requests: with a remote reader each token
@@ -122,7 +121,8 @@ class QueryService:
         with self.live.acquire() as generation:
             tools = Toolkit(generation.corpus, self.reader, strategies, budget, self.attention,
                             memo=self.passage_memo(f"{generation.name}/{generation.corpus.index_id}"))
-            labels = RunLabels(self.run_id(), generation.corpus.index_id, self._fingerprint, self.reader.model)
+            # the generation that answers, not the served config: a reload may swap in an index built otherwise
+            labels = RunLabels.for_corpus(generation.corpus, self.run_id(), self.reader.model)
             results = answer_and_record(
                 [question], [name], tools, self.ledger, labels, on_recorded=lambda n, rows: recorded.update({n: rows[0]})
             )
