@@ -42,9 +42,18 @@ class EncoderConfig:
     window_overlap: int = 128  # tokens of left context each later window re-reads
     batch_tokens: int = 2048  # padded tokens per forward pass (small batches stay in CPU cache)
     threads: int = 0  # torch intra-op threads; 0 = every core
+    query_prefix: str = ""  # text put before every query, for models trained with one ("search_query: ")
+    document_prefix: str = ""  # text put before every chunk or context encoded ("search_document: ")
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "encoder.model must name a model or a folder")
+        for key in ("query_prefix", "document_prefix"):
+            value = getattr(self, key)
+            _check(isinstance(value, str), f"encoder.{key} must be a string (quote it in YAML), got {value!r}")
+            _check(  # a prefix is re-read in every window, so it must stay short
+                len(value) <= 200,
+                f"encoder.{key} is {len(value)} characters; a prefix is a short task marker such as 'search_query: ' (at most 200)",
+            )
         _check(self.window >= 16, f"encoder.window must be at least 16, got {self.window}")
         _check(
             0 <= self.window_overlap < self.window - 2,

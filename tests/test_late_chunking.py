@@ -340,3 +340,30 @@ def test_a_cold_encoder_used_by_many_threads_at_once_loads_once(encoder):
         vectors = list(pool.map(lambda t: cold.embed([t])[0], texts))
     assert len(loads) == 1
     np.testing.assert_allclose(np.stack(vectors), encoder.embed(texts), atol=1e-5)
+
+
+def test_embed_equals_sentence_transformers_past_max_seq_length(encoder):
+    """sentence-transformers truncates at the model's max_seq_length (256 here), not the window."""
+    from sentence_transformers import SentenceTransformer
+
+    from lcrag.pipeline.ingest.encoder import resolve_model_path
+
+    longer = " ".join([LONG] * 4)
+    assert 256 < len(ids_of(encoder, longer)) < encoder.window
+    model = SentenceTransformer(str(resolve_model_path("all-MiniLM-L6-v2")), device="cpu")
+    assert np.allclose(encoder.embed([longer]), model.encode([longer], normalize_embeddings=True), atol=1e-5)
+
+
+def test_prefixed_embed_equals_sentence_transformers_prompts():
+    from sentence_transformers import SentenceTransformer
+
+    from lcrag.pipeline.ingest.encoder import TransformerEncoder, resolve_model_path
+
+    query, document = "search_query: ", "search_document: "
+    prefixed = TransformerEncoder(EncoderConfig(query_prefix=query, document_prefix=document)).warm_up()
+    texts = [SHORT, "Who discovered radium?", LONG]
+    model = SentenceTransformer(str(resolve_model_path("all-MiniLM-L6-v2")), device="cpu")
+    assert np.allclose(prefixed.embed(texts), model.encode(texts, prompt=query, normalize_embeddings=True), atol=1e-5)
+    assert np.allclose(
+        prefixed.embed_documents(texts), model.encode(texts, prompt=document, normalize_embeddings=True), atol=1e-5
+    )

@@ -93,7 +93,7 @@ def embed_units(
 
     if config.method == "naive":
         texts = [docs[c.doc_id].text[c.start : c.end] for c in all_chunks]
-        return all_chunks, encoder.embed(texts)
+        return all_chunks, encoder.embed_documents(texts)
 
     contexts: list[tuple[int, LateContext]] = []
     for unit, (base, chunks) in zip(units, per_unit):
