@@ -173,7 +173,9 @@ class Config:
         """Hash of the settings that shape an index's contents. Searching or adding to an
         index with different ones would mix incompatible vectors, so it is refused."""
         shaping = {
-            "encoder": {k: v for k, v in dataclasses.asdict(self.encoder).items() if k in ("model", "window", "window_overlap")},
+            # prefixes change the vectors, but only when set (older indexes keep their fingerprint)
+            "encoder": {k: v for k, v in dataclasses.asdict(self.encoder).items()
+                        if k in ("model", "window", "window_overlap") or (k in ("query_prefix", "document_prefix") and v)},
             "units": dataclasses.asdict(self.units),
             "chunking": dataclasses.asdict(self.chunking),
             "bm25": dataclasses.asdict(self.bm25),

@@ -4,6 +4,7 @@ and the index fingerprint tracks exactly the settings that shape an index."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,21 @@ def test_fingerprint_ignores_search_and_runtime_settings(changes):
 def test_fingerprint_is_deterministic():
     assert Config().index_fingerprint() == Config().index_fingerprint()
     assert load_config(CONFIGS / "default.yaml").index_fingerprint() == Config().index_fingerprint()
+
+
+def test_encoder_prefixes_shape_the_index_fingerprint_only_when_set():
+    import dataclasses
+    import hashlib
+
+    plain = Config()
+    shaping = {
+        "encoder": {"model": plain.encoder.model, "window": plain.encoder.window, "window_overlap": plain.encoder.window_overlap},
+        "units": dataclasses.asdict(plain.units),
+        "chunking": dataclasses.asdict(plain.chunking),
+        "bm25": dataclasses.asdict(plain.bm25),
+    }
+    # an index built before prefixes existed keeps its fingerprint
+    assert plain.index_fingerprint() == hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+    prefixed = config_from_dict({"encoder": {"document_prefix": "search_document: "}})
+    queried = config_from_dict({"encoder": {"query_prefix": "search_query: "}})
+    assert len({plain.index_fingerprint(), prefixed.index_fingerprint(), queried.index_fingerprint()}) == 3
