@@ -4,6 +4,8 @@ the same index as the CLI path and is incremental on a second run."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 
 def test_ingest_flow_builds_then_skips_unchanged(prefect_harness, topic_corpus, tmp_path):
@@ -67,7 +69,45 @@ def test_evaluate_flow_records_every_pair_and_resumes(prefect_harness, tmp_path)
     from lcrag.flows.report import report_flow
 
     html, markdown = report_flow(str(tmp_path / "report"), run_ids=("flow-run",), ledger=str(ledger))
-    import re
 
     assert "rag" in open(html).read()
     assert re.search(r"^\| (\*\*)?lc(\*\*)? \|", open(markdown).read(), re.M)  # a table row for lc
+    assert_report_shows_rows(Path(html).read_text(), Path(markdown).read_text(), Ledger(ledger).rows("flow-run"), "flow-run")
+
+
+def _mean_cell(values) -> str:
+    """A quality cell's leading point estimate as the report prints it, or its dash."""
+    scored = [v for v in values if v is not None]
+    return f"{sum(scored) / len(scored):.3f}" if scored else "–"
+
+
+def assert_report_shows_rows(html: str, markdown: str, rows, run_id: str) -> None:
+    """The written report holds the ledger rows' numbers, computed here from the rows
+    themselves: per strategy its count, mean EM/F1, tokens, latency and errors."""
+    assert rows, "the ledger holds no rows to check the report against"
+    by_strategy: dict[str, list] = {}
+    for row in rows:
+        by_strategy.setdefault(row.strategy, []).append(row)
+    assert set(by_strategy) == {"rag", "lc"}
+    assert f"runs: {run_id} · {len(rows)} ledger rows" in markdown
+    assert f"{len(rows)} answers from {len(by_strategy)} strategies on 1 dataset(s)." in markdown
+    pooled = markdown.split("### All datasets pooled", 1)[1].split("## Results by dataset", 1)[0]
+    table = {cells[0].strip("*"): cells for cells in
+             ([c.strip() for c in line.strip().strip("|").split("|")] for line in pooled.splitlines() if line.startswith("| "))}
+    assert set(table) == {"Strategy", *by_strategy}  # the header and one row per strategy, nothing else
+    for strategy, group in by_strategy.items():
+        n = len(group)
+        prompt = f"{sum(r.prompt_tokens for r in group) / n:,.0f}"
+        completion = f"{sum(r.completion_tokens for r in group) / n:,.1f}"
+        latency = f"{sum(r.retrieval_ms + r.reading_ms for r in group) / n / 1000:.2f}"
+        errors = str(sum(1 for r in group if r.error))
+        cells = table[strategy]
+        assert cells[1] == str(n) == "2"
+        assert cells[2].startswith(_mean_cell(r.em for r in group)), (strategy, cells)
+        assert cells[3].startswith(_mean_cell(r.f1 for r in group)), (strategy, cells)
+        assert (cells[5], cells[6], cells[7], cells[10]) == (prompt, completion, latency, errors), (strategy, cells)
+        # the HTML table carries the same row: name, count, then the same cost cells
+        row_html = re.search(rf"<tr[^>]*><td>{strategy}</td><td>{n}</td>(.*?)</tr>", html)
+        assert row_html, f"no HTML table row for {strategy}"
+        assert f"<td>{prompt}</td><td>{completion}</td><td>{latency}</td>" in row_html.group(1)
+        assert row_html.group(1).endswith(f"<td>{errors}</td>")

@@ -32,6 +32,7 @@ from lcrag.pipeline.index.live import LiveIndex
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import (
     IndexWriter,
+    InjectedFault,
     embed_pending,
     ingest,
     ingest_generation,
@@ -39,7 +40,7 @@ from lcrag.pipeline.ingest.ingestion import (
 )
 from lcrag.pipeline.ingest.loaders import load_source
 from tests.conftest import write_corpus
-from tests.test_ingest import SMALL, _generated_corpus, small_config
+from tests.helpers import SMALL, assert_same_index, generated_corpus, small_config, snapshot, unit_counts
 
 NEW_DOC = {"lighthouses.txt": "Lighthouses guide ships past reefs at night. A Fresnel lens focuses the lamp into a beam.\n"}
 
@@ -183,8 +184,44 @@ def test_interrupted_before_publish_rebuilds_on_the_next_run(topic_corpus, tmp_p
         assert top_doc(corpus, "Fresnel lens lighthouse") == "lighthouses.txt"
 
 
+def test_injected_fault_never_goes_live_and_the_next_run_resumes_it(tmp_path, encoder):
+    """Deterministic: the new generation fails after one committed batch. It is never
+    published; the next run resumes that same folder, embeds only what was left, and
+    publishes the index an uninterrupted run builds."""
+    corpus = generated_corpus(tmp_path / "gen", n_docs=12)
+    seed = write_corpus(tmp_path / "seed", {f"doc{i:03d}.txt": (corpus / f"doc{i:03d}.txt").read_text() for i in range(3)})
+    config = small_config(ingest={"commit_tokens": 150})
+
+    reference = tmp_path / "reference"
+    ingest_generation(load_source(seed), reference, config, encoder, "corpus")
+    _, reference_live = ingest_generation(load_source(corpus), reference, config, encoder, "corpus")
+
+    root = tmp_path / "idx"
+    _, first = ingest_generation(load_source(seed), root, config, encoder, "corpus")
+    with pytest.raises(InjectedFault):
+        ingest_generation(load_source(corpus), root, config, encoder, "corpus", fail_after_batches=1)
+    assert live_name(root) == first  # the failed run never became live
+    (killed,) = [p for p in (root / GENERATIONS).iterdir() if p.name != first]
+    assert killed.name > first and not (killed / RETIRED).exists()
+    with pytest.raises(IndexStateError, match="interrupted"):
+        IndexReader(killed, lambda _: encoder)
+    with IndexReader(root, lambda _: encoder) as live_corpus:
+        assert sorted(live_corpus.doc_ids()) == ["doc000.txt", "doc001.txt", "doc002.txt"]
+    counts = unit_counts(killed)
+    assert counts["done"] >= 2 and counts["pending"] >= 1  # the seed's units, plus one committed batch
+
+    cleanup_generations(root, grace_s=0)  # clean-up keeps a resumable generation
+    assert killed.is_dir()
+    report, name = ingest_generation(load_source(corpus), root, config, encoder, "corpus")
+    assert name == killed.name == live_name(root)  # resumed, then published
+    assert report.plan.units_planned == 0 and report.embed.units == counts["pending"]
+    assert (generation_path(root, first) / RETIRED).exists()
+    assert_same_index(snapshot(generation_path(reference, reference_live), config), snapshot(killed, config),
+                      queries=("alpha river", "protein market signal", "Document 7"))
+
+
 def test_killed_generational_ingest_never_goes_live_and_resumes(tmp_path, encoder):
-    corpus = _generated_corpus(tmp_path / "gen", n_docs=40)
+    corpus = generated_corpus(tmp_path / "gen", n_docs=40)
     config_file = tmp_path / "small.yaml"
     config_file.write_text(yaml.safe_dump({**SMALL, "ingest": {"commit_tokens": 150}}))
     root = tmp_path / "idx"
@@ -216,17 +253,22 @@ def test_killed_generational_ingest_never_goes_live_and_resumes(tmp_path, encode
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    if killed is None:
-        pytest.skip("the ingestion finished before it could be killed mid-way on this machine")
+    if killed is not None:
+        assert live_name(root) == first  # the killed run never became live
+        with IndexReader(root, lambda _: encoder) as live_corpus:
+            assert sorted(live_corpus.doc_ids()) == sorted(first_docs)
 
-    assert live_name(root) == first  # the killed run never became live
-    with IndexReader(root, lambda _: encoder) as live_corpus:
-        assert sorted(live_corpus.doc_ids()) == sorted(first_docs)
-
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert live_name(root) == killed  # the interrupted generation was resumed, then published
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert live_name(root) == killed  # the interrupted generation was resumed, then published
+    else:
+        # lost the race (the deterministic version is test_injected_fault_...): the run
+        # finished on its own, so it must have published a new generation
+        assert proc.returncode == 0, f"the ingestion neither finished nor was killed mid-way: exit {proc.returncode}"
+        assert live_name(root) not in (None, first)
+    assert (generation_path(root, first) / RETIRED).exists()
     with IndexReader(root, lambda _: encoder) as live_corpus:
         assert len(live_corpus.doc_ids()) == 40
+        assert sorted(live_corpus.doc_ids()) == sorted(p.name for p in corpus.iterdir())
 
 
 @pytest.mark.parametrize("first_at, second_at", [

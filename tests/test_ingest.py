@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import yaml
 
-from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.index.catalog import Catalog
 from lcrag.pipeline.index.folder import (
     IndexPaths,
@@ -25,55 +24,23 @@ from lcrag.pipeline.index.folder import (
     require_finished,
 )
 from lcrag.pipeline.index.search import IndexReader
-from lcrag.pipeline.ingest.ingestion import IndexWriter, ingest
+from lcrag.pipeline.ingest.ingestion import IndexWriter, InjectedFault, embed_pending, ingest
 from lcrag.pipeline.ingest.loaders import load_source
-from lcrag.retrievers.bm25 import BM25Index
-from lcrag.retrievers.dense import QdrantChunkStore
-
-SMALL = {
-    "units": {"max_tokens": 96, "group_by": "neighbours"},
-    "chunking": {"target_tokens": 24},
-    "ingest": {"commit_tokens": 40},
-}
-
-
-def small_config(**overrides):
-    data = {key: dict(value) for key, value in SMALL.items()}
-    for section, values in overrides.items():
-        data.setdefault(section, {}).update(values)
-    return config_from_dict(data)
+from tests.helpers import (
+    QUERIES,
+    SMALL,
+    assert_same_index,
+    generated_corpus,
+    small_config,
+    snapshot,
+    unit_counts,
+)
 
 
-def run(corpus: Path, index: Path, encoder, config=None, name: str = "corpus", progress_factory=None):
-    return ingest(load_source(corpus), index, config or small_config(), encoder, name, progress_factory)
-
-
-def snapshot(index: Path, config=None) -> dict:
-    """Everything an index holds, in comparable form: units, chunks, vectors, BM25 rows."""
-    config = config or small_config()
-    paths = IndexPaths(index)
-    catalog = Catalog(paths.catalog, read_only=True)
-    try:
-        units = {r.unit.unit_id: (r.status, r.unit.spans) for r in catalog.unit_records()}
-        chunks = {c.chunk_id: (c.unit_id, c.doc_id, c.start, c.end) for c in catalog.iter_chunks()}
-        docs = catalog.document_hashes()
-    finally:
-        catalog.close()
-    store = QdrantChunkStore(config.store, paths.qdrant)
-    try:
-        vectors = {}
-        offset = None
-        while True:
-            records, offset = store.client.scroll(store.collection, limit=1000, offset=offset, with_payload=True, with_vectors=True)
-            for r in records:
-                vectors[r.payload["chunk_id"]] = np.asarray(r.vector, dtype=np.float32)
-            if offset is None:
-                break
-    finally:
-        store.close()
-    manifest = read_manifest(index)
-    bm25 = BM25Index.load(paths.bm25(manifest)) if manifest else None
-    return {"units": units, "chunks": chunks, "docs": docs, "vectors": vectors, "bm25": bm25}
+def run(corpus: Path, index: Path, encoder, config=None, name: str = "corpus", progress_factory=None,
+        fail_after_batches=None):
+    return ingest(load_source(corpus), index, config or small_config(), encoder, name, progress_factory,
+                  fail_after_batches=fail_after_batches)
 
 
 def test_first_ingest_fills_every_store_consistently(topic_corpus, tmp_path, encoder):
@@ -180,18 +147,75 @@ def test_crash_mid_embedding_then_resume_equals_uninterrupted_run(topic_corpus, 
     assert a["bm25"].chunk_ids == b["bm25"].chunk_ids
 
 
-def _generated_corpus(folder: Path, n_docs: int = 40) -> Path:
-    rng = np.random.default_rng(7)
-    words = "alpha beta gamma delta river mountain forest engine signal protein market harbor lantern orbit".split()
-    for i in range(n_docs):
-        sentences = [" ".join(rng.choice(words, size=12)).capitalize() + "." for _ in range(10)]
-        (folder / f"doc{i:03d}.txt").parent.mkdir(parents=True, exist_ok=True)
-        (folder / f"doc{i:03d}.txt").write_text(f"Document {i}. " + " ".join(sentences), encoding="utf-8")
-    return folder
+@pytest.mark.parametrize("fail_after", [0, 1, 2])
+def test_injected_fault_leaves_the_index_in_progress_and_the_rerun_resumes(topic_corpus, tmp_path, encoder, fail_after):
+    """A deterministic crash after FAIL_AFTER committed batches: never searchable as
+    finished; the rerun embeds only what was left and ends with the uninterrupted index."""
+    reference = tmp_path / "reference"
+    full = run(topic_corpus, reference, encoder)
+    total = full.embed.units
+    assert total > fail_after + 1  # work is left after the fault
+
+    crashed = tmp_path / "crashed"
+    with pytest.raises(InjectedFault):
+        run(topic_corpus, crashed, encoder, fail_after_batches=fail_after)
+    assert read_manifest(crashed) is None
+    with pytest.raises(IndexStateError, match="interrupted"):
+        require_finished(crashed)
+    with pytest.raises(IndexStateError, match="interrupted"):
+        IndexReader(crashed, lambda c: encoder)
+    counts = unit_counts(crashed)
+    assert counts["done"] + counts["pending"] == total
+    assert counts["pending"] >= 1 and (counts["done"] >= fail_after if fail_after else counts["done"] == 0)
+
+    resumed = run(topic_corpus, crashed, encoder)
+    assert resumed.plan.units_planned == 0  # the stored plan is resumed, not replanned
+    assert resumed.embed.units == counts["pending"] == total - counts["done"]  # only what was left
+    assert resumed.manifest.chunks == full.manifest.chunks and resumed.manifest.generation == 1
+    assert unit_counts(crashed) == {"pending": 0, "done": total}
+    assert_same_index(snapshot(reference), snapshot(crashed))
+    with IndexReader(reference, lambda c: encoder) as a, IndexReader(crashed, lambda c: encoder) as b:
+        for query in QUERIES:
+            assert [(h.chunk_id, round(h.score, 4)) for h in a.search(query, k=5)] == \
+                   [(h.chunk_id, round(h.score, 4)) for h in b.search(query, k=5)]
+
+
+def test_injected_fault_during_an_update_keeps_the_previous_manifest_but_not_finished(topic_corpus, tmp_path, encoder):
+    """An incremental run that dies half way: the folder says in progress (the old
+    manifest is not served as finished), and the rerun ends where an uninterrupted update would."""
+    index, reference = tmp_path / "index", tmp_path / "reference"
+    first = run(topic_corpus, index, encoder)
+    run(topic_corpus, reference, encoder)
+    (topic_corpus / "bread.md").write_text(
+        "# Baking bread\n\nRye bread is dense and dark. It keeps for a week.\n\n"
+        "Spelt flour gives a nutty loaf. Proof the dough overnight in a cool room.\n\n"
+        "Flatbreads cook in minutes on a hot stone. Naan is baked against the wall of a tandoor.\n"
+    )
+    updated = run(topic_corpus, reference, encoder)
+    assert updated.embed.units >= 2  # enough batches for a fault after the first
+    with pytest.raises(InjectedFault):
+        run(topic_corpus, index, encoder, fail_after_batches=1)
+    assert read_manifest(index).generation == first.manifest.generation  # the old commit point, untouched
+    with pytest.raises(IndexStateError, match="interrupted"):
+        require_finished(index)
+    counts = unit_counts(index)
+    resumed = run(topic_corpus, index, encoder)
+    assert 1 <= counts["pending"] < updated.embed.units  # the first batch of the update was committed
+    assert resumed.plan.units_planned == 0 and resumed.embed.units == counts["pending"]
+    assert resumed.manifest.generation == first.manifest.generation + 1
+    assert_same_index(snapshot(reference), snapshot(index))
+
+
+def test_fault_point_is_off_by_default_and_checked(topic_corpus, tmp_path, encoder):
+    config = small_config()
+    with IndexWriter(tmp_path / "index", config, encoder) as writer, pytest.raises(ValueError, match="fail_after_batches"):
+        embed_pending(writer, fail_after_batches=-1)
+    report = run(topic_corpus, tmp_path / "index", encoder, fail_after_batches=10_000)  # more than there are
+    assert report.embed.units >= 1 and require_finished(tmp_path / "index") == report.manifest
 
 
 def test_sigkilled_cli_ingest_resumes_to_the_same_index(tmp_path, encoder):
-    corpus = _generated_corpus(tmp_path / "gen")
+    corpus = generated_corpus(tmp_path / "gen")
     config = small_config(ingest={"commit_tokens": 150})
     config_file = tmp_path / "small.yaml"
     config_file.write_text(yaml.safe_dump({**SMALL, "ingest": {"commit_tokens": 150}}))
@@ -221,17 +245,21 @@ def test_sigkilled_cli_ingest_resumes_to_the_same_index(tmp_path, encoder):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    if not killed_mid_way:
-        pytest.skip("the ingestion finished before it could be killed mid-way on this machine")
-
-    with pytest.raises(IndexStateError):
-        require_finished(target)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if killed_mid_way:
+        with pytest.raises(IndexStateError):
+            require_finished(target)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        # lost the race (the deterministic version is test_injected_fault_...): the run
+        # finished on its own, so it must have finished well
+        assert proc.returncode == 0, f"the ingestion neither finished nor was killed mid-way: exit {proc.returncode}"
+    require_finished(target)
     a, b = snapshot(reference, config), snapshot(target, config)
     assert a["units"] == b["units"] and a["chunks"] == b["chunks"]
     assert set(a["vectors"]) == set(b["vectors"])
     for chunk_id in a["vectors"]:
         np.testing.assert_allclose(a["vectors"][chunk_id], b["vectors"][chunk_id], atol=1e-5)
+    assert_same_index(a, b, queries=("alpha river", "protein market signal", "Document 7"))
 
 
 def test_second_writer_is_refused_while_one_holds_the_index(topic_corpus, tmp_path, encoder):

@@ -4,7 +4,6 @@ the real encoder checked against raw model forwards and sentence-transformers.""
 from __future__ import annotations
 
 import itertools
-import re
 
 import numpy as np
 import pytest
@@ -16,11 +15,7 @@ from lcrag.pipeline.ingest.late_chunking import (
     stitch_windows,
     window_starts,
 )
-
-
-def ws_offsets(text: str) -> np.ndarray:
-    rows = [[m.start(), m.end()] for m in re.finditer(r"\S+", text)]
-    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+from tests.helpers import ws_offsets
 
 
 def normalised(v: np.ndarray) -> np.ndarray:
@@ -170,13 +165,6 @@ LONG_SENTENCES = [
     "She died in 1934 from aplastic anaemia, likely caused by radiation exposure.",
 ]
 LONG = " ".join(LONG_SENTENCES)
-
-
-@pytest.fixture(scope="session")
-def encoder():
-    from lcrag.pipeline.ingest.encoder import TransformerEncoder
-
-    return TransformerEncoder(EncoderConfig()).warm_up()
 
 
 def small_encoder(window: int, overlap: int):

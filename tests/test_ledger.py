@@ -17,35 +17,11 @@ from lcrag.pipeline.ledger import (
     MIGRATIONS,
     Ledger,
     LedgerError,
-    LedgerRow,
     apply_migrations,
 )
+from tests.helpers import make_row
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_row(**overrides) -> LedgerRow:
-    values = dict(
-        run_id="run1",
-        question_id="q1",
-        question="Who wrote it?",
-        strategy="rag",
-        route="rag",
-        answer="Someone",
-        index_id="scifact@3",
-        config_hash="abc123",
-        model="tiny-llm",
-        retrieved_ids=("d1", "d2", "d3"),
-        used_ids=("d1",),
-        context_tokens=120,
-        prompt_tokens=150,
-        completion_tokens=12,
-        retrieval_ms=3.5,
-        reading_ms=250.0,
-        context_cut=False,
-    )
-    values.update(overrides)
-    return LedgerRow(**values)
 
 
 # ------------------------------------------------------------- validation

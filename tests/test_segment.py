@@ -4,7 +4,6 @@ limit. Token offsets are whitespace tokens, so every count is easy by hand."""
 from __future__ import annotations
 
 import random
-import re
 
 import numpy as np
 import pytest
@@ -20,17 +19,7 @@ from lcrag.pipeline.ingest.segment import (
     token_bounds,
     trim,
 )
-
-
-def ws_offsets(text: str) -> np.ndarray:
-    """Whitespace tokens: one row per maximal run of non-space characters."""
-    rows = [[m.start(), m.end()] for m in re.finditer(r"\S+", text)]
-    return np.array(rows, dtype=np.int64).reshape(-1, 2)
-
-
-def paragraphs(text: str) -> list[tuple[int, int]]:
-    """Blank-line separated paragraphs, as a loader would mark sections."""
-    return [(m.start(), m.end()) for m in re.finditer(r"\S(?:.*?\S)?(?=\n\s*\n|\s*$)", text, re.S)]
+from tests.helpers import paragraphs, ws_offsets
 
 
 def texts(text: str, ranges) -> list[str]:

@@ -4,7 +4,6 @@ Token offsets are whitespace tokens; title cost is the title's word count + 1.""
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 
 import numpy as np
@@ -21,15 +20,11 @@ from lcrag.pipeline.ingest.units import (
     tfidf_neighbours,
     title_cost,
 )
-
-
-def ws_offsets(text: str) -> np.ndarray:
-    rows = [[m.start(), m.end()] for m in re.finditer(r"\S+", text)]
-    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+from tests.helpers import paragraphs, ws_offsets
 
 
 def paragraph_sections(text: str) -> tuple[Section, ...]:
-    return tuple(Section(m.start(), m.end()) for m in re.finditer(r"\S(?:.*?\S)?(?=\n\s*\n|\s*$)", text, re.S))
+    return tuple(Section(start, end) for start, end in paragraphs(text))
 
 
 def make_doc(doc_id: str, n_words: int, title: str = "", source: str = "", metadata=(), rnd: random.Random | None = None) -> Document:

@@ -52,6 +52,11 @@ from lcrag.retrievers.dense import QdrantChunkStore
 Progress = Callable[[int], None]  # called with tokens just embedded
 
 
+class InjectedFault(RuntimeError):
+    """Raised by ``embed_pending(..., fail_after_batches=N)`` right after its Nth
+    committed batch: a deterministic stand-in for a crash, for tests of resumption."""
+
+
 @dataclass(frozen=True)
 class PlanReport:
     source_name: str
@@ -202,15 +207,22 @@ def pending_tokens(writer: IndexWriter) -> int:
     return sum(r.unit.n_tokens for r in writer.catalog.unit_records("pending"))
 
 
-def embed_pending(writer: IndexWriter, progress: Progress | None = None) -> EmbedReport:
+def embed_pending(
+    writer: IndexWriter, progress: Progress | None = None, *, fail_after_batches: int | None = None
+) -> EmbedReport:
     """Embed every pending unit, a batch of units at a time; each batch is stored
-    and committed before the next starts."""
+    and committed before the next starts. ``fail_after_batches=N`` (tests) raises
+    ``InjectedFault`` once N batches are committed, as a crash at that point would."""
+    if fail_after_batches is not None and fail_after_batches < 0:
+        raise ValueError(f"fail_after_batches must be >= 0, got {fail_after_batches}")
     started = time.perf_counter()
     pending = [r.unit for r in writer.catalog.unit_records("pending")]
     if pending:
         writer.vectors.ensure_collection(writer.encoder.warm_up().dim)
     units_done = chunks_done = tokens_done = 0
-    for batch in _unit_batches(pending, writer.config.ingest.commit_tokens):
+    if fail_after_batches == 0:
+        raise InjectedFault("stopped before the first batch, as asked")
+    for batches, batch in enumerate(_unit_batches(pending, writer.config.ingest.commit_tokens), start=1):
         docs = writer.catalog.documents(d for u in batch for d in u.doc_ids)
         ids = list(docs)
         offsets = dict(zip(ids, writer.encoder.token_offsets([docs[i].text for i in ids])))
@@ -221,6 +233,8 @@ def embed_pending(writer: IndexWriter, progress: Progress | None = None) -> Embe
         units_done, chunks_done, tokens_done = units_done + len(batch), chunks_done + len(chunks), tokens_done + tokens
         if progress is not None:
             progress(tokens)
+        if batches == fail_after_batches:
+            raise InjectedFault(f"stopped after {batches} committed batch(es), as asked")
     return EmbedReport(units_done, chunks_done, tokens_done, time.perf_counter() - started)
 
 
@@ -295,15 +309,17 @@ def ingest(
     encoder,
     source_name: str,
     progress_factory: Callable[[int], Progress] | None = None,
+    *,
+    fail_after_batches: int | None = None,
 ) -> IngestReport:
     """The whole ingestion in one call (the CLI's path; the Prefect flow runs the
-    same steps as tasks)."""
+    same steps as tasks). ``fail_after_batches``: see ``embed_pending`` (tests)."""
     started = time.perf_counter()
     with IndexWriter(root, config, encoder) as writer:
         plan_report = plan(writer, loaded, source_name)
         total = pending_tokens(writer)
         progress = progress_factory(total) if (progress_factory and total) else None
-        embed_report = embed_pending(writer, progress)
+        embed_report = embed_pending(writer, progress, fail_after_batches=fail_after_batches)
         manifest = publish(writer, index_changed(plan_report, embed_report))
     return IngestReport(plan_report, embed_report, manifest, time.perf_counter() - started)
 
@@ -317,13 +333,15 @@ def ingest_generation(
     source_name: str,
     progress_factory: Callable[[int], Progress] | None = None,
     grace_s: float = DEFAULT_GRACE_S,
+    *,
+    fail_after_batches: int | None = None,
 ) -> tuple[IngestReport, str]:
     """Ingest into a new generation of ROOT and publish it when finished (see
     ``pipeline.generations``); returns the report and the live generation's name.
     A run that changes nothing publishes nothing: its copy is discarded."""
     live_before = live_name(root)
     folder = start_generation(root)
-    report = ingest(loaded, folder, config, encoder, source_name, progress_factory)
+    report = ingest(loaded, folder, config, encoder, source_name, progress_factory, fail_after_batches=fail_after_batches)
     return report, finish_generation(root, folder, live_before, grace_s)
 
 

@@ -1,0 +1,138 @@
+"""Helpers shared by several test modules (fixtures stay in conftest.py): ledger
+rows, whitespace tokens and paragraphs for the segmenters, and small ingestion
+settings with a comparable snapshot of everything an index holds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from lcrag.pipeline.config import config_from_dict
+from lcrag.pipeline.index.catalog import Catalog
+from lcrag.pipeline.index.folder import IndexPaths, read_manifest
+from lcrag.pipeline.ledger import LedgerRow
+from lcrag.retrievers.bm25 import BM25Index
+from lcrag.retrievers.dense import QdrantChunkStore
+
+# ------------------------------------------------------------------ ledger
+
+
+def make_row(**overrides) -> LedgerRow:
+    """A valid ledger row; OVERRIDES replace any field."""
+    values = dict(
+        run_id="run1",
+        question_id="q1",
+        question="Who wrote it?",
+        strategy="rag",
+        route="rag",
+        answer="Someone",
+        index_id="scifact@3",
+        config_hash="abc123",
+        model="tiny-llm",
+        retrieved_ids=("d1", "d2", "d3"),
+        used_ids=("d1",),
+        context_tokens=120,
+        prompt_tokens=150,
+        completion_tokens=12,
+        retrieval_ms=3.5,
+        reading_ms=250.0,
+        context_cut=False,
+    )
+    values.update(overrides)
+    return LedgerRow(**values)
+
+
+# ------------------------------------------------------------ segmenting
+
+
+def ws_offsets(text: str) -> np.ndarray:
+    """Whitespace tokens: one row per maximal run of non-space characters."""
+    rows = [[m.start(), m.end()] for m in re.finditer(r"\S+", text)]
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def paragraphs(text: str) -> list[tuple[int, int]]:
+    """Blank-line separated paragraphs, as a loader would mark sections."""
+    return [(m.start(), m.end()) for m in re.finditer(r"\S(?:.*?\S)?(?=\n\s*\n|\s*$)", text, re.S)]
+
+
+# ------------------------------------------------------------- ingestion
+
+SMALL = {
+    "units": {"max_tokens": 96, "group_by": "neighbours"},
+    "chunking": {"target_tokens": 24},
+    "ingest": {"commit_tokens": 40},
+}
+
+
+def small_config(**overrides):
+    data = {key: dict(value) for key, value in SMALL.items()}
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return config_from_dict(data)
+
+
+def unit_counts(index: Path) -> dict[str, int]:
+    """How many units of the index are pending and done."""
+    catalog = Catalog(IndexPaths(index).catalog, read_only=True)
+    try:
+        statuses = [r.status for r in catalog.unit_records()]
+    finally:
+        catalog.close()
+    return {status: statuses.count(status) for status in ("pending", "done")}
+
+
+QUERIES = ("volcano lava magma", "sourdough bread yeast", "rocket fuel orbit", "green tea caffeine", "chess gambit")
+
+
+def assert_same_index(a: dict, b: dict, queries=QUERIES) -> None:
+    """Two snapshots hold the same units, chunks, documents, vectors and BM25 index."""
+    assert a["units"] == b["units"] and a["chunks"] == b["chunks"] and a["docs"] == b["docs"]
+    assert set(a["vectors"]) == set(b["vectors"])
+    for chunk_id in a["vectors"]:
+        np.testing.assert_allclose(a["vectors"][chunk_id], b["vectors"][chunk_id], atol=1e-5)
+    assert a["bm25"].chunk_ids == b["bm25"].chunk_ids and a["bm25"].vocabulary == b["bm25"].vocabulary
+    assert (a["bm25"].weights != b["bm25"].weights).nnz == 0
+    for query in queries:
+        assert a["bm25"].search(query, 5) == b["bm25"].search(query, 5)
+
+
+def snapshot(index: Path, config=None) -> dict:
+    """Everything an index holds, in comparable form: units, chunks, vectors, BM25 rows."""
+    config = config or small_config()
+    paths = IndexPaths(index)
+    catalog = Catalog(paths.catalog, read_only=True)
+    try:
+        units = {r.unit.unit_id: (r.status, r.unit.spans) for r in catalog.unit_records()}
+        chunks = {c.chunk_id: (c.unit_id, c.doc_id, c.start, c.end) for c in catalog.iter_chunks()}
+        docs = catalog.document_hashes()
+    finally:
+        catalog.close()
+    store = QdrantChunkStore(config.store, paths.qdrant)
+    try:
+        vectors = {}
+        offset = None
+        while True:
+            records, offset = store.client.scroll(store.collection, limit=1000, offset=offset, with_payload=True, with_vectors=True)
+            for r in records:
+                vectors[r.payload["chunk_id"]] = np.asarray(r.vector, dtype=np.float32)
+            if offset is None:
+                break
+    finally:
+        store.close()
+    manifest = read_manifest(index)
+    bm25 = BM25Index.load(paths.bm25(manifest)) if manifest else None
+    return {"units": units, "chunks": chunks, "docs": docs, "vectors": vectors, "bm25": bm25}
+
+
+def generated_corpus(folder: Path, n_docs: int = 40) -> Path:
+    """N_DOCS documents of random sentences from a small vocabulary (seeded: the same every run)."""
+    rng = np.random.default_rng(7)
+    words = "alpha beta gamma delta river mountain forest engine signal protein market harbor lantern orbit".split()
+    for i in range(n_docs):
+        sentences = [" ".join(rng.choice(words, size=12)).capitalize() + "." for _ in range(10)]
+        (folder / f"doc{i:03d}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"doc{i:03d}.txt").write_text(f"Document {i}. " + " ".join(sentences), encoding="utf-8")
+    return folder
