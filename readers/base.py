@@ -34,6 +34,8 @@ class Prompt:
     passages: tuple[Passage, ...] = ()
     allow_unanswerable: bool = False
     note: str = ""  # e.g. "[... middle cut ...]" markers are inside passages; this is free text for logs
+    options: tuple[str, ...] = ()  # multiple choice: the option texts, listed as A., B., ... after the question
+    multi_answer: bool = False  # multiple choice with possibly several right options
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class Answer:
     latency_ms: float
     model: str
     unanswerable: bool = False
+    # Where the server reports them: the log-probability of each answer token, the
+    # first answer token's most likely alternatives (token, logprob), and the prompt
+    # tokens served from the prefix cache.
+    token_logprobs: tuple[float, ...] = ()
+    first_token_top: tuple[tuple[str, float], ...] = ()
+    cached_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 0 or self.completion_tokens < 0:

@@ -15,13 +15,15 @@ class ReaderConfig:
     reader's own tokenizer, and read attention on the transformers path)."""
 
     backend: str = "vllm"  # vllm | fake (unit tests only)
-    model: str = "smollm2-135m-instruct"  # served model name
-    model_dir: str = "models/smollm2-135m-instruct"
+    # Qwen2.5-Coder-0.5B-Instruct reads: given the gold paragraph it answers 0.73 of SQuAD 2.0
+    # questions, SmolLM2-135M 0.18 (README). SmolLM2 stays available as the fast reader.
+    model: str = "qwen2.5-coder-0.5b-instruct"  # served model name
+    model_dir: str = "models/qwen2.5-coder-0.5b-instruct"
     base_url: str = ""  # empty = the local server at http://host:port/v1
     host: str = "127.0.0.1"
     port: int = 8431
     api_key_env: str = "LCRAG_READER_API_KEY"
-    max_model_len: int = 8192
+    max_model_len: int = 8192  # Qwen takes 32K; at ~170 prompt tokens/s on 2 CPU cores 8K is under a minute a read
     max_tokens: int = 32  # answer length
     answer_first_line: bool = True  # keep the first non-empty line (small models ramble after it)
     temperature: float = 0.0

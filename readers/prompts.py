@@ -14,6 +14,9 @@ SYSTEM = (
 )
 SYSTEM_MAY_ABSTAIN = SYSTEM + f" If the passages do not contain the answer, reply exactly: {UNANSWERABLE}"
 SYSTEM_CLOSED_BOOK = "Answer the question with the shortest possible answer: a few words, no explanation."
+CHOOSE_ONE = "The question lists options A, B, C, ...: reply with the letter of the correct option only."
+CHOOSE_ALL = "The question lists options A, B, C, ...: reply with the letters of every correct option only (for example: B, D)."
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def render_passage(number: int, passage: Passage) -> str:
@@ -25,12 +28,24 @@ def render_passages(passages: tuple[Passage, ...]) -> str:
     return "\n\n".join(render_passage(i, p) for i, p in enumerate(passages, 1))
 
 
+def render_question(prompt: Prompt) -> str:
+    """The question, with its options listed as "A. ..." lines when it has any."""
+    if not prompt.options:
+        return f"Question: {prompt.question}"
+    listed = "\n".join(f"{OPTION_LETTERS[i]}. {text}" for i, text in enumerate(prompt.options))
+    return f"Question: {prompt.question}\nOptions:\n{listed}"
+
+
 def messages(prompt: Prompt) -> list[dict[str, str]]:
-    """Chat messages for a prompt (system + user)."""
+    """Chat messages for a prompt (system + user). The passages come first and the
+    question last, so prompts over the same document share a prefix that the
+    server's prefix cache serves once."""
+    choose = (CHOOSE_ALL if prompt.multi_answer else CHOOSE_ONE) if prompt.options else ""
     if not prompt.passages:
-        return [{"role": "system", "content": SYSTEM_CLOSED_BOOK}, {"role": "user", "content": f"Question: {prompt.question}\nAnswer:"}]
-    system = SYSTEM_MAY_ABSTAIN if prompt.allow_unanswerable else SYSTEM
-    user = f"Passages:\n{render_passages(prompt.passages)}\n\nQuestion: {prompt.question}\nAnswer:"
+        system = " ".join(filter(None, (SYSTEM_CLOSED_BOOK, choose)))
+        return [{"role": "system", "content": system}, {"role": "user", "content": f"{render_question(prompt)}\nAnswer:"}]
+    system = " ".join(filter(None, (SYSTEM_MAY_ABSTAIN if prompt.allow_unanswerable else SYSTEM, choose)))
+    user = f"Passages:\n{render_passages(prompt.passages)}\n\n{render_question(prompt)}\nAnswer:"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

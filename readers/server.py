@@ -85,6 +85,8 @@ def server_command(config: ReaderConfig, home: Path) -> list[str]:
         "--enforce-eager",  # compiling costs 110-140 s on this CPU and decodes no faster
         "--dtype", "bfloat16",
         "--max-model-len", str(config.max_model_len),
+        "--enable-prefix-caching",  # prompts on one document share their prefix (documents first, question last)
+        "--enable-prompt-tokens-details",  # usage reports cached prompt tokens; the ledger records them
     ]
     api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
     if api_key:

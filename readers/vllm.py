@@ -27,6 +27,27 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+TOP_LOGPROBS = 5  # alternatives kept for the first answer token (a choice's probability)
+
+
+def answer_logprobs(choice: dict) -> tuple[tuple[float, ...], tuple[tuple[str, float], ...]]:
+    """The answer tokens' log-probabilities and the first token's top alternatives,
+    from an OpenAI-style chat choice; empty when the server sent none."""
+    content = ((choice.get("logprobs") or {}).get("content")) or []
+    logprobs = tuple(float(entry["logprob"]) for entry in content if entry.get("logprob") is not None)
+    first = content[0].get("top_logprobs") or [] if content else []
+    top = tuple((str(alt["token"]), float(alt["logprob"])) for alt in first if alt.get("logprob") is not None)
+    return logprobs, top
+
+
+def cached_tokens(usage: dict) -> int | None:
+    """Prompt tokens the server served from its prefix cache, where it says
+    (vLLM with --enable-prompt-tokens-details); None when it does not."""
+    details = usage.get("prompt_tokens_details") or {}
+    value = details.get("cached_tokens")
+    return int(value) if value is not None else None
+
+
 class VLLMReader:
     def __init__(self, config: ReaderConfig, home: Path | None = None) -> None:
         self.config = config
@@ -66,6 +87,8 @@ class VLLMReader:
             "messages": messages(prompt),
             "max_tokens": self.config.max_tokens,
             "temperature": self.config.temperature,
+            "logprobs": True,
+            "top_logprobs": TOP_LOGPROBS,
         }
         started = time.perf_counter()
         data = self._post(f"{self.url}/chat/completions", body)
@@ -77,6 +100,7 @@ class VLLMReader:
             usage = data["usage"]
         except (KeyError, IndexError, TypeError):
             raise ReaderError(f"the reader at {self.url} sent an answer without choices/usage: {str(data)[:200]}") from None
+        logprobs, first_top = answer_logprobs(data["choices"][0])
         return Answer(
             text=text,
             prompt_tokens=int(usage["prompt_tokens"]),
@@ -84,6 +108,9 @@ class VLLMReader:
             latency_ms=latency_ms,
             model=self.model,
             unanswerable=prompt.allow_unanswerable and is_unanswerable(text),
+            token_logprobs=logprobs,
+            first_token_top=first_top,
+            cached_prompt_tokens=cached_tokens(usage),
         )
 
     def read_many(self, prompts: Sequence[Prompt]) -> list[Answer]:

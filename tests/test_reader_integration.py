@@ -103,7 +103,7 @@ def test_cli_ask_all_strategies_prints_json_and_records_rows(index_dir, live_rea
     from lcrag.pipeline.cli.app import app
 
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"reader": {"port": live_reader.port, "max_tokens": 16}, "strategies": {"budget_tokens": 1000}}))
+    config.write_text(json.dumps({"reader": {"port": live_reader.port, "max_tokens": 16, "model": live_reader.model, "model_dir": live_reader.model_dir}, "strategies": {"budget_tokens": 1000}}))
     ledger = tmp_path / "ask.duckdb"
     result = CliRunner().invoke(app, ["ask", "What replaces commercial yeast?", "--index", str(index_dir), "--strategy", "rag,lc,self-route",
                                       "--config", str(config), "--ledger", str(ledger), "--run-id", "cli-run", "--json"])

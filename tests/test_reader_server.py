@@ -28,7 +28,7 @@ from lcrag.readers.server import (
     server_command,
     server_env,
 )
-from tests.conftest import STATE, free_port
+from tests.conftest import STATE, fast_reader_config, free_port
 
 
 def port_is_free(port: int) -> bool:
@@ -64,16 +64,18 @@ def fake_install(root: Path, python_script: str | None = None) -> ReaderConfig:
 @pytest.mark.parametrize(
     "overrides, expected_tail",
     [
-        ({}, ["--host", "127.0.0.1", "--port", "8431", "--enforce-eager", "--dtype", "bfloat16", "--max-model-len", "8192"]),
+        ({}, ["--host", "127.0.0.1", "--port", "8431", "--enforce-eager", "--dtype", "bfloat16", "--max-model-len", "8192",
+              "--enable-prefix-caching", "--enable-prompt-tokens-details"]),
         (
             {"host": "0.0.0.0", "port": 9000, "max_model_len": 4096},
-            ["--host", "0.0.0.0", "--port", "9000", "--enforce-eager", "--dtype", "bfloat16", "--max-model-len", "4096"],
+            ["--host", "0.0.0.0", "--port", "9000", "--enforce-eager", "--dtype", "bfloat16", "--max-model-len", "4096",
+             "--enable-prefix-caching", "--enable-prompt-tokens-details"],
         ),
     ],
 )
 def test_server_command(overrides, expected_tail, monkeypatch):
     monkeypatch.delenv("LCRAG_READER_API_KEY", raising=False)
-    config = ReaderConfig(**overrides)
+    config = fast_reader_config(**overrides)
     command = server_command(config, Path("/proj"))
     assert command[:3] == ["/proj/reader-venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
     assert command[3:7] == ["--model", "/proj/models/smollm2-135m-instruct", "--served-model-name", "smollm2-135m-instruct"]
@@ -139,7 +141,7 @@ def test_port_taken_by_another_program(tmp_path):
 
 
 def test_status_when_not_running(tmp_path):
-    server = ReaderServer(ReaderConfig(port=18999), home=tmp_path, state_dir=tmp_path / "s")
+    server = ReaderServer(fast_reader_config(port=18999), home=tmp_path, state_dir=tmp_path / "s")
     status = server.status()
     assert (status.running, status.pid, status.ready) == (False, None, False)
     assert status.url == "http://127.0.0.1:18999/v1" and status.model == "smollm2-135m-instruct"
@@ -162,7 +164,7 @@ def test_stale_pid_file_is_removed(tmp_path, kind):
         pid_file.write_text(json.dumps({"pid": os.getpid(), "port": 8431, "model": "smollm2-135m-instruct"}))
     else:
         pid_file.write_text("not json")
-    server = ReaderServer(ReaderConfig(), home=tmp_path, state_dir=state)
+    server = ReaderServer(fast_reader_config(), home=tmp_path, state_dir=state)
     status = server.status()
     assert not status.running and not status.ready and status.pid is None
     if kind != "garbage":
@@ -225,7 +227,7 @@ def test_cli_bad_config_is_one_line_error(tmp_path):
 # ---------------------------------------------------------------------- real vLLM
 
 READER_VENV = Path(os.environ.get("LCRAG_READER_VENV", STATE / "reader-venv"))
-MODEL_DIR = Path(ReaderConfig().model_dir)
+MODEL_DIR = Path(fast_reader_config().model_dir)
 
 
 def _installed_reader() -> tuple[Path, Path]:
@@ -239,7 +241,7 @@ def _installed_reader() -> tuple[Path, Path]:
 def test_real_server_answers_a_chat_completion(tmp_path):
     venv, model = _installed_reader()
     port = free_port()
-    config = ReaderConfig(venv=str(venv), model_dir=str(model), port=port, max_model_len=4096, startup_timeout_s=300)
+    config = fast_reader_config(venv=str(venv), model_dir=str(model), port=port, max_model_len=4096, startup_timeout_s=300)
     server = ReaderServer(config, home=STATE, state_dir=tmp_path / "reader")
     started = time.monotonic()
     pid = None
