@@ -107,6 +107,9 @@ class LedgerRow:
     abstained: bool | None = None
     error: str | None = None
     answerable: bool | None = None  # set where questions may be unanswerable (SQuAD 2.0)
+    choice: str | None = None  # multiple choice: the option letter(s) parsed from the answer; None = unparseable
+    choice_prob: float | None = None  # the reader's probability of that letter as its first answer token
+    cached_tokens: int | None = None  # prompt tokens the server served from its prefix cache, where it says
     row_id: str = ""
     created_at: float = 0.0
 
@@ -129,6 +132,8 @@ class LedgerRow:
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
             ):
                 raise ValueError(f"{name} must be within [0, 1] when set, got {value!r}")
+        if self.choice_prob is not None and not 0.0 <= self.choice_prob <= 1.0:
+            raise ValueError(f"choice_prob must be within [0, 1] when set, got {self.choice_prob!r}")
         # Tuples, not lists: the row is frozen and hashable, and a str passed by
         # mistake would otherwise be split into characters.
         object.__setattr__(self, "retrieved_ids", _as_ids("retrieved_ids", self.retrieved_ids))
@@ -286,12 +291,21 @@ def m005_retrieval_table(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m006_choice_and_cache_columns(conn: duckdb.DuckDBPyConnection) -> None:
+    """Multiple choice (the parsed letter and its probability) and the prompt tokens
+    the reader's prefix cache served."""
+    conn.execute("ALTER TABLE ledger ADD COLUMN choice VARCHAR")
+    conn.execute("ALTER TABLE ledger ADD COLUMN choice_prob DOUBLE")
+    conn.execute("ALTER TABLE ledger ADD COLUMN cached_tokens INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_create_ledger", m001_create_ledger),
     ("m002_evaluation_columns", m002_evaluation_columns),
     ("m003_summary_view", m003_summary_view),
     ("m004_answerable_column", m004_answerable_column),
     ("m005_retrieval_table", m005_retrieval_table),
+    ("m006_choice_and_cache_columns", m006_choice_and_cache_columns),
 ]
 
 

@@ -12,7 +12,6 @@ from lcrag.core.errors import LcragError
 from lcrag.pipeline.answer.base import Context, ContextStrategy, Question, Toolkit
 from lcrag.pipeline.answer.ordering import attention_order
 from lcrag.pipeline.answer.retrieval import context_of, retrieve_chunks
-from lcrag.readers.base import Prompt
 
 
 class AttentionSortError(LcragError, RuntimeError):
@@ -32,7 +31,7 @@ class AttentionSortStrategy(ContextStrategy):
         for _ in range(tools.config.attention_sort_rounds):
             if len(passages) < 2:
                 break
-            attention = tools.attention.passage_attention(Prompt(question.text, tuple(passages)))
+            attention = tools.attention.passage_attention(question.prompt(tuple(passages)))
             passages = attention_order(passages, attention)
         return context_of(passages, retrieved, tools)
 

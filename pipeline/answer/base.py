@@ -26,6 +26,12 @@ class Question:
     qid: str
     text: str
     doc_scope: tuple[str, ...] = ()  # documents the question is about, when known (evaluation)
+    options: tuple[str, ...] = ()  # multiple choice: option texts (asked as A., B., ...)
+    multi_answer: bool = False  # multiple choice where several options may be right
+
+    def prompt(self, passages: tuple[Passage, ...], allow_unanswerable: bool = False) -> Prompt:
+        """What the reader is asked about this question over ``passages``."""
+        return Prompt(self.text, tuple(passages), allow_unanswerable, options=self.options, multi_answer=self.multi_answer)
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ class ContextStrategy:
     def run_batch(self, questions: Sequence[Question], tools: Toolkit) -> list[Outcome]:
         contexts = [timed_context(self, q, tools) for q in questions]
         answers = tools.reader.read_many(
-            [Prompt(q.text, c.passages, self.allow_unanswerable or tools.may_abstain) for q, c in zip(questions, contexts)]
+            [q.prompt(c.passages, self.allow_unanswerable or tools.may_abstain) for q, c in zip(questions, contexts)]
         )
         return [single_call_outcome(self.name, self.route(q), q, c, a) for q, c, a in zip(questions, contexts, answers)]
 

@@ -16,6 +16,7 @@ leaves such pairs out, so a resumed run retries exactly them.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence
 
 from lcrag.pipeline.answer import Outcome, Question, Toolkit, get_strategy
+from lcrag.pipeline.answer.choices import parse_choice, score_choice
 from lcrag.pipeline.answer.scoring import (
     answer_recall,
     best_over_golds,
@@ -93,7 +95,9 @@ def ledger_row(
         if not answerable:
             hit = 1.0 if abstained else 0.0
             scores.update(gold_answers=(), em=hit, f1=hit, recall=hit)
-    if golds and answerable is not False:
+    if outcome.question.options:
+        scores |= choice_scores(outcome, golds)
+    elif golds and answerable is not False:
         text = outcome.answer.text
         scores |= {
             "gold_answers": tuple(golds),
@@ -122,8 +126,33 @@ def ledger_row(
         calls=outcome.calls,
         fell_back=outcome.fell_back,
         dataset=labels.dataset,
+        cached_tokens=outcome.answer.cached_prompt_tokens,
         **scores,
     )
+
+
+def choice_scores(outcome: Outcome, golds: Sequence[str] | None) -> dict:
+    """A multiple-choice answer: the letter(s) parsed from the reply (None when the
+    reply names no option: recorded as unparseable, never as a wrong letter), its
+    probability as the first answer token where the reader gave logprobs, and
+    accuracy (an unparseable reply is not a right one, so it scores 0)."""
+    question = outcome.question
+    chosen = parse_choice(outcome.answer.text, question.options, multi=question.multi_answer)
+    scores: dict = {"choice": chosen, "choice_prob": first_token_probability(outcome.answer, chosen)}
+    if golds:
+        correct = golds[0]
+        hit = score_choice(chosen, correct) or 0.0
+        scores |= {"gold_answers": (correct,), "em": hit, "f1": hit, "recall": hit}
+    return scores
+
+
+def first_token_probability(answer, letter: str | None) -> float | None:
+    """The probability the reader gave ``letter`` as its first answer token, from the
+    first token's top alternatives; None without logprobs or for several letters."""
+    if letter is None or len(letter) != 1 or not answer.first_token_top:
+        return None
+    mass = sum(math.exp(logprob) for token, logprob in answer.first_token_top if token.strip().strip("(.)").upper() == letter)
+    return min(1.0, mass) if mass > 0 else None
 
 
 ERROR_ROUTE = "error"  # the route of an error row: no path produced an answer

@@ -14,7 +14,6 @@ from typing import Sequence
 from lcrag.pipeline.answer.base import Outcome, Question, Toolkit, timed_context
 from lcrag.pipeline.answer.long_context import LongContextStrategy, whole_document
 from lcrag.pipeline.answer.retrieval import RagStrategy
-from lcrag.readers.base import Prompt
 
 
 class SelfRouteStrategy:
@@ -23,11 +22,11 @@ class SelfRouteStrategy:
     def run_batch(self, questions: Sequence[Question], tools: Toolkit) -> list[Outcome]:
         rag, lc = RagStrategy(), LongContextStrategy()
         contexts = [timed_context(rag, q, tools) for q in questions]
-        first = tools.reader.read_many([Prompt(q.text, c.passages, allow_unanswerable=True) for q, c in zip(questions, contexts)])
+        first = tools.reader.read_many([q.prompt(c.passages, allow_unanswerable=True) for q, c in zip(questions, contexts)])
         fallback = [i for i, a in enumerate(first) if a.unanswerable]
         lc_contexts = {i: timed_context(lc, questions[i], tools) for i in fallback}
         second = dict(zip(fallback, tools.reader.read_many(
-            [Prompt(questions[i].text, lc_contexts[i].passages, tools.may_abstain) for i in fallback]
+            [questions[i].prompt(lc_contexts[i].passages, tools.may_abstain) for i in fallback]
         )))
         outcomes = []
         for i, (question, context, answer) in enumerate(zip(questions, contexts, first)):

@@ -16,6 +16,8 @@ def evaluate(
         ..., "--dataset", "-d",
         help="NAME:PATH. hotpotqa / hotpotqa-pooled (json or json.gz), squad2 (json), kv (kv-retrieval jsonl.gz), "
         "niah (a folder of .txt filler essays), qa-jsonl (question, answers[]; with --index), "
+        "longdoc (JSON lines of long documents with questions: LongBench v1/v2, L-Eval, BAMBOO layouts recognised; "
+        "multiple choice scored as accuracy), "
         "beir (a BEIR folder: retrieval only, nDCG@10 and Recall@k; no reader needed).",
     ),
     strategies: str = typer.Option(
@@ -31,6 +33,9 @@ def evaluate(
     index: Optional[Path] = typer.Option(None, "--index", "-i", help="qa-jsonl only: the index the questions are asked over."),
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (encoder, units, chunking, reader, strategies)."),
     ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder, see `lcrag info`)."),
+    fields: Optional[str] = typer.Option(
+        None, "--fields", help="longdoc only: map other field names, e.g. document=text,question=q,answers=a[,options=opts,id=qid,title=t].",
+    ),
     work: Optional[Path] = typer.Option(None, "--work", help="Where evaluation indexes are kept (default: eval/ in the state folder)."),
 ) -> None:
     """Answer a data set's questions with every strategy and record scored rows.
@@ -47,7 +52,7 @@ def evaluate(
     except ValueError:
         fail(f"--positions must be comma-separated whole numbers, got {positions!r}")
     try:
-        request = EvalRequest(dataset, strategies, k, limit, seed, run_id, slots, index, ledger_file, work)
+        request = EvalRequest(dataset, strategies, k, limit, seed, run_id, slots, index, ledger_file, work, fields)
         config = load_config(config_file)
         with progress() as bar:
             def bar_for(description: str, total: int):

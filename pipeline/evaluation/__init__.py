@@ -7,6 +7,7 @@ from lcrag.pipeline.evaluation.items import (
     hotpotqa,
     hotpotqa_pooled,
     kv_retrieval,
+    longdoc,
     move_gold,
     niah,
     qa_jsonl,
@@ -21,6 +22,7 @@ DATASETS = {
     "qa-jsonl": qa_jsonl,
     "kv": kv_retrieval,
     "niah": niah,
+    "longdoc": longdoc,
 }
 
 __all__ = ["CorpusSpec", "DATASETS", "EvalItem", "EvalRun", "EvalSet", "move_gold", "run_evaluation"]

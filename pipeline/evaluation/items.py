@@ -16,6 +16,8 @@ from typing import Sequence
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document, Section
 from lcrag.pipeline.answer import Question
+from lcrag.pipeline.answer.choices import parse_gold
+from lcrag.pipeline.evaluation.longdoc import load_longdoc
 from lcrag.pipeline.ingest.loaders import read_bytes, read_json
 from lcrag.pipeline.ingest.loaders.hotpotqa import hotpotqa_from_payload
 from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines
@@ -47,6 +49,7 @@ class EvalSet:
     items: tuple[EvalItem, ...]
     corpora: dict[str, CorpusSpec]
     may_abstain: bool = False  # some questions have no answer: every strategy may say so
+    skipped: tuple[str, ...] = ()  # lines of the source that could not be used, with the reason
 
 
 def sample(records: Sequence, limit: int | None, seed: int) -> list:
@@ -131,11 +134,38 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
         if not isinstance(answerable, bool):
             raise EvalDataError(f"{path}:{number}: 'answerable' must be true or false, got {answerable!r}")
         qid = str(record.get("id", record.get("_id", number)))
-        rows.append((qid, record["question"], tuple(record.get("answers", [])), answerable))
-    items = tuple(
-        EvalItem(Question(qid, text), golds, "existing", answerable) for qid, text, golds, answerable in sample(rows, limit, seed)
-    )
+        options = tuple(str(o) for o in record.get("options") or ())
+        golds = tuple(record.get("answers", []))
+        if options:  # multiple choice: the gold is a letter, letters or an option's text
+            letters = parse_gold(record.get("answer", golds), options)
+            if letters is None:
+                raise EvalDataError(f"{path}:{number}: 'answer' must name one of the {len(options)} options (a letter or its text)")
+            golds = (letters,)
+        rows.append((Question(qid, record["question"], options=options, multi_answer=len(golds[0]) > 1 if options else False),
+                     golds, answerable))
+    items = tuple(EvalItem(question, golds, "existing", answerable) for question, golds, answerable in sample(rows, limit, seed))
     return EvalSet("qa-jsonl", items, {}, may_abstain=not all(i.answerable for i in items))
+
+
+def longdoc(path: Path, limit: int | None = None, seed: int = 0, fields: str | None = None) -> EvalSet:
+    """Long-document benchmark files (LongBench v1/v2, L-Eval, BAMBOO, or ``fields``
+    mapping others): each document is its own corpus, ingested once and reused across
+    questions and runs (its key is a hash of its text). Questions come in document
+    order, so prompts on one document share their prefix in the reader's cache."""
+    loaded = load_longdoc(path, fields)
+    pairs = [(position, record, question) for position, record in enumerate(loaded.records) for question in record.questions]
+    chosen = sorted(sample(pairs, limit, seed), key=lambda p: (p[0], p[2].qid))
+    items, corpora = [], {}
+    for _, record, q in chosen:
+        corpora[record.doc_id] = CorpusSpec(record.doc_id, (
+            Document(record.doc_id, record.document, title=record.title, source=f"longdoc:{Path(path).name}"),
+        ))
+        golds = (q.letters,) if q.kind == "mc" else tuple(q.answers)
+        question = Question(q.qid, q.question, (record.doc_id,), options=q.options, multi_answer=q.multi)
+        items.append(EvalItem(question, golds, record.doc_id))
+    stem = Path(path).name.split(".")[0]
+    skipped = tuple(f"line {line}: {reason}" for line, reason in loaded.skipped)
+    return EvalSet(f"longdoc/{stem}", tuple(items), corpora, skipped=skipped)
 
 
 def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:

@@ -47,6 +47,7 @@ class EvalRequest:
     index: Path | None = None  # qa-jsonl: the user's own index
     ledger: Path | None = None
     work: Path | None = None
+    fields: str | None = None  # longdoc: a field mapping such as "document=text,question=q,answers=a"
 
     def __post_init__(self) -> None:
         name, _, path = self.dataset.partition(":")
@@ -57,6 +58,8 @@ class EvalRequest:
             raise EvalDataError("--positions applies to --dataset hotpotqa only (kv records its gold index itself)")
         if name == RETRIEVAL_DATASET and self.k < MIN_BEIR_K:
             raise EvalDataError(f"--k must be at least {MIN_BEIR_K} (nDCG@10 needs ten ranks), got {self.k}")
+        if self.fields and name != "longdoc":
+            raise EvalDataError("--fields applies to --dataset longdoc only")
         if self.limit is not None and self.limit < 1:
             raise EvalDataError(f"--limit must be at least 1, got {self.limit}")
         if not Path(path).exists():
@@ -101,8 +104,12 @@ def evaluate(
     builder = DATASETS[request.name]
     if request.positions:
         evalset = builder(request.path, request.limit, request.seed, request.positions)
+    elif request.fields:
+        evalset = builder(request.path, request.limit, request.seed, request.fields)
     else:
         evalset = builder(request.path, request.limit, request.seed)
+    for reason in evalset.skipped:
+        announce(f"skipped {reason}")
     reader = connect_reader(config.reader, state_home())
     try:
         run = EvalRun(run_id, evalset.name, names, work, request.index)
