@@ -63,7 +63,7 @@ def hand_rows() -> list[LedgerRow]:
         )
     ]
     routed = [
-        make_row(question_id=f"q{i}", strategy="self-route", route=route, fell_back=fell, em=em, f1=em,
+        make_row(question_id=f"q{i}", strategy="self-route", route=route, fell_back=fell, em=em, f1=em, recall=em,
                  prompt_tokens=1000, reading_ms=1900.0)
         for i, (route, fell, em) in enumerate([("rag", False, 1.0), ("rag", False, 0.0), ("lc", True, 1.0), ("rag", False, 1.0)])
     ]

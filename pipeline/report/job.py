@@ -12,9 +12,10 @@ from typing import Sequence
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation.stats import bootstrap_mean
+from lcrag.pipeline.evaluation.verdict import NON_INFERIORITY_MARGIN
 from lcrag.pipeline.ledger import Ledger
 from lcrag.pipeline.report.model import build_report
-from lcrag.pipeline.report.render import write_report
+from lcrag.pipeline.report.render import verdict_json, write_report
 
 DEFAULT_TITLE = "lcrag: RAG vs long context"
 
@@ -29,6 +30,7 @@ class WrittenReport:
     markdown: Path
     answer_rows: int
     retrieval_rows: int
+    verdicts: tuple[dict, ...] = ()  # one per data set, as ``lcrag report --json`` prints them
 
 
 def data_fingerprints(rows) -> dict[str, str]:
@@ -42,7 +44,7 @@ def data_fingerprints(rows) -> dict[str, str]:
 
 
 def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: Path, config: Config,
-                            title: str = DEFAULT_TITLE) -> WrittenReport:
+                            title: str = DEFAULT_TITLE, margin: float = NON_INFERIORITY_MARGIN) -> WrittenReport:
     """Report the given runs (every run when none is named) into ``out_dir``."""
     ledger = Ledger(ledger_path)
     if not ledger.path.exists():
@@ -52,6 +54,6 @@ def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: 
     if not rows and not judged:
         raise NothingToReportError(f"no ledger rows{' for run ' + ', '.join(run_ids) if run_ids else ''} in {ledger.path}")
     built = build_report(rows, title=title, config=config.to_dict(), data_hashes=data_fingerprints([*rows, *judged]),
-                         interval_fn=bootstrap_mean, retrieval_rows=judged)
+                         interval_fn=bootstrap_mean, retrieval_rows=judged, margin=margin)
     html_path, md_path = write_report(built, Path(out_dir))
-    return WrittenReport(Path(html_path), Path(md_path), len(rows), len(judged))
+    return WrittenReport(Path(html_path), Path(md_path), len(rows), len(judged), tuple(verdict_json(built)))

@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from lcrag.pipeline.evaluation.verdict import (
+    NON_INFERIORITY_MARGIN,
+    CommonSet,
+    Verdict,
+    common_questions,
+    metric_for,
+    score_of,
+    secondary_metric,
+    verdicts,
+)
 from lcrag.pipeline.ledger import LedgerRow, RetrievalRow
 
 UNLABELLED = "unlabelled"  # table name for rows whose dataset is None
@@ -61,10 +71,33 @@ class StrategyStats:
 
 @dataclass(frozen=True)
 class DatasetTable:
-    """The per-strategy table for one dataset."""
+    """The per-strategy table for one dataset, on the questions every compared
+    strategy answered (``dropped`` pairs were answered by only some; ``missing``
+    strategies answered none here and are not averaged in from elsewhere)."""
 
     dataset: str
     rows: tuple[StrategyStats, ...]
+    missing: tuple[str, ...] = ()
+    dropped: int = 0
+    metric: str | None = None  # the primary metric the verdict uses
+
+
+@dataclass(frozen=True)
+class VerdictLine:
+    """The verdict for one data set, as the report leads with it. ``basis`` says which
+    questions it rests on: all of them, or (with the closed-book control) those the
+    model could not answer unaided; ``other`` is the verdict on the other view."""
+
+    dataset: str
+    basis: str
+    metric: str
+    secondary_metric: str | None
+    verdict: Verdict
+    other: tuple[tuple[str, Verdict], ...] = ()
+
+    @property
+    def sentence(self) -> str:
+        return self.verdict.describe()
 
 
 @dataclass(frozen=True)
@@ -175,10 +208,16 @@ class Report:
     paired: tuple[PairedRow, ...] = ()
     abstention: tuple[AbstentionRow, ...] = ()
     retrieval: tuple[RetrievalStats, ...] = ()
+    verdicts: tuple[VerdictLine, ...] = ()
+    overall_left_out: tuple[str, ...] = ()  # strategies not pooled: absent from some data set
+    margin: float = NON_INFERIORITY_MARGIN
 
     @property
     def strategies(self) -> tuple[str, ...]:
-        return tuple(s.strategy for s in self.overall)
+        """Every strategy the report shows: the pooled ones first, then those left out of the pool."""
+        pooled = tuple(s.strategy for s in self.overall)
+        others = sorted({s.strategy for t in self.tables for s in t.rows} - set(pooled))
+        return pooled + tuple(others)
 
     @property
     def n_errors(self) -> int:
@@ -380,6 +419,77 @@ def paired_rows(rows: Sequence[LedgerRow], reference: str = "lc") -> tuple[Paire
     return tuple(out)
 
 
+CLOSED_BOOK = "closed-book"
+CLOSED_BOOK_MISSES = "closed-book misses"
+ALL_QUESTIONS = "all questions"
+_UNAIDED = 0.5  # a closed-book score at least this counts as answered without context
+
+
+def subset_name(dataset: str) -> str:
+    return f"{dataset} · {CLOSED_BOOK_MISSES}"
+
+
+def closed_book_misses(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
+    """Where a run has the closed-book control: the other strategies' rows on the
+    questions closed-book did not answer, relabelled as the data set's
+    "closed-book misses" subset ("Long Context vs. RAG: Evaluation and Revisits")."""
+    out: list[LedgerRow] = []
+    for dataset, group in _by(rows, lambda r: r.dataset or UNLABELLED).items():
+        control = [r for r in group if r.strategy == CLOSED_BOOK and r.error is None]
+        if not control:
+            continue
+        metric = metric_for(dataset, group)
+        misses = {(r.run_id, r.question_id) for r in control if (score_of(r, metric) or 0.0) < _UNAIDED}
+        out += [replace(r, dataset=subset_name(dataset)) for r in group
+                if r.strategy != CLOSED_BOOK and (r.run_id, r.question_id) in misses]
+    return out
+
+
+def _pairs(common: CommonSet | None) -> set[tuple[str, str]] | None:
+    if common is None or not common.n_pairs:
+        return None
+    return set(next(iter(common.scores.values())))
+
+
+def comparable_rows(group: Sequence[LedgerRow], common: CommonSet | None) -> list[LedgerRow]:
+    """A data set's rows on its common pairs, compared strategies (and the closed-book
+    control) only; error rows of those strategies stay (they count as errors). A data set
+    without any common scored pair (ad hoc questions) keeps every row."""
+    pairs = _pairs(common)
+    if pairs is None:
+        return list(group)
+    keep = set(common.strategies) | {CLOSED_BOOK}
+    return [r for r in group if r.strategy in keep and ((r.run_id, r.question_id) in pairs or r.error)]
+
+
+def verdict_lines(datasets: Sequence[str], found: Mapping[str, Verdict], metrics: Mapping[str, str]) -> tuple[VerdictLine, ...]:
+    """One line per data set; with the closed-book control the line rests on the
+    questions the model could not answer unaided, and the all-questions verdict follows."""
+    lines = []
+    for dataset in datasets:
+        if dataset not in found:
+            continue
+        metric = metrics[dataset]
+        kind_metric = secondary_metric(_kind_of(metric))
+        subset = subset_name(dataset)
+        if subset in found and found[subset].status not in ("nothing_to_compare", "no_common_questions"):
+            lines.append(VerdictLine(dataset, CLOSED_BOOK_MISSES, metric, kind_metric, found[subset],
+                                     ((ALL_QUESTIONS, found[dataset]),)))
+        else:
+            lines.append(VerdictLine(dataset, ALL_QUESTIONS, metric, kind_metric, found[dataset]))
+    return tuple(lines)
+
+
+def _is_sweep(rows: Sequence[LedgerRow]) -> bool:
+    """A position sweep or needle grid: every question id carries its slot or cell."""
+    return bool(rows) and all(parse_position(r.question_id) is not None or parse_niah_cell(r.question_id) is not None
+                              for r in rows)
+
+
+def _kind_of(metric: str) -> str:
+    return {"accuracy": "multiple_choice", "em": "exact"}.get(metric, "free_text")
+
+
 def build_report(
     rows: Sequence[LedgerRow],
     *,
@@ -392,28 +502,69 @@ def build_report(
     accuracy_of: AccuracyOf | None = None,
     generated_at: str | None = None,
     retrieval_rows: Sequence[RetrievalRow] = (),
+    margin: float = NON_INFERIORITY_MARGIN,
 ) -> Report:
-    """All report data from ledger rows. ``interval_fn`` may be ``pipeline.stats.bootstrap_mean``
-    or anything returning (mean, low, high); ``generated_at`` defaults to now (UTC)."""
+    """All report data from ledger rows. ``interval_fn`` may be ``lcrag.pipeline.evaluation.stats.bootstrap_mean``
+    or anything returning (mean, low, high); ``generated_at`` defaults to now (UTC).
+
+    Like with like: every comparison (tables, pooled summary, frontier, paired rows,
+    verdicts) uses, per data set, the (run, question) pairs all compared strategies
+    answered; a strategy absent from a data set is reported missing there."""
     rows = list(rows)
     interval_fn = interval_fn or default_interval
     accuracy_of = accuracy_of or default_accuracy
-    overall = _table(rows, interval_fn)
     datasets = _by(rows, lambda r: r.dataset or UNLABELLED)
+    names = sorted(datasets)
+    subsets = closed_book_misses(rows)
+    metrics = {name: metric_for(name, datasets[name]) for name in names}
+    metrics |= {subset_name(name): metrics[name] for name in names}
+    compared = [r for r in [*rows, *subsets] if r.strategy != CLOSED_BOOK]
+    commons = common_questions(compared, metrics=metrics)
+    by_dataset = {name: comparable_rows(datasets[name], commons.get(name)) for name in names}
+    subset_groups = _by(subsets, lambda r: r.dataset)
+    for name in sorted(subset_groups):
+        by_dataset[name] = comparable_rows(subset_groups[name], commons.get(name))
+    # pooled: only strategies every data set compared, each on its own common pairs
+    # The pool: data sets with at least two compared strategies, sweeps aside (position and
+    # needle protocols are shown in their figures); ad hoc asks and all-error sets do not
+    # constrain it. Only strategies compared in every pooled data set are pooled.
+    poolable = [n for n in names if n in commons and len(commons[n].strategies) >= 2 and not _is_sweep(datasets[n])]
+    compared_sets = [set(commons[n].strategies) for n in poolable]
+    if not compared_sets:
+        compared_sets = [{r.strategy for r in rows if r.strategy != CLOSED_BOOK}]
+    everywhere = set.intersection(*compared_sets) if compared_sets else set()
+    seen = {r.strategy for r in rows}
+    # pooled over the data sets where every pooled strategy was compared, plus those with
+    # no common scored question (they add cost and errors, never quality)
+    scored = {n for n in names if n in commons and commons[n].n_pairs}
+    pool_names = [n for n in names if n not in scored or everywhere <= set(commons[n].strategies)]
+    pooled = [r for n in pool_names for r in by_dataset[n] if r.strategy in everywhere]
+    overall = _table(pooled, interval_fn)
+    found = verdicts(compared, margin=margin, metrics=metrics)
+    tables = tuple(
+        DatasetTable(name, _table(by_dataset[name], interval_fn),
+                     commons[name].missing if name in commons else (), commons[name].dropped if name in commons else 0,
+                     metrics.get(name))
+        for name in sorted(by_dataset)
+    )
+    comparable = [r for name in sorted(by_dataset) for r in by_dataset[name] if name in datasets]
     return Report(
         title=title,
         generated_at=generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         run_ids=tuple(sorted({r.run_id for r in rows} | {r.run_id for r in retrieval_rows})),
         n_rows=len(rows) + len(retrieval_rows),
         overall=overall,
-        tables=tuple(DatasetTable(name, _table(datasets[name], interval_fn)) for name in sorted(datasets)),
+        tables=tables,
         frontier=tuple(FrontierPoint(s.strategy, s.prompt_tokens, s.f1.mean) for s in overall if s.f1 is not None),
         positions=position_points(rows, position_of or default_position_of, accuracy_of),
         heatmap=heat_cells(rows, niah_cell_of or default_niah_cell_of, accuracy_of),
         routes=route_shares(rows),
         config=MappingProxyType(dict(config)),
         data_hashes=MappingProxyType({str(k): str(v) for k, v in data_hashes.items()}),
-        paired=paired_rows(rows),
+        paired=paired_rows(comparable),
         abstention=abstention_rows(rows, interval_fn),
         retrieval=retrieval_stats(retrieval_rows, interval_fn),
+        verdicts=verdict_lines(names, found, metrics),
+        overall_left_out=tuple(sorted(seen - everywhere - {CLOSED_BOOK})),
+        margin=margin,
     )

@@ -118,6 +118,19 @@ def best_f1(stats: Sequence[StrategyStats]) -> StrategyStats | None:
     return max(scored, key=lambda s: (s.f1.mean, -s.prompt_tokens)) if scored else None
 
 
+METRIC_NAMES = {"accuracy": "accuracy", "em": "exact match", "answer_recall": "answer recall", "f1": "F1"}
+
+
+def verdict_text(line) -> str:
+    """One data set's verdict as plain text: which questions and metric it rests on."""
+    metric = METRIC_NAMES.get(line.metric, line.metric)
+    beside = f", {METRIC_NAMES.get(line.secondary_metric, line.secondary_metric)} beside it" if line.secondary_metric else ""
+    text = f"{line.dataset} ({metric}{beside}; on {line.basis}): {line.sentence}."
+    for basis, verdict in line.other:
+        text += f" On {basis}: {verdict.describe()}."
+    return text
+
+
 def findings(report: Report) -> list[str]:
     """Summary sentences (plain text) shared by HTML and Markdown."""
     lines = [
@@ -127,19 +140,56 @@ def findings(report: Report) -> list[str]:
         failed = ", ".join(f"{s.strategy} {s.n_errors}" for s in report.overall if s.n_errors)
         lines.append(f"{report.n_errors} answer(s) failed with a reader error and are unscored ({failed}); "
                      "rerun the same run id to retry them.")
-    best = best_f1(report.overall)
-    if best is not None:
-        lines.append(f"Best mean F1: {best.strategy}, {fmt_estimate(best.f1)}, at {best.prompt_tokens:,.0f} prompt tokens per question.")
-    if report.overall:
-        cheap = min(report.overall, key=lambda s: s.prompt_tokens)
-        lines.append(f"Cheapest: {cheap.strategy}, {cheap.prompt_tokens:,.0f} prompt tokens per question (F1 {fmt_estimate(cheap.f1)}).")
+    if report.overall_left_out:
+        lines.append("Pooled over data sets only for strategies every data set ran; left out: "
+                     + ", ".join(report.overall_left_out) + " (see their data sets).")
+    for table in report.tables:
+        if table.missing or table.dropped:
+            parts = []
+            if table.missing:
+                parts.append(f"missing there: {', '.join(table.missing)}")
+            if table.dropped:
+                parts.append(f"{table.dropped} question(s) answered by only some strategies left out")
+            lines.append(f"{table.dataset}: " + "; ".join(parts) + ".")
     front = svg.pareto_front([(p.strategy, p.prompt_tokens, p.f1) for p in report.frontier])
     if front:
-        lines.append("On the cost/quality frontier: " + ", ".join(p[0] for p in front) + ".")
+        lines.append("On the cost/quality frontier (pooled): " + ", ".join(p[0] for p in front) + ".")
     fell = [s for s in report.overall if s.fell_back_share is not None]
     for s in fell:
         lines.append(f"{s.strategy} fell back to long context on {fmt_share(s.fell_back_share)} of questions.")
     return lines
+
+
+def verdict_json(report: Report) -> list[dict]:
+    """The verdicts as data (``lcrag report --json``)."""
+    out = []
+    for line in report.verdicts:
+        entries = [(line.basis, line.verdict), *line.other]
+        out.append({
+            "dataset": line.dataset, "metric": line.metric, "secondary_metric": line.secondary_metric,
+            "rests_on": line.basis, "margin": report.margin,
+            "verdicts": [_verdict_dict(basis, v) for basis, v in entries],
+        })
+    return out
+
+
+def _verdict_dict(basis: str, v) -> dict:
+    return {
+        "questions": basis, "status": v.status, "resolved": v.resolved, "use": v.chosen, "best": v.best,
+        "challenger": v.challenger, "sentence": v.describe(), "n_questions": v.n_questions,
+        "difference": _difference(v.difference),
+        "token_ratio": v.token_ratio, "questions_needed": v.questions_needed,
+        "means": dict(v.means or {}), "prompt_tokens": dict(v.prompt_tokens or {}), "missing": list(v.missing or ()),
+        "comparisons": [
+            {"strategy": c.strategy, "outcome": c.outcome, "token_ratio": c.token_ratio, "questions_needed": c.questions_needed,
+             "difference": _difference(c.difference)}
+            for c in v.comparisons
+        ],
+    }
+
+
+def _difference(diff) -> dict | None:
+    return None if diff is None else {"mean": diff.mean_diff, "low": diff.low, "high": diff.high, "n": diff.n_pairs}
 
 
 # ---------------------------------------------------------------- figures
@@ -267,9 +317,17 @@ def render_html(report: Report) -> str:
     sections: list[str] = []
     toc = [("summary", "Summary"), ("datasets", "Results by dataset")]
 
+    toc.insert(0, ("verdict", "Verdict"))
+    verdict = ['<section id="verdict"><h2>Verdict</h2>',
+               f'<p class="note">Per data set: the cheapest strategy whose paired difference to the best is above '
+               f"&minus;{report.margin:g} (95% interval), on the questions every strategy answered.</p><ul class=\"findings\">"]
+    verdict += [f"<li>{_e(verdict_text(line))}</li>" for line in report.verdicts] or ["<li>No scored questions to decide on.</li>"]
+    verdict.append("</ul></section>")
+    sections.append("".join(verdict))
+
     summary = ['<section id="summary"><h2>Summary</h2><ul class="findings">']
     summary += [f"<li>{_e(line)}</li>" for line in findings(report)]
-    summary.append("</ul><h3>All datasets pooled</h3>")
+    summary.append("</ul><h3>All datasets pooled (strategies every data set ran, on each one's common questions)</h3>")
     summary.append(_stats_table(report.overall))
     if "quality" in figs:
         summary.append(_figure("quality", figs["quality"], numbers["quality"]))
@@ -368,7 +426,11 @@ def render_markdown(report: Report) -> str:
     """The report's tables in Markdown; figures are named and live in report.html."""
     out = [f"# {_md(report.title)}", "",
            f"Generated {report.generated_at} · runs: {', '.join(report.run_ids) or 'none'} · {report.n_rows} ledger rows", "",
-           "## Summary", ""]
+           "## Verdict", "",
+           (f"Per data set: the cheapest strategy whose paired difference to the best is above -{report.margin:g} "
+            "(95% interval), on the questions every strategy answered."), ""]
+    out += [f"- {_md(verdict_text(line))}" for line in report.verdicts] or ["- No scored questions to decide on."]
+    out += ["", "## Summary", ""]
     out += [f"- {line}" for line in findings(report)]
     out += ["", "### All datasets pooled", ""] + _md_table(HEADERS, [stat_cells(s) for s in report.overall])
     out += ["", "## Results by dataset", "",
