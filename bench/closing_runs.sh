@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The closing runs with the default reader (Qwen2.5-Coder-0.5B-Instruct): every strategy
+# plus the closed-book control, one run per data set, into a ledger kept beside the
+# results so a later session resumes them (same run ids answer only what is missing).
+#
+#   bash bench/closing_runs.sh [tpo|hotpotqa|squad2|kv ...]    # default: all four, in that order
+#
+# Needs `make setup reader-setup`; starts the reader if it is not running. The shared data
+# sits beside the project (../shared/data); nothing from it is copied into the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LCRAG_HOME="${LCRAG_HOME:-$PWD/.state}" HF_HUB_OFFLINE=1 COLUMNS="${COLUMNS:-150}"
+LCRAG=.venv/bin/lcrag
+DATA=../shared/data
+OUT=bench/results/closing-qwen
+LEDGER=$OUT/ledger.duckdb
+STRATEGIES=all,closed-book
+mkdir -p "$OUT"
+
+$LCRAG reader status >/dev/null 2>&1 || $LCRAG reader start
+
+run() {  # NAME DATASET [eval options...]
+  local name=$1 dataset=$2; shift 2
+  echo "== $name: $dataset ($(date -u +%H:%M:%S) UTC)"
+  mkdir -p "$OUT/$name"
+  $LCRAG eval --dataset "$dataset" --strategies "$STRATEGIES" --run-id "closing-$name" --ledger "$LEDGER" "$@"
+  $LCRAG report --run-id "closing-$name" --ledger "$LEDGER" --out "$OUT/$name" --title "lcrag closing run: $name" --json \
+    > "$OUT/$name/verdict.json"
+}
+
+for target in "${@:-tpo hotpotqa squad2 kv}"; do
+  for name in $target; do
+    case $name in
+      tpo) run tpo "longdoc:$DATA/leval_mc/tpo.jsonl" --limit 100 ;;
+      hotpotqa) run hotpotqa "hotpotqa:$DATA/hotpotqa_dev_distractor/hotpot_dev_distractor_v1.json.gz" --limit 100 ;;
+      squad2) run squad2 "squad2:$DATA/squad_v2_dev/dev-v2.0.json" --limit 100 ;;
+      kv) run kv "kv:$DATA/lost_in_the_middle/kv-retrieval-75_keys.jsonl.gz" --limit 100 ;;
+      *) echo "unknown closing run $name (tpo, hotpotqa, squad2, kv)" >&2; exit 2 ;;
+    esac
+  done
+done
