@@ -79,6 +79,13 @@ class RunLabels:
         records, whatever config the asking command loaded."""
         return cls(run_id, index_id or corpus.index_id, corpus.fingerprint, model, dataset)
 
+    def row_fields(self, question: Question) -> dict:
+        """The fields every row of this run shares, for ``question``."""
+        return {
+            "run_id": self.run_id, "question_id": question.qid, "question": question.text, "index_id": self.index_id,
+            "config_hash": self.config_hash, "model": self.model, "dataset": self.dataset,
+        }
+
 
 def ledger_row(
     outcome: Outcome, labels: RunLabels, golds: Sequence[str] | None = None, answerable: bool | None = None
@@ -106,15 +113,10 @@ def ledger_row(
             "recall": best_over_golds(answer_recall, text, golds),
         }
     return LedgerRow(
-        run_id=labels.run_id,
-        question_id=outcome.question.qid,
-        question=outcome.question.text,
+        **labels.row_fields(outcome.question),
         strategy=outcome.strategy,
         route=outcome.route,
         answer=outcome.answer.text,
-        index_id=labels.index_id,
-        config_hash=labels.config_hash,
-        model=labels.model,
         retrieved_ids=tuple(outcome.context.retrieved_ids),
         used_ids=tuple(p.passage_id for p in outcome.context.passages),
         context_tokens=outcome.context.tokens,
@@ -125,7 +127,6 @@ def ledger_row(
         context_cut=outcome.context.cut,
         calls=outcome.calls,
         fell_back=outcome.fell_back,
-        dataset=labels.dataset,
         cached_tokens=outcome.answer.cached_prompt_tokens,
         **scores,
     )
@@ -176,15 +177,10 @@ def error_row(
     """A (question, strategy) pair the reader failed on: ``error`` set, no answer,
     zero tokens and time, unscored (quality means skip it; it counts in ``n``)."""
     return LedgerRow(
-        run_id=labels.run_id,
-        question_id=question.qid,
-        question=question.text,
+        **labels.row_fields(question),
         strategy=strategy,
         route=ERROR_ROUTE,
         answer="",
-        index_id=labels.index_id,
-        config_hash=labels.config_hash,
-        model=labels.model,
         retrieved_ids=(),
         used_ids=(),
         context_tokens=0,
@@ -194,7 +190,6 @@ def error_row(
         reading_ms=0.0,
         context_cut=False,
         calls=0,
-        dataset=labels.dataset,
         gold_answers=tuple(golds) if golds else None,
         answerable=answerable,
         error=message or "reader error",

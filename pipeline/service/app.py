@@ -105,20 +105,18 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
     async def _saturated(request: Request, exc: Saturated) -> JSONResponse:
         return _error(429, str(exc), exc.retry_after_s)
 
-    @app.exception_handler(ReaderError)
-    async def _reader_down(request: Request, exc: ReaderError) -> JSONResponse:
-        log.warning("reader error on %s: %s", request.url.path, exc)
-        return _error(503, "the reader is not answering; try again later", service.retry_after_s)
+    def unavailable(what: str, message: str):
+        """A 503 with Retry-After for a dependency that is down or busy, logged."""
 
-    @app.exception_handler(LedgerError)
-    async def _ledger_busy(request: Request, exc: LedgerError) -> JSONResponse:
-        log.warning("ledger error on %s: %s", request.url.path, exc)
-        return _error(503, "the ledger is busy; try again later", service.retry_after_s)
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            log.warning("%s error on %s: %s", what, request.url.path, exc)
+            return _error(503, message, service.retry_after_s)
 
-    @app.exception_handler(IndexStateError)
-    async def _index_unavailable(request: Request, exc: IndexStateError) -> JSONResponse:
-        log.warning("index error on %s: %s", request.url.path, exc)
-        return _error(503, "the index is not available; try again later", service.retry_after_s)
+        return handler
+
+    app.add_exception_handler(ReaderError, unavailable("reader", "the reader is not answering; try again later"))
+    app.add_exception_handler(LedgerError, unavailable("ledger", "the ledger is busy; try again later"))
+    app.add_exception_handler(IndexStateError, unavailable("index", "the index is not available; try again later"))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
