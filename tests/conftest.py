@@ -151,3 +151,20 @@ def live_reader(tmp_path_factory):
         yield config
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def topics_reader(tmp_path_factory, encoder):
+    """An opened index over TOPICS (small chunks and units), shared by search tests."""
+    from lcrag.pipeline.config import config_from_dict
+    from lcrag.pipeline.index.search import IndexReader
+    from lcrag.pipeline.ingest.ingestion import ingest
+    from lcrag.pipeline.ingest.loaders import load_source
+
+    root = tmp_path_factory.mktemp("topics")
+    corpus = write_corpus(root / "corpus", TOPICS)
+    config = config_from_dict({"chunking": {"target_tokens": 20}, "units": {"max_tokens": 200}})
+    ingest(load_source(corpus), root / "index", config, encoder, "corpus")
+    with IndexReader(root / "index", lambda c: encoder) as opened:
+        yield opened
+

@@ -12,7 +12,6 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeRelationship, NodeWithScore, RelatedNodeInfo, TextNode
 
-from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.index.llamaindex import (
     LcragRetriever,
     OrderPreservingPostprocessor,
@@ -20,24 +19,15 @@ from lcrag.pipeline.index.llamaindex import (
     lcrag_query_engine,
     ordering_postprocessors,
 )
-from lcrag.pipeline.index.search import IndexReader, SearchError
-from lcrag.pipeline.ingest.ingestion import ingest
-from lcrag.pipeline.ingest.loaders import load_source
+from lcrag.pipeline.index.search import SearchError
 
 # Words from several documents, so the top chunks come from different places in the corpus.
 QUERY = "green tea, lava from volcanoes, purring cats and bread dough"
 
 
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory, encoder):
-    from tests.conftest import TOPICS, write_corpus
-
-    root = tmp_path_factory.mktemp("llamaindex")
-    corpus = write_corpus(root / "corpus", TOPICS)
-    config = config_from_dict({"chunking": {"target_tokens": 20}, "units": {"max_tokens": 200}})
-    ingest(load_source(corpus), root / "index", config, encoder, "corpus")
-    with IndexReader(root / "index", lambda c: encoder) as opened:
-        yield opened
+def reader(topics_reader):
+    return topics_reader
 
 
 def ids(nodes):

@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.index.folder import IndexStateError
 from lcrag.pipeline.index.search import IndexReader, SearchError
-from lcrag.pipeline.ingest.ingestion import ingest
-from lcrag.pipeline.ingest.loaders import load_source
 
 
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory, encoder):
-    from tests.conftest import TOPICS, write_corpus
-
-    root = tmp_path_factory.mktemp("search")
-    corpus = write_corpus(root / "corpus", TOPICS)
-    config = config_from_dict({"chunking": {"target_tokens": 20}, "units": {"max_tokens": 200}})
-    ingest(load_source(corpus), root / "index", config, encoder, "corpus")
-    with IndexReader(root / "index", lambda c: encoder) as opened:
-        yield opened
+def reader(topics_reader):
+    return topics_reader
 
 
 def test_levels_aggregate_chunks_by_their_best_score(reader):

@@ -18,7 +18,7 @@ from lcrag.pipeline.ingest.loaders.base import (
     SourceNotFoundError,
     read_bytes,
 )
-from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines
+from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines, readable_lines
 
 CORPUS = "corpus.jsonl"
 QUERIES = "queries.jsonl"
@@ -55,11 +55,7 @@ def load_beir(path: Path, options: LoadOptions) -> LoadResult:
         raise SourceFormatError(f"cannot read BEIR corpus {corpus}: {exc}") from exc
     builder = ResultBuilder("beir")
     source = f"beir:{corpus.name}"
-    for line_no, record, error in iter_json_lines(data):
-        where = f"{corpus.name}:{line_no}"
-        if error:
-            builder.skip(where, error)
-            continue
+    for where, line_no, record in readable_lines(builder, data, corpus.name):
         if not isinstance(record, dict):
             builder.skip(where, f"line {line_no}: not a JSON object")
             continue

@@ -21,11 +21,7 @@ from lcrag.pipeline.ingest.loaders.base import (
     SourceFormatError,
     relative_name,
 )
-from lcrag.pipeline.ingest.loaders.jsonl import (
-    iter_json_lines,
-    record_fields,
-    record_metadata,
-)
+from lcrag.pipeline.ingest.loaders.jsonl import readable_lines, record_fields, record_metadata
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
@@ -239,11 +235,8 @@ def _load_json(builder: ResultBuilder, text: str, rel: str, stem: str, options: 
 
 
 def _load_jsonl_file(builder: ResultBuilder, data: bytes, rel: str, options: LoadOptions) -> None:
-    for line_no, record, error in iter_json_lines(data):
-        if error:
-            builder.skip(f"{rel}:{line_no}", error)
-        else:
-            _add_record(builder, record, str(line_no), rel, options)
+    for _, line_no, record in readable_lines(builder, data, rel):
+        _add_record(builder, record, str(line_no), rel, options)
 
 
 def _load_one(builder: ResultBuilder, path: Path, rel: str, options: LoadOptions) -> None:

@@ -42,6 +42,17 @@ def iter_json_lines(data: bytes) -> Iterator[tuple[int, Any, str]]:
             yield line_no, None, f"invalid JSON on line {line_no}: {exc.msg} (column {exc.colno})"
 
 
+def readable_lines(builder: ResultBuilder, data: bytes, name: str) -> Iterator[tuple[str, int, Any]]:
+    """(where, line number, parsed object) per line that parsed; a line that did not is
+    reported to ``builder`` as skipped (``where`` is ``name:line``)."""
+    for line_no, record, error in iter_json_lines(data):
+        where = f"{name}:{line_no}"
+        if error:
+            builder.skip(where, error)
+        else:
+            yield where, line_no, record
+
+
 def _scalar_id(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
@@ -92,11 +103,7 @@ def _add_ctxs(builder: ResultBuilder, ctxs: list, where: str, source: str) -> No
 
 def _add_lines(builder: ResultBuilder, data: bytes, rel: str, options: LoadOptions) -> None:
     source = f"jsonl:{rel}"
-    for line_no, record, error in iter_json_lines(data):
-        where = f"{rel}:{line_no}"
-        if error:
-            builder.skip(where, error)
-            continue
+    for where, line_no, record in readable_lines(builder, data, rel):
         if isinstance(record, dict) and isinstance(record.get("ctxs"), list):
             _add_ctxs(builder, record["ctxs"], where, source)
             continue
