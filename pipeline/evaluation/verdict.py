@@ -505,9 +505,14 @@ def verdicts(
 ) -> dict[str, Verdict]:
     """One verdict per data set from ledger rows: ``common_questions`` then ``decide``
     with each data set's primary metric and mean prompt tokens on its common pairs."""
-    out = {}
-    for dataset, common in common_questions(rows, strategies, metrics=metrics).items():
-        verdict = decide(common.scores, common.mean_prompt_tokens(), margin=margin, metric=common.metric,
-                         resamples=resamples, seed=seed, dataset=dataset)
-        out[dataset] = replace(verdict, missing=common.missing, dropped=common.dropped)
-    return out
+    return {
+        dataset: verdict_of(common, margin=margin, resamples=resamples, seed=seed)
+        for dataset, common in common_questions(rows, strategies, metrics=metrics).items()
+    }
+
+
+def verdict_of(common: CommonSet, *, margin: float = NON_INFERIORITY_MARGIN, resamples: int = 2000, seed: int = 0) -> Verdict:
+    """``decide`` on one data set's common questions, with its primary metric and mean prompt tokens."""
+    verdict = decide(common.scores, common.mean_prompt_tokens(), margin=margin, metric=common.metric,
+                     resamples=resamples, seed=seed, dataset=common.dataset)
+    return replace(verdict, missing=common.missing, dropped=common.dropped)

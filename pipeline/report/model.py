@@ -24,8 +24,7 @@ from lcrag.pipeline.evaluation.verdict import (
     common_questions,
     metric_for,
     score_of,
-    secondary_metric,
-    verdicts,
+    verdict_of,
 )
 from lcrag.pipeline.ledger import LedgerRow, RetrievalRow
 
@@ -462,21 +461,20 @@ def comparable_rows(group: Sequence[LedgerRow], common: CommonSet | None) -> lis
     return [r for r in group if r.strategy in keep and ((r.run_id, r.question_id) in pairs or r.error)]
 
 
-def verdict_lines(datasets: Sequence[str], found: Mapping[str, Verdict], metrics: Mapping[str, str]) -> tuple[VerdictLine, ...]:
+def verdict_lines(datasets: Sequence[str], commons: Mapping[str, CommonSet], margin: float) -> tuple[VerdictLine, ...]:
     """One line per data set; with the closed-book control the line rests on the
     questions the model could not answer unaided, and the all-questions verdict follows."""
+    found = {name: verdict_of(common, margin=margin) for name, common in commons.items()}
     lines = []
     for dataset in datasets:
         if dataset not in found:
             continue
-        metric = metrics[dataset]
-        kind_metric = secondary_metric(_kind_of(metric))
-        subset = subset_name(dataset)
+        common, subset = commons[dataset], subset_name(dataset)
         if subset in found and found[subset].status not in ("nothing_to_compare", "no_common_questions"):
-            lines.append(VerdictLine(dataset, CLOSED_BOOK_MISSES, metric, kind_metric, found[subset],
+            lines.append(VerdictLine(dataset, CLOSED_BOOK_MISSES, common.metric, common.secondary_metric, found[subset],
                                      ((ALL_QUESTIONS, found[dataset]),)))
         else:
-            lines.append(VerdictLine(dataset, ALL_QUESTIONS, metric, kind_metric, found[dataset]))
+            lines.append(VerdictLine(dataset, ALL_QUESTIONS, common.metric, common.secondary_metric, found[dataset]))
     return tuple(lines)
 
 
@@ -484,10 +482,6 @@ def _is_sweep(rows: Sequence[LedgerRow]) -> bool:
     """A position sweep or needle grid: every question id carries its slot or cell."""
     return bool(rows) and all(parse_position(r.question_id) is not None or parse_niah_cell(r.question_id) is not None
                               for r in rows)
-
-
-def _kind_of(metric: str) -> str:
-    return {"accuracy": "multiple_choice", "em": "exact"}.get(metric, "free_text")
 
 
 def build_report(
@@ -540,7 +534,6 @@ def build_report(
     pool_names = [n for n in names if n not in scored or everywhere <= set(commons[n].strategies)]
     pooled = [r for n in pool_names for r in by_dataset[n] if r.strategy in everywhere]
     overall = _table(pooled, interval_fn)
-    found = verdicts(compared, margin=margin, metrics=metrics)
     tables = tuple(
         DatasetTable(name, _table(by_dataset[name], interval_fn),
                      commons[name].missing if name in commons else (), commons[name].dropped if name in commons else 0,
@@ -564,7 +557,7 @@ def build_report(
         paired=paired_rows(comparable),
         abstention=abstention_rows(rows, interval_fn),
         retrieval=retrieval_stats(retrieval_rows, interval_fn),
-        verdicts=verdict_lines(names, found, metrics),
+        verdicts=verdict_lines(names, commons, margin),
         overall_left_out=tuple(sorted(seen - everywhere - {CLOSED_BOOK})),
         margin=margin,
     )
