@@ -32,8 +32,12 @@ def render_question(prompt: Prompt) -> str:
     """The question, with its options listed as "A. ..." lines when it has any."""
     if not prompt.options:
         return f"Question: {prompt.question}"
-    listed = "\n".join(f"{OPTION_LETTERS[i]}. {text}" for i, text in enumerate(prompt.options))
-    return f"Question: {prompt.question}\nOptions:\n{listed}"
+    return f"Question: {prompt.question}\nOptions:\n{render_options(prompt.options)}"
+
+
+def render_options(options) -> str:
+    """``"A. first\nB. second"``: options lettered in order, each on one line."""
+    return "\n".join(f"{OPTION_LETTERS[i]}. {' '.join(str(text).split())}" for i, text in enumerate(options))
 
 
 def messages(prompt: Prompt) -> list[dict[str, str]]:

@@ -29,6 +29,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from lcrag.core.errors import LcragError
+from lcrag.readers import prompts
 
 LETTERS = string.ascii_uppercase
 
@@ -60,7 +61,9 @@ def render_options(options: Sequence[str]) -> str:
     """``"A. first\\nB. second"``: the options as a reader is shown them."""
     if not options:
         raise ChoiceError("a multiple-choice question needs at least one option")
-    return "\n".join(f"{letter_of(i)}. {' '.join(str(option).split())}" for i, option in enumerate(options))
+    if len(options) > len(LETTERS):
+        letter_of(len(options) - 1)  # raises: more options than letters
+    return prompts.render_options(options)
 
 
 def normalise(text: str) -> str:
