@@ -109,6 +109,9 @@ class StrategyConfig:
     retrieval_mode: str = "hybrid"
     attention_sort_rounds: int = 2
     auto_lc_max_tokens: int = 0  # auto reads the whole scope when it fits this; 0 = the budget
+    # self-route falls back to lc below this reply confidence; -1 = the index's calibrated
+    # threshold (lcrag route fit) where it has one, else on declines only; 0 = declines only
+    self_route_threshold: float = -1.0
 
     def __post_init__(self) -> None:
         _check(self.rag_k >= 1 and self.longrag_k >= 1, "strategies.rag_k and longrag_k must be >= 1")
@@ -117,6 +120,9 @@ class StrategyConfig:
         _check(self.retrieval_mode in MODE_CHOICES, f"strategies.retrieval_mode must be one of {', '.join(MODE_CHOICES)}")
         _check(self.attention_sort_rounds >= 1, f"strategies.attention_sort_rounds must be >= 1, got {self.attention_sort_rounds}")
         _check(self.auto_lc_max_tokens >= 0, "strategies.auto_lc_max_tokens must be >= 0")
+        object.__setattr__(self, "self_route_threshold", float(self.self_route_threshold))
+        _check(self.self_route_threshold == -1.0 or 0.0 <= self.self_route_threshold <= 1.0,
+               f"strategies.self_route_threshold must be -1 (calibrated) or within [0, 1], got {self.self_route_threshold}")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ A ``Ledger`` applies pending migrations once, before its first operation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import threading
@@ -110,6 +112,7 @@ class LedgerRow:
     choice: str | None = None  # multiple choice: the option letter(s) parsed from the answer; None = unparseable
     choice_prob: float | None = None  # the reader's probability of that letter as its first answer token
     cached_tokens: int | None = None  # prompt tokens the server served from its prefix cache, where it says
+    confidence: float | None = None  # the reader's confidence in the reply (readers.base.mean_token_probability)
     row_id: str = ""
     created_at: float = 0.0
 
@@ -132,8 +135,10 @@ class LedgerRow:
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
             ):
                 raise ValueError(f"{name} must be within [0, 1] when set, got {value!r}")
-        if self.choice_prob is not None and not 0.0 <= self.choice_prob <= 1.0:
-            raise ValueError(f"choice_prob must be within [0, 1] when set, got {self.choice_prob!r}")
+        for name in ("choice_prob", "confidence"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1] when set, got {value!r}")
         # Tuples, not lists: the row is frozen and hashable, and a str passed by
         # mistake would otherwise be split into characters.
         object.__setattr__(self, "retrieved_ids", _as_ids("retrieved_ids", self.retrieved_ids))
@@ -190,6 +195,42 @@ class RetrievalRow:
 
 
 RETRIEVAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RetrievalRow))
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """What was known about one question of a run before its costly read (scope
+    size, retrieval scores, question form), for fitting a router. ``features`` is a
+    JSON object of numbers; one row per (run, question): its id is derived from
+    them, so recording it twice stores it once."""
+
+    run_id: str
+    question_id: str
+    dataset: str | None
+    index_id: str
+    features: str
+    row_id: str = ""
+    created_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("run_id", "question_id", "index_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        decoded = json.loads(self.features)
+        if not isinstance(decoded, dict) or not all(isinstance(v, (int, float)) for v in decoded.values()):
+            raise ValueError(f"features must be a JSON object of numbers, got {self.features[:200]!r}")
+        if not self.row_id:
+            key = f"{self.run_id}\x00{self.question_id}".encode()
+            object.__setattr__(self, "row_id", "f-" + hashlib.sha1(key).hexdigest())
+        if self.created_at == 0:
+            object.__setattr__(self, "created_at", time.time())
+
+    def values(self) -> dict[str, float]:
+        return {k: float(v) for k, v in json.loads(self.features).items()}
+
+
+FEATURE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(FeatureRow))
 
 
 # --------------------------------------------------------------- migrations
@@ -299,6 +340,25 @@ def m006_choice_and_cache_columns(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("ALTER TABLE ledger ADD COLUMN cached_tokens INTEGER")
 
 
+def m007_confidence_and_features(conn: duckdb.DuckDBPyConnection) -> None:
+    """The reader's confidence per row, and per (run, question) the routing features
+    known before the costly read (``FeatureRow``)."""
+    conn.execute("ALTER TABLE ledger ADD COLUMN confidence DOUBLE")
+    conn.execute(
+        """
+        CREATE TABLE features (
+            run_id VARCHAR NOT NULL,
+            question_id VARCHAR NOT NULL,
+            dataset VARCHAR,
+            index_id VARCHAR NOT NULL,
+            features VARCHAR NOT NULL,
+            row_id VARCHAR PRIMARY KEY,
+            created_at DOUBLE NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_create_ledger", m001_create_ledger),
     ("m002_evaluation_columns", m002_evaluation_columns),
@@ -306,6 +366,7 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m004_answerable_column", m004_answerable_column),
     ("m005_retrieval_table", m005_retrieval_table),
     ("m006_choice_and_cache_columns", m006_choice_and_cache_columns),
+    ("m007_confidence_and_features", m007_confidence_and_features),
 ]
 
 
@@ -473,6 +534,20 @@ class Ledger:
         sql = f"SELECT {', '.join(RETRIEVAL_COLUMNS)} FROM retrieval{where} ORDER BY created_at, query_id, method"
         found = self._read(lambda c: c.execute(sql, params).fetchall())
         return [RetrievalRow(**dict(zip(RETRIEVAL_COLUMNS, values))) for values in found]
+
+    def record_features(self, rows: Sequence[FeatureRow]) -> int:
+        """Store routing features; a (run, question) already stored is kept as it was."""
+        rows = list({row.row_id: row for row in rows}.values())
+        for row in rows:
+            if not isinstance(row, FeatureRow):
+                raise ValueError(f"record_features() takes FeatureRow values, got {row!r}")
+        return self._insert("features", FEATURE_COLUMNS, rows)
+
+    def feature_rows(self, run_id: str) -> list[FeatureRow]:
+        """The routing features stored for one run, by question id."""
+        sql = f"SELECT {', '.join(FEATURE_COLUMNS)} FROM features WHERE run_id = ? ORDER BY question_id"
+        found = self._read(lambda c: c.execute(sql, [run_id]).fetchall())
+        return [FeatureRow(**dict(zip(FEATURE_COLUMNS, values))) for values in found]
 
     def retrieval_done(self, run_id: str) -> set[tuple[str, str]]:
         """(query_id, method) pairs this run already judged, for resuming."""

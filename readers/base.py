@@ -6,6 +6,7 @@ measured around the call, so every strategy is charged by the same meter.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -56,6 +57,27 @@ class Answer:
     def __post_init__(self) -> None:
         if self.prompt_tokens < 0 or self.completion_tokens < 0:
             raise ValueError(f"token counts must be >= 0, got {self.prompt_tokens}/{self.completion_tokens}")
+
+    @property
+    def confidence(self) -> float | None:
+        """How sure the reader was of this reply (see ``mean_token_probability``);
+        None when the server gave no logprobs."""
+        return mean_token_probability(self.token_logprobs)
+
+
+def mean_token_probability(logprobs: Sequence[float]) -> float | None:
+    """The reply's confidence: the geometric mean of its tokens' probabilities,
+    exp(mean logprob), in [0, 1]; None without logprobs.
+
+    Why the mean and not the minimum: it is length-normalised, so a one-token
+    answer and a sentence are on one scale, and one odd token (a comma, a
+    capital) in a long reply does not decide it alone."""
+    values = [float(v) for v in logprobs]
+    if not values:
+        return None
+    if any(math.isnan(v) or v > 1e-6 for v in values):
+        raise ValueError(f"logprobs must be <= 0 and not NaN, got {values}")
+    return min(1.0, math.exp(sum(values) / len(values)))
 
 
 class ReaderError(LcragError, RuntimeError):

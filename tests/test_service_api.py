@@ -169,7 +169,7 @@ def test_query_answers_with_citations_into_the_corpus_and_one_ledger_row(api, li
 def test_default_strategy_is_auto(api):
     body = ask(api, question=VOLCANO).json()
     assert body["strategy"] == "auto"
-    assert body["route"] in ("lc", "self-route:rag", "self-route:rag->lc")
+    assert body["route"] in ("rule:lc", "rule:self-route:rag", "rule:self-route:rag->lc")
 
 
 def test_k_applies_to_one_request_only(api):

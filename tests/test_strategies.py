@@ -157,9 +157,9 @@ def test_self_route_falls_back_exactly_when_the_first_answer_is_unanswerable(cor
 
 def test_auto_reads_small_corpora_whole_and_routes_large_ones(corpus):
     small = get_strategy("auto").run_batch([CAT], tools_for(corpus, budget=5000))[0]
-    assert small.route == "lc" and small.strategy == "auto"
+    assert small.route == "rule:lc" and small.strategy == "auto"
     large = get_strategy("auto").run_batch([CAT, OFF_TOPIC], tools_for(corpus, budget=5000, auto_lc_max_tokens=10))
-    assert [o.route for o in large] == ["self-route:rag", "self-route:rag->lc"]
+    assert [o.route for o in large] == ["rule:self-route:rag", "rule:self-route:rag->lc"]
 
 
 def test_unknown_strategy_lists_the_registry():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document, Hit, Unit
@@ -78,6 +78,15 @@ class Corpus(Protocol):
     def doc_position(self, doc_id: str) -> int: ...
 
 
+class RoutePolicy(Protocol):
+    """A fitted router (``lcrag.pipeline.answer.router.FittedRouter`` is one)."""
+
+    classes: tuple[str, ...]
+    self_route_threshold: float | None
+
+    def choose(self, features: Mapping[str, float]) -> str: ...
+
+
 class AttentionSource(Protocol):
     """Attention the reader's next token pays to each passage of a prompt."""
 
@@ -92,6 +101,7 @@ class Toolkit:
     budget: int  # context tokens allowed (reader's tokenizer)
     attention: AttentionSource | None = None
     may_abstain: bool = False  # every prompt allows "unanswerable" (questions may have no answer)
+    router: RoutePolicy | None = None  # the index's fitted router: auto follows it, self-route takes its threshold
     # Token arithmetic on passages, keyed by passage id and offsets: valid for one index
     # generation and one reader tokenizer, so the API shares it across requests on a generation.
     memo: dict[tuple, int] = field(default_factory=dict)

@@ -16,7 +16,6 @@ leaves such pairs out, so a resumed run retries exactly them.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 from lcrag.pipeline.answer import Outcome, Question, Toolkit, get_strategy
 from lcrag.pipeline.answer.choices import parse_choice, score_choice
+from lcrag.pipeline.answer.confidence import first_token_probability, reply_confidence
 from lcrag.pipeline.answer.scoring import (
     answer_recall,
     best_over_golds,
@@ -128,6 +128,7 @@ def ledger_row(
         calls=outcome.calls,
         fell_back=outcome.fell_back,
         cached_tokens=outcome.answer.cached_prompt_tokens,
+        confidence=reply_confidence(outcome.question, outcome.answer),
         **scores,
     )
 
@@ -145,15 +146,6 @@ def choice_scores(outcome: Outcome, golds: Sequence[str] | None) -> dict:
         hit = score_choice(chosen, correct) or 0.0
         scores |= {"gold_answers": (correct,), "em": hit, "f1": hit, "recall": hit}
     return scores
-
-
-def first_token_probability(answer, letter: str | None) -> float | None:
-    """The probability the reader gave ``letter`` as its first answer token, from the
-    first token's top alternatives; None without logprobs or for several letters."""
-    if letter is None or len(letter) != 1 or not answer.first_token_top:
-        return None
-    mass = sum(math.exp(logprob) for token, logprob in answer.first_token_top if token.strip().strip("(.)").upper() == letter)
-    return min(1.0, mass) if mass > 0 else None
 
 
 ERROR_ROUTE = "error"  # the route of an error row: no path produced an answer

@@ -1,9 +1,15 @@
 """Routers: ``self-route`` (Li et al. 2024) and ``auto``.
 
 self-route answers from retrieved chunks with the option to say "unanswerable";
-only those questions are read again with ``lc``, and both calls are charged.
-auto reads the whole scope when it is small enough (small collections are best
-read whole) and otherwise self-routes.
+questions it declines, or answers with a confidence below its threshold (see
+``self_route_threshold``), are read again with ``lc``, and both calls are charged.
+
+auto follows the index's fitted router (``lcrag route fit``) where there is one:
+the cheap read (rag) always happens, its confidence joins the pre-read features,
+and the tree names the strategy; if that is not rag, that strategy reads the
+question too (both charged). Without a fitted router auto keeps the size rule,
+and its ledger route says so ("rule:..."): read the whole scope when it fits the
+budget, else self-route.
 """
 
 from __future__ import annotations
@@ -12,8 +18,31 @@ from dataclasses import replace
 from typing import Sequence
 
 from lcrag.pipeline.answer.base import Outcome, Question, Toolkit, timed_context
-from lcrag.pipeline.answer.long_context import LongContextStrategy, whole_document
+from lcrag.pipeline.answer.confidence import reply_confidence
+from lcrag.pipeline.answer.features import pre_read_features, scope_tokens, with_cheap_read
+from lcrag.pipeline.answer.long_context import LongContextStrategy
 from lcrag.pipeline.answer.retrieval import RagStrategy
+from lcrag.readers.base import Answer
+
+
+def self_route_threshold(tools: Toolkit) -> float | None:
+    """The confidence below which self-route falls back: configured, else the fitted
+    router's calibrated one, else None (fall back on declines only)."""
+    configured = tools.config.self_route_threshold
+    if configured >= 0:
+        return configured or None
+    return tools.router.self_route_threshold if tools.router is not None else None
+
+
+def falls_back(question: Question, answer: Answer, threshold: float | None) -> bool:
+    """Declined, or (with a threshold) answered less confidently than it. A reply
+    without a confidence (no logprobs) falls back on declines only."""
+    if answer.unanswerable:
+        return True
+    if threshold is None:
+        return False
+    confidence = reply_confidence(question, answer)
+    return confidence is not None and confidence < threshold
 
 
 class SelfRouteStrategy:
@@ -21,9 +50,10 @@ class SelfRouteStrategy:
 
     def run_batch(self, questions: Sequence[Question], tools: Toolkit) -> list[Outcome]:
         rag, lc = RagStrategy(), LongContextStrategy()
+        threshold = self_route_threshold(tools)
         contexts = [timed_context(rag, q, tools) for q in questions]
         first = tools.reader.read_many([q.prompt(c.passages, allow_unanswerable=True) for q, c in zip(questions, contexts)])
-        fallback = [i for i, a in enumerate(first) if a.unanswerable]
+        fallback = [i for i, (q, a) in enumerate(zip(questions, first)) if falls_back(q, a, threshold)]
         lc_contexts = {i: timed_context(lc, questions[i], tools) for i in fallback}
         second = dict(zip(fallback, tools.reader.read_many(
             [questions[i].prompt(lc_contexts[i].passages, tools.may_abstain) for i in fallback]
@@ -34,43 +64,67 @@ class SelfRouteStrategy:
                 outcomes.append(Outcome(question, self.name, "rag", answer, context, answer.prompt_tokens,
                                         answer.completion_tokens, answer.latency_ms, context.retrieval_ms, 1, False))
                 continue
-            final, final_context = second[i], lc_contexts[i]
-            outcomes.append(
-                Outcome(
-                    question, self.name, "rag->lc", final, final_context,
-                    answer.prompt_tokens + final.prompt_tokens,
-                    answer.completion_tokens + final.completion_tokens,
-                    answer.latency_ms + final.latency_ms,
-                    context.retrieval_ms + final_context.retrieval_ms,
-                    2, True,
-                )
-            )
+            outcomes.append(chained(first=Outcome(question, self.name, "rag", answer, context, answer.prompt_tokens,
+                                                  answer.completion_tokens, answer.latency_ms, context.retrieval_ms),
+                                    then=single(question, second[i], lc_contexts[i]), route="rag->lc"))
         return outcomes
+
+
+def single(question: Question, answer: Answer, context) -> Outcome:
+    return Outcome(question, "", "", answer, context, answer.prompt_tokens, answer.completion_tokens,
+                   answer.latency_ms, context.retrieval_ms)
+
+
+def chained(first: Outcome, then: Outcome, route: str) -> Outcome:
+    """The second read's answer, charged for both reads."""
+    return Outcome(
+        first.question, first.strategy, route, then.answer, then.context,
+        first.prompt_tokens + then.prompt_tokens,
+        first.completion_tokens + then.completion_tokens,
+        first.reading_ms + then.reading_ms,
+        first.retrieval_ms + then.retrieval_ms,
+        first.calls + then.calls, True,
+    )
 
 
 def scope_fits(question: Question, tools: Toolkit, limit: int) -> bool:
     """Cheap signal: does everything the question could be about fit ``limit``?"""
-    if question.doc_scope:
-        docs = tools.corpus.documents(list(question.doc_scope))
-        return sum(tools.passage_tokens(whole_document(d)) for d in docs.values()) <= limit
-    return tools.corpus.corpus_tokens <= limit
+    return scope_tokens(question, tools) <= limit
 
 
 class AutoStrategy:
     name = "auto"
 
     def run_batch(self, questions: Sequence[Question], tools: Toolkit) -> list[Outcome]:
+        if tools.router is not None:
+            return self.follow_router(questions, tools)
         limit = tools.config.auto_lc_max_tokens or tools.budget
         whole = [i for i, q in enumerate(questions) if scope_fits(q, tools, limit)]
         routed = [i for i in range(len(questions)) if i not in set(whole)]
         results: dict[int, Outcome] = {}
         for i, outcome in zip(whole, LongContextStrategy().run_batch([questions[i] for i in whole], tools)):
-            results[i] = relabel(outcome, self.name, "lc")
+            results[i] = relabel(outcome, self.name, "rule:lc")
         for i, outcome in zip(routed, SelfRouteStrategy().run_batch([questions[i] for i in routed], tools)):
-            results[i] = relabel(outcome, self.name, f"self-route:{outcome.route}")
+            results[i] = relabel(outcome, self.name, f"rule:self-route:{outcome.route}")
+        return [results[i] for i in range(len(questions))]
+
+    def follow_router(self, questions: Sequence[Question], tools: Toolkit) -> list[Outcome]:
+        from lcrag.pipeline.answer import get_strategy  # the registry holds this module's classes
+
+        router = tools.router
+        features = [pre_read_features(q, tools) for q in questions]
+        cheap = get_strategy(router.classes[0]).run_batch(list(questions), tools)
+        chosen = [
+            router.choose(with_cheap_read(f, reply_confidence(q, o.answer), o.answer.unanswerable))
+            for q, f, o in zip(questions, features, cheap)
+        ]
+        results = {i: relabel(o, self.name, f"router:{o.route}") for i, o in enumerate(cheap) if chosen[i] == router.classes[0]}
+        for name in dict.fromkeys(c for c in chosen if c != router.classes[0]):
+            picked = [i for i, c in enumerate(chosen) if c == name]
+            for i, outcome in zip(picked, get_strategy(name).run_batch([questions[i] for i in picked], tools)):
+                results[i] = relabel(chained(cheap[i], outcome, ""), self.name, f"router:{cheap[i].route}->{outcome.route}")
         return [results[i] for i in range(len(questions))]
 
 
 def relabel(outcome: Outcome, strategy: str, route: str) -> Outcome:
     return replace(outcome, strategy=strategy, route=route)
-

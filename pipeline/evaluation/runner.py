@@ -17,20 +17,27 @@ run id retries exactly the failed pairs; a retried success replaces its error ro
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lcrag.pipeline.answer import Toolkit
+from lcrag.core.errors import LcragError
+from lcrag.pipeline.answer import Question, Toolkit
+from lcrag.pipeline.answer.features import pre_read_features
 from lcrag.pipeline.answer.recording import ReaderFailures, RunLabels, answer_and_record
+from lcrag.pipeline.answer.router import load_router, router_path
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import LoadResult
-from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.ledger import FeatureRow, Ledger
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with the number of (question, strategy) pairs just finished
 
@@ -55,6 +62,20 @@ def pending_pairs(items: Sequence[EvalItem], strategies: Sequence[str], done: se
     return sum(1 for i in items for s in strategies if (i.question.qid, s) not in done)
 
 
+def feature_rows(questions: Sequence[Question], tools: Toolkit, labels: RunLabels) -> list[FeatureRow]:
+    """Each question's pre-read routing features (``answer.features``), for ``route
+    fit``; a question whose features cannot be computed is left without them."""
+    rows = []
+    for question in questions:
+        try:
+            values = pre_read_features(question, tools)
+        except LcragError as err:
+            log.warning("no routing features for question %s: %s", question.qid, err)
+            continue
+        rows.append(FeatureRow(labels.run_id, question.qid, labels.dataset, labels.index_id, json.dumps(values)))
+    return rows
+
+
 def run_evaluation(
     evalset: EvalSet,
     run: EvalRun,
@@ -70,6 +91,7 @@ def run_evaluation(
     (pairs the reader failed on are recorded as errors and not counted). Raises
     ``ReaderError`` when the reader fails ``run.max_consecutive_failures`` times in a row."""
     done = ledger.done_keys(run.run_id)
+    featured = {row.question_id for row in ledger.feature_rows(run.run_id)}
     failures = ReaderFailures(run.max_consecutive_failures)
     by_corpus: dict[str, list[EvalItem]] = {}
     for item in evalset.items:
@@ -81,7 +103,8 @@ def run_evaluation(
     def one_corpus(key: str) -> None:
         nonlocal answered
         items = by_corpus[key]
-        if failures.tripped or not pending_pairs(items, run.strategies, done):
+        unfeatured = [i for i in items if i.question.qid not in featured]
+        if failures.tripped or not (pending_pairs(items, run.strategies, done) or unfeatured):
             return
         if key == "existing":
             if run.existing_index is None:
@@ -91,9 +114,12 @@ def run_evaluation(
             index = index_folder(run.work_dir, key)
             with ingest_lock:  # one encoder, one ingestion at a time
                 ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, config, encoder, "eval")
+        router = load_router(router_path(run.existing_index)) if key == "existing" and run.existing_index else None
         with IndexReader(index, lambda _: encoder) as corpus:
-            tools = Toolkit(corpus, reader, config.strategies, budget, attention, may_abstain=evalset.may_abstain)
+            tools = Toolkit(corpus, reader, config.strategies, budget, attention, may_abstain=evalset.may_abstain,
+                            router=router)
             labels = RunLabels.for_corpus(corpus, run.run_id, reader.model, evalset.name, index_id=f"{evalset.name}:{key}")
+            ledger.record_features(feature_rows([i.question for i in unfeatured], tools, labels))
             for name in run.strategies:
                 todo = [i for i in items if (i.question.qid, name) not in done]
                 if not todo:
