@@ -26,6 +26,10 @@ class Passage:
     score: float = 0.0
 
 
+ANSWER, WRITE_QUESTION = "answer", "write-question"
+TASKS = (ANSWER, WRITE_QUESTION)
+
+
 @dataclass(frozen=True)
 class Prompt:
     """What the reader is asked: the question, the passages in reading order, and
@@ -37,6 +41,14 @@ class Prompt:
     note: str = ""  # e.g. "[... middle cut ...]" markers are inside passages; this is free text for logs
     options: tuple[str, ...] = ()  # multiple choice: the option texts, listed as A., B., ... after the question
     multi_answer: bool = False  # multiple choice with possibly several right options
+    task: str = "answer"  # "answer" the question, or "write-question": write a question and its answer about the passages
+    max_tokens: int = 0  # reply tokens; 0 = the reader's configured answer length
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {self.max_tokens}")
 
 
 @dataclass(frozen=True)

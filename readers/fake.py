@@ -1,13 +1,19 @@
 """A deterministic reader for unit tests above the reader (never for integration
 tests or the demo). It answers with the first passage's first words, or
-"unanswerable" when allowed and no passage contains a word of the question."""
+"unanswerable" when allowed and no passage contains a word of the question.
+Its logprobs make a supported answer confident (0.95 per token) and an
+unsupported one not (0.2), so confidence-based routing has something to read.
+Asked to write a question, it asks about the passage's title and answers with
+its first words."""
 
 from __future__ import annotations
 
 import re
 from typing import Sequence
 
-from lcrag.readers.base import Answer, Prompt
+import math
+
+from lcrag.readers.base import WRITE_QUESTION, Answer, Prompt
 from lcrag.readers.prompts import UNANSWERABLE, messages
 
 _WORD = re.compile(r"\w+")
@@ -25,6 +31,12 @@ class FakeReader:
 
     def read(self, prompt: Prompt) -> Answer:
         self.calls.append(prompt)
+        prompt_tokens = sum(self.count_tokens(m["content"]) for m in messages(prompt))
+        if prompt.task == WRITE_QUESTION:
+            first = prompt.passages[0]
+            words = _WORD.findall(first.text)[: self.answer_words]
+            text = f"Question: What does the passage on {first.title or first.doc_id} begin with?\nAnswer: {' '.join(words)}"
+            return Answer(text, prompt_tokens, self.count_tokens(text), 0.0, self.model)
         asked = {w.lower() for w in _WORD.findall(prompt.question) if len(w) > 3}
         supporting = [p for p in prompt.passages if asked & {w.lower() for w in _WORD.findall(p.text)}]
         if prompt.allow_unanswerable and not supporting:
@@ -33,8 +45,10 @@ class FakeReader:
             text = " ".join(_WORD.findall((supporting or list(prompt.passages))[0].text)[: self.answer_words])
         else:
             text = "unknown"
-        prompt_tokens = sum(self.count_tokens(m["content"]) for m in messages(prompt))
-        return Answer(text, prompt_tokens, self.count_tokens(text), 0.0, self.model, text == UNANSWERABLE)
+        per_token = math.log(0.95 if supporting or text == UNANSWERABLE else 0.2)
+        logprobs = tuple(per_token for _ in range(max(1, self.count_tokens(text))))
+        return Answer(text, prompt_tokens, self.count_tokens(text), 0.0, self.model, text == UNANSWERABLE,
+                      token_logprobs=logprobs)
 
     def read_many(self, prompts: Sequence[Prompt]) -> list[Answer]:
         return [self.read(p) for p in prompts]

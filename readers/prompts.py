@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from lcrag.readers.base import Passage, Prompt
+from lcrag.readers.base import WRITE_QUESTION, Passage, Prompt
 
 UNANSWERABLE = "unanswerable"
 
@@ -16,6 +16,11 @@ SYSTEM_MAY_ABSTAIN = SYSTEM + f" If the passages do not contain the answer, repl
 SYSTEM_CLOSED_BOOK = "Answer the question with the shortest possible answer: a few words, no explanation."
 CHOOSE_ONE = "The question lists options A, B, C, ...: reply with the letter of the correct option only."
 CHOOSE_ALL = "The question lists options A, B, C, ...: reply with the letters of every correct option only (for example: B, D)."
+SYSTEM_WRITE_QUESTION = "You write short factual quiz questions about a passage, each with its answer."
+WRITE_QUESTION_REQUEST = (
+    "Write one short factual question that the passage above answers on its own, and its answer in a few words "
+    "copied from the passage. Reply with exactly two lines:\nQuestion: ...\nAnswer: ..."
+)
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -44,6 +49,9 @@ def messages(prompt: Prompt) -> list[dict[str, str]]:
     """Chat messages for a prompt (system + user). The passages come first and the
     question last, so prompts over the same document share a prefix that the
     server's prefix cache serves once."""
+    if prompt.task == WRITE_QUESTION:
+        user = f"Passage:\n{render_passages(prompt.passages)}\n\n{WRITE_QUESTION_REQUEST}"
+        return [{"role": "system", "content": SYSTEM_WRITE_QUESTION}, {"role": "user", "content": user}]
     choose = (CHOOSE_ALL if prompt.multi_answer else CHOOSE_ONE) if prompt.options else ""
     if not prompt.passages:
         system = " ".join(filter(None, (SYSTEM_CLOSED_BOOK, choose)))

@@ -9,6 +9,7 @@ converted weights when they are here, otherwise asked of the server
 from __future__ import annotations
 
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Sequence
 import httpx
 
 from lcrag.core.paths import anchored
-from lcrag.readers.base import Answer, Prompt, ReaderError
+from lcrag.readers.base import ANSWER, Answer, Prompt, ReaderError
 from lcrag.readers.config import ReaderConfig
 from lcrag.readers.prompts import is_unanswerable, messages
 
@@ -30,14 +31,26 @@ def first_line(text: str) -> str:
 TOP_LOGPROBS = 5  # alternatives kept for the first answer token (a choice's probability)
 
 
-def answer_logprobs(choice: dict) -> tuple[tuple[float, ...], tuple[tuple[str, float], ...]]:
+_SPECIAL = re.compile(r"^(<\|[^|]*\|>|</s>|<eos>)$")
+
+
+def answer_logprobs(choice: dict, first_line_only: bool = True) -> tuple[tuple[float, ...], tuple[tuple[str, float], ...]]:
     """The answer tokens' log-probabilities and the first token's top alternatives,
-    from an OpenAI-style chat choice; empty when the server sent none."""
+    from an OpenAI-style chat choice; empty when the server sent none. Answer tokens
+    are the reply's own: end-of-turn markers are left out, and with ``first_line_only``
+    so is everything after the first line (what ``answer_first_line`` keeps)."""
     content = ((choice.get("logprobs") or {}).get("content")) or []
-    logprobs = tuple(float(entry["logprob"]) for entry in content if entry.get("logprob") is not None)
+    logprobs = []
+    for entry in content:
+        token, logprob = str(entry.get("token", "")), entry.get("logprob")
+        if first_line_only and "\n" in token and logprobs:
+            break
+        if logprob is None or _SPECIAL.match(token) or not token.strip():
+            continue
+        logprobs.append(float(logprob))
     first = content[0].get("top_logprobs") or [] if content else []
     top = tuple((str(alt["token"]), float(alt["logprob"])) for alt in first if alt.get("logprob") is not None)
-    return logprobs, top
+    return tuple(logprobs), top
 
 
 def cached_tokens(usage: dict) -> int | None:
@@ -85,7 +98,7 @@ class VLLMReader:
         body = {
             "model": self.model,
             "messages": messages(prompt),
-            "max_tokens": self.config.max_tokens,
+            "max_tokens": prompt.max_tokens or self.config.max_tokens,
             "temperature": self.config.temperature,
             "logprobs": True,
             "top_logprobs": TOP_LOGPROBS,
@@ -95,12 +108,12 @@ class VLLMReader:
         latency_ms = (time.perf_counter() - started) * 1000
         try:
             text = (data["choices"][0]["message"]["content"] or "").strip()
-            if self.config.answer_first_line:
+            if self.config.answer_first_line and prompt.task == ANSWER:
                 text = first_line(text)
             usage = data["usage"]
         except (KeyError, IndexError, TypeError):
             raise ReaderError(f"the reader at {self.url} sent an answer without choices/usage: {str(data)[:200]}") from None
-        logprobs, first_top = answer_logprobs(data["choices"][0])
+        logprobs, first_top = answer_logprobs(data["choices"][0], self.config.answer_first_line and prompt.task == ANSWER)
         return Answer(
             text=text,
             prompt_tokens=int(usage["prompt_tokens"]),

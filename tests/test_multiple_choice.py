@@ -80,7 +80,8 @@ def test_logprobs_and_cached_tokens_are_read_from_a_recorded_server_response():
     recorded = json.loads((FIXTURES / "vllm_chat_completion_logprobs.json").read_text())
     logprobs, top = answer_logprobs(recorded["choices"][0])
     content = recorded["choices"][0]["logprobs"]["content"]
-    assert len(logprobs) == len(content) == recorded["usage"]["completion_tokens"]
+    assert len(content) == recorded["usage"]["completion_tokens"]
+    assert logprobs == (content[0]["logprob"],)  # the answer "A"; the end-of-turn token is not the answer's
     assert all(lp <= 0 for lp in logprobs) and top and top[0][0] == content[0]["token"]
     assert cached_tokens(recorded["usage"]) == recorded["usage"]["prompt_tokens_details"]["cached_tokens"]
     assert answer_logprobs({"message": {"content": "x"}}) == ((), ())

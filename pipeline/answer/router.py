@@ -11,12 +11,16 @@ and applies it, so ``auto``, ``ask`` and the API need no scikit-learn at query t
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.answer.features import FEATURE_NAMES, FEATURES_VERSION
+
+log = logging.getLogger(__name__)
 
 ROUTER_FILE = "router.json"
 FORMAT = "lcrag-router/1"
@@ -81,8 +85,7 @@ class FittedRouter:
                 break
             value = float(features[self.feature_names[node.feature]])
             node = self.nodes[node.left if value <= node.threshold else node.right]
-        best = max(range(len(self.classes)), key=lambda i: (node.counts[i], -i))
-        return self.classes[best]
+        return self.choose_leaf(node)
 
     def rules(self) -> list[str]:
         """The tree as indented if/else lines, for ``route show``."""
@@ -105,6 +108,7 @@ class FittedRouter:
         return lines
 
     def choose_leaf(self, node: Node) -> str:
+        """The leaf's majority strategy; a tie goes to the cheaper (earlier) one."""
         return self.classes[max(range(len(self.classes)), key=lambda i: (node.counts[i], -i))]
 
     def to_json(self) -> str:
@@ -161,3 +165,32 @@ def load_router(path: Path) -> FittedRouter | None:
     if not path.is_file():
         return None
     return FittedRouter.from_json(path.read_text(encoding="utf-8"), source=str(path))
+
+
+class RouterFile:
+    """The router file of a long-running server: reread when it changes on disk, so a
+    `route fit` takes effect without a restart. A file that cannot be used is logged
+    (with the refit command) and routing keeps the size rule until it is refitted.
+    Thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._router: FittedRouter | None = None
+
+    def get(self) -> FittedRouter | None:
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self._router = load_router(self.path) if stamp else None
+                except RouterError as err:
+                    log.warning("ignoring the router file: %s", err)
+                    self._router = None
+                self._stamp = stamp
+            return self._router

@@ -21,7 +21,8 @@ from lcrag.pipeline.answer.base import Outcome, Question, Toolkit, timed_context
 from lcrag.pipeline.answer.confidence import reply_confidence
 from lcrag.pipeline.answer.features import pre_read_features, scope_tokens, with_cheap_read
 from lcrag.pipeline.answer.long_context import LongContextStrategy
-from lcrag.pipeline.answer.retrieval import RagStrategy
+from lcrag.pipeline.answer.router import RouterError
+from lcrag.pipeline.answer.retrieval import LongRagStrategy, OrderPreservingStrategy, RagStrategy, ReorderStrategy
 from lcrag.readers.base import Answer
 
 
@@ -109,11 +110,13 @@ class AutoStrategy:
         return [results[i] for i in range(len(questions))]
 
     def follow_router(self, questions: Sequence[Question], tools: Toolkit) -> list[Outcome]:
-        from lcrag.pipeline.answer import get_strategy  # the registry holds this module's classes
-
         router = tools.router
+        unknown = [c for c in router.classes if c not in DESTINATIONS]
+        if unknown:
+            raise RouterError(f"the fitted router routes to {', '.join(unknown)}, which auto cannot run; "
+                              f"refit it (`lcrag route fit`) on a run with {', '.join(DESTINATIONS)}")
         features = [pre_read_features(q, tools) for q in questions]
-        cheap = get_strategy(router.classes[0]).run_batch(list(questions), tools)
+        cheap = DESTINATIONS[router.classes[0]]().run_batch(list(questions), tools)
         chosen = [
             router.choose(with_cheap_read(f, reply_confidence(q, o.answer), o.answer.unanswerable))
             for q, f, o in zip(questions, features, cheap)
@@ -121,9 +124,14 @@ class AutoStrategy:
         results = {i: relabel(o, self.name, f"router:{o.route}") for i, o in enumerate(cheap) if chosen[i] == router.classes[0]}
         for name in dict.fromkeys(c for c in chosen if c != router.classes[0]):
             picked = [i for i, c in enumerate(chosen) if c == name]
-            for i, outcome in zip(picked, get_strategy(name).run_batch([questions[i] for i in picked], tools)):
+            for i, outcome in zip(picked, DESTINATIONS[name]().run_batch([questions[i] for i in picked], tools)):
                 results[i] = relabel(chained(cheap[i], outcome, ""), self.name, f"router:{cheap[i].route}->{outcome.route}")
         return [results[i] for i in range(len(questions))]
+
+
+# Where a fitted router may send a question (routing.table.CANDIDATES).
+DESTINATIONS = {cls.name: cls for cls in (RagStrategy, LongRagStrategy, OrderPreservingStrategy, ReorderStrategy,
+                                          LongContextStrategy)}
 
 
 def relabel(outcome: Outcome, strategy: str, route: str) -> Outcome:

@@ -1,6 +1,6 @@
 """The ``lcrag`` command line: the root command, which attaches one module per command
 group (``index``: ingest, search, info; ``ask``; ``eval``; ``report``; ``serve``;
-``reader``; ``schedule``; ``data``). Commands stay thin: they parse, call the pipeline,
+``reader``; ``route``; ``schedule``; ``data``). Commands stay thin: they parse, call the pipeline,
 and print; domain errors become one line that says how to fix the problem."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from lcrag.pipeline.cli.evaluate import evaluate
 from lcrag.pipeline.cli.index import info, ingest, search
 from lcrag.pipeline.cli.reader import reader_app
 from lcrag.pipeline.cli.report import report
+from lcrag.pipeline.cli.route import route_app
 from lcrag.pipeline.cli.schedule import schedule_app
 from lcrag.pipeline.cli.serve import serve
 
@@ -65,6 +66,7 @@ app.command("report")(report)
 app.command("serve")(serve)
 app.add_typer(data_app, name="data")
 app.add_typer(reader_app, name="reader")
+app.add_typer(route_app, name="route")
 app.add_typer(schedule_app, name="schedule")
 
 

@@ -36,6 +36,7 @@ def ask(
         Toolkit,
         resolve_names,
     )
+    from lcrag.pipeline.answer.router import load_router, router_path
     from lcrag.pipeline.answer.recording import (
         RunLabels,
         answer_and_record,
@@ -56,7 +57,7 @@ def ask(
         with IndexReader(index, make_encoder) as corpus:
             tools = Toolkit(
                 corpus, reader, config.strategies, context_budget(config.reader, config.strategies),
-                make_attention(config.reader, state_home()),
+                make_attention(config.reader, state_home()), router=load_router(router_path(index)),
             )
             labels = RunLabels.for_corpus(corpus, run_id or new_run_id(), reader.model)  # the index's fingerprint
             with console.status(f"answering with {', '.join(names)} ..."):

@@ -18,7 +18,9 @@ def evaluate(
         "niah (a folder of .txt filler essays), qa-jsonl (question, answers[]; with --index), "
         "longdoc (JSON lines of long documents with questions: LongBench v1/v2, L-Eval, BAMBOO layouts recognised; "
         "multiple choice scored as accuracy), "
-        "beir (a BEIR folder: retrieval only, nDCG@10 and Recall@k; no reader needed).",
+        "beir (a BEIR folder: retrieval only, nDCG@10 and Recall@k; no reader needed), "
+        "synth:N (no file: the reader writes N questions about passages of --index and keeps those it then answers "
+        "from the passage alone; saved as qa-jsonl to review and rerun).",
     ),
     strategies: str = typer.Option(
         "all", "--strategies", "-s",
@@ -30,7 +32,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Ledger run id; reuse it to resume an interrupted run."),
     positions: str = typer.Option("", "--positions", help="hotpotqa only: comma-separated slots to move the gold paragraphs to (position sweep)."),
-    index: Optional[Path] = typer.Option(None, "--index", "-i", help="qa-jsonl only: the index the questions are asked over."),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help="qa-jsonl and synth: the index the questions are asked over."),
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (encoder, units, chunking, reader, strategies)."),
     ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder, see `lcrag info`)."),
     fields: Optional[str] = typer.Option(

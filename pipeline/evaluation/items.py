@@ -119,6 +119,7 @@ def squad2(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
 
 
 MISSING_QUESTION = "no 'question' field"
+SYNTHETIC = "synthetic"  # a qa-jsonl file whose every line says "synthetic": true (lcrag eval --dataset synth:N)
 
 
 def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
@@ -127,6 +128,7 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     with ``"answerable": false`` marks a question the index cannot answer; with
     any such line every strategy may abstain and abstention is scored."""
     rows = []
+    synthetic = True
     for number, record, error in iter_json_lines(read_bytes(path)):
         if error or not isinstance(record, dict) or "question" not in record:
             raise EvalDataError(f"{path}:{number}: {error or MISSING_QUESTION}")
@@ -134,6 +136,7 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
         if not isinstance(answerable, bool):
             raise EvalDataError(f"{path}:{number}: 'answerable' must be true or false, got {answerable!r}")
         qid = str(record.get("id", record.get("_id", number)))
+        synthetic = synthetic and record.get(SYNTHETIC) is True
         options = tuple(str(o) for o in record.get("options") or ())
         golds = tuple(record.get("answers", []))
         if options:  # multiple choice: the gold is a letter, letters or an option's text
@@ -144,7 +147,8 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
         rows.append((Question(qid, record["question"], options=options, multi_answer=len(golds[0]) > 1 if options else False),
                      golds, answerable))
     items = tuple(EvalItem(question, golds, "existing", answerable) for question, golds, answerable in sample(rows, limit, seed))
-    return EvalSet("qa-jsonl", items, {}, may_abstain=not all(i.answerable for i in items))
+    name = SYNTHETIC if synthetic and rows else "qa-jsonl"  # reports label written questions as such
+    return EvalSet(name, items, {}, may_abstain=not all(i.answerable for i in items))
 
 
 def longdoc(path: Path, limit: int | None = None, seed: int = 0, fields: str | None = None) -> EvalSet:

@@ -5,6 +5,7 @@ with every strategy and records scored rows. Rerunning a run id resumes it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from lcrag.pipeline.ledger import Ledger
 from lcrag.readers import connect_reader, make_attention
 
 RETRIEVAL_DATASET = "beir"
+SYNTH_DATASET = "synth"  # synth:N: questions the reader writes about the index (evaluation/synth.py)
 MIN_BEIR_K = 10  # nDCG@10 needs ten ranks
 
 # Progress: called with a total once, then with each step's count.
@@ -51,7 +53,13 @@ class EvalRequest:
 
     def __post_init__(self) -> None:
         name, _, path = self.dataset.partition(":")
-        valid = ", ".join([*DATASETS, RETRIEVAL_DATASET])
+        valid = ", ".join([*DATASETS, RETRIEVAL_DATASET, SYNTH_DATASET])
+        if name == SYNTH_DATASET:
+            if not path.isdigit() or int(path) < 1:
+                raise EvalDataError(f"--dataset synth:N needs N, the number of questions to write (>= 1); got {self.dataset!r}")
+            if self.index is None:
+                raise EvalDataError("--dataset synth:N writes questions about an index: pass --index INDEX")
+            return
         if not path or name not in (*DATASETS, RETRIEVAL_DATASET):
             raise EvalDataError(f"--dataset must be NAME:PATH with NAME one of {valid}; got {self.dataset!r}")
         if self.positions and name != "hotpotqa":
@@ -101,8 +109,10 @@ def evaluate(
     if request.judges_retrieval:
         return _judge_retrieval(request, config, ledger, run_id, work, progress, announce)
     names = tuple(resolve_names(request.strategies))
-    builder = DATASETS[request.name]
-    if request.positions:
+    builder = DATASETS[request.name] if request.name != SYNTH_DATASET else DATASETS["qa-jsonl"]
+    if request.name == SYNTH_DATASET:
+        evalset = builder(synthesize(request, config, run_id, work, progress, announce))
+    elif request.positions:
         evalset = builder(request.path, request.limit, request.seed, request.positions)
     elif request.fields:
         evalset = builder(request.path, request.limit, request.seed, request.fields)
@@ -124,6 +134,40 @@ def evaluate(
     finally:
         reader.close()
     return EvalOutcome(run_id, ledger.path, "answers", len(evalset.items), answered, answer_summary(ledger, run_id))
+
+
+def synthesize(request: EvalRequest, config: Config, run_id: str, work: Path, progress: ProgressFactory,
+               announce: Callable[[str], None]) -> Path:
+    """The run's synthetic question file (``work/synth/RUN.jsonl``): written once, reused
+    when the run resumes (so a user's edits to it stand)."""
+    from lcrag.pipeline.evaluation.synth import MAX_ATTEMPTS_PER_QUESTION, generate, sample_passages, to_qa_jsonl
+    from lcrag.pipeline.index.search import IndexReader
+
+    path = work / "synth" / f"{run_id}.jsonl"
+    if path.is_file():
+        announce(f"reusing the synthetic questions in {path}")
+        return path
+    wanted = int(request.path.name)
+    reader = connect_reader(config.reader, state_home())
+    try:
+        with IndexReader(request.index, make_encoder) as corpus:
+            chunks = list(corpus.catalog.iter_chunks())
+            documents = corpus.documents(corpus.doc_ids())
+            passages = sample_passages(chunks, documents, wanted * MAX_ATTEMPTS_PER_QUESTION, request.seed)
+        result = generate(passages, reader, wanted, progress("passages -> questions", len(passages)))
+    finally:
+        reader.close()
+    if not result.kept:
+        raise EvalDataError(f"the reader wrote no question that survived the round trip ({result.attempted} passages "
+                            f"tried, {result.unparsed} replies without a question and an answer); try a larger reader")
+    to_qa_jsonl(result, path)
+    stats = {"wanted": wanted, "kept": len(result.kept), "attempted": result.attempted, "unparsed": result.unparsed,
+             "acceptance": round(result.acceptance, 4), "index": str(request.index), "seed": request.seed}
+    path.with_suffix(".stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    announce(f"wrote {len(result.kept)} synthetic questions to {path}: {result.attempted} passages tried, "
+             f"{result.acceptance:.0%} kept by the round trip ({result.unparsed} replies unparsed). "
+             f"Review or edit them, then rerun with --dataset qa-jsonl:{path} --index {request.index}")
+    return path
 
 
 def _judge_retrieval(request: EvalRequest, config: Config, ledger: Ledger, run_id: str, work: Path,

@@ -106,6 +106,7 @@ DATASET_KINDS: Mapping[str, str] = MappingProxyType({
     "hotpotqa-pooled": "free_text",
     "squad2": "free_text",
     "qa-jsonl": "free_text",
+    "synthetic": "free_text",
 })
 
 _EXACT_ID = re.compile(r"^(kv\d+@pos\d+|niah@d\d+@L\d+)$")  # ids the kv and niah loaders write

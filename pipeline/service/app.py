@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lcrag.pipeline.answer.router import RouterFile, router_path
 from lcrag.pipeline.config import Config, ServiceConfig
 from lcrag.pipeline.index.folder import IndexStateError
 from lcrag.pipeline.ledger import Ledger, LedgerError
@@ -81,7 +82,8 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
         raise ValueError("create_app needs service.api_key (resolve it with pipeline.service.auth.resolve_api_key)")
     limits = request_limits(config, service, attention is not None)
     QueryRequest = query_request_model(limits)
-    answering = QueryService(live, reader, GroupCommitLedger(ledger), config, service, attention)
+    answering = QueryService(live, reader, GroupCommitLedger(ledger), config, service, attention,
+                             RouterFile(router_path(live.root)) if hasattr(live, "root") else None)
     admission = AdmissionController(service.max_in_flight, service.max_queued, service.retry_after_s)
     probe = ReaderProbe(reader, service.health_cache_s)
     strategies = StrategiesResponse(

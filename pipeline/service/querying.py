@@ -76,8 +76,10 @@ class QueryService:
     (anything with ``Ledger.record``: the app passes a ``GroupCommitLedger``).
     Blocking: call it from a worker thread."""
 
-    def __init__(self, live, reader, ledger, config: Config, service: ServiceConfig, attention=None) -> None:
+    def __init__(self, live, reader, ledger, config: Config, service: ServiceConfig, attention=None,
+                 router_file=None) -> None:
         self.live = live
+        self.router_file = router_file  # answer.router.RouterFile of the index, or None
         self.reader = reader
         self.ledger = ledger
         self.config = config
@@ -120,7 +122,8 @@ class QueryService:
         recorded = {}
         with self.live.acquire() as generation:
             tools = Toolkit(generation.corpus, self.reader, strategies, budget, self.attention,
-                            memo=self.passage_memo(f"{generation.name}/{generation.corpus.index_id}"))
+                            memo=self.passage_memo(f"{generation.name}/{generation.corpus.index_id}"),
+                            router=self.router_file.get() if self.router_file is not None else None)
             # the generation that answers, not the served config: a reload may swap in an index built otherwise
             labels = RunLabels.for_corpus(generation.corpus, self.run_id(), self.reader.model)
             results = answer_and_record(

@@ -1,0 +1,142 @@
+"""``lcrag route``: fit a router on an evaluation run, and show what it learnt."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from lcrag.pipeline.cli.common import LcragError, fail, out
+from lcrag.pipeline.evaluation.verdict import NON_INFERIORITY_MARGIN
+
+route_app = typer.Typer(
+    help="Fit a router on an evaluation run (which strategy each question needs), and show it.\n\n"
+    "The router is a small decision tree over what is known before the costly read (scope size against the budget, "
+    "retrieval scores and margins, dense/BM25 agreement, question length and form) and the cheap read's confidence. "
+    "It is saved beside the index (router.json), where `ask`, the auto strategy and the API use it.",
+    no_args_is_help=True,
+)
+
+
+def _summary_table(title: str, held_out: list[dict]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("policy", "n", "quality", "prompt tokens", "× lc tokens", "vs lc (95% CI)", "verdict", "destinations"):
+        table.add_column(column)
+    for s in held_out:
+        diff = s.get("difference")
+        vs = "" if not diff else f"{diff['mean_diff']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
+        ratio = "" if s.get("token_ratio") is None else f"{s['token_ratio']:.2f}"
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in s.get("shares", {}).items())
+        table.add_row(s["name"], str(s["n"]), f"{s['mean_score']:.3f}", f"{s['mean_tokens']:.0f}", ratio, vs,
+                      (s.get("outcome") or "reference").replace("_", "-"), shares)
+    return table
+
+
+@route_app.command("fit")
+def fit(
+    run_id: str = typer.Option(..., "--run-id", help="The evaluation run to learn from (it must have rag and lc rows)."),
+    index: Optional[Path] = typer.Option(
+        None, "--index", "-i", help="Save the router beside this index (router.json), where ask, auto and the API use it."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Save the router to this file instead (or as well)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="The run's data set to fit on (needed when it holds several)."),
+    ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder)."),
+    test_run: Optional[str] = typer.Option(
+        None, "--test-run", help="Also score the fitted router, unchanged, on another run (a data set it was not fitted on)."),
+    test_dataset: Optional[str] = typer.Option(None, "--test-dataset", help="The data set of --test-run (when it holds several)."),
+    margin: float = typer.Option(NON_INFERIORITY_MARGIN, "--margin", help="Non-inferiority margin against lc (absolute, 0-1)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the fitted router's scores as JSON."),
+) -> None:
+    """Learn, from one run's ledger rows, which strategy each question needs.
+
+    Labels: the cheapest strategy (rag, longrag, op-rag, reorder, lc) that answered the question right. Scores:
+    5-fold cross-validation, so no question is routed by a model that saw it; the router, self-route with its
+    calibrated threshold, always-rag, always-lc and the oracle, as quality against prompt tokens. The run needs
+    its routing features: `lcrag eval` records them (rerunning it with the same run id adds them to an older run)."""
+    from lcrag.core.paths import default_ledger
+    from lcrag.pipeline.answer.router import router_path, save_router
+    from lcrag.pipeline.index.generations import is_generational, live_name
+    from lcrag.pipeline.ledger import Ledger
+    from lcrag.pipeline.routing.fit import fit_router, score_router
+    from lcrag.pipeline.routing.table import routing_table
+
+    if index is None and out_file is None:
+        fail("say where the router goes: --index INDEX (beside the index, used by ask/auto/serve) or --out FILE")
+    if not 0 < margin < 1:
+        fail(f"--margin must be between 0 and 1, got {margin}")
+    try:
+        ledger = Ledger(ledger_file or default_ledger())
+        rows = ledger.rows(run_id)
+        if not rows:
+            fail(f"run {run_id!r} has no rows in {ledger.path}; `lcrag eval --run-id {run_id} ...` first")
+        table = routing_table(rows, ledger.feature_rows(run_id), dataset)
+        generation = ""
+        if index is not None:
+            if not index.is_dir():
+                fail(f"index {index} does not exist; pass the folder given to `lcrag ingest --index`")
+            generation = (live_name(index) or "") if is_generational(index) else ""
+        router = fit_router(table, run_id, margin, generation)
+        if test_run:
+            test_table = routing_table(ledger.rows(test_run), ledger.feature_rows(test_run), test_dataset)
+            tested = score_router(router, test_table, margin)
+            router = replace(router, scores={
+                **router.scores, "test": {"run_id": test_run, "dataset": test_table.dataset,
+                                          "held_out": [s.as_dict() for s in tested]}})
+        written = [save_router(router, p) for p in (router_path(index) if index else None, out_file) if p is not None]
+    except LcragError as err:
+        fail(str(err))
+    if as_json:
+        out.print_json(router.to_json())
+        return
+    show_router(router)
+    out.print(f"saved to {', '.join(str(p) for p in written)}", highlight=False)
+
+
+def show_router(router) -> None:
+    scores = router.scores
+    out.print(f"router fitted on run {router.run_id}, data set {router.dataset} ({router.metric}), "
+              f"{scores.get('questions', '?')} questions, {router.fitted_at}", highlight=False)
+    labels = ", ".join(f"{k} {v}" for k, v in scores.get("labels", {}).items())
+    out.print(f"labels (cheapest strategy that answered right): {labels}", highlight=False)
+    used = sorted({router.feature_names[n.feature] for n in router.nodes if n.feature >= 0})
+    out.print(f"features used: {', '.join(used) or 'none (one leaf: the same strategy for every question)'}", highlight=False)
+    for line in router.rules():
+        out.print("  " + line, highlight=False)
+    threshold = router.self_route_threshold
+    calibration = scores.get("calibration", {})
+    out.print(f"self-route threshold: {'declines only' if not threshold else f'{threshold:.3f}'} "
+              f"(fall-back rate {calibration.get('fallback_rate', 0):.0%} on the fitting run)", highlight=False)
+    if scores.get("held_out"):
+        out.print(_summary_table(f"held out ({scores.get('folds')}-fold cross-validation), margin {scores.get('margin')}",
+                                 scores["held_out"]))
+    test = scores.get("test")
+    if test:
+        out.print(_summary_table(f"on run {test['run_id']}, data set {test['dataset']} (not fitted on)", test["held_out"]))
+
+
+@route_app.command("show")
+def show(
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help="The index whose router to show."),
+    router_file: Optional[Path] = typer.Option(None, "--file", "-f", help="A router file (from route fit --out)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the router file as JSON."),
+) -> None:
+    """What the fitted router uses, how it was scored, and on which run."""
+    from lcrag.pipeline.answer.router import load_router, router_path
+
+    if (index is None) == (router_file is None):
+        fail("give one of --index INDEX or --file FILE")
+    path = router_path(index) if index is not None else router_file
+    try:
+        router = load_router(path)
+    except LcragError as err:
+        fail(str(err))
+    if router is None:
+        fail(f"no router at {path}: the auto strategy uses the size rule there. Fit one with "
+             f"`lcrag route fit --run-id RUN --index {index or 'INDEX'}`")
+    if as_json:
+        out.print_json(json.dumps(json.loads(router.to_json())))
+        return
+    show_router(router)

@@ -1,0 +1,348 @@
+"""Routing that learns from the ledger: the reader's confidence, self-route's
+calibrated threshold, the routing table and its policies, the fitted router's file,
+and ``route fit`` -> ``ask --strategy auto`` end to end with the fake reader."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lcrag.pipeline.answer.base import Question
+from lcrag.pipeline.answer.confidence import reply_confidence
+from lcrag.pipeline.answer.features import FEATURE_NAMES, PRE_READ_NAMES, question_form, retrieval_features
+from lcrag.pipeline.answer.router import FittedRouter, Node, RouterError, load_router, save_router
+from lcrag.pipeline.answer.routing import falls_back
+from lcrag.pipeline.cli.app import app
+from lcrag.pipeline.ledger import FeatureRow
+from lcrag.pipeline.routing.calibrate import ALWAYS, CalibrationItem, calibrate, candidate_thresholds
+from lcrag.pipeline.routing.fit import cross_validated, fit_router, folds, policy_summaries, score_router
+from lcrag.pipeline.routing.policies import oracle
+from lcrag.pipeline.routing.table import RoutingDataError, routing_table
+from lcrag.readers.base import Answer, mean_token_probability
+from lcrag.readers.vllm import answer_logprobs
+from tests.helpers import make_row
+
+FIXTURES = Path(__file__).parent / "fixtures"
+runner = CliRunner()
+
+
+# ----------------------------------------------------------------- confidence
+
+
+@pytest.mark.parametrize(
+    "logprobs, expected",
+    [
+        ((), None),
+        ((0.0,), 1.0),
+        ((math.log(0.5), math.log(0.5)), 0.5),
+        ((math.log(0.9), math.log(0.1)), math.sqrt(0.9 * 0.1)),  # geometric mean, not the minimum
+    ],
+)
+def test_confidence_is_the_geometric_mean_token_probability(logprobs, expected):
+    got = mean_token_probability(logprobs)
+    assert got == expected if expected is None else got == pytest.approx(expected)
+
+
+def test_confidence_rejects_impossible_logprobs():
+    with pytest.raises(ValueError, match="logprobs must be <= 0"):
+        mean_token_probability((0.5,))
+
+
+def test_confidence_from_a_recorded_server_response():
+    recorded = json.loads((FIXTURES / "vllm_chat_completion_logprobs.json").read_text())
+    choice = recorded["choices"][0]
+    logprobs, top = answer_logprobs(choice)
+    answer = Answer(choice["message"]["content"], 116, 2, 1.0, "m", token_logprobs=logprobs, first_token_top=top)
+    first = choice["logprobs"]["content"][0]["logprob"]
+    assert answer.confidence == pytest.approx(math.exp(first))  # the end-of-turn token is not part of the answer
+    options = ("a volcano", "a river", "a lake", "a city")
+    chosen = reply_confidence(Question("q", "What is Etna?", options=options), answer)
+    top_a = sum(math.exp(alt["logprob"]) for alt in choice["logprobs"]["content"][0]["top_logprobs"]
+                if alt["token"].upper() == "A")
+    assert chosen == pytest.approx(top_a) and chosen > math.exp(first)  # "A" and "a" both choose option A
+    assert reply_confidence(Question("q", "x?"), Answer("x", 1, 1, 1.0, "m")) is None  # no logprobs, no confidence
+
+
+def test_answer_logprobs_stop_at_the_first_line():
+    content = [{"token": "Paris", "logprob": -0.1}, {"token": "\n", "logprob": -0.2}, {"token": "Because", "logprob": -3.0}]
+    assert answer_logprobs({"logprobs": {"content": content}}) == ((-0.1,), ())
+    assert answer_logprobs({"logprobs": {"content": content}}, first_line_only=False) == ((-0.1, -3.0), ())
+
+
+@pytest.mark.parametrize(
+    "unanswerable, logprob, threshold, expected",
+    [
+        (True, 0.0, None, True),  # a decline always falls back
+        (False, math.log(0.3), None, False),  # no threshold: declines only
+        (False, math.log(0.3), 0.5, True),
+        (False, math.log(0.7), 0.5, False),
+        (False, None, 0.5, False),  # no logprobs: nothing to judge by
+    ],
+)
+def test_self_route_falls_back_on_declines_and_low_confidence(unanswerable, logprob, threshold, expected):
+    answer = Answer("x", 1, 1, 1.0, "m", unanswerable, token_logprobs=() if logprob is None else (logprob,))
+    assert falls_back(Question("q", "x?"), answer, threshold) is expected
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def items(rows: list[tuple[float, float, float | None]]) -> list[CalibrationItem]:
+    return [CalibrationItem(rag, lc, conf) for rag, lc, conf in rows]
+
+
+def test_calibration_picks_the_least_fallback_that_is_non_inferior():
+    # rag is right exactly when it is confident (>= 0.6); lc is always right
+    table = [(1.0, 1.0, 0.6 + i / 100) for i in range(30)] + [(0.0, 1.0, 0.1 + i / 100) for i in range(10)]
+    result = calibrate(items(table))
+    assert result.non_inferior and result.fallback_rate == pytest.approx(10 / 40)
+    assert 0.19 < result.threshold <= 0.6 and result.difference.low > -0.05
+
+
+def test_calibration_without_need_keeps_every_cheap_answer():
+    result = calibrate(items([(1.0, 1.0, 0.5)] * 20))
+    assert (result.threshold, result.fallback_rate, result.non_inferior) == (0.0, 0.0, True)
+
+
+def test_calibration_that_never_trusts_rag_falls_back_always():
+    result = calibrate(items([(0.0, 1.0, 0.99)] * 20))
+    assert result.threshold > 0.99 and result.fallback_rate == 1.0 and result.non_inferior
+
+
+def test_calibration_cannot_help_questions_without_confidence():
+    result = calibrate(items([(0.0, 1.0, None)] * 20))
+    assert result.fallback_rate == 0.0 and not result.non_inferior
+
+
+def test_candidate_thresholds_step_over_each_confidence():
+    assert candidate_thresholds(items([(1, 1, 0.5), (1, 1, None), (1, 1, 0.2), (1, 1, 0.5)])) == [
+        0.0, pytest.approx(0.2), pytest.approx(0.5), ALWAYS]
+
+
+def test_calibration_needs_questions():
+    with pytest.raises(ValueError, match="at least one question"):
+        calibrate([])
+
+
+# --------------------------------------------------------------- routing table
+
+
+def features(**overrides) -> str:
+    values = {name: 0.0 for name in PRE_READ_NAMES} | overrides
+    return json.dumps(values)
+
+
+def run_rows(n: int = 40) -> tuple[list, list[FeatureRow]]:
+    """rag right on 'easy' questions (dense_top high, confident), lc right on all but
+    the last two; lc costs 10x rag."""
+    rows, feats = [], []
+    for i in range(n):
+        easy = i % 2 == 0
+        qid = f"q{i:02d}"
+        conf = 0.9 if easy else 0.2
+        rows.append(make_row(question_id=qid, strategy="rag", dataset="kv", em=1.0 if easy else 0.0, recall=1.0 if easy else 0.0,
+                             prompt_tokens=100, confidence=conf))
+        lc_right = 1.0 if i < n - 2 else 0.0
+        rows.append(make_row(question_id=qid, strategy="lc", dataset="kv", em=lc_right, recall=lc_right, prompt_tokens=1000))
+        rows.append(make_row(question_id=qid, strategy="self-route", dataset="kv", em=1.0, recall=1.0, prompt_tokens=500))
+        feats.append(FeatureRow("run1", qid, "kv", "idx", features(dense_top=0.8 if easy else 0.3)))
+    return rows, feats
+
+
+def test_routing_table_labels_the_cheapest_right_strategy():
+    rows, feats = run_rows()
+    table = routing_table(rows, feats)
+    assert table.candidates == ("rag", "lc") and table.metric == "em" and len(table.questions) == 40
+    labels = [table.label(q) for q in table.questions]
+    assert labels[0] == "rag" and labels[1] == "lc" and labels[-1] == "rag"  # nothing right: spend nothing more
+    assert table.questions[0].features["rag_confidence"] == 0.9 and set(table.questions[0].features) == set(FEATURE_NAMES)
+
+
+def test_routing_table_counts_questions_without_features_and_names_the_fix():
+    rows, feats = run_rows()
+    table = routing_table(rows, feats[:30])
+    assert len(table.questions) == 30 and table.without_features == 10
+    with pytest.raises(RoutingDataError, match="rerun `lcrag eval` with the same run id"):
+        routing_table(rows, [])
+    with pytest.raises(RoutingDataError, match="lc is missing"):
+        routing_table([r for r in rows if r.strategy != "lc"], feats)
+
+
+def test_oracle_and_policies_against_lc():
+    rows, feats = run_rows()
+    table = routing_table(rows, feats)
+    best = oracle(table)
+    assert sum(best.scores.values()) == 39  # lc fails the last two; rag answers the last (even) one
+    summaries = {s.name: s for s in policy_summaries(table, cross_validated(table))}
+    assert summaries["always-lc"].token_ratio == 1.0 and summaries["always-lc"].difference is None
+    assert summaries["always-rag"].outcome == "inferior"
+    router = summaries["router"]
+    # the split is learnable from dense_top / confidence: the router sends easy questions to rag only
+    assert router.outcome == "non_inferior" and router.token_ratio < 0.7
+    assert summaries["self-route"].outcome == "non_inferior" and 0 < summaries["self-route"].shares["lc"] < 1
+
+
+def test_folds_cover_every_question_once():
+    parts = folds(23, 5, seed=3)
+    assert sorted(int(i) for p in parts for i in p) == list(range(23)) and len(parts) == 5
+    assert len(folds(3, 5)) == 3
+
+
+def test_fit_router_stores_its_run_threshold_and_held_out_scores(tmp_path):
+    rows, feats = run_rows()
+    table = routing_table(rows, feats)
+    router = fit_router(table, "run1")
+    assert router.run_id == "run1" and router.dataset == "kv" and router.classes == ("rag", "lc")
+    assert 0.2 < router.self_route_threshold <= 0.9
+    assert {s["name"] for s in router.scores["held_out"]} == {"router", "self-route", "always-rag", "always-lc", "oracle"}
+    easy, hard = table.questions[0].features, table.questions[1].features
+    assert (router.choose(easy), router.choose(hard)) == ("rag", "lc")
+    path = save_router(router, tmp_path / "router.json")
+    again = load_router(path)
+    assert again == router and again.rules()
+    tested = {s.name: s for s in score_router(router, table)}
+    assert tested["router"].mean_score == pytest.approx(1 - 1 / 40)
+
+
+# ----------------------------------------------------------------- router file
+
+
+def tiny_router(**overrides) -> FittedRouter:
+    nodes = (Node(FEATURE_NAMES.index("rag_confidence"), 0.5, 1, 2, (3.0, 5.0)), Node(-1, 0.0, -1, -1, (0.0, 5.0)),
+             Node(-1, 0.0, -1, -1, (3.0, 0.0)))
+    return FittedRouter(classes=("rag", "lc"), nodes=nodes, **overrides)
+
+
+def test_router_chooses_by_its_splits_and_breaks_ties_to_the_cheaper():
+    router = tiny_router()
+    low = {n: 0.0 for n in FEATURE_NAMES} | {"rag_confidence": 0.2}
+    assert router.choose(low) == "lc" and router.choose(low | {"rag_confidence": 0.8}) == "rag"
+    tie = FittedRouter(classes=("rag", "lc"), nodes=(Node(-1, 0.0, -1, -1, (2.0, 2.0)),))
+    assert tie.choose(low) == "rag"
+    with pytest.raises(RouterError, match="needs features"):
+        router.choose({"rag_confidence": 0.2})
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(feature_names=d["feature_names"][:-1]), "fitted on other features"),
+        (lambda d: d.update(features_version=0), "fitted on other features"),
+        (lambda d: d.update(format="other"), "not an lcrag-router/1 file"),
+        (lambda d: d["nodes"][0].update(left=99), "points outside the tree"),
+    ],
+)
+def test_a_router_file_that_no_longer_fits_is_refused_with_the_refit_command(tmp_path, edit, message):
+    path = save_router(tiny_router(run_id="r7"), tmp_path / "router.json")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(RouterError, match=message) as err:
+        load_router(path)
+    assert "lcrag route fit" in str(err.value) or "refit" in str(err.value)
+
+
+def test_no_router_file_means_none(tmp_path):
+    assert load_router(tmp_path / "router.json") is None
+
+
+@pytest.mark.parametrize(
+    "text, form",
+    [("What is Etna?", "what"), ("Who wrote it?", "who"), ("Is tea oxidised?", "yesno"), ("Name the capital.", "other"),
+     ("In which year did it end?", "which"), ("How many moons?", "how")],
+)
+def test_question_form(text, form):
+    assert question_form(text) == form
+
+
+def test_retrieval_features_margin_and_agreement():
+    from lcrag.core.types import Hit
+
+    def hit(key, score):
+        return Hit("chunk", key, score, key, "u", "d", 0, 1)
+
+    got = retrieval_features([hit("a", 0.9), hit("b", 0.5)], [hit("b", 10.0), hit("c", 5.0)])
+    assert got["dense_top"] == 0.9 and got["dense_margin"] == pytest.approx(0.4)
+    assert got["bm25_margin"] == pytest.approx(0.5) and got["agreement"] == 0.5
+    assert retrieval_features([], [])["agreement"] == 0.0
+
+
+# ---------------------------------------------------------- end to end (CLI)
+
+
+@pytest.fixture
+def fake_setup(tmp_path):
+    from tests.conftest import TOPICS, write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus", TOPICS)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"reader": {"backend": "fake"}, "chunking": {"target_tokens": 64},
+                                      "units": {"max_tokens": 128}}))
+    index = tmp_path / "index"
+    result = runner.invoke(app, ["ingest", str(corpus), "--index", str(index), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return corpus, config, index, str(tmp_path / "ledger.duckdb")
+
+
+def test_synth_then_route_fit_then_ask_auto_follows_the_router(fake_setup, tmp_path):
+    corpus, config, index, ledger = fake_setup
+    result = runner.invoke(app, ["eval", "--dataset", "synth:4", "--index", str(index), "--strategies", "rag,longrag,lc,auto",
+                                 "--run-id", "syn", "--config", str(config), "--ledger", ledger, "--work", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "w" / "synth" / "syn.jsonl"
+    lines = [json.loads(line) for line in written.read_text().splitlines()]
+    assert len(lines) == 4 and all(line["synthetic"] and line["evidence"]["text"] for line in lines)
+    assert "kept by the round trip" in result.output
+    from lcrag.pipeline.ledger import Ledger
+
+    rows = Ledger(ledger).rows("syn")
+    assert {r.dataset for r in rows} == {"synthetic"} and all(r.route.startswith("rule:") for r in rows if r.strategy == "auto")
+
+    fitted = runner.invoke(app, ["route", "fit", "--run-id", "syn", "--index", str(index), "--ledger", ledger])
+    assert fitted.exit_code == 0, fitted.output
+    assert (index / "router.json").is_file() and "held out" in fitted.output
+
+    asked = runner.invoke(app, ["ask", "Which volcano in Sicily is active?", "--index", str(index), "--strategy", "auto",
+                                "--config", str(config), "--ledger", ledger, "--json"])
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.output)[0]["route"].startswith("router:rag")
+
+    shown = runner.invoke(app, ["route", "show", "--index", str(index)])
+    assert shown.exit_code == 0 and "fitted on run syn" in shown.output
+
+    # a new generation of the index keeps the router (it lives beside the generations)
+    (corpus / "new.txt").write_text("Glaciers carve valleys as they move slowly downhill under their own weight.\n")
+    assert runner.invoke(app, ["ingest", str(corpus), "--index", str(index), "--config", str(config)]).exit_code == 0
+    again = runner.invoke(app, ["ask", "What do glaciers carve?", "--index", str(index), "--strategy", "auto",
+                                "--config", str(config), "--ledger", ledger, "--json"])
+    assert again.exit_code == 0 and json.loads(again.output)[0]["route"].startswith("router:")
+
+    # a router fitted on other features is refused, naming the refit command
+    data = json.loads((index / "router.json").read_text())
+    data["features_version"] = 0
+    (index / "router.json").write_text(json.dumps(data))
+    refused = runner.invoke(app, ["ask", "What do glaciers carve?", "--index", str(index), "--strategy", "auto",
+                                  "--config", str(config), "--ledger", ledger])
+    assert refused.exit_code != 0 and "lcrag route fit --run-id syn" in refused.output
+
+
+def test_synth_needs_an_index_and_a_count(tmp_path):
+    missing = runner.invoke(app, ["eval", "--dataset", "synth:5"])
+    assert missing.exit_code != 0 and "pass --index" in missing.output
+    bad = runner.invoke(app, ["eval", "--dataset", "synth:x", "--index", str(tmp_path)])
+    assert bad.exit_code != 0 and "synth:N needs N" in bad.output
+
+
+def test_route_fit_names_what_is_missing(fake_setup):
+    _, _, index, ledger = fake_setup
+    result = runner.invoke(app, ["route", "fit", "--run-id", "nothing", "--index", str(index), "--ledger", ledger])
+    assert result.exit_code != 0 and "has no rows" in result.output
+    nowhere = runner.invoke(app, ["route", "fit", "--run-id", "nothing", "--ledger", ledger])
+    assert nowhere.exit_code != 0 and "--index INDEX" in nowhere.output
+    show = runner.invoke(app, ["route", "show", "--index", str(index)])
+    assert show.exit_code != 0 and "no router at" in show.output
