@@ -346,3 +346,16 @@ def test_route_fit_names_what_is_missing(fake_setup):
     assert nowhere.exit_code != 0 and "--index INDEX" in nowhere.output
     show = runner.invoke(app, ["route", "show", "--index", str(index)])
     assert show.exit_code != 0 and "no router at" in show.output
+
+
+def test_report_shows_routing_policies_held_out_per_data_set():
+    from lcrag.pipeline.report.model import build_report
+    from lcrag.pipeline.report.render import render_html, render_markdown
+
+    rows, feats = run_rows()
+    report = build_report(rows, title="t", config={}, data_hashes={}, features=feats)
+    (section,) = report.routing
+    assert section.dataset == "kv" and section.n == 40
+    assert [p.name for p in section.policies] == ["router", "self-route", "always-rag", "always-lc", "oracle"]
+    assert "## Routing policies" in render_markdown(report) and 'id="routing"' in render_html(report)
+    assert build_report(rows, title="t", config={}, data_hashes={}).routing == ()  # no features, no section

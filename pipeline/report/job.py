@@ -53,7 +53,8 @@ def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: 
     judged = [r for rid in run_ids for r in ledger.retrieval_rows(rid)] if run_ids else ledger.retrieval_rows()
     if not rows and not judged:
         raise NothingToReportError(f"no ledger rows{' for run ' + ', '.join(run_ids) if run_ids else ''} in {ledger.path}")
+    features = [f for rid in sorted({r.run_id for r in rows}) for f in ledger.feature_rows(rid)]
     built = build_report(rows, title=title, config=config.to_dict(), data_hashes=data_fingerprints([*rows, *judged]),
-                         interval_fn=bootstrap_mean, retrieval_rows=judged, margin=margin)
+                         interval_fn=bootstrap_mean, retrieval_rows=judged, margin=margin, features=features)
     html_path, md_path = write_report(built, Path(out_dir))
     return WrittenReport(Path(html_path), Path(md_path), len(rows), len(judged), tuple(verdict_json(built)))

@@ -21,12 +21,16 @@ from lcrag.pipeline.evaluation.verdict import (
     NON_INFERIORITY_MARGIN,
     CommonSet,
     Verdict,
+    VerdictError,
     common_questions,
     metric_for,
     score_of,
     verdict_of,
 )
-from lcrag.pipeline.ledger import LedgerRow, RetrievalRow
+from lcrag.pipeline.ledger import FeatureRow, LedgerRow, RetrievalRow
+from lcrag.pipeline.routing.fit import cross_validated, policy_summaries
+from lcrag.pipeline.routing.policies import PolicySummary
+from lcrag.pipeline.routing.table import RoutingDataError, routing_table
 
 UNLABELLED = "unlabelled"  # table name for rows whose dataset is None
 
@@ -189,6 +193,37 @@ class RetrievalStats:
 
 
 @dataclass(frozen=True)
+class RoutingSection:
+    """One data set's routing policies (fitted router, calibrated self-route,
+    always-rag, always-lc, oracle), cross-validated: quality against prompt tokens."""
+
+    dataset: str
+    metric: str
+    n: int
+    without_features: int
+    policies: tuple[PolicySummary, ...]
+
+
+def routing_sections(rows: Sequence[LedgerRow], features: Sequence[FeatureRow], datasets: Sequence[str],
+                     margin: float) -> tuple[RoutingSection, ...]:
+    """Held-out routing results for each data set whose rows and features allow it
+    (rag and lc on the same questions, features recorded); others are left out."""
+    sections = []
+    if not features:
+        return ()
+    for name in datasets:
+        try:
+            table = routing_table(rows, features, name)
+        except (RoutingDataError, VerdictError):
+            continue
+        if len(table.questions) < 2:
+            continue
+        summaries = policy_summaries(table, cross_validated(table, margin), margin)
+        sections.append(RoutingSection(name, table.metric, len(table.questions), table.without_features, tuple(summaries)))
+    return tuple(sections)
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a rendered report shows; ``overall`` pools all datasets."""
 
@@ -210,6 +245,7 @@ class Report:
     verdicts: tuple[VerdictLine, ...] = ()
     overall_left_out: tuple[str, ...] = ()  # strategies not pooled: absent from some data set
     margin: float = NON_INFERIORITY_MARGIN
+    routing: tuple[RoutingSection, ...] = ()  # per data set with routing features: policies held out
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -497,6 +533,7 @@ def build_report(
     generated_at: str | None = None,
     retrieval_rows: Sequence[RetrievalRow] = (),
     margin: float = NON_INFERIORITY_MARGIN,
+    features: Sequence[FeatureRow] = (),
 ) -> Report:
     """All report data from ledger rows. ``interval_fn`` may be ``lcrag.pipeline.evaluation.stats.bootstrap_mean``
     or anything returning (mean, low, high); ``generated_at`` defaults to now (UTC).
@@ -560,4 +597,5 @@ def build_report(
         verdicts=verdict_lines(names, commons, margin),
         overall_left_out=tuple(sorted(seen - everywhere - {CLOSED_BOOK})),
         margin=margin,
+        routing=routing_sections(rows, features, names, margin),
     )

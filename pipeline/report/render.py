@@ -310,6 +310,27 @@ def _route_rows(report: Report) -> list[tuple[str, str, str]]:
     return [(s.strategy, " · ".join(shares[s.strategy]), fmt_share(s.fell_back_share)) for s in report.overall]
 
 
+ROUTING_HEADERS = ("Policy", "Quality", "Prompt tokens", "× lc tokens", "vs lc [95% CI]", "Against lc", "Destinations")
+ROUTING_NOTE = ("Routing policies on held-out questions (5-fold cross-validation: each question is routed by a router "
+                "and a self-route threshold fitted on the other folds). A routed question pays for the cheap read (rag) "
+                "and, when sent on, for its destination too. The oracle takes each question's best strategy at its cost: "
+                "the ceiling. Against lc: the verdict rule with the report's margin.")
+
+
+def routing_cells(s) -> tuple[str, ...]:
+    d = s.difference
+    vs = "" if d is None else f"{d.mean_diff:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+    ratio = "" if s.token_ratio is None else f"{s.token_ratio:.2f}"
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in s.shares.items())
+    return (s.name, f"{s.mean_score:.3f}", f"{s.mean_tokens:.0f}", ratio, vs,
+            (s.outcome or "reference").replace("_", "-"), shares)
+
+
+def routing_caption(section) -> str:
+    left = f"; {section.without_features} without routing features left out" if section.without_features else ""
+    return f"{section.dataset}: {section.n} questions, {section.metric}{left}"
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
     figs = figures(report)
@@ -359,6 +380,16 @@ def render_html(report: Report) -> str:
                       [tuple(_e(c) for c in row) for row in _route_rows(report)], cls="text")
         + "</section>"
     )
+
+    if report.routing:
+        toc.append(("routing", "Routing policies"))
+        parts = [f'<section id="routing"><h2>Routing policies</h2><p class="note">{_e(ROUTING_NOTE)}</p>']
+        for section in report.routing:
+            parts.append(f"<h3>{_e(routing_caption(section))}</h3>")
+            parts.append(_html_table(ROUTING_HEADERS, [tuple(_e(c) for c in routing_cells(p)) for p in section.policies],
+                                     cls="text"))
+        parts.append("</section>")
+        sections.append("".join(parts))
 
     tables = (
         ("paired", "Against long context", "Against long context",
@@ -442,6 +473,11 @@ def render_markdown(report: Report) -> str:
     out += ["", "## Figures", ""]
     out += [f"- Figure {i + 1} (`{name}`, in report.html): {CAPTIONS[name]}" for i, name in enumerate(figs)] or ["No figures."]
     out += ["", "## Router choices", ""] + _md_table(("Strategy", "Routes (share of answers)", "Fall-back rate"), _route_rows(report))
+    if report.routing:
+        out += ["", "## Routing policies", "", ROUTING_NOTE]
+        for section in report.routing:
+            out += ["", f"### {_md(routing_caption(section))}", ""]
+            out += _md_table(ROUTING_HEADERS, [routing_cells(p) for p in section.policies])
     if report.paired:
         out += ["", "## Against long context (paired, F1)", ""] + _md_table(PAIRED_HEADERS, [paired_cells(r) for r in report.paired])
     if report.retrieval:
