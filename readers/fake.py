@@ -8,10 +8,9 @@ its first words."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Sequence
-
-import math
 
 from lcrag.readers.base import WRITE_QUESTION, Answer, Prompt
 from lcrag.readers.prompts import UNANSWERABLE, messages

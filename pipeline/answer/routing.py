@@ -21,8 +21,8 @@ from lcrag.pipeline.answer.base import Outcome, Question, Toolkit, timed_context
 from lcrag.pipeline.answer.confidence import reply_confidence
 from lcrag.pipeline.answer.features import pre_read_features, scope_tokens, with_cheap_read
 from lcrag.pipeline.answer.long_context import LongContextStrategy
-from lcrag.pipeline.answer.router import RouterError
 from lcrag.pipeline.answer.retrieval import LongRagStrategy, OrderPreservingStrategy, RagStrategy, ReorderStrategy
+from lcrag.pipeline.answer.router import RouterError
 from lcrag.readers.base import Answer
 
 

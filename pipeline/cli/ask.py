@@ -36,13 +36,13 @@ def ask(
         Toolkit,
         resolve_names,
     )
-    from lcrag.pipeline.answer.router import load_router, router_path
     from lcrag.pipeline.answer.recording import (
         RunLabels,
         answer_and_record,
         context_budget,
         new_run_id,
     )
+    from lcrag.pipeline.answer.router import load_router, router_path
     from lcrag.pipeline.config import load_config
     from lcrag.pipeline.index.search import IndexReader
     from lcrag.pipeline.ingest.encoder import make_encoder

@@ -24,8 +24,7 @@ from lcrag.pipeline.evaluation.verdict import (
     UNDETERMINED,
     PairKey,
 )
-from lcrag.pipeline.routing.calibrate import falls_back
-from lcrag.pipeline.routing.calibrate import CalibrationItem
+from lcrag.pipeline.routing.calibrate import CalibrationItem, falls_back
 from lcrag.pipeline.routing.table import CHEAP, REFERENCE, RoutingTable
 
 
