@@ -2,23 +2,26 @@
 long-context and self-route answers with plain SQL.
 
 DuckDB because the ledger is read by analysts (group-bys, Parquet export), not
-by the pipeline's hot path. Its catch is locking: one process at a time may hold
-a file for writing, and while it does no other process can open the file at all,
-not even read-only (read-only openers share the file with each other but also
-keep writers out). So this module never keeps the file open between calls:
+by the pipeline's hot path. Its catch is locking: while any connection holds the
+file (a user's ``duckdb`` session, even read-only; a notebook; another writer) no
+other process may write it. So this module never keeps the file open between calls,
+and recording never waits on a reader:
 
-* every ``record`` opens the file, writes its rows in one transaction and closes;
+* every ``record`` opens the file, merges any waiting segments, writes its rows in
+  one transaction and closes; if the file stays held past ``write_wait`` (half a
+  second), the rows go to a new Parquet *segment* beside it instead
+  (``ledger.duckdb.segments/<table>/``), written atomically, and the next write
+  that gets the file merges them (``compact`` does so on demand);
 * every read (``rows``, ``count``, ``done_keys``, ``query``, ``export_parquet``)
-  opens read-only, reads and closes;
-* an open that hits the lock is retried with jittered exponential backoff for up
-  to ``lock_timeout`` seconds (60 by default), then raises ``LedgerError``.
+  attaches the file read-only and sees it together with its segments: each row
+  once, superseded error rows left out; an open that hits a read-write holder is
+  retried with jittered backoff for up to ``lock_timeout`` seconds (60), then
+  raises ``LedgerError``.
 
-The trade-off: each call pays an open and a checkpoint on close (tens of
-milliseconds), and a writer can wait behind a long read, but any number of
-worker processes can record into one file without a server and without losing
-a row. A single long-running service that owns the ledger could instead hold
-one connection for its lifetime and take rows over a queue; that would be
-faster but would lock every other process (even a read-only notebook) out.
+So any number of worker processes, the API and a user's read-only ``duckdb``
+session share one file without a server and without losing a row. Plain SQL on the
+file itself sees merged rows; rows written while it was held appear there after
+the next write (or ``Ledger(path).compact()``).
 
 Within one process DuckDB shares a single instance per file, so a connection
 this process already holds with the other ``read_only`` setting also blocks an
@@ -419,29 +422,60 @@ def _file_lock(path: Path) -> threading.Lock:
         return _FILE_LOCKS.setdefault(key, threading.Lock())
 
 
-class Ledger:
-    """A DuckDB ledger file that any number of processes may record into.
-    Holds only the path: each call opens, works and closes (see module doc)."""
+class LedgerBusy(LedgerError):
+    """Another connection held the file past the wait allowed (writes then go to a segment)."""
 
-    def __init__(self, path: str | Path, lock_timeout: float = 60.0) -> None:
+
+SEGMENTS = ".segments"  # beside the file: ledger.duckdb.segments/<table>/<time>-<id>.parquet
+TABLES = ("ledger", "retrieval", "features")  # tables whose rows may wait in segments
+PASSTHROUGH = ("_migrations",)  # read straight from the file
+
+
+def _quoted(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+class Ledger:
+    """A DuckDB ledger file that any number of processes may record into, while anyone
+    reads it. Holds only the path: each call opens, works and closes (see module doc).
+
+    Recording never waits on a reader: when the file is held (a ``duckdb`` session, a
+    notebook, another writer) for longer than ``write_wait`` seconds, the rows are
+    written to a Parquet segment beside it instead, and the next write that gets the
+    file merges every segment in the same transaction as its own rows. Every read
+    here sees the file and the segments together (duplicates and superseded error
+    rows removed), so nothing recorded is ever missing from a read."""
+
+    def __init__(self, path: str | Path, lock_timeout: float = 60.0, write_wait: float = 0.5) -> None:
         if not lock_timeout > 0:
             raise ValueError(f"lock_timeout must be positive seconds, got {lock_timeout!r}")
+        if not write_wait >= 0:
+            raise ValueError(f"write_wait must be >= 0 seconds, got {write_wait!r}")
         self.path = Path(path)
         self.lock_timeout = float(lock_timeout)
+        self.write_wait = float(write_wait)
         self._migrated = False
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
 
+    @property
+    def segments_dir(self) -> Path:
+        return self.path.with_name(self.path.name + SEGMENTS)
+
+    def segments(self, table: str) -> list[Path]:
+        """The table's rows still waiting in segments, oldest first."""
+        return sorted((self.segments_dir / table).glob("*.parquet"))
+
     # -- connections
 
-    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """Open the file, retrying with jittered backoff while another holder has it."""
-        deadline = time.monotonic() + self.lock_timeout
+    def _retrying(self, open_fn: Callable[[], Any], timeout: float) -> Any:
+        """``open_fn()``, retried with jittered backoff while another holder has the file."""
+        deadline = time.monotonic() + timeout
         attempt = 0
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return open_fn()
             except duckdb.Error as exc:
                 text = str(exc)
                 if "not a valid DuckDB database file" in text:
@@ -452,11 +486,11 @@ class Ledger:
                 if not _is_lock_error(exc):
                     raise LedgerError(f"cannot open ledger {self.path}: {text}") from exc
                 if time.monotonic() >= deadline:
-                    raise LedgerError(
-                        f"ledger {self.path} stayed locked for {self.lock_timeout:g}s by another connection "
+                    raise LedgerBusy(
+                        f"ledger {self.path} stayed locked for {timeout:g}s by another connection "
                         "(another process, or one this process holds with a different read_only setting); "
-                        "close any open DuckDB session on it (CLI, notebook) or raise lock_timeout. "
-                        f"DuckDB said: {text}"
+                        "close any read-write DuckDB session on it (open it with `duckdb -readonly`) or raise "
+                        f"lock_timeout. DuckDB said: {text}"
                     ) from exc
                 # Full jitter so two writers that collided do not collide again.
                 cap = min(0.25, 0.004 * 2**attempt)
@@ -464,25 +498,86 @@ class Ledger:
                 attempt += 1
 
     @contextmanager
-    def _connection(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open, yield, close; one thread of this process at a time per file."""
+    def _connection(self, read_only: bool, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file itself, yield, close; one thread of this process at a time per file."""
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(self.path):
-            conn = self._connect(read_only=read_only)
+            conn = self._retrying(lambda: duckdb.connect(str(self.path), read_only=read_only),
+                                  self.lock_timeout if timeout is None else timeout)
             try:
                 yield conn
             finally:
                 conn.close()
 
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory connection with the file attached read-only and one view per table
+        over the file and its segments: what every read here queries."""
+        with _file_lock(self.path):
+            def attach() -> duckdb.DuckDBPyConnection:
+                conn = duckdb.connect(":memory:")
+                try:
+                    conn.execute(f"ATTACH '{str(self.path).replace(chr(39), chr(39) * 2)}' AS stored (READ_ONLY)")
+                except BaseException:
+                    conn.close()
+                    raise
+                return conn
+
+            conn = self._retrying(attach, self.lock_timeout)
+            try:
+                for table in PASSTHROUGH:
+                    conn.execute(f"CREATE VIEW {table} AS SELECT * FROM stored.{table}")
+                for table in TABLES:
+                    conn.execute(f"CREATE VIEW {table} AS {self._union_sql(table)}")
+                for (sql,) in conn.execute(
+                    "SELECT sql FROM duckdb_views() WHERE database_name = 'stored' AND NOT internal").fetchall():
+                    conn.execute(sql)  # views of the file (ledger_summary) over the views above
+                yield conn
+            finally:
+                conn.close()
+
+    def _union_sql(self, table: str) -> str:
+        """The table as stored plus its segments; each row once; for the ledger, an error
+        row whose pair has a success anywhere left out (as ``record`` would delete it)."""
+        segments = self.segments(table)
+        if not segments:
+            return f"SELECT * FROM stored.{table}"
+        union = (f"SELECT * FROM stored.{table} UNION ALL BY NAME "
+                 f"SELECT * FROM read_parquet({_quoted(segments)}, union_by_name = true)")
+        once = f"SELECT * FROM ({union}) QUALIFY row_number() OVER (PARTITION BY row_id ORDER BY created_at) = 1"
+        if table != "ledger":
+            return once
+        return (f"WITH rows AS ({once}) SELECT * FROM rows r WHERE r.error IS NULL OR NOT EXISTS ("
+                "SELECT 1 FROM rows s WHERE s.error IS NULL AND s.run_id = r.run_id "
+                "AND s.question_id = r.question_id AND s.strategy = r.strategy)")
+
     def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
         self._ensure_migrated()
-        with self._connection(read_only=True) as conn:
-            return fn(conn)
+        for attempt in range(3):
+            try:
+                with self._reading() as conn:
+                    return fn(conn)
+            except duckdb.IOException as exc:
+                # a segment merged and removed between listing and reading: its rows are in the file now
+                if SEGMENTS not in str(exc) or attempt == 2:
+                    raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
 
     def _ensure_migrated(self) -> None:
-        if not self._migrated:
-            self.migrate()
+        """Before a read: the schema must be current. Checked read-only (so a reader's
+        session does not block it); migrated only when something is pending."""
+        if self._migrated:
+            return
+        if self.path.exists():
+            with self._connection(read_only=True) as conn:
+                try:
+                    done = {n for (n,) in conn.execute("SELECT name FROM _migrations").fetchall()}
+                except duckdb.CatalogException:
+                    done = set()
+            if all(name in done for name, _ in MIGRATIONS):
+                self._migrated = True
+                return
+        self.migrate()
 
     # -- schema
 
@@ -493,6 +588,52 @@ class Ledger:
             applied = apply_migrations(conn)
         self._migrated = True
         return applied
+
+    def compact(self) -> int:
+        """Merge waiting segments into the file if it can be had at once; returns how many
+        segment files were merged (0 when there were none or the file is held)."""
+        if not any(self.segments(t) for t in TABLES):
+            return 0
+        try:
+            with self._connection(read_only=False, timeout=self.write_wait) as conn:
+                apply_migrations(conn)
+                self._migrated = True
+                conn.execute("BEGIN TRANSACTION")
+                try:
+                    merged = self._merge_segments(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except LedgerBusy:
+            return 0
+        for path in merged:
+            path.unlink(missing_ok=True)
+        return len(merged)
+
+    def _merge_segments(self, conn: duckdb.DuckDBPyConnection) -> list[Path]:
+        """Insert every waiting segment's rows (inside the caller's transaction); returns
+        the files merged, to delete once the transaction commits."""
+        merged: list[Path] = []
+        for table in TABLES:
+            files = self.segments(table)
+            if not files:
+                continue
+            source = f"read_parquet({_quoted(files)}, union_by_name = true)"
+            if table == "ledger":
+                conn.execute(f"CREATE TEMP TABLE incoming AS SELECT * EXCLUDE (seq) FROM {source}")
+                conn.execute(
+                    "DELETE FROM ledger WHERE error IS NOT NULL AND (run_id, question_id, strategy) IN "
+                    "(SELECT run_id, question_id, strategy FROM incoming WHERE error IS NULL)")
+                conn.execute(
+                    "INSERT OR IGNORE INTO ledger BY NAME SELECT * FROM incoming i WHERE i.error IS NULL OR NOT EXISTS ("
+                    "SELECT 1 FROM ledger l WHERE l.error IS NULL AND l.run_id = i.run_id "
+                    "AND l.question_id = i.question_id AND l.strategy = i.strategy)")
+                conn.execute("DROP TABLE incoming")
+            else:
+                conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM {source}")
+            merged.extend(files)
+        return merged
 
     def applied_migrations(self) -> list[str]:
         """Names recorded in ``_migrations``, in the order they were applied."""
@@ -563,35 +704,54 @@ class Ledger:
         rows: Sequence[Any],
         before: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     ) -> int:
-        """Insert in one transaction; ``before`` runs first inside that transaction."""
+        """Insert in one transaction (``before`` runs first inside it), merging waiting
+        segments in the same transaction. When the file stays held past ``write_wait``
+        the rows go to a new segment instead, and the count is of the rows given."""
         ids = [row.row_id for row in rows]
         if len(set(ids)) != len(ids):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             raise ValueError(f"duplicate row_id within one record() call: {dupes}")
         if not rows:
             return 0
-        self._ensure_migrated()
-        cols = ", ".join(columns)
-        one = "(" + ", ".join("?" for _ in columns) + ")"
-        inserted = 0
-        with self._connection(read_only=False) as conn:
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                if before is not None:
-                    before(conn)
-                for start in range(0, len(rows), _INSERT_BATCH):
-                    batch = rows[start : start + _INSERT_BATCH]
-                    params: list[Any] = []
-                    for row in batch:
-                        params.extend(list(v) if isinstance(v, tuple) else v for v in astuple(row))
-                    sql = f"INSERT OR IGNORE INTO {table} ({cols}) VALUES " + ", ".join(one for _ in batch)
-                    result = conn.execute(sql, params).fetchone()
-                    inserted += int(result[0]) if result else 0
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        try:
+            with self._connection(read_only=False, timeout=self.write_wait) as conn:
+                inserted, merged = self._insert_into(conn, table, columns, rows, before)
+        except LedgerBusy:
+            self._write_segment(table, columns, rows)
+            return len(rows)
+        for path in merged:
+            path.unlink(missing_ok=True)
         return inserted
+
+    def _insert_into(self, conn, table, columns, rows, before) -> tuple[int, list[Path]]:
+        if not self._migrated:
+            apply_migrations(conn)
+            self._migrated = True
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            merged = self._merge_segments(conn)
+            if before is not None:
+                before(conn)
+            inserted = _insert_batches(conn, table, columns, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return inserted, merged
+
+    def _write_segment(self, table: str, columns: Sequence[str], rows: Sequence[Any]) -> Path:
+        """The rows as one Parquet file with the table's current schema (built in memory
+        by the same migrations), written atomically under ``segments_dir``."""
+        folder = self.segments_dir / table
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        partial = final.with_name(final.name + ".partial")
+        with duckdb.connect(":memory:") as conn:
+            apply_migrations(conn)
+            _insert_batches(conn, table, columns, rows)
+            conn.execute(f"COPY {table} TO '{str(partial).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
+        partial.replace(final)
+        return final
 
     # -- reading
 
@@ -651,6 +811,22 @@ class Ledger:
             return int(result[0]) if result else 0
 
         return self._read(run)
+
+
+def _insert_batches(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], rows: Sequence[Any]) -> int:
+    """INSERT OR IGNORE the rows in batches; returns how many were new."""
+    cols = ", ".join(columns)
+    one = "(" + ", ".join("?" for _ in columns) + ")"
+    inserted = 0
+    for start in range(0, len(rows), _INSERT_BATCH):
+        batch = rows[start : start + _INSERT_BATCH]
+        params: list[Any] = []
+        for row in batch:
+            params.extend(list(v) if isinstance(v, tuple) else v for v in astuple(row))
+        sql = f"INSERT OR IGNORE INTO {table} ({cols}) VALUES " + ", ".join(one for _ in batch)
+        result = conn.execute(sql, params).fetchone()
+        inserted += int(result[0]) if result else 0
+    return inserted
 
 
 def _delete_errors(conn: duckdb.DuckDBPyConnection, keys: Sequence[tuple[str, str, str]]) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -15,6 +16,7 @@ import pytest
 
 from lcrag.pipeline.ledger import (
     MIGRATIONS,
+    FeatureRow,
     Ledger,
     LedgerError,
     apply_migrations,
@@ -212,34 +214,71 @@ def test_not_a_duckdb_file_raises_ledger_error(tmp_path):
     assert str(path) in str(info.value)
 
 
-def test_lock_timeout_raises_ledger_error(tmp_path):
+def hold(path, read_only: bool) -> subprocess.Popen:
+    """Another process with a DuckDB session open on ``path`` (as a user's ``duckdb`` CLI)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time\n"
+         "c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro')\n"
+         "print('held', flush=True)\n"
+         "time.sleep(60)\n",
+         str(path), "ro" if read_only else "rw"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_held_file_never_stops_recording_and_reads_need_only_a_read_only_holder(tmp_path):
     path = tmp_path / "ledger.duckdb"
     Ledger(path).migrate()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time\n"
-            "c = duckdb.connect(sys.argv[1])\n"
-            "print('held', flush=True)\n"
-            "time.sleep(30)\n",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold(path, read_only=False)
     try:
-        assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
-        with pytest.raises(LedgerError, match="locked") as info:
-            Ledger(path, lock_timeout=0.5).record([make_row()])
+        assert Ledger(path, lock_timeout=0.5).record([make_row()]) == 1  # into a segment, without waiting
         assert time.monotonic() - started < 5
-        assert str(path) in str(info.value)
+        assert len(Ledger(path).segments("ledger")) == 1
+        # a read-write holder keeps readers out: reads wait lock_timeout, then say so
+        with pytest.raises(LedgerError, match="locked") as info:
+            Ledger(path, lock_timeout=0.5).count()
+        assert str(path) in str(info.value) and "duckdb -readonly" in str(info.value)
     finally:
         holder.kill()
         holder.wait()
-    # Once the holder is gone the same ledger works again.
-    assert Ledger(path).record([make_row()]) == 1
+    ledger = Ledger(path)
+    assert ledger.count() == 1  # read from the segment
+    assert ledger.record([make_row(question_id="q2")]) == 1  # the next write merges the segment
+    assert ledger.segments("ledger") == [] and ledger.count() == 2
+    with duckdb.connect(str(path), read_only=True) as conn:  # plain SQL sees every row once merged
+        assert conn.execute("select count(*) from ledger").fetchone()[0] == 2
+
+
+def test_recording_while_a_read_only_session_is_open_loses_nothing(tmp_path):
+    path = tmp_path / "ledger.duckdb"
+    ledger = Ledger(path)
+    ledger.record([make_row(question_id="q0", strategy="rag", error="reader down")])
+    holder = hold(path, read_only=True)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: Ledger(path).record([make_row(question_id=f"q{i}", row_id=f"r{i}")]), range(1, 9)))
+        Ledger(path).record([make_row(question_id="q0", strategy="rag")])  # the retried success
+        Ledger(path).record_features([FeatureRow("run1", "q1", "d", "idx", '{"a": 1.0}')])
+        reader = Ledger(path)  # reads work beside the read-only session and see the segments
+        assert reader.count("run1") == 9 and len(reader.segments("ledger")) == 9
+        assert ("q0", "rag") in reader.done_keys("run1")
+        assert [r.error for r in reader.rows("run1") if r.question_id == "q0"] == [None]  # the error row is superseded
+        assert reader.query("select count(*) n from ledger_summary")[0]["n"] >= 1
+        assert [f.question_id for f in reader.feature_rows("run1")] == ["q1"]
+        assert reader.compact() == 0  # the file is held: nothing merged, nothing lost
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Ledger(path).compact() == 10
+    with duckdb.connect(str(path), read_only=True) as conn:
+        rows = conn.execute("select question_id, error from ledger order by question_id").fetchall()
+        features = conn.execute("select count(*) from features").fetchone()[0]
+    assert rows == [(f"q{i}", None) for i in range(9)] and features == 1
+    assert Ledger(path).segments("ledger") == [] and Ledger(path).compact() == 0
 
 
 # ------------------------------------------------------------- plain SQL

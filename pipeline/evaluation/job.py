@@ -133,6 +133,7 @@ def evaluate(
         )
     finally:
         reader.close()
+    ledger.compact()  # rows that waited in segments (the file was held) join the file for plain SQL
     return EvalOutcome(run_id, ledger.path, "answers", len(evalset.items), answered, answer_summary(ledger, run_id))
 
 
