@@ -24,6 +24,7 @@ from lcrag.pipeline.routing.fit import cross_validated, fit_router, folds, polic
 from lcrag.pipeline.routing.policies import oracle
 from lcrag.pipeline.routing.table import RoutingDataError, routing_table
 from lcrag.readers.base import Answer, mean_token_probability
+from lcrag.readers.fake import FakeReader
 from lcrag.readers.vllm import answer_logprobs
 from tests.helpers import make_row
 
@@ -359,3 +360,60 @@ def test_report_shows_routing_policies_held_out_per_data_set():
     assert [p.name for p in section.policies] == ["router", "self-route", "always-rag", "always-lc", "oracle"]
     assert "## Routing policies" in render_markdown(report) and 'id="routing"' in render_html(report)
     assert build_report(rows, title="t", config={}, data_hashes={}).routing == ()  # no features, no section
+
+
+def test_eval_with_a_router_file_routes_auto_on_every_corpus(tmp_path, encoder):
+    from lcrag.pipeline.config import config_from_dict
+    from lcrag.pipeline.evaluation import DATASETS, EvalRun, run_evaluation
+    from lcrag.pipeline.ledger import Ledger
+    from tests.test_evaluation import write_hotpot
+
+    router = save_router(tiny_router(run_id="elsewhere", self_route_threshold=0.5), tmp_path / "router.json")
+    evalset = DATASETS["hotpotqa"](write_hotpot(tmp_path), limit=2)
+    ledger = Ledger(tmp_path / "l.duckdb")
+    config = config_from_dict({"chunking": {"target_tokens": 16}})
+    run = EvalRun("routed", "hotpotqa", ("auto",), tmp_path / "work", router=router)
+    run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400)
+    rows = ledger.rows("routed")
+    assert len(rows) == 2 and all(r.route.startswith("router:rag") for r in rows)
+    assert len(ledger.feature_rows("routed")) == 2  # features are recorded for every evaluated question
+    missing = EvalRun("none", "hotpotqa", ("auto",), tmp_path / "work", router=tmp_path / "absent.json")
+    with pytest.raises(ValueError, match="no router file"):
+        run_evaluation(evalset, missing, config, encoder, FakeReader(), None, ledger, budget=400)
+
+
+class BlindReader:
+    """The fake reader without logprobs (a server that gives none)."""
+
+    def __init__(self):
+        self.inner, self.model = FakeReader(), "blind"
+
+    def count_tokens(self, text):
+        return self.inner.count_tokens(text)
+
+    def read(self, prompt):
+        from dataclasses import replace
+
+        return replace(self.inner.read(prompt), token_logprobs=())
+
+    def read_many(self, prompts):
+        return [self.read(p) for p in prompts]
+
+
+def test_routing_without_logprobs_says_so_in_the_route(tmp_path, encoder):
+    from lcrag.pipeline.answer import Toolkit, get_strategy
+    from lcrag.pipeline.config import StrategyConfig
+    from lcrag.pipeline.index.search import IndexReader
+    from tests.service_support import build_index
+
+    index = build_index(tmp_path, encoder)
+    question = Question("q", "Which volcano in Sicily is active?")
+    with IndexReader(index, lambda c: encoder) as corpus:
+        tools = Toolkit(corpus, BlindReader(), StrategyConfig(), 400, router=tiny_router(self_route_threshold=0.5))
+        (auto,) = get_strategy("auto").run_batch([question], tools)
+        (self_route,) = get_strategy("self-route").run_batch([question], tools)
+        seeing = Toolkit(corpus, FakeReader(), StrategyConfig(), 400, router=tiny_router(self_route_threshold=0.5))
+        (confident,) = get_strategy("auto").run_batch([question], seeing)
+    assert auto.route.startswith("router[no confidence]:rag")  # missing confidence is below every split: lc
+    assert self_route.route == "rag[no confidence]" and self_route.fell_back is False
+    assert confident.route == "router:rag"

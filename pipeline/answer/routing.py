@@ -26,6 +26,9 @@ from lcrag.pipeline.answer.router import RouterError
 from lcrag.readers.base import Answer
 
 
+NO_CONFIDENCE = "[no confidence]"  # in a route: the reader gave no logprobs, so confidence could not decide
+
+
 def self_route_threshold(tools: Toolkit) -> float | None:
     """The confidence below which self-route falls back: configured, else the fitted
     router's calibrated one, else None (fall back on declines only)."""
@@ -62,7 +65,10 @@ class SelfRouteStrategy:
         outcomes = []
         for i, (question, context, answer) in enumerate(zip(questions, contexts, first)):
             if i not in second:
-                outcomes.append(Outcome(question, self.name, "rag", answer, context, answer.prompt_tokens,
+                # with a threshold but no confidence to compare (no logprobs), say so in the route
+                blind = threshold is not None and reply_confidence(question, answer) is None
+                outcomes.append(Outcome(question, self.name, "rag" + (NO_CONFIDENCE if blind else ""), answer, context,
+                                        answer.prompt_tokens,
                                         answer.completion_tokens, answer.latency_ms, context.retrieval_ms, 1, False))
                 continue
             outcomes.append(chained(first=Outcome(question, self.name, "rag", answer, context, answer.prompt_tokens,
@@ -117,15 +123,14 @@ class AutoStrategy:
                               f"refit it (`lcrag route fit`) on a run with {', '.join(DESTINATIONS)}")
         features = [pre_read_features(q, tools) for q in questions]
         cheap = DESTINATIONS[router.classes[0]]().run_batch(list(questions), tools)
-        chosen = [
-            router.choose(with_cheap_read(f, reply_confidence(q, o.answer), o.answer.unanswerable))
-            for q, f, o in zip(questions, features, cheap)
-        ]
-        results = {i: relabel(o, self.name, f"router:{o.route}") for i, o in enumerate(cheap) if chosen[i] == router.classes[0]}
+        confidences = [reply_confidence(q, o.answer) for q, o in zip(questions, cheap)]
+        chosen = [router.choose(with_cheap_read(f, c, o.answer.unanswerable)) for f, c, o in zip(features, confidences, cheap)]
+        tags = ["router" + (NO_CONFIDENCE if c is None else "") for c in confidences]
+        results = {i: relabel(o, self.name, f"{tags[i]}:{o.route}") for i, o in enumerate(cheap) if chosen[i] == router.classes[0]}
         for name in dict.fromkeys(c for c in chosen if c != router.classes[0]):
             picked = [i for i, c in enumerate(chosen) if c == name]
             for i, outcome in zip(picked, DESTINATIONS[name]().run_batch([questions[i] for i in picked], tools)):
-                results[i] = relabel(chained(cheap[i], outcome, ""), self.name, f"router:{cheap[i].route}->{outcome.route}")
+                results[i] = relabel(chained(cheap[i], outcome, ""), self.name, f"{tags[i]}:{cheap[i].route}->{outcome.route}")
         return [results[i] for i in range(len(questions))]
 
 

@@ -39,6 +39,10 @@ def evaluate(
         None, "--fields", help="longdoc only: map other field names, e.g. document=text,question=q,answers=a[,options=opts,id=qid,title=t].",
     ),
     work: Optional[Path] = typer.Option(None, "--work", help="Where evaluation indexes are kept (default: eval/ in the state folder)."),
+    router: Optional[Path] = typer.Option(
+        None, "--router", help="A fitted router file (lcrag route fit --out) that auto and self-route use on every corpus of "
+        "the run: score a router live on data it was not fitted on. Default: qa-jsonl and synth use the index's own router.",
+    ),
 ) -> None:
     """Answer a data set's questions with every strategy and record scored rows.
 
@@ -54,7 +58,7 @@ def evaluate(
     except ValueError:
         fail(f"--positions must be comma-separated whole numbers, got {positions!r}")
     try:
-        request = EvalRequest(dataset, strategies, k, limit, seed, run_id, slots, index, ledger_file, work, fields)
+        request = EvalRequest(dataset, strategies, k, limit, seed, run_id, slots, index, ledger_file, work, fields, router)
         config = load_config(config_file)
         with progress() as bar:
             def bar_for(description: str, total: int):

@@ -50,6 +50,7 @@ class EvalRequest:
     ledger: Path | None = None
     work: Path | None = None
     fields: str | None = None  # longdoc: a field mapping such as "document=text,question=q,answers=a"
+    router: Path | None = None  # a fitted router file used on every corpus (auto, self-route's threshold)
 
     def __post_init__(self) -> None:
         name, _, path = self.dataset.partition(":")
@@ -122,7 +123,7 @@ def evaluate(
         announce(f"skipped {reason}")
     reader = connect_reader(config.reader, state_home())
     try:
-        run = EvalRun(run_id, evalset.name, names, work, request.index)
+        run = EvalRun(run_id, evalset.name, names, work, request.index, router=request.router)
         done = ledger.done_keys(run.run_id)
         total = sum(1 for i in evalset.items for s in names if (i.question.qid, s) not in done)
         announce(f"run {run.run_id}: {len(evalset.items)} questions x {len(names)} strategies, {total} to answer")

@@ -51,6 +51,7 @@ class EvalRun:
     existing_index: Path | None = None  # for qa-jsonl: the user's own index
     workers: int = 4  # corpora answered concurrently
     max_consecutive_failures: int = 8  # reader failures in a row that stop the run (the reader looks down)
+    router: Path | None = None  # a fitted router file for every corpus (auto, self-route's threshold); else an existing index's own
 
 
 def index_folder(work_dir: Path, key: str) -> Path:
@@ -92,6 +93,9 @@ def run_evaluation(
     ``ReaderError`` when the reader fails ``run.max_consecutive_failures`` times in a row."""
     done = ledger.done_keys(run.run_id)
     featured = {row.question_id for row in ledger.feature_rows(run.run_id)}
+    fixed_router = load_router(run.router) if run.router else None
+    if run.router and fixed_router is None:
+        raise EvalDataError(f"no router file at {run.router}; fit one with `lcrag route fit --run-id RUN --out {run.router}`")
     failures = ReaderFailures(run.max_consecutive_failures)
     by_corpus: dict[str, list[EvalItem]] = {}
     for item in evalset.items:
@@ -114,7 +118,8 @@ def run_evaluation(
             index = index_folder(run.work_dir, key)
             with ingest_lock:  # one encoder, one ingestion at a time
                 ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, config, encoder, "eval")
-        router = load_router(router_path(run.existing_index)) if key == "existing" and run.existing_index else None
+        router = fixed_router if run.router else (
+            load_router(router_path(run.existing_index)) if key == "existing" and run.existing_index else None)
         with IndexReader(index, lambda _: encoder) as corpus:
             tools = Toolkit(corpus, reader, config.strategies, budget, attention, may_abstain=evalset.may_abstain,
                             router=router)
