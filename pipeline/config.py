@@ -127,12 +127,19 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """How ingestion works through pending units (not what the index contains)."""
+    """How ingestion reads a source and works through pending units (not what the
+    index contains). The loader limits keep an untrusted folder from hanging,
+    flooding or leaking out of a run; see "What ingestion skips and why"."""
 
     commit_tokens: int = 32768  # units embedded and committed together; smaller = finer resume points
+    max_file_mib: int = 64  # a larger file (of a folder or a jsonl source) is skipped with the reason
+    follow_symlinks: bool = False  # follow symlinks whose target lies outside the source folder
+    large_document_tokens: int = 100_000  # a new document longer than this is named in the summary
 
     def __post_init__(self) -> None:
         _check(self.commit_tokens >= 1, f"ingest.commit_tokens must be >= 1, got {self.commit_tokens}")
+        _check(self.max_file_mib >= 1, f"ingest.max_file_mib must be >= 1 (MiB), got {self.max_file_mib}")
+        _check(self.large_document_tokens >= 1, f"ingest.large_document_tokens must be >= 1, got {self.large_document_tokens}")
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,7 @@ class ServiceConfig:
 
     api_key: str = field(default="", repr=False)  # empty: LCRAG_API_KEY must provide it; never in to_dict()
     max_question_chars: int = 2000
+    max_question_tokens: int = 512  # also in the reader's tokens: four-byte characters can cost a token each
     max_k: int = 50  # largest per-request top-k
     max_budget_tokens: int = 32768  # largest per-request context budget (also capped by the reader's window)
     max_in_flight: int = 4  # questions answered at once
@@ -150,15 +158,22 @@ class ServiceConfig:
     retry_after_s: int = 2  # Retry-After on 429 and 503
     run_id: str = ""  # ledger run id of API questions; empty = api-YYYYMMDD (UTC)
     health_cache_s: float = 5.0  # how long a reader reachability check is reused
+    max_body_bytes: int = 65536  # larger request bodies are refused with 413 before they are read
+    body_timeout_s: float = 10.0  # a request body must arrive within this, else 408 and the connection is closed
+    header_timeout_s: float = 10.0  # a request line and headers must arrive within this, else the connection is closed
 
     def __post_init__(self) -> None:
         _check(self.max_question_chars >= 1, f"service.max_question_chars must be >= 1, got {self.max_question_chars}")
+        _check(self.max_question_tokens >= 1, f"service.max_question_tokens must be >= 1, got {self.max_question_tokens}")
         _check(self.max_k >= 1, f"service.max_k must be >= 1, got {self.max_k}")
         _check(self.max_budget_tokens >= 64, f"service.max_budget_tokens must be >= 64, got {self.max_budget_tokens}")
         _check(self.max_in_flight >= 1, f"service.max_in_flight must be >= 1, got {self.max_in_flight}")
         _check(self.max_queued >= 0, f"service.max_queued must be >= 0, got {self.max_queued}")
         _check(self.retry_after_s >= 1, f"service.retry_after_s must be >= 1, got {self.retry_after_s}")
         _check(self.health_cache_s >= 0, f"service.health_cache_s must be >= 0, got {self.health_cache_s}")
+        _check(self.max_body_bytes >= 1024, f"service.max_body_bytes must be >= 1024, got {self.max_body_bytes}")
+        _check(self.body_timeout_s > 0, f"service.body_timeout_s must be > 0, got {self.body_timeout_s}")
+        _check(self.header_timeout_s > 0, f"service.header_timeout_s must be > 0, got {self.header_timeout_s}")
         _check(self.run_id == self.run_id.strip(), f"service.run_id must be empty or have no surrounding blanks, got {self.run_id!r}")
 
 

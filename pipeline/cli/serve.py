@@ -27,7 +27,10 @@ def serve(
     port: int = typer.Option(8430, "--port", help="TCP port to listen on."),
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: reader, strategies and service sections."),
     ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger file (default: ledger.duckdb in the state folder, see `lcrag info`)."),
-    log_level: str = typer.Option("info", "--log-level", help="critical | error | warning | info | debug (debug logs every request)."),
+    log_level: str = typer.Option(
+        "info", "--log-level",
+        help="critical | error | warning | info | debug (debug logs every request; query parameters the API does not define are redacted).",
+    ),
 ) -> None:
     """Serve the query API: POST /v1/query, GET /v1/strategies, /v1/runs and /v1/health.
 
@@ -35,7 +38,8 @@ def serve(
 
     Clients send it as `Authorization: Bearer KEY` or `X-API-Key: KEY`. Every answered question is one ledger row.
 
-    Limits (question length, top-k, budget, questions in flight and queued) are the config's service section.
+    Limits (question length in characters and reader tokens, top-k, budget, questions in flight and queued,
+    request body size, and the time a request's headers and body may take to arrive) are the config's service section.
 
     OpenAPI schema at /openapi.json, interactive docs at /docs.
     """
@@ -85,7 +89,7 @@ def serve(
     # the handler it found: make SIGTERM, like Ctrl-C, end here so everything is closed.
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
-        uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level)).run()
+        uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level, header_timeout_s=service.header_timeout_s)).run()
     except (KeyboardInterrupt, _Stopped):
         pass
     finally:

@@ -3,23 +3,26 @@ mapping of failures to short JSON errors.
 
 Blocking work (retrieval, reading, the ledger) runs in worker threads; the
 event loop only admits, waits and answers. Failures clients can act on have
-their own status (401, 422, 429, 503, each with a one-line ``{"error": ...}``
-body or FastAPI's field-naming validation body); anything else is logged with
-its traceback and answered with a 500 that names an incident id and nothing else
+their own status (400, 401, 408, 413, 422, 429, 503, each with a one-line
+``{"error": ...}`` body or FastAPI's field-naming validation body, whose echoed
+inputs are cut short); anything else is logged with its traceback and answered
+with a 500 that names an incident id and nothing else
 (``lcrag.pipeline.service.errors``).
+
+Middleware, outermost first: the body limits (``body``: size and arrival time,
+checked before the key so a refused body is never read whole), the key gate
+(``auth``), the catch-all (``errors``).
 
 No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures, and the query body's model is built inside ``create_app``.
 """
 
-import json
 import logging
 import time
 from typing import Any
 
 import anyio
 from fastapi import FastAPI, Query, Request, Security
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
@@ -30,12 +33,14 @@ from lcrag.pipeline.config import Config, ServiceConfig
 from lcrag.pipeline.index.folder import IndexStateError
 from lcrag.pipeline.ledger import Ledger, LedgerError
 from lcrag.pipeline.service.auth import ApiKeyMiddleware
+from lcrag.pipeline.service.body import BodyLimitMiddleware
 from lcrag.pipeline.service.errors import CatchAllMiddleware
 from lcrag.pipeline.service.health import ReaderProbe
 from lcrag.pipeline.service.ledger_writer import GroupCommitLedger
 from lcrag.pipeline.service.limits import AdmissionController, Saturated
 from lcrag.pipeline.service.querying import (
     QueryService,
+    QuestionTooLong,
     describe,
     request_limits,
     uses_k,
@@ -50,6 +55,7 @@ from lcrag.pipeline.service.schemas import (
     ledger_entry,
     query_request_model,
 )
+from lcrag.pipeline.service.validation import validation_body
 from lcrag.readers.base import ReaderError
 
 log = logging.getLogger("lcrag.service")
@@ -67,6 +73,8 @@ def _error(status: int, message: str, retry_after_s: int | None = None) -> JSONR
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     meaning = {
         401: "missing or wrong API key",
+        408: "the request body did not arrive in time; the connection is closed",
+        413: "the request body is larger than the server accepts; the connection is closed",
         429: "too many questions in flight and queued; retry after Retry-After seconds",
         503: "the reader, ledger or index is unavailable; retry after Retry-After seconds",
     }
@@ -100,6 +108,7 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
     open_paths = {HEALTH_PATH, app.openapi_url, app.docs_url, app.redoc_url, f"{app.docs_url}/oauth2-redirect"}
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(ApiKeyMiddleware, api_key=service.api_key, open_paths={p for p in open_paths if p})
+    app.add_middleware(BodyLimitMiddleware, max_bytes=service.max_body_bytes, timeout_s=service.body_timeout_s)
     # Declared so the schema and /docs show both ways to send the key; the middleware checks it.
     keyed = [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
 
@@ -122,17 +131,21 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's body (each error names its field), but ASCII-escaped: errors echo
-        # the input, which may hold lone surrogates that UTF-8 cannot encode.
-        body = json.dumps({"detail": jsonable_encoder(exc.errors())})
-        return Response(body, status_code=422, media_type="application/json")
+        # FastAPI's body (each error names its field), with short, JSON-safe excerpts of the input.
+        return Response(validation_body(exc.errors()), status_code=422, media_type="application/json")
+
+    @app.exception_handler(QuestionTooLong)
+    async def _too_long(request: Request, exc: QuestionTooLong) -> Response:
+        error = {"type": "too_many_tokens", "loc": ("body", "question"), "msg": str(exc),
+                 "ctx": {"tokens": exc.tokens, "max_tokens": exc.limit}}
+        return Response(validation_body([error]), status_code=422, media_type="application/json")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.post(
-        "/v1/query", response_model=QueryResponse, dependencies=keyed, responses=_responses(401, 429, 503),
+        "/v1/query", response_model=QueryResponse, dependencies=keyed, responses=_responses(401, 408, 413, 429, 503),
         summary="Answer a question with citations; the answer is recorded in the ledger",
     )
     async def query(body: QueryRequest) -> QueryResponse:  # type: ignore[valid-type]

@@ -2,24 +2,22 @@
 
 The gate is ASGI middleware, so a request without the right key is refused
 before routing or body parsing: every protected path (unknown ones included)
-answers the same short 401 and nothing about the request is evaluated.
+answers the same short 401 and nothing about the request is evaluated. Keys
+are read from headers only, never from the query string, which ends up in
+access logs (``lcrag.pipeline.service.access_log`` redacts it anyway).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from lcrag.pipeline.config import ConfigError, ServiceConfig
+from lcrag.pipeline.service.asgi import ASGIApp, Receive, Scope, Send, send_json
 
 API_KEY_ENV = "LCRAG_API_KEY"
 KEY_HEADER = b"x-api-key"
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+UNAUTHORIZED = {"error": "missing or wrong API key"}
 
 
 def resolve_api_key(service: ServiceConfig, environ: Mapping[str, str]) -> str:
@@ -55,9 +53,6 @@ def key_matches(headers: Iterable[tuple[bytes, bytes]], expected: bytes) -> bool
     return matched
 
 
-UNAUTHORIZED_BODY = json.dumps({"error": "missing or wrong API key"}).encode()
-
-
 class ApiKeyMiddleware:
     """Refuse every HTTP request outside ``open_paths`` that lacks the key."""
 
@@ -72,13 +67,4 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in self._open or key_matches(scope["headers"], self._expected):
             await self.app(scope, receive, send)
             return
-        await send({
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(UNAUTHORIZED_BODY)).encode()),
-                (b"www-authenticate", b'Bearer realm="lcrag"'),
-            ],
-        })
-        await send({"type": "http.response.body", "body": UNAUTHORIZED_BODY})
+        await send_json(send, 401, UNAUTHORIZED, [(b"www-authenticate", b'Bearer realm="lcrag"')])

@@ -8,16 +8,12 @@ error twice. This middleware sits inside it and ends the story itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from typing import Any, Awaitable, Callable
+
+from lcrag.pipeline.service.asgi import Receive, Scope, Send, send_json
 
 log = logging.getLogger("lcrag.service")
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
 
 
 class CatchAllMiddleware:
@@ -43,10 +39,4 @@ class CatchAllMiddleware:
             log.error("unexpected error %s on %s %s", incident, scope.get("method"), scope.get("path"), exc_info=exc)
             if started:  # too late for a status; the client sees a cut response
                 raise
-            body = json.dumps({"error": f"internal error {incident}; the server log has the details"}).encode()
-            await send({
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            })
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, 500, {"error": f"internal error {incident}; the server log has the details"})

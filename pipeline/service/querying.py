@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import replace
 
+from lcrag.core.errors import LcragError
 from lcrag.pipeline.answer import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit
 from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
 from lcrag.pipeline.config import Config, ServiceConfig
@@ -66,9 +67,20 @@ def request_limits(config: Config, service: ServiceConfig, has_attention: bool) 
         strategies=available_strategies(has_attention),
         default_strategy=DEFAULT_STRATEGY,
         max_question_chars=service.max_question_chars,
+        max_question_tokens=service.max_question_tokens,
         max_k=service.max_k,
         max_budget_tokens=max(64, min(service.max_budget_tokens, window_budget(config))),
     )
+
+
+class QuestionTooLong(LcragError):
+    """A question within the character limit but over the token limit: what it
+    costs the reader is its tokens, and some characters are several tokens each."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"the question is {tokens} reader tokens long; shorten it to at most {limit}")
+        self.tokens = tokens
+        self.limit = limit
 
 
 class QueryService:
@@ -104,17 +116,25 @@ class QueryService:
     def run_id(self) -> str:
         return self.service.run_id or time.strftime("api-%Y%m%d", time.gmtime())
 
-    def budget(self, question: str, requested: int | None) -> int:
+    def question_tokens(self, question: str) -> int:
+        """The question's length in reader tokens; ``QuestionTooLong`` past
+        ``service.max_question_tokens``, before anything is retrieved or read."""
+        tokens = self.reader.count_tokens(question)
+        if tokens > self.service.max_question_tokens:
+            raise QuestionTooLong(tokens, self.service.max_question_tokens)
+        return tokens
+
+    def budget(self, question_tokens: int, requested: int | None) -> int:
         """The request's budget (or the configured one), never more than the reader's
         window leaves beside this question: a long question must not push the
         prompt past the window (the reader would refuse it)."""
         wanted = requested or self._default_budget
-        return max(0, min(wanted, self._window - self.reader.count_tokens(question)))
+        return max(0, min(wanted, self._window - question_tokens))
 
     def answer(self, request, queued_ms: float = 0.0) -> QueryResponse:
         started = time.perf_counter()
         name = request.strategy
-        budget = self.budget(request.question, request.budget_tokens)
+        budget = self.budget(self.question_tokens(request.question), request.budget_tokens)
         strategies = replace(self.config.strategies, budget_tokens=budget)
         if request.k is not None:
             strategies = replace(strategies, rag_k=request.k, longrag_k=request.k)

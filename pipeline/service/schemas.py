@@ -2,8 +2,11 @@
 
 Every limit a request can break is a constraint here, so it is refused by
 validation (422 naming the field) before any work starts, and the OpenAPI
-schema states the same limits clients are held to. The query body's limits
-come from the configuration, so its model is built per application.
+schema states the same limits clients are held to. The one exception is the
+question's length in reader tokens: only the reader can count those, so the
+answering code checks it first and answers the same kind of 422
+(``querying.QuestionTooLong``). The query body's limits come from the
+configuration, so its model is built per application.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class RequestLimits:
     strategies: tuple[str, ...]
     default_strategy: str
     max_question_chars: int
+    max_question_tokens: int  # checked with the reader's tokenizer when answering, not by the schema
     max_k: int
     max_budget_tokens: int  # already capped by the reader's window
 
@@ -29,7 +33,7 @@ class RequestLimits:
             raise ValueError("at least one strategy must be available")
         if self.default_strategy not in self.strategies:
             raise ValueError(f"default strategy {self.default_strategy!r} is not among {self.strategies}")
-        if self.max_question_chars < 1 or self.max_k < 1 or self.max_budget_tokens < 64:
+        if self.max_question_chars < 1 or self.max_question_tokens < 1 or self.max_k < 1 or self.max_budget_tokens < 64:
             raise ValueError(f"limits out of range: {self}")
 
 
@@ -37,7 +41,8 @@ MIN_BUDGET_TOKENS = 64
 
 
 class _QueryBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: JSON types as written, so `true` or `1.0` or "3" is no top-k.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @field_validator("question", check_fields=False)
     @classmethod
@@ -60,7 +65,9 @@ def query_request_model(limits: RequestLimits) -> type[BaseModel]:
             str,
             Field(
                 min_length=1, max_length=limits.max_question_chars, pattern=r"\S",
-                description="The question; not blank.", examples=["Which volcano in Sicily is very active?"],
+                description=f"The question; not blank, at most {limits.max_question_chars} characters and "
+                f"{limits.max_question_tokens} tokens of the reader's tokenizer.",
+                examples=["Which volcano in Sicily is very active?"],
             ),
         ),
         strategy=(

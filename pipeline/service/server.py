@@ -4,6 +4,7 @@ over real HTTP, so they see what clients see)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from contextlib import contextmanager
@@ -11,18 +12,33 @@ from typing import Iterator
 
 import uvicorn
 
+from lcrag.pipeline.config import ServiceConfig
+from lcrag.pipeline.service.access_log import redact_access_log
+from lcrag.pipeline.service.connections import HeaderDeadlineProtocol
 
-def uvicorn_config(app, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+DEFAULT_HEADER_TIMEOUT_S = ServiceConfig.header_timeout_s
+
+
+def uvicorn_config(app, host: str, port: int, log_level: str = "info",
+                   header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> uvicorn.Config:
     # One worker process: the live index, the reader client and the admission
     # limits are per process, so several workers would multiply the limits.
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1, access_log=log_level == "debug")
+    # The h11 protocol with a deadline for request heads (uvicorn has none); the
+    # access log (debug only) never shows query parameters the API does not define.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, workers=1, access_log=log_level == "debug",
+        http=functools.partial(HeaderDeadlineProtocol, header_timeout_s=header_timeout_s),  # type: ignore[arg-type]
+    )
+    redact_access_log()
+    return config
 
 
 @contextmanager
-def background_server(app, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 30.0) -> Iterator[str]:
+def background_server(app, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 30.0,
+                      log_level: str = "warning", header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> Iterator[str]:
     """Serve ``app`` on a thread until the block ends; yields the base URL.
     Port 0 lets the OS pick a free one (read back from the bound socket)."""
-    server = uvicorn.Server(uvicorn_config(app, host, port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level, header_timeout_s=header_timeout_s))
     thread = threading.Thread(target=server.run, name="lcrag-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout_s
