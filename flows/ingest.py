@@ -27,15 +27,16 @@ from lcrag.pipeline.ingest.ingestion import (
     embed_pending,
     finish_generation,
     index_changed,
+    load_options,
     plan,
     publish,
 )
-from lcrag.pipeline.ingest.loaders import LoadResult, load_source
+from lcrag.pipeline.ingest.loaders import LoadOptions, LoadResult, load_source
 
 
 @task(name="load documents", cache_policy=NO_CACHE)
-def load_task(source: str, fmt: str) -> LoadResult:
-    loaded = load_source(source, fmt)
+def load_task(source: str, fmt: str, options: LoadOptions) -> LoadResult:
+    loaded = load_source(source, fmt, options)
     logger = get_run_logger()
     logger.info("loaded %d documents (%s), skipped %d", len(loaded.documents), loaded.format, len(loaded.skipped))
     for skipped in loaded.skipped:
@@ -81,7 +82,7 @@ def ingest_flow(
     ``generations`` (implied when INDEX already holds them) the run writes a new
     generation and publishes it at the end, so a running server switches to it."""
     config = load_config(config_file)
-    loaded = load_task(source, fmt)
+    loaded = load_task(source, fmt, load_options(config))
     root = Path(index)
     use_generations = generations or is_generational(root)
     live_before = live_name(root) if use_generations else None

@@ -239,7 +239,9 @@ def test_files_folder_skips(folder: Path):
     assert skipped["bad.json"].startswith("invalid JSON")
     assert skipped["list.json#2"] == "no 'text' field"
     assert skipped["lines.jsonl:2"].startswith("invalid JSON on line 2")
-    assert not any("hidden" in path or path.startswith(".") for path in skipped)
+    assert skipped[".hidden.txt"].startswith("hidden file: skipped")
+    assert skipped[".git"].startswith("hidden folder: skipped")  # the folder, not each file in it
+    assert not any(path.startswith(".git/") for path in skipped)
 
 
 def test_files_ids_are_stable(folder: Path):

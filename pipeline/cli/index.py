@@ -27,17 +27,24 @@ def ingest(
         False, "--generations", help="Write a new generation beside the live one and publish it when finished, "
         "so a running `lcrag serve` switches to it without a restart (implied when --index already holds generations)."
     ),
+    follow_symlinks: Optional[bool] = typer.Option(
+        None, "--follow-symlinks/--no-follow-symlinks", help="Follow symlinks whose target lies outside the SOURCE folder "
+        "(default: ingest.follow_symlinks, off: such links are skipped and listed, so a shared folder cannot pull "
+        "in other files)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ingest SOURCE into the index at --index: long units, late-chunked vectors, BM25.
 
     Running it again is incremental: unchanged documents cost nothing. A run that
-    was killed resumes where it stopped. Unreadable files are reported and skipped.
+    was killed resumes where it stopped. Files that cannot be loaded (unreadable,
+    not regular files, over ingest.max_file_mib, hidden, symlinks leading outside,
+    unparsable) are listed with the reason and skipped; the rest is ingested.
     """
     from lcrag.pipeline.config import load_config
     from lcrag.pipeline.index.generations import is_generational
     from lcrag.pipeline.ingest.encoder import make_encoder
-    from lcrag.pipeline.ingest.ingestion import default_source_name, ingest_generation
+    from lcrag.pipeline.ingest.ingestion import default_source_name, ingest_generation, load_options
     from lcrag.pipeline.ingest.ingestion import ingest as run_ingest
     from lcrag.pipeline.ingest.loaders import load_source
 
@@ -45,7 +52,7 @@ def ingest(
         config = load_config(config_file)
         started = time.perf_counter()
         with console.status(f"loading {source} ..."):
-            loaded = load_source(source, fmt)
+            loaded = load_source(source, fmt, load_options(config, follow_symlinks))
         encoder = make_encoder(config.encoder)
         with progress() as bar:
             task = None
@@ -82,6 +89,7 @@ def ingest(
         "embedded_tokens": e.tokens,
         "tokens_per_second": round(e.tokens / e.seconds) if e.seconds > 0 and e.tokens else 0,
         "skipped": [{"path": s.path, "reason": s.reason} for s in p.skipped],
+        "warnings": [{"path": w.path, "message": w.message} for w in p.warnings],
         "seconds": round(seconds, 2),
         "generation": m.generation,
         "live_generation": live,
@@ -94,11 +102,15 @@ def ingest(
                 "embedded_units", "embedded_tokens", "tokens_per_second", "seconds", "generation"):
         table.add_row(key.replace("_", " "), str(summary[key]))
     table.add_row("skipped", str(len(p.skipped)))
+    if p.warnings:
+        table.add_row("warnings", str(len(p.warnings)))
     if live:
         table.add_row("live generation", live)
     out.print(table)
     for s in p.skipped:
         out.print(f"  skipped {s.path}: {s.reason}", highlight=False)
+    for w in p.warnings:
+        out.print(f"  warning {w.path}: {w.message}", highlight=False)
 
 
 def search(
@@ -149,6 +161,41 @@ def hit_dict(hit) -> dict:
     }
 
 
+class RunFileError(LcragError, ValueError):
+    """A value cannot be one column of a TREC run file; the message names it."""
+
+
+def trec_field_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a column of a TREC run file, or None. Columns are
+    separated by white space and rows by newlines, so an id holding either (or an
+    empty one) would silently shift or split a row."""
+    if not value:
+        return "is empty"
+    if any(ch.isspace() for ch in value):
+        return "contains white space or a line break"
+    return None
+
+
+def check_trec_field(kind: str, value: str) -> None:
+    """``RunFileError`` naming ``value`` when it cannot be written to a run file."""
+    problem = trec_field_problem(value)
+    if problem:
+        raise RunFileError(
+            f"cannot write the TREC run file: {kind} {value!r} {problem}, and run file columns are separated by "
+            "white space; rename it in the data (or the --tag), or search without --run-file (--json keeps any id)"
+        )
+
+
+def trec_lines(qid: str, hits, tag: str) -> list[str]:
+    """One run file row per hit (qid Q0 docid rank score tag); ids are checked first."""
+    check_trec_field("query id", qid)
+    rows = []
+    for rank, hit in enumerate(hits, 1):
+        check_trec_field("document id" if hit.level == "doc" else f"{hit.level} id", hit.key)
+        rows.append(f"{qid} Q0 {hit.key} {rank} {hit.score:.6f} {tag}")
+    return rows
+
+
 def search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_json) -> None:
     from lcrag.pipeline.ingest.loaders.beir import load_beir_queries
 
@@ -156,17 +203,22 @@ def search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_js
         queries = load_beir_queries(queries_path)
     except (OSError, LcragError) as err:
         fail(f"cannot read queries from {queries_path}: {err}")
+    if run_file is not None:  # refuse before searching what could not be written
+        check_trec_field("run tag", tag)
+        for q in queries:
+            check_trec_field("query id", q.qid)
     lines, results = [], {}
     with progress() as bar:
         task = bar.add_task("queries", total=len(queries))
         for q in queries:
             hits = reader.search(q.text, k=k, mode=mode, level=level)
             results[q.qid] = [hit_dict(h) for h in hits]
-            lines.extend(f"{q.qid} Q0 {h.key} {rank} {h.score:.6f} {tag}" for rank, h in enumerate(hits, 1))
+            if run_file is not None:
+                lines.extend(trec_lines(q.qid, hits, tag))
             bar.advance(task)
     if run_file is not None:
         run_file.parent.mkdir(parents=True, exist_ok=True)
-        run_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        run_file.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         console.print(f"wrote {len(lines)} lines for {len(queries)} queries to {run_file}")
     if as_json:
         out.print_json(json.dumps(results))

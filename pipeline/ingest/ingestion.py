@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from lcrag.core.types import Document
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.index.catalog import Catalog
@@ -44,7 +46,8 @@ from lcrag.pipeline.index.generations import (
     start_generation,
 )
 from lcrag.pipeline.ingest.embedding import embed_units, render_span
-from lcrag.pipeline.ingest.loaders import LoadResult, Skipped
+from lcrag.pipeline.ingest.loaders import LoadOptions, LoadResult, Skipped
+from lcrag.pipeline.ingest.loaders.base import MIB
 from lcrag.pipeline.ingest.units import build_units
 from lcrag.retrievers.bm25 import Analyzer, BM25Index
 from lcrag.retrievers.dense import QdrantChunkStore
@@ -58,6 +61,38 @@ class InjectedFault(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something worth knowing about a document that was loaded anyway (not a skip)."""
+
+    path: str
+    message: str
+
+
+def load_options(config: Config, follow_symlinks: bool | None = None) -> LoadOptions:
+    """The loader limits of ``config.ingest``; ``follow_symlinks`` (the command-line
+    flag) overrides the configured value when given."""
+    ingest_config = config.ingest
+    follow = ingest_config.follow_symlinks if follow_symlinks is None else follow_symlinks
+    return LoadOptions(max_file_bytes=ingest_config.max_file_mib * MIB, follow_symlinks=follow)
+
+
+def large_document_notices(
+    docs: Sequence[Document], n_tokens: Sequence[int], limit: int, unit_tokens: int
+) -> tuple[Notice, ...]:
+    """A notice per document over ``limit`` tokens: embedding it takes long, and a
+    document with no paragraph or sentence breaks may not be what was meant."""
+    return tuple(
+        Notice(
+            doc.doc_id,
+            f"large document: {n:,} tokens (over ingest.large_document_tokens = {limit:,}), "
+            f"about {-(-n // unit_tokens):,} units to embed; it is loaded, but embedding it takes long",
+        )
+        for doc, n in zip(docs, n_tokens)
+        if n > limit
+    )
+
+
+@dataclass(frozen=True)
 class PlanReport:
     source_name: str
     documents_seen: int
@@ -68,6 +103,7 @@ class PlanReport:
     units_dropped: int
     units_planned: int
     skipped: tuple[Skipped, ...]
+    warnings: tuple[Notice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,8 +214,12 @@ def plan(writer: IndexWriter, loaded: LoadResult, source_name: str) -> PlanRepor
     covered = {doc_id for r in keep for doc_id, _ in r.member_hashes}
     uncovered = [d for d in docs if d.doc_id not in covered]
     units = []
+    warnings: tuple[Notice, ...] = ()
     if uncovered:
         offsets = writer.encoder.token_offsets([d.text for d in uncovered])
+        warnings = large_document_notices(
+            uncovered, [len(o) for o in offsets], writer.config.ingest.large_document_tokens, writer.config.units.max_tokens
+        )
         title_offsets = writer.encoder.token_offsets([d.title for d in uncovered])
         units = build_units(
             uncovered,
@@ -200,6 +240,7 @@ def plan(writer: IndexWriter, loaded: LoadResult, source_name: str) -> PlanRepor
         units_dropped=len(drop_ids),
         units_planned=len(units),
         skipped=tuple(skipped),
+        warnings=warnings,
     )
 
 
@@ -222,10 +263,11 @@ def embed_pending(
     units_done = chunks_done = tokens_done = 0
     if fail_after_batches == 0:
         raise InjectedFault("stopped before the first batch, as asked")
+    carried: dict[str, tuple[Document, np.ndarray]] = {}
     for batches, batch in enumerate(_unit_batches(pending, writer.config.ingest.commit_tokens), start=1):
-        docs = writer.catalog.documents(d for u in batch for d in u.doc_ids)
-        ids = list(docs)
-        offsets = dict(zip(ids, writer.encoder.token_offsets([docs[i].text for i in ids])))
+        carried = _batch_documents(writer, batch, carried)
+        docs = {doc_id: doc for doc_id, (doc, _) in carried.items()}
+        offsets = {doc_id: offs for doc_id, (_, offs) in carried.items()}
         chunks, vectors = embed_units(batch, docs, offsets, writer.encoder, writer.config.chunking)
         writer.vectors.upsert(chunks, vectors)
         writer.catalog.complete_units(chunks, [u.unit_id for u in batch])
@@ -236,6 +278,24 @@ def embed_pending(
         if batches == fail_after_batches:
             raise InjectedFault(f"stopped after {batches} committed batch(es), as asked")
     return EmbedReport(units_done, chunks_done, tokens_done, time.perf_counter() - started)
+
+
+def _batch_documents(
+    writer: IndexWriter, batch: Sequence, carried: dict[str, tuple[Document, np.ndarray]]
+) -> dict[str, tuple[Document, np.ndarray]]:
+    """The documents of a batch's units with their token offsets. Those of the
+    previous batch are reused: a long document's units come one after another, and
+    re-reading and re-tokenizing it for every batch made its cost quadratic."""
+    wanted = list(dict.fromkeys(doc_id for unit in batch for doc_id in unit.doc_ids))
+    missing = [doc_id for doc_id in wanted if doc_id not in carried]
+    fetched = writer.catalog.documents(missing) if missing else {}
+    ids = [doc_id for doc_id in missing if doc_id in fetched]
+    fresh = dict(zip(ids, writer.encoder.token_offsets([fetched[i].text for i in ids])))
+    return {
+        doc_id: carried[doc_id] if doc_id in carried else (fetched[doc_id], fresh[doc_id])
+        for doc_id in wanted
+        if doc_id in carried or doc_id in fresh
+    }
 
 
 def _unit_batches(units: Sequence, batch_tokens: int):

@@ -20,10 +20,9 @@ from lcrag.pipeline.ingest.loaders.base import (
     SourceFormatError,
     SourceNotFoundError,
     UnknownFormatError,
-    read_bytes,
-    read_json,
     relative_name,
 )
+from lcrag.pipeline.ingest.loaders.reading import read_bytes, read_json
 
 __all__ = [
     "FORMATS", "LoadOptions", "LoadResult", "ResultBuilder", "Skipped", "SourceFormatError", "SourceNotFoundError",
@@ -76,7 +75,7 @@ def _detect(path: Path) -> tuple[str, Any]:
     if name.endswith((".json", ".json.gz")):
         try:
             payload = read_json(path)
-        except (OSError, ValueError):
+        except Exception:  # unreadable, refused or unparsable: the files loader says why
             return "files", None
         if _looks_like_squad(payload):
             return "squad", payload

@@ -1,4 +1,4 @@
-"""What every loader shares: the result types, the errors, and reading helpers.
+"""What every loader shares: the result types, the options and the errors.
 
 A loader never raises for one bad file or record inside a source; it reports it
 in ``LoadResult.skipped`` so a large ingest is not lost to a single corrupt file.
@@ -6,15 +6,14 @@ in ``LoadResult.skipped`` so a large ingest is not lost to a single corrupt file
 
 from __future__ import annotations
 
-import gzip
-import json
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from lcrag.core.errors import LcragError
+from lcrag.core.errors import ConfigError, LcragError
 from lcrag.core.types import Document, content_hash
+
+MIB = 2**20
+DEFAULT_MAX_FILE_BYTES = 64 * MIB
 
 
 @dataclass(frozen=True)
@@ -34,11 +33,22 @@ class LoadResult:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """Field names for json/jsonl records; ids fall back to "id", then a line id."""
+    """Field names for json/jsonl records (ids fall back to "id", then a line id),
+    and the limits that keep an untrusted folder from hanging or flooding a run:
+    the largest file read (``files`` and ``jsonl`` formats), and whether symlinks
+    leading outside the source folder are followed."""
 
     text_field: str = "text"
     title_field: str = "title"
     id_field: str = "_id"
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    follow_symlinks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_file_bytes < 1:
+            raise ConfigError(
+                f"the file size limit must be at least 1 byte, got {self.max_file_bytes}; raise ingest.max_file_mib"
+            )
 
 
 class UnknownFormatError(LcragError, ValueError):
@@ -96,35 +106,33 @@ class ResultBuilder:
                 content_hash=doc.content_hash,
             )
 
+    def extend(self, other: "ResultBuilder") -> None:
+        """Take over another builder's documents and skips (one file's, loaded apart
+        so that a file failing half-way leaves nothing behind)."""
+        for doc in other._docs.values():
+            self.add(doc, doc.doc_id)
+        self._skipped.extend(other._skipped)
+
     def build(self) -> LoadResult:
         return LoadResult(self.fmt, tuple(self._docs.values()), tuple(self._skipped))
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when the name ends in .gz.
-
-    Raises ``ValueError`` with a readable reason for a corrupt gzip file.
-    """
-    raw = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise SourceFormatError(f"corrupt gzip file: {exc or type(exc).__name__}") from exc
-    return raw
+def failure_reason(exc: BaseException) -> str:
+    """What a parser's exception says, short and without a traceback, for a skip reason."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to parse (RecursionError)"
+    if isinstance(exc, MemoryError):
+        return "too large to parse in memory (MemoryError)"
+    if isinstance(exc, LcragError):
+        return str(exc)
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
 
 
-def read_json(path: Path) -> Any:
-    """Parse a whole .json / .json.gz file; ``ValueError`` with the reason otherwise."""
-    data = read_bytes(path)
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SourceFormatError(f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise SourceFormatError(f"invalid JSON: {exc}") from exc
+def os_reason(exc: OSError) -> str:
+    """An OSError as a short lower-case reason ("permission denied")."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
 
 
 def relative_name(path: Path, root: Path) -> str:

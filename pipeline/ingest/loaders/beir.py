@@ -16,9 +16,9 @@ from lcrag.pipeline.ingest.loaders.base import (
     ResultBuilder,
     SourceFormatError,
     SourceNotFoundError,
-    read_bytes,
 )
 from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines, readable_lines
+from lcrag.pipeline.ingest.loaders.reading import read_bytes
 
 CORPUS = "corpus.jsonl"
 QUERIES = "queries.jsonl"

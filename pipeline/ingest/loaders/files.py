@@ -2,13 +2,14 @@
 
 doc_id is the path relative to the folder, so the same file keeps its id across
 runs and machines. Text is decoded strictly: a mis-decoded file would silently
-index garbage, so it is reported instead.
+index garbage, so it is reported instead. Whatever goes wrong with one file
+(a refused or unreadable file, a parser error of any kind) is that file's skip
+reason; the rest of the folder still loads.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,18 +20,23 @@ from lcrag.pipeline.ingest.loaders.base import (
     LoadResult,
     ResultBuilder,
     SourceFormatError,
+    failure_reason,
+    os_reason,
     relative_name,
 )
+from lcrag.pipeline.ingest.loaders.decoding import decode_text
+from lcrag.pipeline.ingest.loaders.front_matter import split_front_matter
 from lcrag.pipeline.ingest.loaders.jsonl import readable_lines, record_fields, record_metadata
+from lcrag.pipeline.ingest.loaders.reading import parse_json, read_regular
+from lcrag.pipeline.ingest.loaders.walk import Listing, list_source
 
-TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+TEXT_SUFFIXES = (".txt", *MARKDOWN_SUFFIXES)
 HTML_SUFFIXES = (".html", ".htm")
 SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".json", ".jsonl")
 
 _BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")
-_MD_HEADING = re.compile(r"^#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 _MD_FENCE = re.compile(r"^[ \t]{0,3}(```|~~~)")
-_BINARY_PROBE = 8192
 
 
 def normalise_newlines(text: str) -> str:
@@ -53,16 +59,17 @@ def paragraph_sections(text: str) -> tuple[Section, ...]:
     return tuple(sections)
 
 
-def decode_text(data: bytes) -> str:
-    """Strict UTF-8 (a BOM is allowed and dropped); ``ValueError`` names the problem."""
-    if b"\x00" in data[:_BINARY_PROBE]:
-        raise SourceFormatError("binary file")
-    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    try:
-        return data[bom:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        offset = bom + exc.start
-        raise SourceFormatError(f"not valid UTF-8 (byte 0x{data[offset]:02x} at offset {offset})") from exc
+def heading_title(line: str) -> str | None:
+    """The text of a level-1 ATX heading line ("# Title", "# Title #"), else None.
+    Plain string work, linear in the line (a regex here backtracked quadratically
+    on a long heading full of blanks)."""
+    if len(line) < 2 or line[0] != "#" or line[1] not in " \t":
+        return None
+    body = line[1:].strip(" \t")
+    closed = body.rstrip("#")
+    if closed != body and (not closed or closed[-1] in " \t"):  # an optional closing run of '#'
+        body = closed.rstrip(" \t")
+    return body or None
 
 
 def markdown_title(text: str) -> tuple[str, str]:
@@ -75,11 +82,11 @@ def markdown_title(text: str) -> tuple[str, str]:
         if _MD_FENCE.match(line):
             in_fence = not in_fence
         elif not in_fence:
-            match = _MD_HEADING.match(line)
-            if match:
+            title = heading_title(line)
+            if title is not None:
                 if seen_content:
-                    return match.group(1).strip(), text
-                return match.group(1).strip(), "\n".join(lines[index + 1 :])
+                    return title, text
+                return title, "\n".join(lines[index + 1 :])
         if line.strip():
             seen_content = True
     return "", text
@@ -166,12 +173,13 @@ def html_to_text(html: str) -> str:
     return parse_html(html)[1]
 
 
-def pdf_to_text(path: Path) -> tuple[str, int]:
-    """(text, page count) via pypdf; ``ValueError`` when it cannot give text."""
+def pdf_to_text(data: bytes) -> tuple[str, int]:
+    """(text, page count) of a PDF's bytes via pypdf (the bytes already read under
+    the size limit, not the path again); ``ValueError`` when it cannot give text."""
     from pypdf import PdfReader  # imported here: only PDF sources pay for it
 
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         encrypted = reader.is_encrypted
     except Exception as exc:  # pypdf raises many unrelated types for broken files
         raise SourceFormatError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
@@ -216,9 +224,9 @@ def _add_record(builder: ResultBuilder, record: object, key: str, rel: str, opti
 
 def _load_json(builder: ResultBuilder, text: str, rel: str, stem: str, options: LoadOptions) -> None:
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        builder.skip(rel, f"invalid JSON: {exc}")
+        payload = parse_json(text)
+    except SourceFormatError as exc:
+        builder.skip(rel, str(exc))
         return
     if isinstance(payload, dict):
         try:
@@ -239,23 +247,33 @@ def _load_jsonl_file(builder: ResultBuilder, data: bytes, rel: str, options: Loa
         _add_record(builder, record, str(line_no), rel, options)
 
 
-def _load_one(builder: ResultBuilder, path: Path, rel: str, options: LoadOptions) -> None:
-    """Add the document(s) of one file, or record why it was skipped."""
+def _load_markdown(builder: ResultBuilder, text: str, rel: str, stem: str) -> None:
+    """Front matter becomes metadata (its ``title`` the title); without one, a
+    heading opening the text is the title."""
+    front = split_front_matter(text)
+    if front.found and not front.body.strip():
+        builder.skip(rel, "empty after front matter (a Markdown file holding only YAML metadata)")
+        return
+    title = front.get("title")
+    body = front.body
+    if not title:
+        title, body = markdown_title(body)
+    if not body.strip():
+        builder.skip(rel, "empty file" if not title else "no text besides the title")
+        return
+    metadata = tuple((k, v) for k, v in front.metadata if k != "file_type")
+    builder.add(_document(rel, body, title or stem, rel, metadata), rel)
+
+
+def _parse_one(builder: ResultBuilder, data: bytes, path: Path, rel: str, options: LoadOptions) -> None:
+    """Add the document(s) of one file's bytes, or record why they were skipped."""
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        builder.skip(rel, f"unsupported file type {suffix or '(no extension)'}")
-        return
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        builder.skip(rel, f"cannot read: {exc.strerror or exc}")
-        return
     if not data.strip():
         builder.skip(rel, "empty file")
         return
     if suffix == ".pdf":
         try:
-            text, n_pages = pdf_to_text(path)
+            text, n_pages = pdf_to_text(data)
         except ValueError as exc:
             builder.skip(rel, str(exc))
             return
@@ -275,30 +293,53 @@ def _load_one(builder: ResultBuilder, path: Path, rel: str, options: LoadOptions
     if suffix == ".json":
         _load_json(builder, text, rel, path.stem, options)
         return
+    if suffix in MARKDOWN_SUFFIXES:
+        _load_markdown(builder, text, rel, path.stem)
+        return
     title = ""
     if suffix in HTML_SUFFIXES:
         title, text = parse_html(text)
-    elif suffix in (".md", ".markdown"):
-        title, text = markdown_title(text)
     if not text.strip():
         builder.skip(rel, "empty file" if not title else "no text besides the title")
         return
     builder.add(_document(rel, text, title or path.stem, rel), rel)
 
 
-def list_files(root: Path) -> list[Path]:
-    """Files under ``root`` sorted by relative path; hidden files and folders are left out."""
-    if root.is_file():
-        return [root]
-    found: list[Path] = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(Path(folder) / name for name in names if not name.startswith("."))
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+def _load_one(builder: ResultBuilder, path: Path, rel: str, options: LoadOptions) -> None:
+    """Read one file (regular files only, under the size limit) and add what it
+    holds; any failure, whatever the parser raises, is this file's skip reason."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        builder.skip(rel, f"unsupported file type {suffix or '(no extension)'}")
+        return
+    try:
+        data = read_regular(path, options.max_file_bytes)
+    except SourceFormatError as exc:
+        builder.skip(rel, str(exc))
+        return
+    except OSError as exc:
+        builder.skip(rel, f"cannot read: {os_reason(exc)}")
+        return
+    own = ResultBuilder(builder.fmt)  # kept apart: a file failing half-way adds nothing
+    try:
+        _parse_one(own, data, path, rel, options)
+    except Exception as exc:  # RecursionError, MemoryError, parser bugs: one file never ends the run
+        builder.skip(rel, f"cannot parse: {failure_reason(exc)}")
+        return
+    builder.extend(own)
+
+
+def list_files(root: Path, options: LoadOptions = LoadOptions()) -> Listing:
+    """Files under ``root`` sorted by relative path, and every entry left out and why
+    (hidden ones, unreadable folders, symlinks leading outside, loops)."""
+    return list_source(root, options.follow_symlinks)
 
 
 def load_files(path: Path, options: LoadOptions) -> LoadResult:
     builder = ResultBuilder("files")
-    for file in list_files(path):
+    listing = list_files(path, options)
+    for skipped in listing.skipped:
+        builder.skip(skipped.path, skipped.reason)
+    for file in listing.files:
         _load_one(builder, file, relative_name(file, path), options)
     return builder.build()

@@ -16,8 +16,8 @@ from lcrag.pipeline.ingest.loaders.base import (
     LoadOptions,
     LoadResult,
     ResultBuilder,
-    read_json,
 )
+from lcrag.pipeline.ingest.loaders.reading import read_json
 
 
 def join_sentences(sentences: list[str]) -> tuple[str, tuple[Section, ...]]:

@@ -16,18 +16,28 @@ from lcrag.pipeline.ingest.loaders.base import (
     LoadOptions,
     LoadResult,
     ResultBuilder,
-    read_bytes,
+    SourceFormatError,
+    failure_reason,
+    os_reason,
     relative_name,
 )
+from lcrag.pipeline.ingest.loaders.decoding import as_utf8
+from lcrag.pipeline.ingest.loaders.reading import read_bytes
+from lcrag.pipeline.ingest.loaders.walk import list_source
 
 _MAX_META_CHARS = 200
 
 
 def iter_json_lines(data: bytes) -> Iterator[tuple[int, Any, str]]:
     """(1-based line number, parsed object, error) per non-blank line; error is ""
-    when the line parsed, so one bad line never costs the rest of the file."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    when the line parsed, so one bad line never costs the rest of the file --
+    whatever the parser raises for it (bad syntax, nesting too deep, memory).
+    A UTF-16/32 file with a byte-order mark is read as its mark says."""
+    try:
+        data = as_utf8(data)
+    except SourceFormatError as exc:
+        yield 1, None, str(exc)
+        return
     for line_no, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
@@ -37,9 +47,14 @@ def iter_json_lines(data: bytes) -> Iterator[tuple[int, Any, str]]:
             yield line_no, None, f"not valid UTF-8 on line {line_no} (byte 0x{raw[exc.start]:02x} at column {exc.start})"
             continue
         try:
-            yield line_no, json.loads(line), ""
+            record = json.loads(line)
         except json.JSONDecodeError as exc:
             yield line_no, None, f"invalid JSON on line {line_no}: {exc.msg} (column {exc.colno})"
+            continue
+        except Exception as exc:  # RecursionError, MemoryError, ValueError (huge integers)
+            yield line_no, None, f"invalid JSON on line {line_no}: {failure_reason(exc)}"
+            continue
+        yield line_no, record, ""
 
 
 def readable_lines(builder: ResultBuilder, data: bytes, name: str) -> Iterator[tuple[str, int, Any]]:
@@ -122,31 +137,28 @@ def _add_lines(builder: ResultBuilder, data: bytes, rel: str, options: LoadOptio
         builder.add(doc, where)
 
 
-def jsonl_files(root: Path) -> list[Path]:
-    """The .jsonl / .jsonl.gz files of a folder (recursively, no hidden ones), sorted."""
-    if root.is_file():
-        return [root]
-    found = [
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.name.lower().endswith((".jsonl", ".jsonl.gz"))
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+def _is_jsonl(name: str) -> bool:
+    return name.lower().endswith((".jsonl", ".jsonl.gz"))
 
 
 def load_jsonl(path: Path, options: LoadOptions) -> LoadResult:
-    files = jsonl_files(path)
-    if not files:
-        raise ValueError(f"no .jsonl or .jsonl.gz files in {path}; try --format auto")
+    """Every .jsonl / .jsonl.gz file under ``path`` (recursively; hidden entries and
+    symlinks leading outside are reported), each read under the size limit."""
+    listing = list_source(path, options.follow_symlinks, _is_jsonl)
+    if not listing.files:
+        raise SourceFormatError(f"no .jsonl or .jsonl.gz files in {path}; try --format auto")
     builder = ResultBuilder("jsonl")
-    for file in files:
+    for skipped in listing.skipped:
+        builder.skip(skipped.path, skipped.reason)
+    for file in listing.files:
         rel = relative_name(file, path)
         try:
-            data = read_bytes(file)
-        except (OSError, ValueError) as exc:
+            data = read_bytes(file, options.max_file_bytes)
+        except SourceFormatError as exc:
             builder.skip(rel, str(exc))
+            continue
+        except OSError as exc:
+            builder.skip(rel, f"cannot read: {os_reason(exc)}")
             continue
         _add_lines(builder, data, rel, options)
     return builder.build()

@@ -15,8 +15,8 @@ from lcrag.pipeline.ingest.loaders.base import (
     LoadOptions,
     LoadResult,
     ResultBuilder,
-    read_json,
 )
+from lcrag.pipeline.ingest.loaders.reading import read_json
 
 PARAGRAPH_JOINER = "\n\n"
 
