@@ -26,6 +26,9 @@ run() {  # NAME DATASET [eval options...]
   $LCRAG eval --dataset "$dataset" --strategies "$STRATEGIES" --run-id "closing-$name" --ledger "$LEDGER" "$@"
   $LCRAG report --run-id "closing-$name" --ledger "$LEDGER" --out "$OUT/$name" --title "lcrag closing run: $name" --json \
     > "$OUT/$name/verdict.json"
+  # the router this run teaches (held out by cross-validation), and its rules
+  COLUMNS=200 $LCRAG route fit --run-id "closing-$name" --ledger "$LEDGER" --out "$OUT/$name/router.json" \
+    > "$OUT/$name/route-fit.txt" 2>&1 || echo "route fit closing-$name: see $OUT/$name/route-fit.txt"
 }
 
 for target in "${@:-tpo hotpotqa squad2 kv}"; do
