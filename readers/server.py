@@ -298,8 +298,9 @@ class ReaderServer:
     def _alive(self, pid: int) -> bool:
         """The pid is a live (not zombie) vLLM server process."""
         if self._proc is not None and self._proc.pid == pid:
-            if self._proc.poll() is not None:
-                return False
+            # our own child: alive until reaped, and its pid cannot be reused meanwhile. (Its
+            # /proc cmdline is briefly not the server's yet right after exec, under load.)
+            return self._proc.poll() is None
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

@@ -209,7 +209,8 @@ def test_no_wait_start_then_a_second_object_stops_it(tmp_path):
     assert other.status().running is False and first.stop() is False
 
 
-def test_cli_start_without_setup_is_one_line_error(tmp_path):
+def test_cli_start_without_setup_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("LCRAG_HOME", str(tmp_path))  # no reader of the project's own state folder interferes
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"reader": {"venv": str(tmp_path / "no-venv"), "port": free_port()}}))
     result = CliRunner().invoke(reader_app, ["start", "--config", str(config)])
