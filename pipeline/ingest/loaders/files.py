@@ -21,13 +21,12 @@ from lcrag.pipeline.ingest.loaders.base import (
     ResultBuilder,
     SourceFormatError,
     failure_reason,
-    os_reason,
     relative_name,
 )
 from lcrag.pipeline.ingest.loaders.decoding import decode_text
 from lcrag.pipeline.ingest.loaders.front_matter import split_front_matter
 from lcrag.pipeline.ingest.loaders.jsonl import readable_lines, record_fields, record_metadata
-from lcrag.pipeline.ingest.loaders.reading import parse_json, read_regular
+from lcrag.pipeline.ingest.loaders.reading import parse_json, read_or_skip, read_regular
 from lcrag.pipeline.ingest.loaders.walk import Listing, list_source
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -312,13 +311,8 @@ def _load_one(builder: ResultBuilder, path: Path, rel: str, options: LoadOptions
     if suffix not in SUPPORTED_SUFFIXES:
         builder.skip(rel, f"unsupported file type {suffix or '(no extension)'}")
         return
-    try:
-        data = read_regular(path, options.max_file_bytes)
-    except SourceFormatError as exc:
-        builder.skip(rel, str(exc))
-        return
-    except OSError as exc:
-        builder.skip(rel, f"cannot read: {os_reason(exc)}")
+    data = read_or_skip(builder, path, rel, options.max_file_bytes, read=read_regular)
+    if data is None:
         return
     own = ResultBuilder(builder.fmt)  # kept apart: a file failing half-way adds nothing
     try:

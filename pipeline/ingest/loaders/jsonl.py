@@ -18,11 +18,10 @@ from lcrag.pipeline.ingest.loaders.base import (
     ResultBuilder,
     SourceFormatError,
     failure_reason,
-    os_reason,
     relative_name,
 )
 from lcrag.pipeline.ingest.loaders.decoding import as_utf8
-from lcrag.pipeline.ingest.loaders.reading import read_bytes
+from lcrag.pipeline.ingest.loaders.reading import read_or_skip
 from lcrag.pipeline.ingest.loaders.walk import list_source
 
 _MAX_META_CHARS = 200
@@ -152,13 +151,8 @@ def load_jsonl(path: Path, options: LoadOptions) -> LoadResult:
         builder.skip(skipped.path, skipped.reason)
     for file in listing.files:
         rel = relative_name(file, path)
-        try:
-            data = read_bytes(file, options.max_file_bytes)
-        except SourceFormatError as exc:
-            builder.skip(rel, str(exc))
-            continue
-        except OSError as exc:
-            builder.skip(rel, f"cannot read: {os_reason(exc)}")
+        data = read_or_skip(builder, file, rel, options.max_file_bytes)
+        if data is None:
             continue
         _add_lines(builder, data, rel, options)
     return builder.build()

@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from lcrag.pipeline.ingest.loaders.base import MIB, SourceFormatError, failure_reason
+from lcrag.pipeline.ingest.loaders.base import MIB, ResultBuilder, SourceFormatError, failure_reason, os_reason
 from lcrag.pipeline.ingest.loaders.decoding import decode_text
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
@@ -96,6 +96,18 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
     user names). ``SourceFormatError`` names a corrupt gzip or a refused file."""
     raw = read_regular(path, limit)
     return gunzip(raw, limit) if path.name.lower().endswith(".gz") else raw
+
+
+def read_or_skip(builder: ResultBuilder, path: Path, rel: str, limit: int | None, read=read_bytes) -> bytes | None:
+    """The file's bytes through ``read``; or None, with the reason it cannot be read
+    (not a regular file, over the limit, an OS error) recorded as its skip."""
+    try:
+        return read(path, limit)
+    except SourceFormatError as exc:
+        builder.skip(rel, str(exc))
+    except OSError as exc:
+        builder.skip(rel, f"cannot read: {os_reason(exc)}")
+    return None
 
 
 def parse_json(data: bytes | str) -> Any:
