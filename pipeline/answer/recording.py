@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 from lcrag.pipeline.answer import Outcome, Question, Toolkit, get_strategy
 from lcrag.pipeline.answer.choices import parse_choice, score_choice
-from lcrag.pipeline.answer.confidence import first_token_probability, reply_confidence
+from lcrag.pipeline.answer.confidence import first_token_probability
 from lcrag.pipeline.answer.scoring import (
     answer_recall,
     best_over_golds,
@@ -128,7 +128,8 @@ def ledger_row(
         calls=outcome.calls,
         fell_back=outcome.fell_back,
         cached_tokens=outcome.answer.cached_prompt_tokens,
-        confidence=reply_confidence(outcome.question, outcome.answer),
+        # multiple choice: the chosen letter's probability (parsed once, in choice_scores)
+        confidence=scores["choice_prob"] if scores.get("choice_prob") is not None else outcome.answer.confidence,
         **scores,
     )
 

@@ -23,16 +23,17 @@ route_app = typer.Typer(
 
 
 def _summary_table(title: str, held_out: list[dict]) -> Table:
+    """The stored held-out scores as the report shows them, with the question count."""
+    from lcrag.pipeline.report.render import ROUTING_HEADERS, routing_cells
+    from lcrag.pipeline.routing.policies import PolicySummary
+
     table = Table(title=title, title_justify="left")
-    for column in ("policy", "n", "quality", "prompt tokens", "× lc tokens", "vs lc (95% CI)", "verdict", "destinations"):
+    for column in (ROUTING_HEADERS[0], "n", *ROUTING_HEADERS[1:]):
         table.add_column(column)
-    for s in held_out:
-        diff = s.get("difference")
-        vs = "" if not diff else f"{diff['mean_diff']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
-        ratio = "" if s.get("token_ratio") is None else f"{s['token_ratio']:.2f}"
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in s.get("shares", {}).items())
-        table.add_row(s["name"], str(s["n"]), f"{s['mean_score']:.3f}", f"{s['mean_tokens']:.0f}", ratio, vs,
-                      (s.get("outcome") or "reference").replace("_", "-"), shares)
+    for stored in held_out:
+        summary = PolicySummary.from_dict(stored)
+        name, *rest = routing_cells(summary)
+        table.add_row(name, str(summary.n), *rest)
     return table
 
 

@@ -479,17 +479,26 @@ def _mean(values: Iterable[float]) -> float:
     return sum(items) / len(items)
 
 
+def outcome_of(diff: PairedDifference, margin: float = NON_INFERIORITY_MARGIN) -> str:
+    """The rule on one paired interval (a - reference): NON_INFERIOR when its lower bound
+    is strictly above ``-margin``, INFERIOR when its upper bound is strictly below it
+    (a bound at the margin, within ``BOUNDARY_TOLERANCE``, decides neither way), else
+    UNDETERMINED."""
+    if diff.low > -margin + BOUNDARY_TOLERANCE:
+        return NON_INFERIOR
+    if diff.high < -margin - BOUNDARY_TOLERANCE:
+        return INFERIOR
+    return UNDETERMINED
+
+
 def _compare(strategy: str, best: str, scores, tokens, margin: float, resamples: int, seed: int) -> Comparison:
     diff = paired_difference(scores[strategy], scores[best], resamples=resamples, level=LEVEL, seed=seed)
     keys = sorted(scores[best])
     differences = [float(scores[strategy][k]) - float(scores[best][k]) for k in keys]
     needed, sd, reason = questions_needed(differences, margin)
-    if diff.low > -margin + BOUNDARY_TOLERANCE:
-        outcome, needed, reason = NON_INFERIOR, None, ""
-    elif diff.high < -margin - BOUNDARY_TOLERANCE:
-        outcome, needed, reason = INFERIOR, None, ""
-    else:
-        outcome = UNDETERMINED
+    outcome = outcome_of(diff, margin)
+    if outcome != UNDETERMINED:
+        needed, reason = None, ""
     ratio = tokens[strategy] / tokens[best] if tokens[best] else None
     return Comparison(strategy=strategy, prompt_tokens=tokens[strategy], token_ratio=ratio, difference=diff,
                       sd=sd, outcome=outcome, questions_needed=needed, reason=reason)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lcrag.pipeline.evaluation.stats import PairedDifference, paired_difference
-from lcrag.pipeline.evaluation.verdict import BOUNDARY_TOLERANCE, LEVEL, NON_INFERIORITY_MARGIN
+from lcrag.pipeline.evaluation.verdict import LEVEL, NON_INFERIOR, NON_INFERIORITY_MARGIN, outcome_of
 
 ALWAYS = 1.000001  # a threshold above every probability: every answered question falls back
 
@@ -69,7 +69,7 @@ def calibrate(
         routed = dict(enumerate(simulate(items, threshold)))
         diff = paired_difference(routed, lc, resamples=resamples, level=LEVEL, seed=seed)
         rate = sum(falls_back(i, threshold) for i in items) / len(items)
-        ok = diff.low > -margin + BOUNDARY_TOLERANCE
+        ok = outcome_of(diff, margin) == NON_INFERIOR
         last = Calibration(threshold, rate, diff, len(items), margin, ok)
         if ok:
             return last

@@ -15,15 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 from lcrag.pipeline.evaluation.stats import PairedDifference, paired_difference
-from lcrag.pipeline.evaluation.verdict import (
-    BOUNDARY_TOLERANCE,
-    INFERIOR,
-    LEVEL,
-    NON_INFERIOR,
-    NON_INFERIORITY_MARGIN,
-    UNDETERMINED,
-    PairKey,
-)
+from lcrag.pipeline.evaluation.verdict import LEVEL, NON_INFERIORITY_MARGIN, PairKey, outcome_of
 from lcrag.pipeline.routing.calibrate import CalibrationItem, falls_back
 from lcrag.pipeline.routing.table import CHEAP, REFERENCE, RoutingTable
 
@@ -53,6 +45,12 @@ class PolicySummary:
         data = asdict(self)
         data["shares"] = dict(self.shares)
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> PolicySummary:
+        """Back from ``as_dict`` (a router file's stored scores)."""
+        diff = data.get("difference")
+        return cls(**{**data, "difference": PairedDifference(**diff) if diff else None, "shares": dict(data.get("shares", {}))})
 
 
 def routed(table: RoutingTable, name: str, choices: Mapping[PairKey, str], cheap_first: bool = True) -> PolicyResult:
@@ -88,10 +86,8 @@ def calibration_items(table: RoutingTable, keys=None) -> list[CalibrationItem]:
 
 def self_route(table: RoutingTable, thresholds: Mapping[PairKey, float], name: str = "self-route") -> PolicyResult:
     """Self-route with a threshold per question (one for all, or each fold's own)."""
-    choices = {}
-    for q in table.questions:
-        item = CalibrationItem(q.scores[CHEAP], q.scores[REFERENCE], q.confidence, q.declined)
-        choices[q.key] = REFERENCE if falls_back(item, thresholds[q.key]) else CHEAP
+    choices = {q.key: REFERENCE if falls_back(item, thresholds[q.key]) else CHEAP
+               for q, item in zip(table.questions, calibration_items(table))}
     return routed(table, name, choices)
 
 
@@ -105,11 +101,6 @@ def summarise(result: PolicyResult, reference: PolicyResult, margin: float = NON
         diff, outcome = None, ""
     else:
         diff = paired_difference(result.scores, reference.scores, resamples=resamples, level=LEVEL, seed=seed)
-        if diff.low > -margin + BOUNDARY_TOLERANCE:
-            outcome = NON_INFERIOR
-        elif diff.high < -margin - BOUNDARY_TOLERANCE:
-            outcome = INFERIOR
-        else:
-            outcome = UNDETERMINED
+        outcome = outcome_of(diff, margin)
     return PolicySummary(result.name, n, sum(result.scores.values()) / n, mean_tokens,
                          mean_tokens / ref_tokens if ref_tokens else None, diff, outcome, shares)
