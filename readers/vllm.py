@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +72,10 @@ class VLLMReader:
         self._client = httpx.Client(timeout=config.timeout_s, headers=headers)
         self._model_dir = anchored(config.model_dir, home) if home is not None else Path(config.model_dir)
         self._tokenizer = None
+        # One limit for every thread that shares this reader (evaluation answers several
+        # corpora at once): a CPU server given more prompts than it can prefill only makes
+        # each wait longer, until they time out together.
+        self._in_flight = threading.BoundedSemaphore(config.concurrency)
 
     def close(self) -> None:
         self._client.close()
@@ -103,9 +108,10 @@ class VLLMReader:
             "logprobs": True,
             "top_logprobs": TOP_LOGPROBS,
         }
-        started = time.perf_counter()
-        data = self._post(f"{self.url}/chat/completions", body)
-        latency_ms = (time.perf_counter() - started) * 1000
+        with self._in_flight:  # latency counts from the send, not from the wait for a slot
+            started = time.perf_counter()
+            data = self._post(f"{self.url}/chat/completions", body)
+            latency_ms = (time.perf_counter() - started) * 1000
         try:
             text = (data["choices"][0]["message"]["content"] or "").strip()
             if self.config.answer_first_line and prompt.task == ANSWER:
