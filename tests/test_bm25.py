@@ -230,7 +230,7 @@ def test_save_load_round_trip(tmp_path):
     index.save(tmp_path / "bm25")
     loaded = BM25Index.load(tmp_path / "bm25")
     assert loaded.chunk_ids == index.chunk_ids
-    assert loaded.vocabulary == index.vocabulary
+    assert loaded.terms == index.terms
     assert loaded.analyzer == index.analyzer == analyzer
     for query in QUERIES:
         tokens = analyzer.tokens(query)

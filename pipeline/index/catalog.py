@@ -194,6 +194,19 @@ class Catalog:
         ):
             yield Chunk(*row)
 
+    def done_unit_ids(self) -> list[str]:
+        """Ids of the done units, in unit order (the order of ``iter_chunks``)."""
+        return [row[0] for row in self._db.execute("SELECT unit_id FROM units WHERE status = 'done' ORDER BY seq")]
+
+    def chunks_of_units(self, unit_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks of UNIT_IDS in unit order then chunk order, when UNIT_IDS come in
+        unit order (each batch of the query is ordered; batches follow UNIT_IDS)."""
+        sql = (
+            'SELECT c.chunk_id, c.unit_id, c.doc_id, c.start, c."end", c.position, c.n_tokens '
+            "FROM chunks c JOIN units u USING (unit_id) WHERE c.unit_id IN ({marks}) ORDER BY u.seq, c.position"
+        )
+        return [Chunk(*row) for row in self._rows_in(sql, unit_ids)]
+
     def chunks(self, chunk_ids: Iterable[str]) -> dict[str, Chunk]:
         sql = 'SELECT chunk_id, unit_id, doc_id, start, "end", position, n_tokens FROM chunks WHERE chunk_id IN ({marks})'
         return {row[0]: Chunk(*row) for row in self._rows_in(sql, chunk_ids)}
