@@ -43,13 +43,23 @@ class RetrievalConfig:
         _check(self.candidates >= 1, f"retrieval.candidates must be >= 1, got {self.candidates}")
 
 
+# Vector store backends (lcrag.retrievers.stores registers one opener per name). An
+# index's vectors are in its backend's own format, so an index keeps the backend it was
+# built with; a manifest from before this setting existed names none and means qdrant-local.
+BACKEND_CHOICES = ("qdrant-local", "qdrant-server", "qdrant-edge")
+
+
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where vectors live. No URL means Qdrant local mode inside the index folder."""
+    """Where vectors live. ``qdrant-local`` (Qdrant's Python local mode) and ``qdrant-edge``
+    (Qdrant's engine in process) keep them inside the index folder; ``qdrant-server`` on
+    the server at ``qdrant_url``, which a URL alone implies."""
 
+    backend: str = "qdrant-local"
     qdrant_url: str = ""
     qdrant_api_key_env: str = "QDRANT_API_KEY"
     collection: str = "lcrag_chunks"
+    hnsw_ef: int = 128  # HNSW beam width per search (qdrant-edge, qdrant-server); at least k is used
 
     def __post_init__(self) -> None:
         _check(bool(self.collection), "store.collection must not be empty")
@@ -57,3 +67,19 @@ class StoreConfig:
             not self.qdrant_url or self.qdrant_url.startswith(("http://", "https://")),
             f"store.qdrant_url must start with http:// or https://, got {self.qdrant_url!r}",
         )
+        _check(
+            self.backend in BACKEND_CHOICES,
+            f"store.backend must be one of {', '.join(BACKEND_CHOICES)}, got {self.backend!r}",
+        )
+        if self.qdrant_url and self.backend == "qdrant-local":  # the default: a URL alone means the server
+            object.__setattr__(self, "backend", "qdrant-server")
+        _check(
+            bool(self.qdrant_url) or self.backend != "qdrant-server",
+            "store.backend qdrant-server needs store.qdrant_url (the server's http:// or https:// URL)",
+        )
+        _check(
+            not self.qdrant_url or self.backend == "qdrant-server",
+            f"store.qdrant_url is for store.backend qdrant-server; {self.backend} keeps its vectors in the index "
+            "folder: remove qdrant_url, or set backend: qdrant-server",
+        )
+        _check(self.hnsw_ef >= 1, f"store.hnsw_ef must be >= 1, got {self.hnsw_ef}")

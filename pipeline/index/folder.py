@@ -3,8 +3,10 @@
     DIR/manifest.json          written last, atomically: the index is finished
     DIR/ingest-in-progress     present while an ingestion is under way (or was killed)
     DIR/catalog.sqlite         documents, units, chunks (pipeline.catalog)
-    DIR/qdrant/                chunk vectors (Qdrant local mode)
-    DIR/bm25-<generation>/     BM25 weights of that generation
+    DIR/qdrant/                chunk vectors (store.backend qdrant-local)
+    DIR/qdrant-edge/           chunk vectors (store.backend qdrant-edge)
+    DIR/bm25-<generation>/     BM25 of that generation: live segments, tombstones, IDF
+    DIR/bm25-segments/<id>/    immutable BM25 segments (term frequencies) that bm25-<generation> names
     DIR/write.lock             held by the one process writing
 
 A folder without a manifest, or with the in-progress marker, is never searched:
@@ -25,6 +27,10 @@ from typing import Any
 
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.config import Config, config_from_dict
+from lcrag.retrievers.bm25.publish import remove_unreferenced
+from lcrag.retrievers.bm25.state import SHARED_STORE
+from lcrag.retrievers.config import StoreConfig
+from lcrag.retrievers.stores import ChunkVectorStore, open_store
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -81,6 +87,14 @@ class IndexPaths:
     def qdrant(self) -> Path:
         return self.root / "qdrant"
 
+    @property
+    def qdrant_edge(self) -> Path:
+        return self.root / "qdrant-edge"
+
+    def vectors(self, backend: str) -> Path:
+        """The folder of a store backend's files (a server backend keeps none here)."""
+        return self.qdrant_edge if backend == "qdrant-edge" else self.qdrant
+
     def bm25(self, manifest: Manifest) -> Path:
         return self.root / manifest.bm25_folder
 
@@ -110,6 +124,33 @@ def require_finished(root: Path) -> Manifest:
     if manifest is None:
         raise IndexStateError(f"{root} is not a finished lcrag index (no {MANIFEST}); run `lcrag ingest SOURCE --index {root}`")
     return manifest
+
+
+def built_backend(root: Path) -> str | None:
+    """The store backend an index's vectors were written with: its manifest's (one written
+    before the setting existed means qdrant-local), else (a first ingestion that stopped
+    early) the store folder present; None for a new index."""
+    manifest = read_manifest(root)
+    if manifest is not None:
+        return manifest.build_config().store.backend
+    paths = IndexPaths(root)
+    for backend in ("qdrant-edge", "qdrant-local"):
+        folder = paths.vectors(backend)
+        if folder.is_dir() and any(folder.iterdir()):
+            return backend
+    return None
+
+
+def open_vectors(root: Path, store: StoreConfig) -> ChunkVectorStore:
+    """The index's vector store. Backends keep vectors in formats the others cannot read,
+    so an index opens only with the backend it was built with."""
+    built = built_backend(root)
+    if built is not None and built != store.backend:
+        raise IndexStateError(
+            f"index {root} holds its vectors in the {built} store and the config asks for store.backend {store.backend}; "
+            f"an index keeps the backend it was built with: ingest into a new --index (or set store.backend: {built})"
+        )
+    return open_store(store, IndexPaths(root).vectors(store.backend))
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
@@ -164,6 +205,9 @@ def clear_in_progress(root: Path) -> None:
 
 
 def remove_stale_bm25(root: Path, keep: str) -> None:
+    """Once the manifest names KEEP: delete every other BM25 generation folder (and
+    staging leftovers), then the segments KEEP does not use."""
     for folder in root.glob("bm25-*"):
-        if folder.name != keep and folder.is_dir():
+        if folder.name not in (keep, SHARED_STORE) and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
+    remove_unreferenced(root / keep)

@@ -17,11 +17,11 @@ from lcrag.core.errors import LcragError
 from lcrag.core.types import LEVELS, Chunk, Document, Hit, Level, Unit
 from lcrag.pipeline.config import MODE_CHOICES, Config, RetrievalConfig
 from lcrag.pipeline.index.catalog import Catalog
-from lcrag.pipeline.index.folder import IndexPaths, Manifest, require_finished
+from lcrag.pipeline.index.folder import IndexPaths, Manifest, open_vectors, require_finished
 from lcrag.pipeline.index.generations import is_generational, live_path
 from lcrag.retrievers.base import ScoredChunk
 from lcrag.retrievers.bm25 import BM25Index, BM25Retriever
-from lcrag.retrievers.dense import DenseRetriever, QdrantChunkStore
+from lcrag.retrievers.dense import DenseRetriever
 from lcrag.retrievers.fusion import max_by_key, reciprocal_rank_fusion
 
 
@@ -52,7 +52,7 @@ class IndexReader:
         paths = IndexPaths(self.root)
         self.catalog = Catalog(paths.catalog, read_only=True)
         self.encoder = encoder_factory(self.config.encoder)
-        self.vectors = QdrantChunkStore(self.config.store, paths.qdrant)
+        self.vectors = open_vectors(self.root, self.config.store)
         self._doc_positions: dict[str, int] | None = None
         self.retrievers = {
             "dense": DenseRetriever(self.vectors, self.encoder),

@@ -14,11 +14,12 @@ Safety comes from three rules:
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from lcrag.pipeline.index.folder import (
     WriterLock,
     clear_in_progress,
     mark_in_progress,
+    open_vectors,
     read_manifest,
     remove_stale_bm25,
     write_manifest,
@@ -49,8 +51,9 @@ from lcrag.pipeline.ingest.embedding import embed_units, render_span
 from lcrag.pipeline.ingest.loaders import LoadOptions, LoadResult, Skipped
 from lcrag.pipeline.ingest.loaders.base import MIB
 from lcrag.pipeline.ingest.units import build_units
-from lcrag.retrievers.bm25 import Analyzer, BM25Index
-from lcrag.retrievers.dense import QdrantChunkStore
+from lcrag.retrievers.bm25 import Analyzer
+from lcrag.retrievers.bm25.publish import Analyse, AnalysedChunks, is_published, publish_bm25
+from lcrag.retrievers.stores import ChunkVectorStore
 
 Progress = Callable[[int], None]  # called with tokens just embedded
 
@@ -134,8 +137,8 @@ class IndexWriter:
         self.encoder = encoder
         self._lock = WriterLock(self.root)
         self.catalog: Catalog | None = None
-        self.vectors: QdrantChunkStore | None = None
-        self.resumed = False  # an earlier run stopped before publishing: publish must rebuild
+        self.vectors: ChunkVectorStore | None = None
+        self.resumed = False  # an earlier run stopped before publishing: publish must run again
 
     def __enter__(self) -> "IndexWriter":
         self.root.mkdir(parents=True, exist_ok=True)
@@ -152,7 +155,7 @@ class IndexWriter:
                     "ingest into a new --index, or delete the folder to rebuild it with these settings"
                 )
             self.catalog.set_meta("fingerprint", self.config.index_fingerprint())
-            self.vectors = QdrantChunkStore(self.config.store, self.paths.qdrant)
+            self.vectors = open_vectors(self.root, self.config.store)
         except BaseException:
             self.close()
             raise
@@ -325,18 +328,19 @@ def bm25_tokens(analyzer: Analyzer, doc: Document, start: int, end: int, include
 
 
 def publish(writer: IndexWriter, changed: bool) -> Manifest:
-    """Rebuild BM25 over every chunk, write the manifest (the commit point), clean up."""
+    """Publish BM25 and write the manifest (the commit point), then clean up.
+
+    BM25 grows by segments (``lcrag.retrievers.bm25.publish``): only the chunks of
+    units no live segment holds yet are analysed; rows of units gone from the
+    catalog are tombstoned. An index whose BM25 folder has the first format is
+    analysed in full once, at its first publish that changes something."""
     previous = read_manifest(writer.root)
     stray = reconcile(writer)
-    if previous is not None and not changed and not stray and not writer.resumed and (writer.root / previous.bm25_folder).is_dir():
+    previous_bm25 = writer.paths.bm25(previous) if previous is not None else None
+    if previous is not None and not changed and not stray and not writer.resumed and is_published(previous_bm25):
         clear_in_progress(writer.root)
         return previous
     catalog, config = writer.catalog, writer.config
-    analyzer = Analyzer(stem=config.bm25.stem, stopwords=config.bm25.stopwords)
-    chunks = list(catalog.iter_chunks())
-    docs = catalog.documents(c.doc_id for c in chunks)
-    token_lists = [bm25_tokens(analyzer, docs[c.doc_id], c.start, c.end, config.bm25.include_title) for c in chunks]
-    bm25 = BM25Index.build([c.chunk_id for c in chunks], token_lists, config.bm25)
     generation = (previous.generation if previous else 0) + 1
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -345,16 +349,38 @@ def publish(writer: IndexWriter, changed: bool) -> Manifest:
         generation=generation,
         documents=catalog.count("documents"),
         units=catalog.count("units"),
-        chunks=len(chunks),
+        chunks=catalog.count("chunks"),
         tokens=catalog.total_chunk_tokens(),
         dim=writer.encoder.dim or (previous.dim if previous else 0),
         updated_at=time.time(),
     )
-    bm25.save(writer.root / manifest.bm25_folder)
+    report = publish_bm25(
+        previous_bm25, writer.paths.bm25(manifest), catalog.done_unit_ids(), bm25_analysis(catalog, config),
+        config.bm25, expected_rows=manifest.chunks,
+    )
+    manifest = dataclasses.replace(manifest, chunks=report.rows)
     write_manifest(writer.root, manifest)
     clear_in_progress(writer.root)
     remove_stale_bm25(writer.root, manifest.bm25_folder)
     return manifest
+
+
+def bm25_analysis(catalog: Catalog, config: Config, batch_units: int = 1000) -> Analyse:
+    """Analyse the chunks of given units for BM25, a batch of units at a time (a
+    full rebuild never holds every token list at once)."""
+    analyzer = Analyzer(stem=config.bm25.stem, stopwords=config.bm25.stopwords)
+
+    def analyse(unit_ids: Sequence[str]) -> Iterator[AnalysedChunks]:
+        for i in range(0, len(unit_ids), batch_units):
+            chunks = catalog.chunks_of_units(unit_ids[i : i + batch_units])
+            docs = catalog.documents(c.doc_id for c in chunks)
+            yield AnalysedChunks(
+                [c.chunk_id for c in chunks],
+                [c.unit_id for c in chunks],
+                [bm25_tokens(analyzer, docs[c.doc_id], c.start, c.end, config.bm25.include_title) for c in chunks],
+            )
+
+    return analyse
 
 
 def index_changed(plan_report: PlanReport, embed_report: EmbedReport) -> bool:
