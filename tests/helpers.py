@@ -11,10 +11,9 @@ import numpy as np
 
 from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.index.catalog import Catalog
-from lcrag.pipeline.index.folder import IndexPaths, read_manifest
+from lcrag.pipeline.index.folder import IndexPaths, open_vectors, read_manifest
 from lcrag.pipeline.ledger import LedgerRow
 from lcrag.retrievers.bm25 import BM25Index
-from lcrag.retrievers.dense import QdrantChunkStore
 
 # ------------------------------------------------------------------ ledger
 
@@ -111,16 +110,9 @@ def snapshot(index: Path, config=None) -> dict:
         docs = catalog.document_hashes()
     finally:
         catalog.close()
-    store = QdrantChunkStore(config.store, paths.qdrant)
+    store = open_vectors(index, config.store)
     try:
-        vectors = {}
-        offset = None
-        while True:
-            records, offset = store.client.scroll(store.collection, limit=1000, offset=offset, with_payload=True, with_vectors=True)
-            for r in records:
-                vectors[r.payload["chunk_id"]] = np.asarray(r.vector, dtype=np.float32)
-            if offset is None:
-                break
+        vectors = dict(store.iter_vectors())
     finally:
         store.close()
     manifest = read_manifest(index)

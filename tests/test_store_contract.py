@@ -98,7 +98,7 @@ def test_a_url_means_the_server_and_needs_it():
     with pytest.raises(ConfigError, match="needs store.qdrant_url"):
         StoreConfig(backend="qdrant-server")
     with pytest.raises(ConfigError, match="store.qdrant_url is for store.backend qdrant-server"):
-        StoreConfig(backend="qdrant-edge", qdrant_url="http://localhost:6333")
+        StoreConfig(backend="qdrant-local", qdrant_url="http://localhost:6333")
 
 
 def test_the_old_names_still_import():
@@ -300,12 +300,12 @@ def test_ingest_and_search_on_qdrant_edge(topic_corpus, tmp_path, encoder):
     again = ingest(load_source(topic_corpus), index, config, encoder, "corpus")  # unchanged: nothing to do
     assert again.embed.units == 0
     with pytest.raises(IndexStateError, match=r"qdrant-edge.*new --index"):
-        ingest(load_source(topic_corpus), index, small_config(), encoder, "corpus")
+        ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-local"}), encoder, "corpus")
 
 
 def test_an_index_from_before_backends_opens_as_qdrant_local(topic_corpus, tmp_path, encoder):
     index = tmp_path / "index"
-    ingest(load_source(topic_corpus), index, small_config(), encoder, "corpus")
+    ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-local"}), encoder, "corpus")
     manifest = IndexPaths(index).manifest
     data = json.loads(manifest.read_text(encoding="utf-8"))
     for key in ("backend", "hnsw_ef"):  # as written before these settings existed
@@ -327,7 +327,27 @@ def test_a_first_ingestion_cut_short_keeps_its_backend(topic_corpus, tmp_path, e
         ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-edge"}), encoder, "corpus",
                fail_after_batches=1)
     with pytest.raises(IndexStateError, match="qdrant-edge"):
-        ingest(load_source(topic_corpus), index, small_config(), encoder, "corpus")
+        ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-local"}), encoder, "corpus")
     report = ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-edge"}), encoder, "corpus")
     with IndexReader(index, lambda c: encoder) as reader:
         assert reader.vectors.count() == report.manifest.chunks
+
+
+@pytest.mark.parametrize(
+    "store, backend",
+    [
+        ({"collection": "c"}, "qdrant-local"),  # written before store.backend existed
+        ({"collection": "c", "qdrant_url": "http://q:6333"}, "qdrant-server"),
+        ({"collection": "c", "backend": "qdrant-edge"}, "qdrant-edge"),
+        ({"collection": "c", "backend": "qdrant-local"}, "qdrant-local"),
+    ],
+)
+def test_a_manifest_without_a_backend_means_the_one_it_was_built_with(store, backend):
+    from lcrag.pipeline.index.folder import with_legacy_backend
+
+    assert with_legacy_backend({"store": store, "encoder": {}})["store"]["backend"] == backend
+
+
+def test_new_configs_default_to_the_engine_in_process():
+    assert StoreConfig().backend == "qdrant-edge"
+    assert StoreConfig(qdrant_url="http://q:6333").backend == "qdrant-server"

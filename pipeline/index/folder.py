@@ -60,7 +60,16 @@ class Manifest:
         return f"bm25-{self.generation:06d}"
 
     def build_config(self) -> Config:
-        return config_from_dict(self.config)
+        return config_from_dict(with_legacy_backend(self.config))
+
+
+def with_legacy_backend(config: dict[str, Any]) -> dict[str, Any]:
+    """A manifest written before ``store.backend`` existed was built with Qdrant local mode,
+    whatever today's default is."""
+    store = config.get("store")
+    if isinstance(store, dict) and "backend" not in store:
+        return {**config, "store": {**store, "backend": "qdrant-server" if store.get("qdrant_url") else "qdrant-local"}}
+    return config
 
 
 @dataclass(frozen=True)

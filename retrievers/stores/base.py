@@ -8,7 +8,7 @@ and ranks by cosine similarity.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -66,6 +66,10 @@ class ChunkVectorStore(Protocol):
 
     def count(self) -> int:
         """The exact number of points."""
+        ...
+
+    def iter_vectors(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Every (chunk id, stored vector): for export, and for tests comparing two indexes."""
         ...
 
     def search(self, vector: np.ndarray, k: int, *, exact: bool = False) -> list[ScoredChunk]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +184,22 @@ class EdgeChunkStore:
             if offset is None:
                 return seen
 
+    def iter_vectors(self) -> Iterator[tuple[str, np.ndarray]]:
+        from qdrant_edge import ScrollRequest
+
+        if self._shard is None:
+            return
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=["chunk_id"], with_vector=True)
+            )
+            for r in records:
+                if r.payload:
+                    yield r.payload["chunk_id"], _dense(r.vector)
+            if offset is None:
+                return
+
     def count(self) -> int:
         from qdrant_edge import CountRequest
 
@@ -201,3 +217,10 @@ class EdgeChunkStore:
             params=SearchParams(hnsw_ef=max(self.hnsw_ef, k), exact=exact),
         )
         return [ScoredChunk(p.payload["chunk_id"], float(p.score)) for p in self._shard.query(request) if p.payload]
+
+
+def _dense(vector) -> np.ndarray:
+    """A record's one unnamed dense vector (the engine returns a list; a dict names vectors)."""
+    if isinstance(vector, dict):
+        (vector,) = vector.values()
+    return np.asarray(vector, dtype=np.float32)

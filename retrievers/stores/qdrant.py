@@ -5,7 +5,7 @@ One class serves both, since the client speaks the same API to either."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +93,20 @@ class QdrantChunkStore:
             seen.update(r.payload["unit_id"] for r in records if r.payload)
             if offset is None:
                 return seen
+
+    def iter_vectors(self) -> Iterator[tuple[str, np.ndarray]]:
+        if not self.client.collection_exists(self.collection):
+            return
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection, limit=1000, offset=offset, with_payload=["chunk_id"], with_vectors=True
+            )
+            for r in records:
+                if r.payload:
+                    yield r.payload["chunk_id"], np.asarray(r.vector, dtype=np.float32)
+            if offset is None:
+                return
 
     def count(self) -> int:
         if not self.client.collection_exists(self.collection):
