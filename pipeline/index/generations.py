@@ -26,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+from lcrag.pipeline.index.copying import copy_index_file
 from lcrag.pipeline.index.folder import (
     IN_PROGRESS,
     LOCK,
@@ -140,6 +141,7 @@ def start_generation(root: Path) -> Path:
     shutil.copytree(
         generation_path(root, live), staging,
         ignore=shutil.ignore_patterns(LOCK, ".lock", RETIRED, IN_PROGRESS),
+        copy_function=copy_index_file,  # holes stay holes, immutable BM25 segments are linked
     )
     os.replace(staging, target)
     return target
