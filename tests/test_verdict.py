@@ -345,3 +345,17 @@ def test_verdicts_from_rows_end_to_end():
     verdict = verdicts(rows)["hotpotqa"]
     assert verdict.metric == "answer_recall" and verdict.dropped == 1
     assert verdict.status == "use_cheaper" and verdict.chosen == "rag" and verdict.token_ratio == 0.25
+
+
+def test_best_is_cheapest_shows_how_clearly_it_leads_the_runner_up():
+    """On four questions the leader's edge is noise: the sentence carries the runner-up's interval."""
+    scores = table(op=[1, 1, 0, 0], rag=[1, 0, 0, 0], lc=[0, 0, 0, 0])
+    verdict = decide(scores, {"op": 100, "rag": 100, "lc": 900}, metric="accuracy")
+    assert (verdict.status, verdict.chosen) == ("best_is_cheapest", "op")
+    (runner_up,) = verdict.comparisons
+    d = runner_up.difference
+    assert runner_up.strategy == "rag" and d.mean_diff == pytest.approx(-0.25) and d.n_pairs == 4
+    assert d.low < -verdict.margin and d.high >= 0  # too few questions to tell them apart
+    assert verdict.describe() == (
+        f"use op: highest accuracy (0.50) and fewest prompt tokens (4 questions; next rag \u22120.25 "
+        f"[{_s(d.low)}, {_s(d.high)}])")

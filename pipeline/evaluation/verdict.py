@@ -310,7 +310,8 @@ class Verdict:
     is the cheaper strategy the sentence is about), ``nothing_to_compare`` (fewer
     than two strategies) or ``no_common_questions``. ``difference`` is (chosen or
     challenger) - best with its 95% interval, ``token_ratio`` their prompt tokens
-    over the best's. ``comparisons`` holds every cheaper strategy against the best."""
+    over the best's. ``comparisons`` holds every cheaper strategy against the best (for
+    ``best_is_cheapest``: the runner-up against it)."""
 
     status: str
     resolved: bool
@@ -338,8 +339,10 @@ class Verdict:
             return f"nothing to compare: {self.reason}{absent}"
         best, n = self.best, self.n_questions
         if self.status == "best_is_cheapest":
+            runner = "".join(f"; next {c.strategy} {_signed(c.difference.mean_diff)} {_ci(c.difference)}"
+                             for c in self.comparisons)
             return (f"use {best}: highest {self.metric} ({self.means[best]:.2f}) and fewest prompt tokens "
-                    f"({_questions(n)})")
+                    f"({_questions(n)}{runner})")
         if self.status == "use_best":
             parts = ", ".join(f"{c.strategy} {_signed(c.difference.mean_diff)} {_ci(c.difference)}"
                               for c in self.comparisons)
@@ -453,6 +456,10 @@ def decide(
     common = dict(base, best=best, n_questions=len(keys), means=MappingProxyType(means))
     candidates = sorted((s for s in names if tokens[s] < tokens[best]), key=lambda s: (tokens[s], s))
     if not candidates:
+        # Nothing cheaper to prefer; the runner-up's paired difference says how clearly the
+        # best leads (on few questions it does not: the sentence shows the interval).
+        runner_up = min((s for s in names if s != best), key=lambda s: (-means[s], tokens[s], s))
+        common["comparisons"] = (_compare(runner_up, best, scores, tokens, margin, resamples, seed),)
         return Verdict(status="best_is_cheapest", resolved=True, reason="the best strategy is also the cheapest",
                        **dict(common, chosen=best, token_ratio=1.0))
     comparisons = tuple(_compare(s, best, scores, tokens, margin, resamples, seed) for s in candidates)
