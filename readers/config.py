@@ -23,7 +23,7 @@ class ReaderConfig:
     host: str = "127.0.0.1"
     port: int = 8431
     api_key_env: str = "LCRAG_READER_API_KEY"
-    max_model_len: int = 8192  # Qwen takes 32K; at ~170 prompt tokens/s on 2 CPU cores 8K is under a minute a read
+    max_model_len: int = 8192  # Qwen takes 32K; a cold 8K read takes minutes on 2 CPU cores (README)
     max_tokens: int = 32  # answer length
     answer_first_line: bool = True  # keep the first non-empty line (small models ramble after it)
     temperature: float = 0.0
