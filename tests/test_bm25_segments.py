@@ -34,25 +34,10 @@ from lcrag.retrievers.bm25.state import SHARED_STORE, Generation, Settings
 from lcrag.retrievers.bm25.stats import corpus_stats
 from lcrag.retrievers.bm25.topk import top_k
 from lcrag.retrievers.config import BM25Config
+from tests.test_bm25 import CORPUS
 
 ANALYZER = Analyzer()
-TEXTS = [
-    "The cat sat on the mat.",
-    "A cat and a dog played in the garden.",
-    "Dogs chase cats; cats chase mice.",
-    "The stock market fell as inflation rose.",
-    "Inflation and interest rates worry investors and the cat.",
-    "Quantum computers use qubits instead of bits.",
-    "A qubit can be in a superposition of states.",
-    "The garden had roses, tulips and a sleeping cat.",
-    "Running every morning keeps the cat owner healthy.",
-    "He runs a small bakery that sells bread and cakes.",
-    "Bread needs flour, water, salt and yeast; cat hair is not an ingredient.",
-    "The cat cat cat repeated itself in 2024.",
-    "Interest rates rose in 2023 and again in 2024.",
-    "Cats sleep for many hours; the cat in the garden sleeps too.",
-    "To be or not to be.",  # stop words only: an empty chunk
-]
+TEXTS = [*CORPUS[:14], "To be or not to be."]  # the parity corpus, and a chunk of stop words only (empty)
 QUERIES = ["cat", "cat cat", "garden cat", "interest rates 2024", "quantum qubit superposition", "bread flour yeast",
            "unknownword", "unknownword cat", "the", "sleeping cats in the garden", "volcano lava", "bakery cakes bread bread"]
 
