@@ -33,7 +33,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -41,7 +41,14 @@ from lcrag.core.types import Chunk, Document, Unit
 from lcrag.pipeline.config import ChunkConfig, EncoderConfig
 from lcrag.pipeline.ingest.embedding import embed_units
 from lcrag.pipeline.ingest.encoder import make_encoder
-from lcrag.pipeline.ingest.ingestion import EmbedReport, IndexWriter, Progress, _unit_batches
+from lcrag.pipeline.ingest.ingestion import (
+    EmbedReport,
+    IndexWriter,
+    Progress,
+    _unit_batches,
+    batch_documents,
+    commit_batch,
+)
 
 # -- the worker's half ---------------------------------------------------------------
 
@@ -192,8 +199,7 @@ def embed_pending_distributed(
         result = _await(sent, submit, retries, totals["batches"])
         _check_result(sent.job, result, dim)
         chunks = list(result.chunks)
-        writer.vectors.upsert(chunks, result.vectors)
-        writer.catalog.complete_units(chunks, [u.unit_id for u in sent.job.units])
+        commit_batch(writer, sent.job.units, chunks, result.vectors)
         totals["batches"] += 1
         totals["units"] += len(sent.job.units)
         totals["chunks"] += len(chunks)
@@ -207,7 +213,7 @@ def embed_pending_distributed(
     carried: dict[str, Document] = {}
     try:
         for index, batch in enumerate(_unit_batches(pending, writer.config.ingest.commit_tokens), start=1):
-            carried = _batch_documents(writer, batch, carried)
+            carried = batch_documents(writer, batch, carried)
             job = BatchJob(index, tuple(batch), tuple(carried.values()), worker_config, writer.config.chunking)
             in_flight.append(_Sent(job, submit(job)))
             if len(in_flight) >= ahead:
@@ -241,15 +247,6 @@ def _check_result(job: BatchJob, result: BatchResult, dim: int) -> None:
         problem = "chunks of units outside the batch"
     if problem:
         raise BatchEmbedError(job, job.index - 1, RuntimeError(problem))
-
-
-def _batch_documents(writer: IndexWriter, batch: Sequence[Unit], carried: Mapping[str, Document]) -> dict[str, Document]:
-    """The documents of a batch's units (those of the previous batch are reused)."""
-    wanted = list(dict.fromkeys(doc_id for unit in batch for doc_id in unit.doc_ids))
-    missing = [doc_id for doc_id in wanted if doc_id not in carried]
-    fetched = writer.catalog.documents(missing) if missing else {}
-    return {doc_id: carried[doc_id] if doc_id in carried else fetched[doc_id]
-            for doc_id in wanted if doc_id in carried or doc_id in fetched}
 
 
 def _cancel(futures: Iterable[BatchFuture]) -> None:

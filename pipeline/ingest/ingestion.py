@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -272,8 +272,7 @@ def embed_pending(
         docs = {doc_id: doc for doc_id, (doc, _) in carried.items()}
         offsets = {doc_id: offs for doc_id, (_, offs) in carried.items()}
         chunks, vectors = embed_units(batch, docs, offsets, writer.encoder, writer.config.chunking)
-        writer.vectors.upsert(chunks, vectors)
-        writer.catalog.complete_units(chunks, [u.unit_id for u in batch])
+        commit_batch(writer, batch, chunks, vectors)
         tokens = sum(u.n_tokens for u in batch)
         units_done, chunks_done, tokens_done = units_done + len(batch), chunks_done + len(chunks), tokens_done + tokens
         if progress is not None:
@@ -283,22 +282,32 @@ def embed_pending(
     return EmbedReport(units_done, chunks_done, tokens_done, time.perf_counter() - started)
 
 
-def _batch_documents(
-    writer: IndexWriter, batch: Sequence, carried: dict[str, tuple[Document, np.ndarray]]
-) -> dict[str, tuple[Document, np.ndarray]]:
-    """The documents of a batch's units with their token offsets. Those of the
-    previous batch are reused: a long document's units come one after another, and
-    re-reading and re-tokenizing it for every batch made its cost quadratic."""
+def commit_batch(writer: IndexWriter, units: Sequence, chunks: Sequence, vectors: np.ndarray) -> None:
+    """Store a batch's vectors, then mark its units done: a crash between the two
+    leaves stray points that ``reconcile`` removes, never a done unit without vectors."""
+    writer.vectors.upsert(chunks, vectors)
+    writer.catalog.complete_units(chunks, [u.unit_id for u in units])
+
+
+def batch_documents(writer: IndexWriter, batch: Sequence, carried: Mapping[str, Document]) -> dict[str, Document]:
+    """The documents of a batch's units; those of the previous batch are reused (a long
+    document's units come one after another)."""
     wanted = list(dict.fromkeys(doc_id for unit in batch for doc_id in unit.doc_ids))
     missing = [doc_id for doc_id in wanted if doc_id not in carried]
     fetched = writer.catalog.documents(missing) if missing else {}
-    ids = [doc_id for doc_id in missing if doc_id in fetched]
-    fresh = dict(zip(ids, writer.encoder.token_offsets([fetched[i].text for i in ids])))
-    return {
-        doc_id: carried[doc_id] if doc_id in carried else (fetched[doc_id], fresh[doc_id])
-        for doc_id in wanted
-        if doc_id in carried or doc_id in fresh
-    }
+    return {doc_id: carried[doc_id] if doc_id in carried else fetched[doc_id]
+            for doc_id in wanted if doc_id in carried or doc_id in fetched}
+
+
+def _batch_documents(
+    writer: IndexWriter, batch: Sequence, carried: dict[str, tuple[Document, np.ndarray]]
+) -> dict[str, tuple[Document, np.ndarray]]:
+    """``batch_documents`` with token offsets. Re-reading and re-tokenizing a long
+    document for every batch made its cost quadratic, so carried offsets are reused."""
+    docs = batch_documents(writer, batch, {doc_id: doc for doc_id, (doc, _) in carried.items()})
+    fresh_ids = [doc_id for doc_id in docs if doc_id not in carried]
+    fresh = dict(zip(fresh_ids, writer.encoder.token_offsets([docs[i].text for i in fresh_ids])))
+    return {doc_id: carried[doc_id] if doc_id in carried else (doc, fresh[doc_id]) for doc_id, doc in docs.items()}
 
 
 def _unit_batches(units: Sequence, batch_tokens: int):
