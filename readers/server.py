@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 from lcrag.core import paths
 from lcrag.core.errors import LcragError
-from lcrag.readers.config import ReaderConfig
+from lcrag.readers.config import NATIVE_BF16_FLAGS, ReaderConfig
 
 STATE_SUBDIR = Path("reader")
 SETUP_HINT = "run scripts/setup_reader.sh (or: make reader-setup)"
@@ -73,6 +73,26 @@ def _connect_host(host: str) -> str:
     return host
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (empty where the system does not list them)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def server_dtype(configured: str, flags: frozenset[str]) -> str:
+    """The ``--dtype`` to serve with (pure): ``auto`` takes bfloat16 only where the CPU
+    computes it natively; elsewhere vLLM emulates it and float32 prefills faster."""
+    if configured != "auto":
+        return configured
+    return "bfloat16" if flags & NATIVE_BF16_FLAGS else "float32"
+
+
 def server_command(config: ReaderConfig, home: Path) -> list[str]:
     """The command line that serves ``config.model_dir`` as ``config.model`` (pure)."""
     python = paths.anchored(config.venv, home) / "bin" / "python"
@@ -83,7 +103,7 @@ def server_command(config: ReaderConfig, home: Path) -> list[str]:
         "--host", config.host,
         "--port", str(config.port),
         "--enforce-eager",  # compiling costs 110-140 s on this CPU and decodes no faster
-        "--dtype", "bfloat16",
+        "--dtype", server_dtype(config.dtype, cpu_flags()),
         "--max-model-len", str(config.max_model_len),
         "--enable-prefix-caching",  # prompts on one document share their prefix (documents first, question last)
         "--enable-prompt-tokens-details",  # usage reports cached prompt tokens; the ledger records them

@@ -24,8 +24,10 @@ from lcrag.pipeline.config import ReaderConfig
 from lcrag.readers.server import (
     ReaderServer,
     ReaderServerError,
+    cpu_flags,
     log_tail,
     server_command,
+    server_dtype,
     server_env,
 )
 from tests.conftest import STATE, fast_reader_config, free_port
@@ -64,11 +66,12 @@ def fake_install(root: Path, python_script: str | None = None) -> ReaderConfig:
 @pytest.mark.parametrize(
     "overrides, expected_tail",
     [
-        ({}, ["--host", "127.0.0.1", "--port", "8431", "--enforce-eager", "--dtype", "bfloat16", "--max-model-len", "8192",
-              "--enable-prefix-caching", "--enable-prompt-tokens-details"]),
+        ({"dtype": "bfloat16"},
+         ["--host", "127.0.0.1", "--port", "8431", "--enforce-eager", "--dtype", "bfloat16", "--max-model-len", "8192",
+          "--enable-prefix-caching", "--enable-prompt-tokens-details"]),
         (
-            {"host": "0.0.0.0", "port": 9000, "max_model_len": 4096},
-            ["--host", "0.0.0.0", "--port", "9000", "--enforce-eager", "--dtype", "bfloat16", "--max-model-len", "4096",
+            {"host": "0.0.0.0", "port": 9000, "max_model_len": 4096, "dtype": "float32"},
+            ["--host", "0.0.0.0", "--port", "9000", "--enforce-eager", "--dtype", "float32", "--max-model-len", "4096",
              "--enable-prefix-caching", "--enable-prompt-tokens-details"],
         ),
     ],
@@ -81,6 +84,34 @@ def test_server_command(overrides, expected_tail, monkeypatch):
     assert command[3:7] == ["--model", "/proj/models/smollm2-135m-instruct", "--served-model-name", "smollm2-135m-instruct"]
     assert command[7:] == expected_tail
     assert "--api-key" not in command
+
+
+@pytest.mark.parametrize(
+    "configured, flags, expected",
+    [
+        ("auto", {"avx2", "avx512f", "avx512_bf16"}, "bfloat16"),
+        ("auto", {"avx2", "amx_bf16", "amx_tile"}, "bfloat16"),
+        ("auto", {"avx2", "fma"}, "float32"),  # AVX2 only: bfloat16 would be emulated
+        ("auto", {"avx2", "avx512f"}, "float32"),  # AVX-512 without its BF16 extension
+        ("auto", set(), "float32"),  # flags unknown
+        ("bfloat16", {"avx2"}, "bfloat16"),  # an explicit choice is kept
+        ("float16", {"avx512_bf16"}, "float16"),
+    ],
+)
+def test_server_dtype(configured, flags, expected):
+    assert server_dtype(configured, frozenset(flags)) == expected
+
+
+def test_cpu_flags_reads_the_first_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_reader_dtype_is_validated():
+    with pytest.raises(ValueError, match="reader.dtype"):
+        ReaderConfig(dtype="int8")
 
 
 def test_server_command_absolute_paths_and_api_key(monkeypatch):
