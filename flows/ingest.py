@@ -212,4 +212,5 @@ def ingest_flow(
         "embedded_units": embed_report.units,
         "embedded_by": list(embedded_by),  # host:pid of each process that embedded
         "skipped": [(s.path, s.reason) for s in plan_report.skipped],
+        "notes": list(writer.notes),
     }

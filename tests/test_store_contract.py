@@ -19,7 +19,7 @@ import pytest
 from lcrag.core.errors import ConfigError
 from lcrag.core.types import Chunk
 from lcrag.pipeline.config import config_from_dict
-from lcrag.pipeline.index.folder import IndexPaths, IndexStateError
+from lcrag.pipeline.index.folder import IndexPaths, IndexStateError, open_vectors
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import load_source
@@ -299,8 +299,28 @@ def test_ingest_and_search_on_qdrant_edge(topic_corpus, tmp_path, encoder):
         assert hits[0].doc_id == "guide/chess.html"
     again = ingest(load_source(topic_corpus), index, config, encoder, "corpus")  # unchanged: nothing to do
     assert again.embed.units == 0
-    with pytest.raises(IndexStateError, match=r"qdrant-edge.*new --index"):
-        ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-local"}), encoder, "corpus")
+    # asking for another folder backend keeps the built one, and says so (moving means rebuilding)
+    kept = ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-local"}), encoder, "corpus")
+    assert kept.manifest.build_config().store.backend == "qdrant-edge"
+    assert len(kept.notes) == 1 and "keeps its qdrant-edge store" in kept.notes[0] and "new --index" in kept.notes[0]
+
+
+@pytest.mark.parametrize(
+    "built, configured, expected",
+    [
+        (None, "qdrant-edge", "qdrant-edge"),  # a new index takes the configured backend
+        (None, "qdrant-server", "qdrant-server"),
+        ("qdrant-local", "qdrant-local", "qdrant-local"),
+        ("qdrant-local", "qdrant-edge", "qdrant-local"),  # built before the default changed: keeps ingesting
+        ("qdrant-edge", "qdrant-local", "qdrant-edge"),
+        ("qdrant-local", "qdrant-server", "qdrant-server"),  # server vs folder: left to open_vectors to refuse
+        ("qdrant-server", "qdrant-edge", "qdrant-edge"),
+    ],
+)
+def test_kept_backend(built, configured, expected):
+    from lcrag.pipeline.index.folder import kept_backend
+
+    assert kept_backend(built, configured) == expected
 
 
 def test_an_index_from_before_backends_opens_as_qdrant_local(topic_corpus, tmp_path, encoder):
@@ -314,8 +334,17 @@ def test_an_index_from_before_backends_opens_as_qdrant_local(topic_corpus, tmp_p
     with IndexReader(index, lambda c: encoder) as reader:
         assert reader.config.store.backend == "qdrant-local"
         assert reader.search("purring cats", k=1, mode="dense", level="doc")[0].doc_id == "cats.md"
+    # today's default (qdrant-edge) keeps ingesting into it, as qdrant-local
+    (topic_corpus / "new.md").write_text("Goldfish remember for months, not seconds.", encoding="utf-8")
+    report = ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-edge"}), encoder, "corpus")
+    assert report.plan.added == 1 and report.notes
+    with IndexReader(index, lambda c: encoder) as reader:
+        assert reader.config.store.backend == "qdrant-local"
+        assert reader.vectors.count() == report.manifest.chunks
+        assert reader.search("goldfish memory", k=1, mode="dense", level="doc")[0].doc_id == "new.md"
+    # a server store cannot stand in for the folder's: refused, naming the fix
     with pytest.raises(IndexStateError, match=r"holds its vectors in the qdrant-local store.*new --index"):
-        ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-edge"}), encoder, "corpus")
+        open_vectors(index, StoreConfig(backend="qdrant-server", qdrant_url="http://127.0.0.1:9"))
 
 
 def test_a_first_ingestion_cut_short_keeps_its_backend(topic_corpus, tmp_path, encoder):
@@ -326,9 +355,8 @@ def test_a_first_ingestion_cut_short_keeps_its_backend(topic_corpus, tmp_path, e
     with pytest.raises(InjectedFault):
         ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-edge"}), encoder, "corpus",
                fail_after_batches=1)
-    with pytest.raises(IndexStateError, match="qdrant-edge"):
-        ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-local"}), encoder, "corpus")
-    report = ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-edge"}), encoder, "corpus")
+    report = ingest(load_source(topic_corpus), index, small_config(store={"backend": "qdrant-local"}), encoder, "corpus")
+    assert report.manifest.build_config().store.backend == "qdrant-edge" and report.notes
     with IndexReader(index, lambda c: encoder) as reader:
         assert reader.vectors.count() == report.manifest.chunks
 

@@ -93,6 +93,7 @@ def ingest(
         "seconds": round(seconds, 2),
         "generation": m.generation,
         "live_generation": live,
+        "notes": list(report.notes),
     }
     if as_json:
         out.print_json(json.dumps(summary))
@@ -111,6 +112,8 @@ def ingest(
         out.print(f"  skipped {s.path}: {s.reason}", highlight=False)
     for w in p.warnings:
         out.print(f"  warning {w.path}: {w.message}", highlight=False)
+    for note in report.notes:
+        out.print(f"  note: {note}", highlight=False)
 
 
 def search(

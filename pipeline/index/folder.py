@@ -150,6 +150,19 @@ def built_backend(root: Path) -> str | None:
     return None
 
 
+FOLDER_BACKENDS = frozenset({"qdrant-edge", "qdrant-local"})
+
+
+def kept_backend(built: str | None, configured: str) -> str:
+    """The store backend an ingestion writes with (pure). A new index takes the configured
+    one. An existing index keeps the one it was built with when both keep their vectors in
+    the index folder: moving means rebuilding, and an index from before the default changed
+    must keep ingesting. A server/folder mismatch is left to ``open_vectors`` to refuse."""
+    if built is None or built == configured or not {built, configured} <= FOLDER_BACKENDS:
+        return configured
+    return built
+
+
 def open_vectors(root: Path, store: StoreConfig) -> ChunkVectorStore:
     """The index's vector store. Backends keep vectors in formats the others cannot read,
     so an index opens only with the backend it was built with."""

@@ -15,6 +15,7 @@ Safety comes from three rules:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ from lcrag.pipeline.index.folder import (
     IndexStateError,
     Manifest,
     WriterLock,
+    built_backend,
     clear_in_progress,
+    kept_backend,
     mark_in_progress,
     open_vectors,
     read_manifest,
@@ -54,6 +57,8 @@ from lcrag.pipeline.ingest.units import build_units
 from lcrag.retrievers.bm25 import Analyzer
 from lcrag.retrievers.bm25.publish import Analyse, AnalysedChunks, is_published, publish_bm25
 from lcrag.retrievers.stores import ChunkVectorStore
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with tokens just embedded
 
@@ -139,6 +144,7 @@ class IndexWriter:
         self.catalog: Catalog | None = None
         self.vectors: ChunkVectorStore | None = None
         self.resumed = False  # an earlier run stopped before publishing: publish must run again
+        self.notes: list[str] = []  # said to the user with the report
 
     def __enter__(self) -> "IndexWriter":
         self.root.mkdir(parents=True, exist_ok=True)
@@ -155,6 +161,7 @@ class IndexWriter:
                     "ingest into a new --index, or delete the folder to rebuild it with these settings"
                 )
             self.catalog.set_meta("fingerprint", self.config.index_fingerprint())
+            self._keep_built_backend()
             self.vectors = open_vectors(self.root, self.config.store)
         except BaseException:
             self.close()
@@ -163,6 +170,17 @@ class IndexWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _keep_built_backend(self) -> None:
+        configured = self.config.store.backend
+        built = built_backend(self.root)
+        backend = kept_backend(built, configured)
+        if backend != configured:
+            note = (f"index {self.root} keeps its {built} store (store.backend {configured} applies to new "
+                    "indexes; to move this one, ingest into a new --index)")
+            log.warning(note)
+            self.notes.append(note)
+            self.config = dataclasses.replace(self.config, store=dataclasses.replace(self.config.store, backend=backend))
 
     def close(self) -> None:
         if self.vectors is not None:
@@ -416,7 +434,7 @@ def ingest(
         progress = progress_factory(total) if (progress_factory and total) else None
         embed_report = embed_pending(writer, progress, fail_after_batches=fail_after_batches)
         manifest = publish(writer, index_changed(plan_report, embed_report))
-    return IngestReport(plan_report, embed_report, manifest, time.perf_counter() - started)
+    return IngestReport(plan_report, embed_report, manifest, time.perf_counter() - started, notes=tuple(writer.notes))
 
 
 
