@@ -57,7 +57,7 @@ class StoreConfig:
     the server at ``qdrant_url``, which a URL alone implies."""
 
     # Qdrant's engine in process: at 20K chunks 4.3x faster to build and 4x faster to search
-    # than local mode (bench/results/scale.md); an index keeps the backend it was built with.
+    # than local mode (README, "Scale"); an index keeps the backend it was built with.
     backend: str = DEFAULT_BACKEND
     qdrant_url: str = ""
     qdrant_api_key_env: str = "QDRANT_API_KEY"
