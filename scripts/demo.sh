@@ -12,6 +12,9 @@ LCRAG=.venv/bin/lcrag
 INDEX=$LCRAG_HOME/indexes/squad2
 LEDGER=$LCRAG_HOME/ledger.duckdb
 
+# The reader takes about a minute to start: start it now, in the background, and wait for it at step 4.
+$LCRAG reader start --no-wait
+
 echo "== 1. data: SQuAD 2.0 dev (35 Wikipedia articles as long documents)"
 DATA=$($LCRAG data fetch squad2 --dest $LCRAG_HOME/data)
 echo "$DATA"
@@ -26,8 +29,9 @@ $LCRAG search "Which university did Nikola Tesla study at?" --index "$INDEX" --l
 echo "== 4. the reader: vLLM on 127.0.0.1 (Qwen2.5-Coder-0.5B-Instruct, converted from PyPI wheels)"
 $LCRAG reader start
 
-echo "== 5. ask with every strategy; each answer becomes a ledger row"
-$LCRAG ask "In what country is Normandy located?" --index "$INDEX" --strategy all --ledger "$LEDGER" --run-id demo
+echo "== 5. ask with every strategy; each answer becomes a ledger row (a 4K-token budget keeps the cold"
+echo "   long-context reads to about 40 s each on 2 CPU cores; the default budget is the 8K window, README)"
+$LCRAG ask "In what country is Normandy located?" --index "$INDEX" --strategy all --budget 4096 --ledger "$LEDGER" --run-id demo
 
 echo "== 6. the ledger is plain DuckDB: tokens and time per strategy"
 .venv/bin/python - "$LEDGER" <<'PY'
@@ -38,9 +42,9 @@ print(con.sql("""select strategy, route, prompt_tokens, completion_tokens,
                  from ledger where run_id = 'demo' order by created_at"""))
 PY
 
-echo "== 7. compare: every strategy on the same 6 HotpotQA distractor questions (each with its 10 paragraphs)"
+echo "== 7. compare: every strategy on the same 5 HotpotQA distractor questions (each with its 10 paragraphs)"
 HOTPOT=$($LCRAG data fetch hotpotqa --dest $LCRAG_HOME/data)
-$LCRAG eval --dataset "hotpotqa:$HOTPOT" --limit 6 --strategies all --run-id demo-hotpot --ledger "$LEDGER"
+$LCRAG eval --dataset "hotpotqa:$HOTPOT" --limit 5 --strategies all --run-id demo-hotpot --ledger "$LEDGER"
 
 echo "== 8. report: a verdict per data set, then quality with 95% intervals, tokens, latency, frontier, router choices"
 $LCRAG report --run-id demo-hotpot --ledger "$LEDGER" --out $LCRAG_HOME/reports/demo

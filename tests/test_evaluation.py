@@ -373,6 +373,28 @@ def test_a_reader_that_is_down_stops_the_run_after_recording_the_failures(tmp_pa
     assert len(rows) == 8 and not [r for r in rows if r.error]
 
 
+def test_an_interrupted_run_stops_at_once_and_resumes(tmp_path, encoder):
+    """Ctrl-C while one corpus is read: the corpora not begun are not started (the run
+    ends now, not after every queued corpus) and the same run id answers the rest."""
+    class InterruptingReader(FakeReader):
+        def read(self, prompt):
+            if "(case 1)" in prompt.question:
+                raise KeyboardInterrupt
+            return super().read(prompt)
+
+    evalset = DATASETS["hotpotqa"](write_distinct_hotpot(tmp_path, n=4), limit=4)
+    ledger = Ledger(tmp_path / "eval.duckdb")
+    config = config_from_dict({"chunking": {"target_tokens": 16}})
+    run = EvalRun("stop", "hotpotqa", ("rag", "lc"), tmp_path / "work", workers=1)
+    order = [i.question.qid for i in evalset.items]
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(evalset, run, config, encoder, InterruptingReader(), None, ledger, budget=400)
+    before = order[: order.index("q1")]  # corpora answered before the interrupted one, in submission order
+    assert ledger.done_keys("stop") == {(q, s) for q in before for s in ("rag", "lc")}
+    assert run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400) == 2 * (4 - len(before))
+    assert ledger.done_keys("stop") == {(q, s) for q in order for s in ("rag", "lc")}
+
+
 def test_a_reader_bug_is_not_recorded_as_an_error_row(tmp_path, encoder):
     class BuggyReader(FakeReader):
         def read(self, prompt):

@@ -69,6 +69,23 @@ def test_cli_ask_with_another_config_records_the_index_fingerprint(index, index_
     assert len(rows) == 2 and {r.config_hash for r in rows} == {index_fingerprint}
 
 
+def test_cli_ask_budget_caps_the_context_and_refuses_more_than_the_window(index, tmp_path):
+    from lcrag.pipeline.cli.app import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"reader": {"backend": "fake", "max_model_len": 2048}}))
+    ledger = tmp_path / "ledger.duckdb"
+    base = ["ask", "Why do cats purr?", "--index", str(index), "--strategy", "lc", "--config", str(config),
+            "--ledger", str(ledger), "--json"]
+    wide = CliRunner().invoke(app, [*base, "--run-id", "wide"])
+    narrow = CliRunner().invoke(app, [*base, "--run-id", "narrow", "--budget", "64"])
+    assert wide.exit_code == 0 and narrow.exit_code == 0, wide.output + narrow.output
+    (wide_row,), (narrow_row,) = Ledger(ledger).rows("wide"), Ledger(ledger).rows("narrow")
+    assert narrow_row.context_tokens <= 64 < wide_row.context_tokens
+    refused = CliRunner().invoke(app, [*base, "--budget", "4096"])
+    assert refused.exit_code == 2 and "over what the reader's window leaves" in refused.output
+
+
 def test_api_with_another_config_records_the_generation_fingerprint(index, index_fingerprint, encoder, tmp_path):
     from lcrag.pipeline.index.live import LiveIndex
     from lcrag.pipeline.service.server import background_server

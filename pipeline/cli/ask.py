@@ -23,6 +23,11 @@ def ask(
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: reader and strategies sections."),
     ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger file (default: ledger.duckdb in the state folder, see `lcrag info`)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Ledger run id (default: a new one)."),
+    budget: Optional[int] = typer.Option(
+        None, "--budget", min=64,
+        help="Context tokens a strategy may fill (default: strategies.budget_tokens, else what the reader's window "
+        "leaves after the answer and the prompt). A cold read costs about 1 s per 80-100 tokens on 2 CPU cores (README).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the outcomes as JSON."),
 ) -> None:
     """Answer QUESTION from the index with one or more strategies, side by side.
@@ -30,6 +35,9 @@ def ask(
     Every strategy uses the same reader (the vLLM server: `lcrag reader start`)
     and writes one ledger row: query it with `duckdb LEDGER "select ..."` (`lcrag info` prints where the ledger is).
     """
+    from dataclasses import replace
+
+    from lcrag.core.errors import ConfigError
     from lcrag.core.paths import default_ledger, state_home
     from lcrag.pipeline.answer import (
         Question,
@@ -52,11 +60,17 @@ def ask(
     try:
         names = resolve_names(strategy)
         config = load_config(config_file)
+        window_budget = context_budget(config.reader, replace(config.strategies, budget_tokens=0))
+        if budget is not None and budget > window_budget:
+            raise ConfigError(
+                f"--budget {budget} is over what the reader's window leaves ({window_budget} tokens of "
+                f"reader.max_model_len {config.reader.max_model_len}); lower it or raise reader.max_model_len"
+            )
         reader = connect_reader(config.reader, state_home())
         ledger = Ledger(ledger_file or default_ledger())
         with IndexReader(index, make_encoder) as corpus:
             tools = Toolkit(
-                corpus, reader, config.strategies, context_budget(config.reader, config.strategies),
+                corpus, reader, config.strategies, budget or context_budget(config.reader, config.strategies),
                 make_attention(config.reader, state_home()), router=load_router(router_path(index)),
             )
             labels = RunLabels.for_corpus(corpus, run_id or new_run_id(), reader.model)  # the index's fingerprint

@@ -68,6 +68,10 @@ def evaluate(
             outcome = run_job(request, config, bar_for, console.print)
     except LcragError as err:
         fail(str(err))
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted:[/] the pairs answered so far are in the ledger; "
+                      "run the same command (same --run-id) to answer the rest", highlight=False)
+        raise typer.Exit(130) from None
     for row in outcome.summary:
         out.print("  ".join(f"{key}={value}" for key, value in row.items()), highlight=False)
     verb = "answered" if outcome.kind == "answers" else "judged"

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -101,6 +101,7 @@ def run_evaluation(
     for item in evalset.items:
         by_corpus.setdefault(item.corpus, []).append(item)
     ingest_lock = threading.Lock()
+    stopping = threading.Event()  # set when the run is being stopped: corpora return at their next strategy
     answered = 0
     answered_lock = threading.Lock()
 
@@ -108,7 +109,7 @@ def run_evaluation(
         nonlocal answered
         items = by_corpus[key]
         unfeatured = [i for i in items if i.question.qid not in featured]
-        if failures.tripped or not (pending_pairs(items, run.strategies, done) or unfeatured):
+        if failures.tripped or stopping.is_set() or not (pending_pairs(items, run.strategies, done) or unfeatured):
             return
         if key == "existing":
             if run.existing_index is None:
@@ -129,7 +130,7 @@ def run_evaluation(
                 todo = [i for i in items if (i.question.qid, name) not in done]
                 if not todo:
                     continue
-                if failures.tripped:
+                if failures.tripped or stopping.is_set():
                     return
                 golds = {i.question.qid: i.golds for i in todo if i.golds}
                 answerable = {i.question.qid: i.answerable for i in todo} if evalset.may_abstain else None
@@ -140,7 +141,26 @@ def run_evaluation(
                 if progress is not None:
                     progress(len(todo))
 
-    with ThreadPoolExecutor(max_workers=max(1, run.workers)) as pool:
-        list(pool.map(one_corpus, list(by_corpus)))
+    def guarded(key: str) -> None:
+        try:
+            one_corpus(key)
+        except BaseException:
+            stopping.set()  # before this worker takes the next corpus
+            raise
+
+    pool = ThreadPoolExecutor(max_workers=max(1, run.workers))
+    try:
+        futures = [pool.submit(guarded, key) for key in by_corpus]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            future.result()
+    except BaseException:
+        # Ctrl-C or a failed corpus: corpora not begun are dropped and the running ones stop
+        # after the strategy in hand (its rows are recorded), so the run ends in seconds to
+        # a minute, not after every queued corpus; the same run id resumes it.
+        stopping.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return answered
 
