@@ -136,6 +136,9 @@ def test_attention_sort_moves_the_most_attended_passage_last(corpus):
     assert len(attention.seen) == 3  # one decoding step per round
     assert outcome.context.passages[-1].doc_id == "volcanoes.txt"
     assert outcome.route == "attention-sort"
+    # each attention pass prefilled the prompt: charged as tokens and calls beside the read
+    assert (outcome.calls, outcome.context.passes) == (4, 3)
+    assert outcome.prompt_tokens == 4 * outcome.answer.prompt_tokens > 0
 
 
 def test_attention_sort_without_weights_says_how_to_get_them(corpus):

@@ -8,6 +8,8 @@ reader's own weights); the answer comes from the same reader as every strategy.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.answer.base import Context, ContextStrategy, Question, Toolkit
 from lcrag.pipeline.answer.ordering import attention_order
@@ -28,12 +30,15 @@ class AttentionSortStrategy(ContextStrategy):
                 "(scripts/setup_reader.sh) so the transformers path can load them"
             )
         passages, retrieved = retrieve_chunks(question, tools)
+        passes = 0
         for _ in range(tools.config.attention_sort_rounds):
             if len(passages) < 2:
                 break
             attention = tools.attention.passage_attention(question.prompt(tuple(passages)))
             passages = attention_order(passages, attention)
-        return context_of(passages, retrieved, tools)
+            passes += 1
+        # each pass prefilled the whole prompt: the ledger charges it as prompt tokens and calls
+        return replace(context_of(passages, retrieved, tools), passes=passes)
 
 
 

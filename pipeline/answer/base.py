@@ -10,7 +10,7 @@ reports the same ``Outcome``, which becomes one ledger row.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Protocol, Sequence
 
 from lcrag.core.errors import LcragError
@@ -43,6 +43,9 @@ class Context:
     cut: bool = False
     retrieved_ids: tuple[str, ...] = ()
     retrieval_ms: float = 0.0
+    # Prefills of this same prompt (in another order) made to build it: attention-sort's
+    # attention passes. Each costs the read's prompt tokens again and is charged as such.
+    passes: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ def timed_context(strategy: ContextStrategy, question: Question, tools: Toolkit)
     context = strategy.build_context(question, tools)
     if context.retrieval_ms:
         return context
-    return Context(context.passages, context.tokens, context.cut, context.retrieved_ids, (time.perf_counter() - started) * 1000)
+    return replace(context, retrieval_ms=(time.perf_counter() - started) * 1000)
 
 
 def single_call_outcome(strategy: str, route: str, question: Question, context: Context, answer: Answer) -> Outcome:
@@ -163,10 +166,11 @@ def single_call_outcome(strategy: str, route: str, question: Question, context: 
         route=route,
         answer=answer,
         context=context,
-        prompt_tokens=answer.prompt_tokens,
+        prompt_tokens=answer.prompt_tokens * (1 + context.passes),
         completion_tokens=answer.completion_tokens,
         reading_ms=answer.latency_ms,
         retrieval_ms=context.retrieval_ms,
+        calls=1 + context.passes,
     )
 
 
