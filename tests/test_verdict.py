@@ -260,6 +260,16 @@ def test_unresolved_reports_questions_needed_and_sentence():
         "about 2244 questions would tell")
 
 
+def test_a_difference_at_the_margin_is_called_impractical_not_quoted_in_six_figures():
+    # 6 losses, 3 wins, 52 ties: mean -3/61 = -0.0492, 0.0008 inside the margin: about 1.7M questions
+    scores = table(lc=[1] * 6 + [0] * 3 + [1] * 52, rag=[0] * 6 + [1] * 3 + [1] * 52)
+    verdict = decide(scores, {"lc": 1000, "rag": 300}, metric="accuracy")
+    assert verdict.status == "unresolved" and verdict.questions_needed > 10_000
+    assert verdict.describe().endswith(
+        "over 10,000 questions would be needed (the difference sits near the −0.05 margin): "
+        "in practice these two cannot be told apart")
+
+
 def test_cannot_tell_when_the_cheaper_trails_by_more_than_the_margin():
     # mean diff -0.1 with a wide interval: straddles -0.05, but margin + mean < 0
     scores = table(lc=[1] * 3 + [0] + [1] * 16, rag=[0] * 3 + [1] + [1] * 16)

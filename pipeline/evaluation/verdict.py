@@ -60,6 +60,11 @@ one-sided test at 2.5%, the standard non-inferiority convention."""
 Z_BETA = 0.84
 """z_{1-beta} for power 0.8 (0.8416 rounded, as in the textbook formula)."""
 
+PRACTICAL_QUESTIONS = 10_000
+"""Beyond this many questions the sentence says the two cannot practically be told apart
+(the observed difference sits near the margin) instead of quoting a six-figure estimate;
+``questions_needed`` keeps the number."""
+
 BOUNDARY_TOLERANCE = 1e-12
 """A bound within this of ``-margin`` counts as *at* the margin: floating-point
 rounding (0.95 - 1.0 is -0.05000000000000004) never decides a verdict either way."""
@@ -355,6 +360,9 @@ class Verdict:
                     f"at {_ratio(self.token_ratio)} {best}'s prompt tokens")
         head = (f"unresolved: {self.challenger} vs {best} differ on {self.metric} by {_signed(d.mean_diff)} "
                 f"{_ci(d)} over {_questions(d.n_pairs)}")
+        if self.questions_needed is not None and self.questions_needed > PRACTICAL_QUESTIONS:
+            return (f"{head}; over {PRACTICAL_QUESTIONS:,} questions would be needed (the difference sits near the "
+                    f"−{self.margin:.2f} margin): in practice these two cannot be told apart")
         if self.questions_needed is not None:
             return f"{head}; about {self.questions_needed} questions would tell"
         return f"{head}; {self.reason}"
