@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from lcrag.pipeline.cli.app import app
 from lcrag.pipeline.ledger import Ledger
 from lcrag.pipeline.report.model import CLOSED_BOOK_MISSES, build_report, subset_name
-from lcrag.pipeline.report.render import render_html, render_markdown
+from lcrag.pipeline.report.render import findings, render_html, render_markdown
 from tests.helpers import make_row
 
 TOKENS = {"rag": 500, "lc": 4000, "attention-sort": 600, "closed-book": 30}
@@ -69,6 +69,7 @@ def test_with_the_closed_book_control_the_verdict_rests_on_the_questions_it_miss
     assert line.other[0][0] == "all questions" and line.other[0][1].n_questions == 40
     assert subset_name("hotpot") in report.datasets
     assert "closed-book" not in (line.verdict.means or {})  # a control, never a candidate
+    assert "strategies on 1 dataset(s)." in findings(report)[0]  # the misses are a view of it, not a second set
 
 
 def test_lcrag_report_json_prints_the_verdicts(tmp_path):

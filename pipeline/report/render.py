@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from lcrag.pipeline.report import svg
-from lcrag.pipeline.report.model import Estimate, Report, StrategyStats
+from lcrag.pipeline.report.model import CLOSED_BOOK_MISSES, Estimate, Report, StrategyStats
 
 HEADERS = (
     "Strategy",
@@ -134,7 +134,8 @@ def verdict_text(line) -> str:
 def findings(report: Report) -> list[str]:
     """Summary sentences (plain text) shared by HTML and Markdown."""
     lines = [
-        f"{report.n_rows} answers from {len(report.strategies)} strategies on {len(report.tables)} dataset(s).",
+        f"{report.n_rows} answers from {len(report.strategies)} strategies on "
+        f"{sum(1 for t in report.tables if not t.dataset.endswith(CLOSED_BOOK_MISSES))} dataset(s).",
     ]
     if report.n_errors:
         failed = ", ".join(f"{s.strategy} {s.n_errors}" for s in report.overall if s.n_errors)
