@@ -330,9 +330,14 @@ class ReaderServer:
         proc = Path("/proc") / str(pid)
         if proc.is_dir():
             try:
-                stat = (proc / "stat").read_text()
-                if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if fields[0] == "Z":
                     return False
+                record = self._read_pid_file() or {}
+                if record.get("pid") == pid and record.get("start_ticks"):
+                    # the start time survives exec: a server still starting (its cmdline not yet
+                    # the server's) is alive, and a reused pid is not ours
+                    return fields[19] == record["start_ticks"]
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except (OSError, IndexError):
                 return False
@@ -359,6 +364,7 @@ class ReaderServer:
             "model": self.config.model,
             "url": self.url,
             "started_at": time.time(),
+            "start_ticks": _start_ticks(pid),
         }
         tmp = self.pid_path.with_name(self.pid_path.name + ".tmp")
         tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
@@ -369,6 +375,14 @@ class ReaderServer:
             self.pid_path.unlink()
         except FileNotFoundError:
             pass
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -204,6 +204,29 @@ def test_stale_pid_file_is_removed(tmp_path, kind):
     assert server.stop() is False
 
 
+@pytest.mark.parametrize("same_start, running", [(True, True), (False, False)])
+def test_a_server_not_yet_exec_d_is_told_by_its_start_time(tmp_path, same_start, running):
+    """Right after the fork the server's command line is not vLLM's yet: its recorded start
+    time, not its command line, says it is ours (another CLI call must not drop its pid file);
+    a reused pid has another start time and is stale."""
+    from lcrag.readers.server import _start_ticks
+
+    state = tmp_path / "s"
+    state.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ticks = _start_ticks(child.pid)
+        assert ticks is not None
+        recorded = ticks if same_start else str(int(ticks) + 1)
+        (state / "server.pid").write_text(json.dumps(
+            {"pid": child.pid, "port": 8431, "model": "smollm2-135m-instruct", "start_ticks": recorded}))
+        status = ReaderServer(fast_reader_config(), home=tmp_path, state_dir=state).status()
+        assert status.running is running and (state / "server.pid").exists() is running
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_server_that_dies_at_start_up_reports_its_log(tmp_path):
     config = fake_install(tmp_path, "#!/bin/sh\necho 'loading model'\necho 'ValueError: boom, the model is broken' >&2\nexit 3\n")
     server = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")
