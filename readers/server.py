@@ -330,7 +330,7 @@ class ReaderServer:
         proc = Path("/proc") / str(pid)
         if proc.is_dir():
             try:
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                fields = _stat_fields(pid)
                 if fields[0] == "Z":
                     return False
                 record = self._read_pid_file() or {}
@@ -377,10 +377,16 @@ class ReaderServer:
             pass
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [0] is the state, [19] the start time in
+    clock ticks since boot (field 22). Raises OSError or IndexError where unreadable."""
+    return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    """The process's start time (unchanged by exec), or None where /proc does not tell."""
     try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+        return _stat_fields(pid)[19]
     except (OSError, IndexError):
         return None
 
