@@ -12,7 +12,7 @@ SYSTEM = (
     "You answer questions using only the given passages. "
     "Reply with the shortest possible answer: a few words, no explanation."
 )
-SYSTEM_MAY_ABSTAIN = SYSTEM + f" If the passages do not contain the answer, reply exactly: {UNANSWERABLE}"
+MAY_ABSTAIN = f"If the passages do not contain the answer, reply exactly: {UNANSWERABLE}"
 SYSTEM_CLOSED_BOOK = "Answer the question with the shortest possible answer: a few words, no explanation."
 CHOOSE_ONE = "The question lists options A, B, C, ...: reply with the letter of the correct option only."
 CHOOSE_ALL = "The question lists options A, B, C, ...: reply with the letters of every correct option only (for example: B, D)."
@@ -46,9 +46,11 @@ def render_options(options) -> str:
 
 
 def messages(prompt: Prompt) -> list[dict[str, str]]:
-    """Chat messages for a prompt (system + user). The passages come first and the
-    question last, so prompts over the same document share a prefix that the
-    server's prefix cache serves once."""
+    """Chat messages for a prompt (system + user). The passages come first and
+    everything that varies with the question last (the question, its options, and
+    self-route's leave to decline), so prompts over the same passages share a prefix
+    the server's prefix cache serves once: repeated questions on one document, and
+    self-route's first pass after ``rag`` read the same passages."""
     if prompt.task == WRITE_QUESTION:
         user = f"Passage:\n{render_passages(prompt.passages)}\n\n{WRITE_QUESTION_REQUEST}"
         return [{"role": "system", "content": SYSTEM_WRITE_QUESTION}, {"role": "user", "content": user}]
@@ -56,12 +58,17 @@ def messages(prompt: Prompt) -> list[dict[str, str]]:
     if not prompt.passages:
         system = " ".join(filter(None, (SYSTEM_CLOSED_BOOK, choose)))
         return [{"role": "system", "content": system}, {"role": "user", "content": f"{render_question(prompt)}\nAnswer:"}]
-    system = " ".join(filter(None, (SYSTEM_MAY_ABSTAIN if prompt.allow_unanswerable else SYSTEM, choose)))
-    user = f"Passages:\n{render_passages(prompt.passages)}\n\n{render_question(prompt)}\nAnswer:"
+    system = " ".join(filter(None, (SYSTEM, choose)))
+    abstain = f"{MAY_ABSTAIN}\n" if prompt.allow_unanswerable else ""
+    user = f"Passages:\n{render_passages(prompt.passages)}\n\n{abstain}{render_question(prompt)}\nAnswer:"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+DECLINE_OPENINGS = ("not answerable ", "cannot be answered ", "no answer ")
 
 
 def is_unanswerable(text: str) -> bool:
     """Whether a reply declines to answer (self-route's signal to fall back)."""
     words = re.sub(r"[^a-z ]", " ", text.lower()).split()
-    return UNANSWERABLE in words[:6] or " ".join(words[:4]) in ("not answerable", "cannot be answered", "no answer")
+    opening = " ".join(words[:4]) + " "
+    return UNANSWERABLE in words[:6] or opening.startswith(DECLINE_OPENINGS)
