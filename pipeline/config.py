@@ -22,6 +22,7 @@ from lcrag.core.errors import ConfigError
 from lcrag.core.errors import check as _check
 from lcrag.readers.config import ReaderConfig
 from lcrag.retrievers.config import (
+    FUSION_CHOICES,
     MODE_CHOICES,
     BM25Config,
     RetrievalConfig,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from lcrag.core.errors import check as _check
 
 MODE_CHOICES = ("dense", "bm25", "hybrid")
+FUSION_CHOICES = ("rrf", "convex")  # hybrid: reciprocal rank fusion, or a convex combination of min-max scores
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RetrievalConfig:
     """Search defaults: fusion and how many chunks each retriever contributes."""
 
     mode: str = "hybrid"
+    fusion: str = "convex"
     rrf_k: int = 60
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
@@ -38,8 +40,11 @@ class RetrievalConfig:
 
     def __post_init__(self) -> None:
         _check(self.mode in MODE_CHOICES, f"retrieval.mode must be one of {', '.join(MODE_CHOICES)}, got {self.mode!r}")
+        _check(self.fusion in FUSION_CHOICES,
+               f"retrieval.fusion must be one of {', '.join(FUSION_CHOICES)}, got {self.fusion!r}")
         _check(self.rrf_k >= 1, f"retrieval.rrf_k must be >= 1, got {self.rrf_k}")
         _check(self.dense_weight >= 0 and self.bm25_weight >= 0, "retrieval weights must be >= 0")
+        _check(self.dense_weight + self.bm25_weight > 0, "retrieval.dense_weight and bm25_weight cannot both be 0")
         _check(self.candidates >= 1, f"retrieval.candidates must be >= 1, got {self.candidates}")
 
 

@@ -1,4 +1,4 @@
-"""Rank fusion and max-P aggregation as pure functions."""
+"""Rank and score fusion, and max-P aggregation, as pure functions."""
 
 from __future__ import annotations
 
@@ -24,6 +24,45 @@ def reciprocal_rank_fusion(
             scores[key] = scores.get(key, 0.0) + weight / (k + rank)
     order = {key: i for i, key in enumerate(scores)}
     return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
+
+
+def convex_combination_fusion(
+    scored: Sequence[Sequence[tuple[K, float]]], weights: Sequence[float] | None = None
+) -> list[tuple[K, float]]:
+    """Convex combination of min-max normalised scores (Bruch et al. 2023, "An Analysis
+    of Fusion Functions for Hybrid Retrieval"): score(d) = sum_i w_i * (s_i(d) - min_i) /
+    (max_i - min_i), with the weights scaled to sum to 1, so the result lies in [0, 1].
+
+    Unlike RRF it keeps how far a hit stands out in its own list: a BM25 hit scoring
+    three times the runner-up (an identifier, a code, an exact phrase) stays on top when
+    the dense list ranks it low, where RRF sees only the ranks. An item missing from a
+    list scores that list's minimum (0); a list whose scores are all equal gives its
+    members 1. Ties keep first-seen order, so the result is deterministic."""
+    weights = list(weights) if weights is not None else [1.0] * len(scored)
+    if len(weights) != len(scored):
+        raise ValueError(f"{len(weights)} weights for {len(scored)} score lists")
+    if not scored:
+        return []
+    if any(w < 0 for w in weights):
+        raise ValueError(f"fusion weights must be >= 0, got {weights}")
+    total = sum(weights)
+    if total <= 0:
+        raise ValueError("at least one fusion weight must be > 0")
+    fused: dict[K, float] = {}
+    for items, weight in zip(scored, weights):
+        for key, _ in items:
+            fused.setdefault(key, 0.0)
+        if not items or weight == 0:
+            continue
+        best: dict[K, float] = {}
+        for key, score in items:  # a key listed twice counts once, at its best score
+            best[key] = max(float(score), best.get(key, float("-inf")))
+        low, high = min(best.values()), max(best.values())
+        span = high - low
+        for key, score in best.items():
+            fused[key] += weight / total * ((score - low) / span if span > 0 else 1.0)
+    order = {key: i for i, key in enumerate(fused)}
+    return sorted(fused.items(), key=lambda item: (-item[1], order[item[0]]))
 
 
 def max_by_key(items: Iterable[T], key: Callable[[T], K], score: Callable[[T], float]) -> list[tuple[K, T]]:

@@ -99,6 +99,7 @@ def test_unknown_key_inside_section_is_named_with_valid_keys(section):
         ("chunking", "target_tokens", 7),
         ("retrieval", "mode", "x"),
         ("retrieval", "rrf_k", 0),
+        ("retrieval", "fusion", "rank"),
         ("retrieval", "candidates", 0),
         ("encoder", "window", 15),
         ("encoder", "window_overlap", 510),  # window - 2 for the default window 512

@@ -26,11 +26,23 @@ def test_levels_aggregate_chunks_by_their_best_score(reader):
     assert all(h.key == h.unit_id for h in units)
 
 
-def test_hybrid_fuses_both_retrievers(reader):
-    hits = reader.search("Which defence answers e4 with c5?", k=3, mode="hybrid", level="doc")
+@pytest.mark.parametrize(
+    "fusion, top_score",
+    [
+        ("convex", 1.0),  # first in both lists: min-max 1 in each, weights 1/2 + 1/2
+        ("rrf", 1 / 61 + 1 / 61),  # first in both rankings, rrf_k = 60
+    ],
+)
+def test_hybrid_fuses_both_retrievers(reader, fusion, top_score):
+    hits = reader.search("Which defence answers e4 with c5?", k=3, mode="hybrid", level="doc", fusion=fusion)
     assert hits[0].doc_id == "guide/chess.html"
     assert dict(hits[0].sources).keys() == {"dense", "bm25"}
-    assert hits[0].score == pytest.approx(1 / 61 + 1 / 61)  # first in both rankings, rrf_k = 60
+    assert hits[0].score == pytest.approx(top_score)
+
+
+def test_the_default_fusion_is_convex(reader):
+    assert reader.config.retrieval.fusion == "convex"
+    assert all(0.0 <= h.score <= 1.0 for h in reader.search("sourdough bread oven", k=10, mode="hybrid"))
 
 
 def test_hits_cite_text_by_offsets(reader):
@@ -41,7 +53,7 @@ def test_hits_cite_text_by_offsets(reader):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"mode": "sparse"}, "dense, bm25, hybrid"), ({"level": "page"}, "chunk, unit, doc"), ({"k": 0}, "at least 1")],
+    [({"mode": "sparse"}, "dense, bm25, hybrid"), ({"fusion": "rank"}, "rrf, convex"), ({"level": "page"}, "chunk, unit, doc"), ({"k": 0}, "at least 1")],
 )
 def test_bad_requests_name_the_valid_choices(reader, kwargs, message):
     with pytest.raises(SearchError, match=message):

@@ -121,6 +121,7 @@ def search(
     index: Path = typer.Option(..., "--index", "-i", help="A finished index folder."),
     k: int = typer.Option(10, "-k", help="How many results (per query)."),
     mode: Optional[str] = typer.Option(None, "--mode", "-m", help="dense | bm25 | hybrid (default: the index's config, hybrid)."),
+    fusion: Optional[str] = typer.Option(None, "--fusion", help="hybrid: convex (min-max scores) | rrf (ranks only) (default: the index's config, convex)."),
     level: str = typer.Option("chunk", "--level", "-l", help="chunk | unit | doc: rank chunks, long units, or documents (score = best chunk)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
     queries: Optional[Path] = typer.Option(None, "--queries", "-q", help="BEIR-style queries.jsonl (_id, text): search them all."),
@@ -138,9 +139,9 @@ def search(
     try:
         with IndexReader(index, make_encoder) as reader:
             if queries is not None:
-                search_many(reader, queries, k, mode, level, run_file, tag, as_json)
+                search_many(reader, queries, k, mode, level, run_file, tag, as_json, fusion)
                 return
-            hits = reader.search(query, k=k, mode=mode, level=level)  # type: ignore[arg-type]
+            hits = reader.search(query, k=k, mode=mode, level=level, fusion=fusion)  # type: ignore[arg-type]
     except LcragError as err:
         fail(str(err))
     if as_json:
@@ -199,7 +200,7 @@ def trec_lines(qid: str, hits, tag: str) -> list[str]:
     return rows
 
 
-def search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_json) -> None:
+def search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_json, fusion=None) -> None:
     from lcrag.pipeline.ingest.loaders.beir import load_beir_queries
 
     try:
@@ -214,7 +215,7 @@ def search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_js
     with progress() as bar:
         task = bar.add_task("queries", total=len(queries))
         for q in queries:
-            hits = reader.search(q.text, k=k, mode=mode, level=level)
+            hits = reader.search(q.text, k=k, mode=mode, level=level, fusion=fusion)
             results[q.qid] = [hit_dict(h) for h in hits]
             if run_file is not None:
                 lines.extend(trec_lines(q.qid, hits, tag))

@@ -15,14 +15,14 @@ from typing import Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import LEVELS, Chunk, Document, Hit, Level, Unit
-from lcrag.pipeline.config import MODE_CHOICES, Config, RetrievalConfig
+from lcrag.pipeline.config import FUSION_CHOICES, MODE_CHOICES, Config, RetrievalConfig
 from lcrag.pipeline.index.catalog import Catalog
 from lcrag.pipeline.index.folder import IndexPaths, Manifest, open_vectors, require_finished
 from lcrag.pipeline.index.generations import is_generational, live_path
 from lcrag.retrievers.base import ScoredChunk
 from lcrag.retrievers.bm25 import BM25Index, BM25Retriever
 from lcrag.retrievers.dense import DenseRetriever
-from lcrag.retrievers.fusion import max_by_key, reciprocal_rank_fusion
+from lcrag.retrievers.fusion import convex_combination_fusion, max_by_key, reciprocal_rank_fusion
 
 
 class SearchError(LcragError, ValueError):
@@ -102,10 +102,16 @@ class IndexReader:
         self.vectors.close()
         self.catalog.close()
 
-    def search(self, query: str, k: int = 10, mode: str | None = None, level: Level = "chunk") -> list[Hit]:
+    def search(
+        self, query: str, k: int = 10, mode: str | None = None, level: Level = "chunk", fusion: str | None = None
+    ) -> list[Hit]:
+        """The k best hits at ``level``; ``mode`` and ``fusion`` default to the index's config."""
         mode = mode or self.config.retrieval.mode
+        fusion = fusion or self.config.retrieval.fusion
         if mode not in MODE_CHOICES:
             raise SearchError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_CHOICES)}")
+        if fusion not in FUSION_CHOICES:
+            raise SearchError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSION_CHOICES)}")
         if level not in LEVELS:
             raise SearchError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
         if k < 1:
@@ -121,9 +127,12 @@ class IndexReader:
 
         if mode == "hybrid":
             r = self.config.retrieval
-            fused = reciprocal_rank_fusion(
-                [[key for key, _ in per_level[n]] for n in names], k=r.rrf_k, weights=[r.dense_weight, r.bm25_weight]
-            )
+            weights = [r.dense_weight, r.bm25_weight]
+            if fusion == "convex":
+                fused = convex_combination_fusion(
+                    [[(key, s.score) for key, s in per_level[n]] for n in names], weights=weights)
+            else:
+                fused = reciprocal_rank_fusion([[key for key, _ in per_level[n]] for n in names], k=r.rrf_k, weights=weights)
             chosen = [(key, score, best["dense"].get(key) or best["bm25"][key]) for key, score in fused[:k]]
         else:
             chosen = [(key, s.score, s) for key, s in per_level[mode][:k]]
