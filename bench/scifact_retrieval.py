@@ -28,21 +28,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lcrag.core.paths import state_home  # noqa: E402
+from lcrag.pipeline.evaluation.stats import paired_difference  # noqa: E402
 
 VARIANTS = {
     "late-document": {"chunking": {"method": "late", "context": "document"}},
     "late-unit": {"chunking": {"method": "late", "context": "unit"}},
     "naive": {"chunking": {"method": "naive"}},
 }
-RUNS = [  # (row label, index variant, search mode)
-    ("BM25 (chunks, max-P)", "late-document", "bm25"),
-    ("dense, naive chunks", "naive", "dense"),
-    ("dense, late chunks (document context)", "late-document", "dense"),
-    ("dense, late chunks (unit context)", "late-unit", "dense"),
-    ("hybrid RRF (BM25 + late document)", "late-document", "hybrid"),
-    ("hybrid RRF (BM25 + late unit)", "late-unit", "hybrid"),
+RUNS = [  # (row label, index variant, search mode, hybrid fusion)
+    ("BM25 (chunks, max-P)", "late-document", "bm25", None),
+    ("dense, naive chunks", "naive", "dense", None),
+    ("dense, late chunks (document context)", "late-document", "dense", None),
+    ("dense, late chunks (unit context)", "late-unit", "dense", None),
+    ("hybrid convex (BM25 + late document)", "late-document", "hybrid", "convex"),
+    ("hybrid RRF (BM25 + late document)", "late-document", "hybrid", "rrf"),
+    ("hybrid convex (BM25 + late unit)", "late-unit", "hybrid", "convex"),
+    ("hybrid RRF (BM25 + late unit)", "late-unit", "hybrid", "rrf"),
 ]
-TARGETS = {"BM25 (chunks, max-P)": 0.68, "dense, late chunks (document context)": 0.645, "hybrid RRF (BM25 + late document)": 0.70}
+# (row, reference row): paired nDCG@10 differences over the same queries, with a 95% interval
+PAIRED = [("hybrid convex (BM25 + late document)", "hybrid RRF (BM25 + late document)"),
+          ("hybrid convex (BM25 + late unit)", "hybrid RRF (BM25 + late unit)")]
+TARGETS = {"BM25 (chunks, max-P)": 0.68, "dense, late chunks (document context)": 0.645, "hybrid convex (BM25 + late document)": 0.70}
 
 
 def vm_hwm_mib(pid: int) -> float | None:
@@ -109,6 +115,7 @@ def evaluate(run_file: Path, qrels: dict) -> dict[str, float]:
     return {
         "ndcg@10": round(sum(m["ndcg_cut_10"] for m in per_query.values()) / n, 4),
         "recall@100": round(sum(m["recall_100"] for m in per_query.values()) / n, 4),
+        "per_query_ndcg@10": {q: per_query.get(q, {}).get("ndcg_cut_10", 0.0) for q in qrels},
     }
 
 
@@ -166,27 +173,41 @@ def main() -> None:
         print(variant, ingests[variant])
 
     rows = []
-    for label, variant, mode in RUNS:
+    per_query = {}
+    for label, variant, mode, fusion in RUNS:
         if variant not in ingests:
             continue
-        run_file = args.out / f"scifact.{variant}.{mode}.run"
+        name = f"{variant}-{mode}" + (f"-{fusion}" if fusion else "")
+        run_file = args.out / f"scifact.{name}.run"
         _, seconds, rss = run_with_rss(
             [*lcrag, "search", "--queries", str(query_file), "--index", str(args.work / variant), "--level", "doc",
-             "--mode", mode, "-k", "100", "--run-file", str(run_file), "--tag", f"{variant}-{mode}"]
+             "--mode", mode, *(["--fusion", fusion] if fusion else []), "-k", "100", "--run-file", str(run_file),
+             "--tag", name]
         )
         metrics = evaluate(run_file, qrels)
-        rows.append({"run": label, "index": variant, "mode": mode, **metrics, "target_ndcg@10": TARGETS.get(label),
+        per_query[label] = metrics.pop("per_query_ndcg@10")
+        rows.append({"run": label, "index": variant, "mode": mode, "fusion": fusion, **metrics,
+                     "target_ndcg@10": TARGETS.get(label),
                      "search_seconds_300_queries": round(seconds, 1), "search_peak_rss_mib": round(rss)})
         print(rows[-1])
+    paired = []
+    for label, reference in PAIRED:
+        if label in per_query and reference in per_query:
+            d = paired_difference(per_query[label], per_query[reference])
+            paired.append({"run": label, "reference": reference, "ndcg@10_difference": round(d.mean_diff, 4),
+                           "ci95": [round(d.low, 4), round(d.high, 4)], "queries": d.n_pairs})
 
     if baseline is not None:
         for info in ingests.values():
             info["ratio_to_llamaindex"] = round(info["tokens_per_second"] / baseline["tokens_per_second"], 3)
-    result = {"dataset": "scifact test (300 queries)", "raw_encoder": raw, "llamaindex_baseline": baseline, "ingestion": ingests, "retrieval": rows,
+    result = {"dataset": "scifact test (300 queries)", "raw_encoder": raw, "llamaindex_baseline": baseline, "ingestion": ingests, "retrieval": rows, "paired": paired,
               "reference_ndcg@10": {"BEIR BM25 (Elasticsearch)": 0.665, "jina late chunking, naive -> late": [0.642, 0.661]}}
     (args.out / "scifact_retrieval.json").write_text(json.dumps(result, indent=2))
     lines = ["# SciFact (test, 300 queries), document level", "", "| run | nDCG@10 | Recall@100 | target |", "|---|---|---|---|"]
     lines += [f"| {r['run']} | {r['ndcg@10']:.3f} | {r['recall@100']:.3f} | {r['target_ndcg@10'] or ''} |" for r in rows]
+    lines += ["", "Paired nDCG@10 differences (same queries, 95% paired-bootstrap interval):", ""]
+    lines += [f"- {p['run']} - {p['reference']}: {p['ndcg@10_difference']:+.4f} [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}] "
+              f"over {p['queries']} queries" for p in paired]
     lines += ["", f"Raw encoder forward: {raw['tokens_per_second']} tokens/s (same run).", "",
               "| index | tokens | embed tokens/s | ratio to raw | end-to-end tokens/s | seconds | peak RSS MiB |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {v} | {i['embedded_tokens']} | {i['tokens_per_second']} | {i['ratio_to_raw_encoder']} | "
