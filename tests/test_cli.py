@@ -68,6 +68,21 @@ def test_search_table_shows_citations(built_index):
     assert "guide/tea.txt" in result.output
 
 
+@pytest.mark.parametrize("fusion, shown", [(None, "hybrid, convex fusion"), ("rrf", "hybrid, rrf fusion")])
+def test_search_names_the_fusion_it_used(built_index, fusion, shown):
+    extra = ["--fusion", fusion] if fusion else []
+    result = runner.invoke(app, ["search", "green tea oxidation", "--index", str(built_index), "-k", "2", *extra],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert shown in result.output
+
+
+def test_search_refuses_an_unknown_fusion_naming_the_choices(built_index):
+    result = runner.invoke(app, ["search", "green tea", "--index", str(built_index), "--fusion", "rank"])
+    assert result.exit_code != 0
+    assert "rrf, convex" in result.output
+
+
 def test_queries_file_writes_a_trec_run_file(built_index, tmp_path):
     queries = tmp_path / "queries.jsonl"
     queries.write_text('{"_id": "q1", "text": "rocket engines and orbit"}\n{"_id": "q2", "text": "chess opening gambit"}\n')

@@ -147,7 +147,10 @@ def search(
     if as_json:
         out.print_json(json.dumps([hit_dict(h) for h in hits]))
         return
-    table = Table(title=f"{len(hits)} {level} results ({mode or reader.config.retrieval.mode})")
+    shown = mode or reader.config.retrieval.mode
+    if shown == "hybrid":
+        shown += f", {fusion or reader.config.retrieval.fusion} fusion"
+    table = Table(title=f"{len(hits)} {level} results ({shown})")
     for column in ("#", "score", "document", "unit", "best chunk offsets", "text"):
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(hits, 1):
