@@ -22,8 +22,7 @@ def reciprocal_rank_fusion(
     for ranking, weight in zip(rankings, weights):
         for rank, key in enumerate(ranking, start=1):
             scores[key] = scores.get(key, 0.0) + weight / (k + rank)
-    order = {key: i for i, key in enumerate(scores)}
-    return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
+    return sorted(scores.items(), key=lambda item: -item[1])  # stable: ties keep first-seen order
 
 
 def convex_combination_fusion(
@@ -61,8 +60,7 @@ def convex_combination_fusion(
         span = high - low
         for key, score in best.items():
             fused[key] += weight / total * ((score - low) / span if span > 0 else 1.0)
-    order = {key: i for i, key in enumerate(fused)}
-    return sorted(fused.items(), key=lambda item: (-item[1], order[item[0]]))
+    return sorted(fused.items(), key=lambda item: -item[1])  # stable: ties keep first-seen order
 
 
 def max_by_key(items: Iterable[T], key: Callable[[T], K], score: Callable[[T], float]) -> list[tuple[K, T]]:
