@@ -102,7 +102,8 @@ def raw_encoder_throughput(corpus: Path, sample: int = 1000) -> dict:
     return {"documents": len(texts), "tokens": tokens, "seconds": round(seconds, 2), "tokens_per_second": round(tokens / seconds)}
 
 
-def evaluate(run_file: Path, qrels: dict) -> dict[str, float]:
+def judge(run_file: Path, qrels: dict) -> dict[str, dict[str, float]]:
+    """trec_eval's nDCG@10 and Recall@100 of every judged query (0 for a query with no results)."""
     import pytrec_eval
 
     run: dict[str, dict[str, float]] = {}
@@ -110,13 +111,21 @@ def evaluate(run_file: Path, qrels: dict) -> dict[str, float]:
         qid, _, docid, _, score, _ = line.split()
         run.setdefault(qid, {})[docid] = float(score)
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"})
-    per_query = evaluator.evaluate(run)
-    n = len(qrels)  # queries with no results count as zero
+    judged = evaluator.evaluate(run)
+    zero = {"ndcg_cut_10": 0.0, "recall_100": 0.0}
+    return {q: {m: judged.get(q, zero)[m] for m in zero} for q in qrels}
+
+
+def summary(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
+    n = len(per_query)
     return {
         "ndcg@10": round(sum(m["ndcg_cut_10"] for m in per_query.values()) / n, 4),
         "recall@100": round(sum(m["recall_100"] for m in per_query.values()) / n, 4),
-        "per_query_ndcg@10": {q: per_query.get(q, {}).get("ndcg_cut_10", 0.0) for q in qrels},
     }
+
+
+def evaluate(run_file: Path, qrels: dict) -> dict[str, float]:
+    return summary(judge(run_file, qrels))
 
 
 def main() -> None:
@@ -184,8 +193,9 @@ def main() -> None:
              "--mode", mode, *(["--fusion", fusion] if fusion else []), "-k", "100", "--run-file", str(run_file),
              "--tag", name]
         )
-        metrics = evaluate(run_file, qrels)
-        per_query[label] = metrics.pop("per_query_ndcg@10")
+        judged = judge(run_file, qrels)
+        metrics = summary(judged)
+        per_query[label] = {q: m["ndcg_cut_10"] for q, m in judged.items()}
         rows.append({"run": label, "index": variant, "mode": mode, "fusion": fusion, **metrics,
                      "target_ndcg@10": TARGETS.get(label),
                      "search_seconds_300_queries": round(seconds, 1), "search_peak_rss_mib": round(rss)})
