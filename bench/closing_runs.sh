@@ -9,10 +9,11 @@
 # The position protocol is the multi-document one of "Lost in the Middle", built from HotpotQA
 # as ../shared/data/README.md suggests (that study's 10/20/30-document files are not here):
 # each question asked three times, its gold paragraphs moved to slot 0, 4 and 8 of ten.
-# kv (UUID key-value retrieval) stays available but out of the default list: with the
-# default 0.5B reader every strategy scored 0 on its first 4 questions (11 answers, rag
-# with the gold line in its context among them) at about 6 minutes a question, so it
-# cannot decide anything with this reader.
+# kv (UUID key-value retrieval) stays available but out of the default list: a question
+# costs about 6 minutes (lc and longrag each prefill ~5,150 tokens). Its first run
+# (closing-kv, 4 questions) scored 0 everywhere because the 32-token reply cut each
+# 34-token UUID short -- several replies were the right value, truncated. kv now raises
+# the reply length to 64 tokens, under a new run id (closing-kv64) so the two never mix.
 #
 # Needs `make setup reader-setup`; starts the reader if it is not running. The shared data
 # sits beside the project (../shared/data); nothing from it is copied into the project.
@@ -47,7 +48,7 @@ for target in "${@:-tpo hotpotqa squad2 positions}"; do
       hotpotqa) run hotpotqa "hotpotqa:$DATA/hotpotqa_dev_distractor/hotpot_dev_distractor_v1.json.gz" --limit 100 ;;
       squad2) run squad2 "squad2:$DATA/squad_v2_dev/dev-v2.0.json" --limit 100 ;;
       positions) run positions "hotpotqa:$DATA/hotpotqa_dev_distractor/hotpot_dev_distractor_v1.json.gz" --positions 0,4,8 --limit 34 ;;
-      kv) run kv "kv:$DATA/lost_in_the_middle/kv-retrieval-75_keys.jsonl.gz" --limit 100 ;;
+      kv) run kv64 "kv:$DATA/lost_in_the_middle/kv-retrieval-75_keys.jsonl.gz" --limit 100 ;;
       *) echo "unknown closing run $name (tpo, hotpotqa, squad2, positions, kv)" >&2; exit 2 ;;
     esac
   done

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from lcrag.pipeline.config import config_from_dict
+from lcrag.pipeline.config import ReaderConfig, config_from_dict
 from lcrag.pipeline.evaluation import DATASETS, EvalRun, move_gold, run_evaluation
 from lcrag.pipeline.ledger import Ledger
 from lcrag.readers.fake import FakeReader
@@ -217,6 +217,27 @@ def test_kv_items_know_the_gold_index(shared_data):
         gold = parse_position(item.question.qid)
         assert len(lines) == 75 and item.golds[0] in lines[gold]
         assert all(doc.text[s.start : s.end] == line for s, line in zip(doc.sections, lines))
+    # a UUID is 34 reader tokens: the default reply length would cut every value short
+    assert evalset.reply_tokens > ReaderConfig().max_tokens
+
+
+@pytest.mark.parametrize("configured, needed, expected", [
+    (32, 0, 32),    # the data set asks nothing: the setting stands
+    (32, 64, 64),   # kv: raised to what a full answer needs
+    (128, 64, 128), # already roomier: never lowered
+    (64, 64, 64),
+])
+def test_with_reply_room_raises_the_reply_length_and_shrinks_the_context_budget(configured, needed, expected):
+    from lcrag.pipeline.answer.recording import context_budget
+    from lcrag.pipeline.evaluation.job import with_reply_room
+
+    config = config_from_dict({"reader": {"max_tokens": configured}})
+    roomy = with_reply_room(config, needed)
+    assert roomy.reader.max_tokens == expected
+    # the prompt still fits the window: context gives up exactly the reply's extra tokens
+    assert context_budget(roomy.reader, roomy.strategies) == (
+        context_budget(config.reader, config.strategies) - (expected - configured))
+    assert (roomy is config) == (expected == configured)
 
 
 BEIR_DOCS = [

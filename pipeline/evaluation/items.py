@@ -50,6 +50,9 @@ class EvalSet:
     corpora: dict[str, CorpusSpec]
     may_abstain: bool = False  # some questions have no answer: every strategy may say so
     skipped: tuple[str, ...] = ()  # lines of the source that could not be used, with the reason
+    # reply tokens a full answer needs here (0 = the reader's setting suffices); the
+    # evaluation raises reader.max_tokens to it, or every long answer is cut short
+    reply_tokens: int = 0
 
 
 def sample(records: Sequence, limit: int | None, seed: int) -> list:
@@ -172,6 +175,11 @@ def longdoc(path: Path, limit: int | None = None, seed: int = 0, fields: str | N
     return EvalSet(f"longdoc/{stem}", tuple(items), corpora, skipped=skipped)
 
 
+# A UUID value is 34 tokens for Qwen2.5's tokenizer: the default 32-token reply cut every
+# value short, so every kv answer scored 0 whatever the strategy. Room for the value twice.
+KV_REPLY_TOKENS = 64
+
+
 def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     """Key-value retrieval ("Lost in the Middle"): each example's UUID pairs are one
     document, a pair per line, in the data set's order; the question asks for one
@@ -196,7 +204,7 @@ def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet
         corpora[key] = CorpusSpec(key, (doc,))
         question = f'What is the value of the key "{record["key"]}" in the JSON key-value pairs?'
         items.append(EvalItem(Question(f"{key}@pos{gold}", question, (key,)), (record["value"],), key))
-    return EvalSet("kv", tuple(items), corpora)
+    return EvalSet("kv", tuple(items), corpora, reply_tokens=KV_REPLY_TOKENS)
 
 
 NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."

@@ -6,7 +6,7 @@ with every strategy and records scored rows. Rerunning a run id resumes it."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -97,6 +97,14 @@ class EvalOutcome:
     summary: tuple[dict, ...]  # one row per strategy or method
 
 
+def with_reply_room(config: Config, reply_tokens: int) -> Config:
+    """``config`` with at least ``reply_tokens`` reply tokens for the reader. The context
+    budget is derived from the same setting, so prompts still fit the window."""
+    if reply_tokens <= config.reader.max_tokens:
+        return config
+    return replace(config, reader=replace(config.reader, max_tokens=reply_tokens))
+
+
 def evaluate(
     request: EvalRequest,
     config: Config,
@@ -121,6 +129,10 @@ def evaluate(
         evalset = builder(request.path, request.limit, request.seed)
     for reason in evalset.skipped:
         announce(f"skipped {reason}")
+    if evalset.reply_tokens > config.reader.max_tokens:
+        announce(f"{evalset.name} answers need {evalset.reply_tokens} reply tokens: reader.max_tokens "
+                 f"{config.reader.max_tokens} -> {evalset.reply_tokens} for this run")
+    config = with_reply_room(config, evalset.reply_tokens)
     reader = connect_reader(config.reader, state_home())
     try:
         run = EvalRun(run_id, evalset.name, names, work, request.index, router=request.router)
