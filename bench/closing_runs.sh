@@ -12,7 +12,7 @@
 # kv (UUID key-value retrieval) stays available but out of the default list: a question
 # costs about 6 minutes (lc and longrag each prefill ~5,150 tokens). Its first run
 # (closing-kv, 4 questions) scored 0 everywhere because the 32-token reply cut each
-# 34-token UUID short -- several replies were the right value, truncated. kv now raises
+# 34-token UUID short -- 2 of its 12 replies were the right value, truncated. kv now raises
 # the reply length to 64 tokens, under a new run id (closing-kv64) so the two never mix.
 #
 # Needs `make setup reader-setup`; starts the reader if it is not running. The shared data
