@@ -184,26 +184,64 @@ def test_cli_report_after_an_eval_run_writes_html_and_markdown(tmp_path):
     [(0, "NEEDLE One."), (100, "One. Two three. Four five six. NEEDLE"), (50, "One. Two three. NEEDLE"), (25, "One. NEEDLE")],
 )
 def test_insert_at_depth_lands_after_a_sentence_end(depth, expected_prefix):
-    from lcrag.pipeline.evaluation.items import insert_at_depth
+    from lcrag.pipeline.evaluation.needles import insert_at_depth
 
     words = "One. Two three. Four five six.".split()
     assert insert_at_depth(words, depth, "NEEDLE").startswith(expected_prefix)
 
 
 def test_niah_cells_carry_depth_and_length_in_their_ids(tmp_path):
-    from lcrag.pipeline.evaluation.items import NEEDLE
+    from lcrag.pipeline.evaluation.needles import NEEDLES
     from lcrag.pipeline.report.model import parse_niah_cell
 
     (tmp_path / "essays").mkdir()
     (tmp_path / "essays" / "a.txt").write_text(" ".join(f"Word{i} is here." for i in range(400)))
     evalset = DATASETS["niah"](tmp_path / "essays", lengths=(300, 900), depths=(0, 50, 100))
-    assert len(evalset.items) == 6
+    assert len(evalset.items) == 6 * len(NEEDLES) and len({i.question.qid for i in evalset.items}) == len(evalset.items)
     for item in evalset.items:
         depth, length = parse_niah_cell(item.question.qid)
+        needle = NEEDLES[int(item.question.qid[len("niah"):].split("@")[0])]
+        assert item.question.text == needle.question and item.golds == (needle.answer,)
         text = evalset.corpora[item.corpus].documents[0].text
-        assert NEEDLE in text and len(text.split()) == length + len(NEEDLE.split())
-        where = text.index(NEEDLE) / len(text)
+        assert needle.sentence in text and len(text.split()) == length + len(needle.sentence.split())
+        where = text.index(needle.sentence) / len(text)
         assert abs(where - depth / 100) < 0.1
+
+
+def test_niah_gives_each_needle_its_own_filler_and_limit_keeps_whole_grids(tmp_path):
+    from lcrag.pipeline.evaluation.needles import NEEDLES
+
+    (tmp_path / "essays").mkdir()
+    (tmp_path / "essays" / "a.txt").write_text(" ".join(f"Word{i} is here." for i in range(400)))
+    evalset = DATASETS["niah"](tmp_path / "essays", limit=12, lengths=(300, 900), depths=(0, 50, 100))
+    assert [i.question.qid.split("@")[0] for i in evalset.items] == ["niah0"] * 6 + ["niah1"] * 6
+    first, second = (evalset.corpora[f"niah{n}@d0@L300"].documents[0].text for n in (0, 1))
+    # needle 1 reads filler from word 900 on (wrapping round the 1,200 words), needle 0 from word 0
+    assert first.split()[len(NEEDLES[0].sentence.split())] == "Word0"
+    assert second.split()[len(NEEDLES[1].sentence.split())] == "Word300"
+
+
+@pytest.mark.parametrize("sentence, question, answer", [
+    ("The code is 4817.", "What is the code?", "4818"),  # answer not in the sentence
+    ("The code is 4817.", "", "4817"),                   # no question
+    ("", "What is the code?", "4817"),
+])
+def test_a_needle_refuses_an_answer_its_sentence_does_not_hold(sentence, question, answer):
+    from lcrag.pipeline.evaluation.items import EvalDataError
+    from lcrag.pipeline.evaluation.needles import Needle
+
+    with pytest.raises(EvalDataError):
+        Needle(sentence, question, answer)
+
+
+def test_every_shipped_needle_answers_its_own_question():
+    from lcrag.pipeline.answer.scoring import exact_match
+    from lcrag.pipeline.evaluation.needles import NEEDLES
+
+    assert len({n.answer for n in NEEDLES}) == len(NEEDLES) >= 8
+    for needle in NEEDLES:  # the gold is what exact match expects of a reply giving just the answer
+        assert exact_match(needle.answer + ".", needle.answer) == 1.0
+        assert needle.question.endswith("?")
 
 
 def test_kv_items_know_the_gold_index(shared_data):

@@ -69,7 +69,8 @@ def test_unknown_kind_lists_the_valid_ones():
     ("squad2", [], "free_text"),
     # unknown names: from the rows
     ("my-kv", [row("lc", "kv3@pos7"), row("lc", "kv4@pos0")], "exact"),
-    ("haystack", [row("lc", "niah@d25@L2000")], "exact"),
+    ("haystack", [row("lc", "niah@d25@L2000")], "exact"),  # one-needle ids of earlier runs
+    ("haystack", [row("lc", "niah3@d25@L2000"), row("lc", "niah0@d0@L500")], "exact"),
     ("quality", [row("lc", "a", golds=("B",)), row("lc", "b", golds=("(D)",))], "multiple_choice"),
     ("quality", [row("lc", "a", golds=("B",)), row("lc", "b", golds=("Paris",))], "free_text"),
     ("mine", [row("lc", "q1")], "free_text"),

@@ -9,10 +9,10 @@ from lcrag.pipeline.evaluation.items import (
     kv_retrieval,
     longdoc,
     move_gold,
-    niah,
     qa_jsonl,
     squad2,
 )
+from lcrag.pipeline.evaluation.needles import niah
 from lcrag.pipeline.evaluation.runner import EvalRun, run_evaluation
 
 DATASETS = {

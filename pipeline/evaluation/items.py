@@ -205,38 +205,3 @@ def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet
         question = f'What is the value of the key "{record["key"]}" in the JSON key-value pairs?'
         items.append(EvalItem(Question(f"{key}@pos{gold}", question, (key,)), (record["value"],), key))
     return EvalSet("kv", tuple(items), corpora, reply_tokens=KV_REPLY_TOKENS)
-
-
-NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
-NEEDLE_QUESTION = "What is the best thing to do in San Francisco?"
-NEEDLE_ANSWER = "eat a sandwich and sit in Dolores Park on a sunny day"
-
-
-def insert_at_depth(words: Sequence[str], depth: int, sentence: str) -> str:
-    """The haystack with ``sentence`` placed at the sentence end nearest to ``depth``
-    percent of it (the earlier one on a tie; the very start for 0)."""
-    if depth <= 0:
-        return " ".join([sentence, *words])
-    target = min(len(words), round(len(words) * depth / 100))
-    ends = [i + 1 for i, word in enumerate(words) if word.endswith((".", "!", "?"))] or [target]
-    cut = min(ends, key=lambda end: (abs(end - target), end))
-    return " ".join([*words[:cut], sentence, *words[cut:]])
-
-
-def niah(folder: Path, limit: int | None = None, seed: int = 0,
-         lengths: Sequence[int] = (500, 1000, 2000), depths: Sequence[int] = (0, 25, 50, 75, 100)) -> EvalSet:
-    """Needle in a haystack: essay text cut to each length (in words), the needle
-    sentence inserted at each depth; one document and one question per cell,
-    ids ``niah@d{depth}@L{length}``. ``limit`` caps the number of cells."""
-    files = sorted(Path(folder).glob("*.txt"))
-    if not files:
-        raise EvalDataError(f"no .txt essays in {folder}; pass the folder of filler texts")
-    words = " ".join(f.read_text(encoding="utf-8", errors="replace") for f in files).split()
-    cells = [(d, n) for n in lengths for d in depths]
-    items, corpora = [], {}
-    for depth, length in cells[:limit] if limit else cells:
-        key = f"niah@d{depth}@L{length}"
-        text = insert_at_depth(words[:length], depth, NEEDLE)
-        corpora[key] = CorpusSpec(key, (Document(key, text, title="Essays", source=f"niah:{Path(folder).name}"),))
-        items.append(EvalItem(Question(key, NEEDLE_QUESTION, (key,)), (NEEDLE_ANSWER,), key))
-    return EvalSet("niah", tuple(items), corpora)

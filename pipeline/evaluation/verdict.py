@@ -114,7 +114,7 @@ DATASET_KINDS: Mapping[str, str] = MappingProxyType({
     "synthetic": "free_text",
 })
 
-_EXACT_ID = re.compile(r"^(kv\d+@pos\d+|niah@d\d+@L\d+)$")  # ids the kv and niah loaders write
+_EXACT_ID = re.compile(r"^(kv\d+@pos\d+|niah\d*@d\d+@L\d+)$")  # ids the kv and niah loaders write
 _CHOICE = re.compile(r"^\(?[A-J]\)?$")  # a gold answer that is an option letter
 
 
