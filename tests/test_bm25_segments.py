@@ -150,10 +150,18 @@ def publish_step(root: Path, generation: int, catalog: FakeCatalog, config: BM25
 
 def assert_matches_reference(index: BM25Index, catalog: FakeCatalog, config: BM25Config) -> None:
     assert index.chunk_ids == catalog.chunk_ids()  # rows in catalog order
+    # ids of many rows at once (what a search asks for): any order, repeats, across segments and tombstones
+    rows = np.random.default_rng(len(index)).integers(0, len(index), size=3 * len(index)) if len(index) else []
+    assert index.scorer.chunk_ids_at(rows) == [catalog.chunk_ids()[r] for r in rows]
+    with pytest.raises(IndexError):
+        index.scorer.chunk_ids_at([len(index)])
     token_lists = catalog.token_lists()
     for query in QUERIES:
         tokens = ANALYZER.tokens(query)
-        np.testing.assert_allclose(index.scores(tokens), reference_scores(token_lists, config, tokens), rtol=1e-9, atol=1e-12)
+        expected = reference_scores(token_lists, config, tokens)
+        np.testing.assert_allclose(index.scores(tokens), expected, rtol=1e-9, atol=1e-12)
+        for hit in index.search(query, 5):  # each hit names the chunk whose score it carries
+            assert hit.score == pytest.approx(expected[catalog.chunk_ids().index(hit.chunk_id)], rel=1e-9, abs=1e-12)
 
 
 def assert_no_garbage(root: Path, kept: Path) -> None:

@@ -2,9 +2,10 @@
 document level.
 
 Each retriever ranks chunks; a unit's or document's score is its best chunk's
-(LongRAG's max-P). Hybrid fuses the two rankings at the requested level with
-reciprocal rank fusion, so a document found by BM25 through one chunk and by the
-dense retriever through another gets credit from both.
+(LongRAG's max-P). Hybrid fuses the two lists at the requested level (a convex
+combination of min-max scores by default, or reciprocal rank fusion), so a document
+found by BM25 through one chunk and by the dense retriever through another gets
+credit from both.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ class SearchError(LcragError, ValueError):
     """A search request is malformed; the message lists the valid choices."""
 
 
+_LEVEL_FIELD = {"chunk": "chunk_id", "unit": "unit_id", "doc": "doc_id"}
+
+
 def level_key(chunk: Chunk, level: Level) -> str:
-    return {"chunk": chunk.chunk_id, "unit": chunk.unit_id, "doc": chunk.doc_id}[level]
+    return getattr(chunk, _LEVEL_FIELD[level])
 
 
 def aggregate(ranked: Sequence[ScoredChunk], chunks: dict[str, Chunk], level: Level) -> list[tuple[str, ScoredChunk]]:

@@ -51,6 +51,9 @@ class LegacyScorer:
     def chunk_id(self, row: int) -> str:
         return self._chunk_ids[row]
 
+    def chunk_ids_at(self, rows) -> list[str]:
+        return [self._chunk_ids[int(row)] for row in rows]
+
     def chunk_ids(self) -> list[str]:
         return list(self._chunk_ids)
 

@@ -64,17 +64,27 @@ class SegmentScorer:
                 out[start : start + part.n_live] = values[part.alive] if len(part.deleted) else values
         return out
 
-    def _locate(self, row: int) -> tuple[LiveSegment, int]:
-        if not 0 <= row < len(self):
-            raise IndexError(row)
-        i = int(np.searchsorted(self._starts, row, side="right")) - 1
-        part = self.parts[i]
-        local = row - int(self._starts[i])
-        return part, int(part.live_rows[local]) if len(part.deleted) else local
+    def chunk_ids_at(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """Chunk ids of ROWS, in that order: one binary search for all of them and one
+        gather per segment (a search returns hundreds of candidates; per-row lookups
+        through the memory-mapped tables cost more than the scoring)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"rows outside 0..{len(self) - 1}")
+        which = np.searchsorted(self._starts, rows, side="right") - 1
+        out: list[str] = [""] * len(rows)
+        for i in np.unique(which).tolist():
+            picked = np.flatnonzero(which == i)
+            part = self.parts[i]
+            local = rows[picked] - int(self._starts[i])
+            if len(part.deleted):
+                local = part.live_rows[local]
+            for position, chunk_id in zip(picked.tolist(), part.segment.chunk_ids.take(local).to_list()):
+                out[position] = chunk_id
+        return out
 
     def chunk_id(self, row: int) -> str:
-        part, local = self._locate(row)
-        return part.segment.chunk_ids[local]
+        return self.chunk_ids_at([row])[0]
 
     def chunk_ids(self) -> list[str]:
         ids: list[str] = []
