@@ -259,6 +259,22 @@ def test_kv_items_know_the_gold_index(shared_data):
     assert evalset.reply_tokens > ReaderConfig().max_tokens
 
 
+@pytest.mark.parametrize("golds, declared, needed", [
+    ([], 0, 0),                                   # no gold answers (a synthetic set not yet written)
+    ([("Paris",), ("B",)], 0, 2),                 # short answers: the reader's default suffices
+    ([("a b c d e f g h i j",)], 0, 20),          # ten words: 2 tokens a word
+    ([("x",), ("one two three", "w " * 30)], 0, 60),  # the longest gold of any item counts
+    ([("w " * 400,)], 0, 512),                    # capped at a paragraph
+    ([("5803b872-dc90-4d23-a93e-358d7325a795",)], 64, 64),  # a declared need wins over the word count
+])
+def test_reply_tokens_needed_covers_the_longest_gold_answer(golds, declared, needed):
+    from lcrag.pipeline.answer import Question
+    from lcrag.pipeline.evaluation.items import EvalItem, EvalSet, reply_tokens_needed
+
+    items = tuple(EvalItem(Question(f"q{i}", "?"), g, "c") for i, g in enumerate(golds))
+    assert reply_tokens_needed(EvalSet("s", items, {}, reply_tokens=declared)) == needed
+
+
 @pytest.mark.parametrize("configured, needed, expected", [
     (32, 0, 32),    # the data set asks nothing: the setting stands
     (32, 64, 64),   # kv: raised to what a full answer needs

@@ -8,6 +8,7 @@ report where each answer's evidence stood.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,22 @@ class EvalSet:
     # reply tokens a full answer needs here (0 = the reader's setting suffices); the
     # evaluation raises reader.max_tokens to it, or every long answer is cut short
     reply_tokens: int = 0
+
+
+# prose runs about 1.3 reader tokens a word: 2 a word leaves room for a reply that restates
+# part of the question first; never more than a paragraph
+TOKENS_PER_ANSWER_WORD = 2
+MAX_REPLY_TOKENS = 512
+
+
+def reply_tokens_needed(evalset: EvalSet) -> int:
+    """Reply tokens this set's answers need: what its loader declares (kv's UUIDs
+    tokenise far worse than prose), else room for its longest gold answer. One length
+    for the whole set, as LongBench sets one per task: a reply cut short scores as wrong
+    whatever the strategy, which hides the comparison."""
+    words = max((len(gold.split()) for item in evalset.items for gold in item.golds), default=0)
+    from_golds = min(MAX_REPLY_TOKENS, math.ceil(words * TOKENS_PER_ANSWER_WORD))
+    return max(evalset.reply_tokens, from_golds)
 
 
 def sample(records: Sequence, limit: int | None, seed: int) -> list:

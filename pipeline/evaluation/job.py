@@ -15,7 +15,7 @@ from lcrag.pipeline.answer import resolve_names
 from lcrag.pipeline.answer.recording import context_budget, new_run_id
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation import DATASETS
-from lcrag.pipeline.evaluation.items import EvalDataError
+from lcrag.pipeline.evaluation.items import EvalDataError, reply_tokens_needed
 from lcrag.pipeline.evaluation.retrieval import beir, resolve_methods, run_retrieval
 from lcrag.pipeline.evaluation.runner import EvalRun, run_evaluation
 from lcrag.pipeline.ingest.encoder import make_encoder
@@ -129,10 +129,11 @@ def evaluate(
         evalset = builder(request.path, request.limit, request.seed)
     for reason in evalset.skipped:
         announce(f"skipped {reason}")
-    if evalset.reply_tokens > config.reader.max_tokens:
-        announce(f"{evalset.name} answers need {evalset.reply_tokens} reply tokens: reader.max_tokens "
-                 f"{config.reader.max_tokens} -> {evalset.reply_tokens} for this run")
-    config = with_reply_room(config, evalset.reply_tokens)
+    needed = reply_tokens_needed(evalset)
+    if needed > config.reader.max_tokens:
+        announce(f"{evalset.name} answers need up to {needed} reply tokens: reader.max_tokens "
+                 f"{config.reader.max_tokens} -> {needed} for this run")
+    config = with_reply_room(config, needed)
     reader = connect_reader(config.reader, state_home())
     try:
         run = EvalRun(run_id, evalset.name, names, work, request.index, router=request.router)
