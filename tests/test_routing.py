@@ -188,6 +188,30 @@ def test_oracle_and_policies_against_lc():
     assert summaries["self-route"].outcome == "non_inferior" and 0 < summaries["self-route"].shares["lc"] < 1
 
 
+@pytest.mark.parametrize("policy_scores, needed", [
+    ([1.0] * 40, None),                      # non-inferior: nothing to size
+    ([0.0] * 40, None),                      # inferior: nothing to size
+    ([1.0, 0.0] * 10 + [1.0] * 20, "n"),     # a tie on average, wide interval: a size to reach
+])
+def test_an_undetermined_policy_says_how_many_questions_would_tell(policy_scores, needed):
+    from lcrag.pipeline.evaluation.verdict import questions_needed
+    from lcrag.pipeline.report.render import routing_cells
+    from lcrag.pipeline.routing.policies import PolicyResult, summarise
+
+    keys = [("r", f"q{i}") for i in range(40)]
+    lc_scores = [1.0] * 20 + [1.0, 0.0] * 10  # disagrees with the policy on half the questions in the third case
+    reference = PolicyResult("always-lc", {k: "lc" for k in keys}, dict(zip(keys, lc_scores)), {k: 10 for k in keys})
+    policy = PolicyResult("router", {k: "rag" for k in keys}, dict(zip(keys, policy_scores)), {k: 1 for k in keys})
+    summary = summarise(policy, reference, resamples=300)
+    if needed is None:
+        assert summary.outcome != "undetermined" and summary.questions_needed is None
+        assert "would tell" not in routing_cells(summary)[5]
+    else:
+        expected = questions_needed([a - b for a, b in zip(policy_scores, lc_scores)])[0]
+        assert summary.outcome == "undetermined" and summary.questions_needed == expected > 40
+        assert f"~{expected} q would tell" in routing_cells(summary)[5]
+
+
 def test_folds_cover_every_question_once():
     parts = folds(23, 5, seed=3)
     assert sorted(int(i) for p in parts for i in p) == list(range(23)) and len(parts) == 5

@@ -323,8 +323,10 @@ def routing_cells(s) -> tuple[str, ...]:
     vs = "" if d is None else f"{d.mean_diff:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
     ratio = "" if s.token_ratio is None else f"{s.token_ratio:.2f}"
     shares = ", ".join(f"{k} {v:.0%}" for k, v in s.shares.items())
-    return (s.name, f"{s.mean_score:.3f}", f"{s.mean_tokens:.0f}", ratio, vs,
-            (s.outcome or "reference").replace("_", "-"), shares)
+    against = (s.outcome or "reference").replace("_", "-")
+    if s.questions_needed:
+        against += f" (~{s.questions_needed} q would tell)"
+    return (s.name, f"{s.mean_score:.3f}", f"{s.mean_tokens:.0f}", ratio, vs, against, shares)
 
 
 def routing_caption(section) -> str:

@@ -15,7 +15,14 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 from lcrag.pipeline.evaluation.stats import PairedDifference, paired_difference
-from lcrag.pipeline.evaluation.verdict import LEVEL, NON_INFERIORITY_MARGIN, PairKey, outcome_of
+from lcrag.pipeline.evaluation.verdict import (
+    LEVEL,
+    NON_INFERIORITY_MARGIN,
+    UNDETERMINED,
+    PairKey,
+    outcome_of,
+    questions_needed,
+)
 from lcrag.pipeline.routing.calibrate import CalibrationItem, falls_back
 from lcrag.pipeline.routing.table import CHEAP, REFERENCE, RoutingTable
 
@@ -40,6 +47,8 @@ class PolicySummary:
     difference: PairedDifference | None  # (policy - always-lc), None for always-lc itself
     outcome: str  # against always-lc: NON_INFERIOR, INFERIOR or UNDETERMINED ("" for always-lc)
     shares: Mapping[str, float]  # share of questions sent to each destination
+    # undetermined only: paired questions the observed variance says would settle it (None: no size would)
+    questions_needed: int | None = None
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -97,10 +106,13 @@ def summarise(result: PolicyResult, reference: PolicyResult, margin: float = NON
     mean_tokens = sum(result.tokens.values()) / n
     ref_tokens = sum(reference.tokens.values()) / n
     shares = {k: v / n for k, v in sorted(Counter(result.choices.values()).items())}
+    needed = None
     if result.name == reference.name:
         diff, outcome = None, ""
     else:
         diff = paired_difference(result.scores, reference.scores, resamples=resamples, level=LEVEL, seed=seed)
         outcome = outcome_of(diff, margin)
+        if outcome == UNDETERMINED:
+            needed = questions_needed([result.scores[k] - reference.scores[k] for k in result.scores], margin)[0]
     return PolicySummary(result.name, n, sum(result.scores.values()) / n, mean_tokens,
-                         mean_tokens / ref_tokens if ref_tokens else None, diff, outcome, shares)
+                         mean_tokens / ref_tokens if ref_tokens else None, diff, outcome, shares, needed)
