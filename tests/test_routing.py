@@ -237,6 +237,57 @@ def test_fit_router_stores_its_run_threshold_and_held_out_scores(tmp_path):
 # ----------------------------------------------------------------- router file
 
 
+@pytest.mark.parametrize("fitted_metric, is_choice, fits", [
+    ("accuracy", True, True),        # calibrated on letters, asked with options
+    ("accuracy", False, False),      # letters' probabilities are another scale than free text's
+    ("answer_recall", True, False),
+    ("answer_recall", False, True),
+    ("em", False, True),
+    ("", True, True),                # an older router that does not say: taken to match
+    ("", False, True),
+])
+def test_a_threshold_applies_only_to_the_answer_kind_it_was_calibrated_on(fitted_metric, is_choice, fits):
+    from lcrag.pipeline.answer.router import threshold_fits_kind
+
+    assert threshold_fits_kind(fitted_metric, is_choice) is fits
+
+
+def test_the_choice_metric_is_the_verdicts_multiple_choice_metric():
+    from lcrag.pipeline.answer.router import CHOICE_METRIC
+    from lcrag.pipeline.evaluation.verdict import KINDS
+
+    assert KINDS["multiple_choice"].metric == CHOICE_METRIC
+
+
+@pytest.mark.parametrize("configured, options, expected", [
+    (-1.0, (), 0.885),             # calibrated on free text, asked free text
+    (-1.0, ("A", "B"), None),      # ... asked with options: declines only
+    (0.3, ("A", "B"), 0.3),        # a configured threshold is the user's choice, for every kind
+    (0.0, (), None),               # 0: declines only
+])
+def test_self_route_uses_the_fitted_threshold_only_for_its_answer_kind(configured, options, expected):
+    from types import SimpleNamespace
+
+    from lcrag.pipeline.answer.routing import OTHER_KIND, self_route_threshold, threshold_skipped
+
+    tools = SimpleNamespace(config=SimpleNamespace(self_route_threshold=configured),
+                            router=tiny_router(self_route_threshold=0.885, metric="answer_recall"))
+    question = Question("q", "which?", options=options)
+    assert self_route_threshold(tools, question) == expected
+    assert threshold_skipped(tools, question) is (configured < 0 and bool(options))
+    assert OTHER_KIND.startswith("[")
+
+
+def test_a_router_scored_on_the_other_answer_kind_self_routes_on_declines_only():
+    rows, feats = run_rows()
+    table = routing_table(rows, feats)  # scored by em: free text
+    letters = tiny_router(self_route_threshold=0.95, metric="accuracy")  # would send nearly all to lc
+    same_kind = tiny_router(self_route_threshold=0.95, metric="em")
+    other = {s.name: s for s in score_router(letters, table)}["self-route"]
+    own = {s.name: s for s in score_router(same_kind, table)}["self-route"]
+    assert other.shares.get("lc", 0.0) == 0.0 and own.shares["lc"] == 1.0
+
+
 def tiny_router(**overrides) -> FittedRouter:
     nodes = (Node(FEATURE_NAMES.index("rag_confidence"), 0.5, 1, 2, (3.0, 5.0)), Node(-1, 0.0, -1, -1, (0.0, 5.0)),
              Node(-1, 0.0, -1, -1, (3.0, 0.0)))

@@ -26,6 +26,18 @@ ROUTER_FILE = "router.json"
 FORMAT = "lcrag-router/1"
 
 
+CHOICE_METRIC = "accuracy"  # the metric of multiple-choice runs (``evaluation.verdict``)
+
+
+def threshold_fits_kind(fitted_metric: str, is_choice: bool) -> bool:
+    """Whether a self-route threshold calibrated on a run scored by ``fitted_metric``
+    is on the scale of this answer's confidence. A multiple-choice confidence is the
+    chosen letter's probability, a free-text one the reply's mean token probability:
+    HotpotQA's calibrated 0.885 sent every TPO question to lc. A router that does not
+    record its metric (older files) is taken to match."""
+    return not fitted_metric or (fitted_metric == CHOICE_METRIC) == is_choice
+
+
 class RouterError(LcragError, ValueError):
     """A router file that cannot be used; the message says how to refit it."""
 
@@ -57,6 +69,11 @@ class FittedRouter:
     generation: str = ""  # the index generation it was fitted on ("" when fitted on a run of many corpora)
     fitted_at: str = ""
     scores: Mapping[str, Any] = field(default_factory=dict)  # held-out results, as route show prints them
+
+    def threshold_for(self, is_choice: bool) -> float | None:
+        """The calibrated threshold for an answer of this kind, or None (declines only)
+        when it was calibrated on the other kind."""
+        return self.self_route_threshold if threshold_fits_kind(self.metric, is_choice) else None
 
     def __post_init__(self) -> None:
         if not self.classes:

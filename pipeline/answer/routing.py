@@ -27,15 +27,24 @@ from lcrag.readers.base import Answer
 
 
 NO_CONFIDENCE = "[no confidence]"  # in a route: the reader gave no logprobs, so confidence could not decide
+# in a route: the fitted threshold was calibrated on the other answer kind (choices / free text), so declines only
+OTHER_KIND = "[threshold of another answer kind]"
 
 
-def self_route_threshold(tools: Toolkit) -> float | None:
-    """The confidence below which self-route falls back: configured, else the fitted
-    router's calibrated one, else None (fall back on declines only)."""
+def self_route_threshold(tools: Toolkit, question: Question) -> float | None:
+    """The confidence below which self-route falls back on ``question``: configured,
+    else the fitted router's calibrated one if it was calibrated on answers of this
+    question's kind, else None (fall back on declines only)."""
     configured = tools.config.self_route_threshold
     if configured >= 0:
         return configured or None
-    return tools.router.self_route_threshold if tools.router is not None else None
+    return tools.router.threshold_for(bool(question.options)) if tools.router is not None else None
+
+
+def threshold_skipped(tools: Toolkit, question: Question) -> bool:
+    """A fitted threshold exists but not for this question's answer kind."""
+    return (tools.config.self_route_threshold < 0 and tools.router is not None
+            and tools.router.self_route_threshold is not None and tools.router.threshold_for(bool(question.options)) is None)
 
 
 def falls_back(question: Question, answer: Answer, threshold: float | None) -> bool:
@@ -54,10 +63,10 @@ class SelfRouteStrategy:
 
     def run_batch(self, questions: Sequence[Question], tools: Toolkit) -> list[Outcome]:
         rag, lc = RagStrategy(), LongContextStrategy()
-        threshold = self_route_threshold(tools)
+        thresholds = [self_route_threshold(tools, q) for q in questions]
         contexts = [timed_context(rag, q, tools) for q in questions]
         first = tools.reader.read_many([q.prompt(c.passages, allow_unanswerable=True) for q, c in zip(questions, contexts)])
-        fallback = [i for i, (q, a) in enumerate(zip(questions, first)) if falls_back(q, a, threshold)]
+        fallback = [i for i, (q, a) in enumerate(zip(questions, first)) if falls_back(q, a, thresholds[i])]
         lc_contexts = {i: timed_context(lc, questions[i], tools) for i in fallback}
         second = dict(zip(fallback, tools.reader.read_many(
             [questions[i].prompt(lc_contexts[i].passages, tools.may_abstain) for i in fallback]
@@ -66,8 +75,9 @@ class SelfRouteStrategy:
         for i, (question, context, answer) in enumerate(zip(questions, contexts, first)):
             if i not in second:
                 # with a threshold but no confidence to compare (no logprobs), say so in the route
-                blind = threshold is not None and reply_confidence(question, answer) is None
-                outcomes.append(Outcome(question, self.name, "rag" + (NO_CONFIDENCE if blind else ""), answer, context,
+                blind = thresholds[i] is not None and reply_confidence(question, answer) is None
+                tag = NO_CONFIDENCE if blind else OTHER_KIND if threshold_skipped(tools, question) else ""
+                outcomes.append(Outcome(question, self.name, "rag" + tag, answer, context,
                                         answer.prompt_tokens,
                                         answer.completion_tokens, answer.latency_ms, context.retrieval_ms, 1, False))
                 continue

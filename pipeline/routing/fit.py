@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
 from lcrag.pipeline.answer.features import FEATURE_NAMES
-from lcrag.pipeline.answer.router import FittedRouter, Node
+from lcrag.pipeline.answer.router import CHOICE_METRIC, FittedRouter, Node
 from lcrag.pipeline.evaluation.verdict import NON_INFERIORITY_MARGIN, PairKey
 from lcrag.pipeline.routing.calibrate import calibrate
 from lcrag.pipeline.routing.policies import (
@@ -136,6 +136,8 @@ def score_router(router: FittedRouter, table: RoutingTable, margin: float = NON_
     for q in table.questions:
         choice = router.choose(q.features)
         choices[q.key] = choice if choice in q.scores else REFERENCE
-    thresholds = {q.key: router.self_route_threshold or 0.0 for q in table.questions}
+    # a threshold calibrated on the other answer kind (choices / free text) is not applied: declines only
+    own_kind = router.threshold_for(table.metric == CHOICE_METRIC)
+    thresholds = {q.key: own_kind or 0.0 for q in table.questions}
     return policy_summaries(table, {"router": routed(table, "router", choices), "self-route": self_route(table, thresholds)},
                             margin)
