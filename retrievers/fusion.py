@@ -71,5 +71,4 @@ def max_by_key(items: Iterable[T], key: Callable[[T], K], score: Callable[[T], f
         group = key(item)
         if group not in best or score(item) > score(best[group]):
             best[group] = item
-    order = {group: i for i, group in enumerate(best)}
-    return sorted(best.items(), key=lambda pair: (-score(pair[1]), order[pair[0]]))
+    return sorted(best.items(), key=lambda pair: -score(pair[1]))  # stable: ties keep first-seen order
