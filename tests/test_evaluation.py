@@ -470,6 +470,53 @@ def test_an_interrupted_run_stops_at_once_and_resumes(tmp_path, encoder):
     assert ledger.done_keys("stop") == {(q, s) for q in order for s in ("rag", "lc")}
 
 
+def write_one_article_squad(tmp_path, n):
+    qas = [{"id": f"q{i}", "question": f"Which city is the capital of Ruritania (case {i})?",
+            "answers": [{"text": "Strelsau", "answer_start": 0}]} for i in range(n)]
+    payload = {"data": [{"title": "Ruritania", "paragraphs": [{"context": "Strelsau is the capital of Ruritania.", "qas": qas}]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_one_corpus_is_answered_in_recorded_batches_so_a_stop_keeps_the_finished_ones(tmp_path, encoder):
+    """A one-corpus data set (SQuAD's articles) asks every question of a strategy in one
+    corpus: rows are recorded batch by batch, so a stop mid-strategy keeps the finished
+    batches, the progress bar moves per batch, and the same run id answers the rest."""
+    class InterruptingReader(FakeReader):
+        def read(self, prompt):
+            if "(case 3)" in prompt.question:
+                raise KeyboardInterrupt
+            return super().read(prompt)
+
+    evalset = DATASETS["squad2"](write_one_article_squad(tmp_path, 5))
+    assert len(evalset.corpora) == 1
+    order = [i.question.qid for i in evalset.items]
+    ledger = Ledger(tmp_path / "eval.duckdb")
+    config = config_from_dict({"chunking": {"target_tokens": 16}})
+    run = EvalRun("batched", "squad2", ("rag", "lc"), tmp_path / "work", batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(evalset, run, config, encoder, InterruptingReader(), None, ledger, budget=400)
+    stopped_batch = order.index("q3") // 2
+    kept = order[: 2 * stopped_batch]
+    assert kept and ledger.done_keys("batched") == {(q, "rag") for q in kept}
+
+    steps, reader = [], FakeReader()
+    answered = run_evaluation(evalset, run, config, encoder, reader, None, ledger, budget=400, progress=steps.append)
+    assert answered == 2 * 5 - len(kept)
+    def batches(n):
+        return [min(2, n - start) for start in range(0, n, 2)]
+    assert steps == batches(len(order) - len(kept)) + batches(len(order))  # rag's rest, then lc's
+    assert {p.question for p in reader.calls} >= {i.question.text for i in evalset.items if i.question.qid not in kept}
+    assert ledger.done_keys("batched") == {(q, s) for q in order for s in ("rag", "lc")}
+
+
+@pytest.mark.parametrize("field", ["workers", "max_consecutive_failures", "batch_size"])
+def test_eval_run_refuses_a_count_below_one(tmp_path, field):
+    with pytest.raises(ValueError, match=f"EvalRun.{field} must be at least 1"):
+        EvalRun("r", "hotpotqa", ("rag",), tmp_path, **{field: 0})
+
+
 def test_a_reader_bug_is_not_recorded_as_an_error_row(tmp_path, encoder):
     class BuggyReader(FakeReader):
         def read(self, prompt):

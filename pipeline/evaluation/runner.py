@@ -1,9 +1,12 @@
 """Run every strategy over an evaluation set and record scored ledger rows.
 
 Each corpus is ingested into its own index under the work folder (incremental:
-a rerun costs nothing), questions of one corpus are answered together (the
-server batches them), and (question, strategy) pairs already in the ledger for
-this run id are skipped, so an interrupted run resumes where it stopped.
+a rerun costs nothing), questions of one corpus are answered in batches of
+``EvalRun.batch_size`` (the server batches them; each batch's rows are recorded
+before the next starts, so a stopped run loses at most one batch per corpus, not a
+whole strategy's hours on a one-corpus data set), and (question, strategy) pairs
+already in the ledger for this run id are skipped, so an interrupted run resumes
+where it stopped.
 
 A question the reader fails on (``ReaderError``: refused, timed out, HTTP
 error) does not end the run: it is recorded as an error row and the other
@@ -52,6 +55,12 @@ class EvalRun:
     workers: int = 4  # corpora answered concurrently
     max_consecutive_failures: int = 8  # reader failures in a row that stop the run (the reader looks down)
     router: Path | None = None  # a fitted router file for every corpus (auto, self-route's threshold); else an existing index's own
+    batch_size: int = 16  # questions per strategy call: batched by the server, recorded before the next batch
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "max_consecutive_failures", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EvalRun.{name} must be at least 1, got {getattr(self, name)}")
 
 
 def index_folder(work_dir: Path, key: str) -> Path:
@@ -128,18 +137,18 @@ def run_evaluation(
             ledger.record_features(feature_rows([i.question for i in unfeatured], tools, labels))
             for name in run.strategies:
                 todo = [i for i in items if (i.question.qid, name) not in done]
-                if not todo:
-                    continue
-                if failures.tripped or stopping.is_set():
-                    return
-                golds = {i.question.qid: i.golds for i in todo if i.golds}
-                answerable = {i.question.qid: i.answerable for i in todo} if evalset.may_abstain else None
-                results = answer_and_record([i.question for i in todo], [name], tools, ledger, labels, golds=golds,
-                                            answerable=answerable, failures=failures)
-                with answered_lock:
-                    answered += len(results[name])
-                if progress is not None:
-                    progress(len(todo))
+                for start in range(0, len(todo), run.batch_size):
+                    if failures.tripped or stopping.is_set():
+                        return
+                    batch = todo[start:start + run.batch_size]
+                    golds = {i.question.qid: i.golds for i in batch if i.golds}
+                    answerable = {i.question.qid: i.answerable for i in batch} if evalset.may_abstain else None
+                    results = answer_and_record([i.question for i in batch], [name], tools, ledger, labels, golds=golds,
+                                                answerable=answerable, failures=failures)
+                    with answered_lock:
+                        answered += len(results[name])
+                    if progress is not None:
+                        progress(len(batch))
 
     def guarded(key: str) -> None:
         try:
@@ -156,7 +165,7 @@ def run_evaluation(
             future.result()
     except BaseException:
         # Ctrl-C or a failed corpus: corpora not begun are dropped and the running ones stop
-        # after the strategy in hand (its rows are recorded), so the run ends in seconds to
+        # after the batch in hand (its rows are recorded), so the run ends in seconds to
         # a minute, not after every queued corpus; the same run id resumes it.
         stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
