@@ -60,7 +60,7 @@ class EvalRun:
     def __post_init__(self) -> None:
         for name in ("workers", "max_consecutive_failures", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"EvalRun.{name} must be at least 1, got {getattr(self, name)}")
+                raise EvalDataError(f"EvalRun.{name} must be at least 1, got {getattr(self, name)}")
 
 
 def index_folder(work_dir: Path, key: str) -> Path:
