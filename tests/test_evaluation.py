@@ -479,10 +479,12 @@ def write_one_article_squad(tmp_path, n):
     return path
 
 
-def test_one_corpus_is_answered_in_recorded_batches_so_a_stop_keeps_the_finished_ones(tmp_path, encoder):
-    """A one-corpus data set (SQuAD's articles) asks every question of a strategy in one
-    corpus: rows are recorded batch by batch, so a stop mid-strategy keeps the finished
-    batches, the progress bar moves per batch, and the same run id answers the rest."""
+def test_one_corpus_is_answered_in_recorded_windows_so_a_stop_keeps_the_finished_ones(tmp_path, encoder):
+    """A one-corpus data set (SQuAD's articles) is answered window by window, every
+    strategy on a window before the next (so lc and the strategies that read the same
+    article find it in the server's prefix cache): rows are recorded per call, so a stop
+    keeps the finished windows, the progress bar moves per call, and the same run id
+    answers the rest."""
     class InterruptingReader(FakeReader):
         def read(self, prompt):
             if "(case 3)" in prompt.question:
@@ -497,17 +499,19 @@ def test_one_corpus_is_answered_in_recorded_batches_so_a_stop_keeps_the_finished
     run = EvalRun("batched", "squad2", ("rag", "lc"), tmp_path / "work", batch_size=2)
     with pytest.raises(KeyboardInterrupt):
         run_evaluation(evalset, run, config, encoder, InterruptingReader(), None, ledger, budget=400)
-    stopped_batch = order.index("q3") // 2
-    kept = order[: 2 * stopped_batch]
-    assert kept and ledger.done_keys("batched") == {(q, "rag") for q in kept}
+    stopped_window = order.index("q3") // 2
+    kept = order[: 2 * stopped_window]
+    assert kept and ledger.done_keys("batched") == {(q, s) for q in kept for s in ("rag", "lc")}
 
     steps, reader = [], FakeReader()
     answered = run_evaluation(evalset, run, config, encoder, reader, None, ledger, budget=400, progress=steps.append)
-    assert answered == 2 * 5 - len(kept)
-    def batches(n):
-        return [min(2, n - start) for start in range(0, n, 2)]
-    assert steps == batches(len(order) - len(kept)) + batches(len(order))  # rag's rest, then lc's
-    assert {p.question for p in reader.calls} >= {i.question.text for i in evalset.items if i.question.qid not in kept}
+    assert answered == 2 * (len(order) - len(kept))
+    rest = len(order) - len(kept)
+    windows = [min(2, rest - start) for start in range(0, rest, 2)]
+    assert steps == [n for n in windows for _ in ("rag", "lc")]  # each window: rag, then lc
+    first_window = {i.question.text for i in evalset.items if i.question.qid in order[len(kept):len(kept) + 2]}
+    asked = [p.question for p in reader.calls]
+    assert set(asked[: 2 * len(first_window)]) == first_window  # rag and lc on the first window before the next
     assert ledger.done_keys("batched") == {(q, s) for q in order for s in ("rag", "lc")}
 
 

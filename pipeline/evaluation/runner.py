@@ -1,12 +1,15 @@
 """Run every strategy over an evaluation set and record scored ledger rows.
 
 Each corpus is ingested into its own index under the work folder (incremental:
-a rerun costs nothing), questions of one corpus are answered in batches of
-``EvalRun.batch_size`` (the server batches them; each batch's rows are recorded
-before the next starts, so a stopped run loses at most one batch per corpus, not a
-whole strategy's hours on a one-corpus data set), and (question, strategy) pairs
-already in the ledger for this run id are skipped, so an interrupted run resumes
-where it stopped.
+a rerun costs nothing), questions of one corpus are answered in windows of
+``EvalRun.batch_size``, every strategy on one window before the next window
+(the server batches a window's questions; each call's rows are recorded before
+the next starts, so a stopped run loses at most one call per corpus, not a whole
+strategy's hours on a one-corpus data set; and the strategies that read the same
+document in one window, such as lc, auto and self-route's fall-back, find its
+prefix still in the server's cache), and (question, strategy) pairs already in
+the ledger for this run id are skipped, so an interrupted run resumes where it
+stopped.
 
 A question the reader fails on (``ReaderError``: refused, timed out, HTTP
 error) does not end the run: it is recorded as an error row and the other
@@ -55,7 +58,7 @@ class EvalRun:
     workers: int = 4  # corpora answered concurrently
     max_consecutive_failures: int = 8  # reader failures in a row that stop the run (the reader looks down)
     router: Path | None = None  # a fitted router file for every corpus (auto, self-route's threshold); else an existing index's own
-    batch_size: int = 16  # questions per strategy call: batched by the server, recorded before the next batch
+    batch_size: int = 16  # questions per window: every strategy answers a window (one call each, recorded) before the next
 
     def __post_init__(self) -> None:
         for name in ("workers", "max_consecutive_failures", "batch_size"):
@@ -135,12 +138,14 @@ def run_evaluation(
                             router=router)
             labels = RunLabels.for_corpus(corpus, run.run_id, reader.model, evalset.name, index_id=f"{evalset.name}:{key}")
             ledger.record_features(feature_rows([i.question for i in unfeatured], tools, labels))
-            for name in run.strategies:
-                todo = [i for i in items if (i.question.qid, name) not in done]
-                for start in range(0, len(todo), run.batch_size):
+            for start in range(0, len(items), run.batch_size):
+                window = items[start:start + run.batch_size]
+                for name in run.strategies:
+                    batch = [i for i in window if (i.question.qid, name) not in done]
+                    if not batch:
+                        continue
                     if failures.tripped or stopping.is_set():
                         return
-                    batch = todo[start:start + run.batch_size]
                     golds = {i.question.qid: i.golds for i in batch if i.golds}
                     answerable = {i.question.qid: i.answerable for i in batch} if evalset.may_abstain else None
                     results = answer_and_record([i.question for i in batch], [name], tools, ledger, labels, golds=golds,
