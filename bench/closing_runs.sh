@@ -30,7 +30,7 @@ LEDGER=$OUT/ledger.duckdb
 STRATEGIES=all,closed-book
 mkdir -p "$OUT"
 
-$LCRAG reader status >/dev/null 2>&1 || $LCRAG reader start
+$LCRAG reader status >/dev/null 2>&1 || $LCRAG reader start --config bench/closing_reader.yaml
 
 run() {  # NAME DATASET [eval options...]
   local name=$1 dataset=$2; shift 2
