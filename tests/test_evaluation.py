@@ -67,13 +67,19 @@ def test_sampling_is_seeded_and_prefix_stable(tmp_path):
     assert [i.question.qid for i in DATASETS["hotpotqa"](path, limit=3, seed=7).items] == small
 
 
-def test_squad2_keeps_unanswerable_questions_without_gold(tmp_path):
-    payload = {"data": [{"title": "Ruritania", "paragraphs": [{"context": "Strelsau is the capital.", "qas": [
-        {"id": "a", "question": "What is the capital?", "answers": [{"text": "Strelsau", "answer_start": 0}], "is_impossible": False},
-        {"id": "b", "question": "What is the currency?", "answers": [], "is_impossible": True},
-    ]}]}]}
+def write_squad_article(tmp_path, qas, context="Strelsau is the capital of Ruritania."):
+    """A SQuAD 2.0 file of one article (Ruritania) of one paragraph with these questions."""
+    payload = {"data": [{"title": "Ruritania", "paragraphs": [{"context": context, "qas": qas}]}]}
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(payload))
+    return path
+
+
+def test_squad2_keeps_unanswerable_questions_without_gold(tmp_path):
+    path = write_squad_article(tmp_path, [
+        {"id": "a", "question": "What is the capital?", "answers": [{"text": "Strelsau", "answer_start": 0}], "is_impossible": False},
+        {"id": "b", "question": "What is the currency?", "answers": [], "is_impossible": True},
+    ], context="Strelsau is the capital.")
     evalset = DATASETS["squad2"](path)
     by_id = {i.question.qid: i for i in evalset.items}
     assert by_id["a"].golds == ("Strelsau",) and by_id["a"].answerable
@@ -105,12 +111,10 @@ def test_run_answers_every_pair_once_and_resumes(tmp_path, encoder):
 
 
 def test_squad2_run_scores_abstention_on_both_kinds(tmp_path, encoder):
-    payload = {"data": [{"title": "Ruritania", "paragraphs": [{"context": "Strelsau is the capital of Ruritania.", "qas": [
+    path = write_squad_article(tmp_path, [
         {"id": "a", "question": "Which city is the capital of Ruritania?", "answers": [{"text": "Strelsau", "answer_start": 0}]},
         {"id": "b", "question": "Who composed the Brandenburg concertos?", "answers": [], "is_impossible": True},
-    ]}]}]}
-    path = tmp_path / "squad.json"
-    path.write_text(json.dumps(payload))
+    ])
     evalset = DATASETS["squad2"](path)
     assert evalset.may_abstain
     ledger = Ledger(tmp_path / "ledger.duckdb")
@@ -471,12 +475,9 @@ def test_an_interrupted_run_stops_at_once_and_resumes(tmp_path, encoder):
 
 
 def write_one_article_squad(tmp_path, n):
-    qas = [{"id": f"q{i}", "question": f"Which city is the capital of Ruritania (case {i})?",
-            "answers": [{"text": "Strelsau", "answer_start": 0}]} for i in range(n)]
-    payload = {"data": [{"title": "Ruritania", "paragraphs": [{"context": "Strelsau is the capital of Ruritania.", "qas": qas}]}]}
-    path = tmp_path / "squad.json"
-    path.write_text(json.dumps(payload))
-    return path
+    return write_squad_article(tmp_path, [
+        {"id": f"q{i}", "question": f"Which city is the capital of Ruritania (case {i})?",
+         "answers": [{"text": "Strelsau", "answer_start": 0}]} for i in range(n)])
 
 
 def test_one_corpus_is_answered_in_recorded_windows_so_a_stop_keeps_the_finished_ones(tmp_path, encoder):

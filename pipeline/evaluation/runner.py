@@ -170,7 +170,7 @@ def run_evaluation(
             future.result()
     except BaseException:
         # Ctrl-C or a failed corpus: corpora not begun are dropped and the running ones stop
-        # after the batch in hand (its rows are recorded), so the run ends in seconds to
+        # after the call in hand (its rows are recorded), so the run ends in seconds to
         # a minute, not after every queued corpus; the same run id resumes it.
         stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
