@@ -18,7 +18,9 @@ Standard library only, so the CLI imports it cheaply::
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -136,18 +138,59 @@ def server_env(config: ReaderConfig, cpus: Sequence[int] | None = None) -> dict[
     }
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log (progress-bar redraws collapsed to their last state)."""
+def read_log(path: Path, limit: int = 1 << 20, start: bool = False) -> str:
+    """At most ``limit`` bytes of a log as text, from its end (or its ``start``: what the
+    server states once at start-up); '' when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            text = f.read().decode("utf-8", errors="replace")
+            if not start:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - limit))
+            return f.read(limit).decode("utf-8", errors="replace")
     except OSError:
         return ""
-    kept = [line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines()]
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log (progress-bar redraws collapsed to their last state)."""
+    kept = [line.rsplit("\r", 1)[-1].rstrip() for line in read_log(path, 64 * 1024).splitlines()]
     return "\n".join([line for line in kept if line][-lines:])
+
+
+_KV_CACHE_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
+_NODE_MEMORY = re.compile(
+    r"Available memory on node (\d+) \(([\d.]+)/([\d.]+) GiB\) on kv cache allocation is less than "
+    r"requested memory for kv \(([\d.]+) GiB\)"
+)
+_ERROR_LINE = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.+)")
+_GENERIC_ERRORS = ("Engine core initialization failed", "Engine core proc")
+
+
+def kv_cache_tokens(log_text: str) -> int | None:
+    """The KV cache the server reserved, in tokens, as its log states it (pure; the last
+    statement wins). It bounds the prefix cache: documents beyond it are read again."""
+    found = _KV_CACHE_TOKENS.findall(log_text)
+    return int(found[-1].replace(",", "")) if found else None
+
+
+def start_failure_cause(log_text: str) -> str | None:
+    """Why a server died at start-up, from its log (pure): a cause lcrag knows, with its fix,
+    else vLLM's first specific error line, else ``None``. The log's tail is mostly the
+    engine's generic re-raise; the cause is earlier."""
+    memory = _NODE_MEMORY.search(log_text)
+    if memory:
+        node, free, total, asked = memory.groups()
+        fits = max(1, math.floor(float(free)) - 1)
+        return (f"reader.kv_cache_gib asks for {float(asked):g} GiB of KV cache but NUMA node {node}, to which vLLM "
+                f"binds its memory, has {free} of {total} GiB free beside the model; "
+                f"set reader.kv_cache_gib to {fits} or less")
+    for line in log_text.splitlines():
+        if " WARNING " in line or " INFO " in line:  # vLLM's warnings quote errors it did not hit
+            continue
+        error = _ERROR_LINE.search(line)
+        if error and not any(generic in error.group(2) for generic in _GENERIC_ERRORS):
+            return f"{error.group(1)}: {error.group(2).strip()}"
+    return None
 
 
 class ReaderServer:
@@ -182,8 +225,12 @@ class ReaderServer:
                 "not the configured one; stop it first (lcrag reader stop)",
             )
         if self._ready():
-            return self._status(True, pid, True, f"ready: serving {self.config.model} at {self.url}")
+            return self._status(True, pid, True, f"ready: serving {self.config.model} at {self.url}{self._cache_note()}")
         return self._status(True, pid, False, f"starting (pid {pid}); log: {self.log_path}")
+
+    def _cache_note(self) -> str:
+        tokens = kv_cache_tokens(read_log(self.log_path, start=True))
+        return f" (KV cache {tokens:,} tokens)" if tokens else ""
 
     def _status(self, running: bool, pid: int | None, ready: bool, message: str) -> ServerStatus:
         return ServerStatus(running, pid, self.url, self.config.model, ready, self.log_path, message)
@@ -247,11 +294,14 @@ class ReaderServer:
             elapsed = time.monotonic() - started
             if pid is None or not self._alive(pid):
                 self._remove_pid_file()
+                cause = start_failure_cause(read_log(self.log_path))
                 raise ReaderServerError(
-                    f"the reader server exited during start-up (log: {self.log_path}):\n{log_tail(self.log_path)}"
+                    f"the reader server exited during start-up{': ' + cause if cause else ''} "
+                    f"(log: {self.log_path}):\n{log_tail(self.log_path)}"
                 )
             if self._ready():
-                return self._status(True, pid, True, f"ready in {elapsed:.0f} s: serving {self.config.model} at {self.url}")
+                return self._status(True, pid, True, f"ready in {elapsed:.0f} s: serving {self.config.model} at "
+                                                     f"{self.url}{self._cache_note()}")
             if elapsed > timeout_s:
                 tail = log_tail(self.log_path)
                 self.stop()

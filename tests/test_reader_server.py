@@ -25,10 +25,13 @@ from lcrag.readers.server import (
     ReaderServer,
     ReaderServerError,
     cpu_flags,
+    kv_cache_tokens,
     log_tail,
+    read_log,
     server_command,
     server_dtype,
     server_env,
+    start_failure_cause,
 )
 from tests.conftest import STATE, fast_reader_config, free_port
 
@@ -358,3 +361,64 @@ def _group_members(pgid: int) -> list[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 members.append(int(entry.name))
     return members
+
+
+# Lines as vLLM 0.32 (CPU) writes them to the server log.
+NODE_MEMORY_LOG = """\
+(APIServer pid=2621) WARNING 11-30 05:18:37 [system_utils.py:255] Found ulimit of 20000 and failed to automatically \
+increase with error current limit exceeds maximum limit. This can cause fd limit errors like `OSError: [Errno 24] Too \
+many open files`. Consider increasing with ulimit -n
+(Worker pid=2645) ERROR 11-30 05:19:05 [multiproc_executor.py:1063]     raise ValueError(
+(Worker pid=2645) ERROR 11-30 05:19:05 [multiproc_executor.py:1063] ValueError: Available memory on node 0 \
+(7.33/10.96 GiB) on kv cache allocation is less than requested memory for kv (8.0 GiB). Decrease \
+--kv-cache-memory-bytes, VLLM_CPU_KVCACHE_SPACE, or reduce CPU memory used by other processes.
+RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
+"""
+OTHER_ERROR_LOG = """\
+(APIServer pid=1) WARNING 11-30 05:18:37 [system_utils.py:255] fd limit errors like `OSError: [Errno 24] Too many`
+(EngineCore pid=2) ERROR 11-30 05:19:05 [core.py:1510] RuntimeError: Engine core initialization failed. See root cause
+(Worker pid=3) ERROR 11-30 05:19:04 [multiproc_executor.py:1063] KeyError: 'model.layers.0.mlp.gate_proj.weight'
+"""
+
+
+@pytest.mark.parametrize("log_text, expected", [
+    (NODE_MEMORY_LOG, "reader.kv_cache_gib asks for 8 GiB of KV cache but NUMA node 0, to which vLLM binds its memory, "
+                      "has 7.33 of 10.96 GiB free beside the model; set reader.kv_cache_gib to 6 or less"),
+    (OTHER_ERROR_LOG, "KeyError: 'model.layers.0.mlp.gate_proj.weight'"),
+    ("loading model\nValueError: boom, the model is broken\n", "ValueError: boom, the model is broken"),
+    ("(APIServer pid=1) WARNING 11-30 x `OSError: [Errno 24] Too many open files`\nKilled\n", None),
+    ("", None),
+])
+def test_start_failure_cause_leads_with_the_root_cause_and_its_fix(log_text, expected):
+    assert start_failure_cause(log_text) == expected
+
+
+@pytest.mark.parametrize("log_text, expected", [
+    ("(EngineCore pid=3112) INFO 11-30 05:23:15 [kv_cache_utils.py:2327] CPU KV cache size: 262,144 tokens, "
+     "Maximum concurrency for 8,192 tokens per request: 32.00x\n", 262_144),
+    ("GPU KV cache size: 87,296 tokens\n...\nCPU KV cache size: 524,288 tokens\n", 524_288),
+    ("ready\n", None),
+])
+def test_kv_cache_tokens_reads_the_servers_statement(log_text, expected):
+    assert kv_cache_tokens(log_text) == expected
+
+
+def test_a_refused_kv_cache_names_the_setting_that_fits(tmp_path):
+    """The real refusal ends in a page of generic re-raises; the error leads with the cause."""
+    (tmp_path / "refusal.log").write_text(NODE_MEMORY_LOG)
+    config = fake_install(tmp_path, f"#!/bin/sh\ncat {tmp_path / 'refusal.log'}\nexit 1\n")
+    server = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")
+    with pytest.raises(ReaderServerError) as err:
+        server.start()
+    first_line = str(err.value).splitlines()[0]
+    assert first_line.startswith("the reader server exited during start-up: reader.kv_cache_gib asks for 8 GiB")
+    assert "set reader.kv_cache_gib to 6 or less" in first_line
+
+
+def test_read_log_takes_the_start_or_the_end(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text("CPU KV cache size: 1,000 tokens\n" + "POST /v1/chat/completions 200\n" * 100)
+    assert kv_cache_tokens(read_log(log, 64, start=True)) == 1000
+    assert kv_cache_tokens(read_log(log, 64)) is None  # the end of a long run no longer says it
+    assert read_log(tmp_path / "missing.log") == ""
+
