@@ -19,8 +19,8 @@
 # the reply length to 64 tokens, under a new run id (closing-kv64) so the two never mix.
 #
 # Needs `make setup reader-setup`; starts the reader if it is not running, with
-# bench/closing_reader.yaml (an 8 GiB KV cache, so the strategies of one window reuse a
-# document's prefill). The shared data
+# bench/closing_reader.yaml (a 6 GiB KV cache, so the strategies of one window reuse a
+# document's prefill; float32 on every machine). The shared data
 # sits beside the project (../shared/data); nothing from it is copied into the project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
