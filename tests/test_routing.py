@@ -188,6 +188,20 @@ def test_oracle_and_policies_against_lc():
     assert summaries["self-route"].outcome == "non_inferior" and 0 < summaries["self-route"].shares["lc"] < 1
 
 
+@pytest.mark.parametrize("scores, tokens, chosen", [
+    ({"rag": 0, "op-rag": 0, "lc": 0}, {"rag": 100, "op-rag": 100, "lc": 900}, "rag"),  # none right: the cheap read
+    ({"rag": 1, "op-rag": 1, "lc": 1}, {"rag": 100, "op-rag": 100, "lc": 900}, "rag"),  # same tokens: listed first
+    ({"rag": 0, "op-rag": 1, "lc": 1}, {"rag": 100, "op-rag": 100, "lc": 900}, "op-rag"),
+    ({"rag": 0, "op-rag": 1, "lc": 1}, {"rag": 100, "op-rag": 950, "lc": 900}, "lc"),  # this question's tokens decide
+])
+def test_oracle_takes_the_cheapest_best_and_breaks_ties_by_candidate_order(scores, tokens, chosen):
+    from lcrag.pipeline.routing.table import Question, RoutingTable
+
+    question = Question(("run", "q1"), {}, scores, tokens, None, False)
+    table = RoutingTable("squad2", "recall", ("rag", "op-rag", "lc"), (question,), 0)
+    assert oracle(table).choices[question.key] == chosen
+
+
 @pytest.mark.parametrize("policy_scores, needed", [
     ([1.0] * 40, None),                      # non-inferior: nothing to size
     ([0.0] * 40, None),                      # inferior: nothing to size

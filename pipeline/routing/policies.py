@@ -80,11 +80,13 @@ def always(table: RoutingTable, strategy: str) -> PolicyResult:
 
 def oracle(table: RoutingTable) -> PolicyResult:
     """Per question the best score, from the cheapest candidate that reaches it,
-    without a cheap read (an oracle needs none)."""
+    without a cheap read (an oracle needs none). Ties in tokens go to the candidate
+    listed first (the cheap read), as a question's label does, not to a name's spelling."""
     choices = {}
+    order = {name: rank for rank, name in enumerate(table.candidates)}
     for q in table.questions:
         top = max(q.scores.values())
-        choices[q.key] = min((s for s in table.candidates if q.scores[s] == top), key=lambda s: (q.tokens[s], s))
+        choices[q.key] = min((s for s in table.candidates if q.scores[s] == top), key=lambda s: (q.tokens[s], order[s]))
     return routed(table, "oracle", choices, cheap_first=False)
 
 
