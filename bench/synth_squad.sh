@@ -34,7 +34,7 @@ for number, article in enumerate(payload["data"]):
 print(f"{len(payload['data'])} articles in {folder}")
 PY
 
-$LCRAG reader status >/dev/null 2>&1 || $LCRAG reader start
+$LCRAG reader status >/dev/null 2>&1 || $LCRAG reader start --config bench/closing_reader.yaml  # float32, as the closing runs
 $LCRAG ingest "$WORK/articles" --index "$WORK/index"
 $LCRAG eval --dataset "synth:$N" --index "$WORK/index" --strategies all --run-id synth-squad --ledger "$LEDGER" \
   --work "$WORK/eval"
