@@ -8,6 +8,7 @@ its first words."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Sequence
@@ -34,7 +35,8 @@ class FakeReader:
         if prompt.task == WRITE_QUESTION:
             first = prompt.passages[0]
             words = _WORD.findall(first.text)[: self.answer_words]
-            text = f"Question: What does the passage on {first.title or first.doc_id} begin with?\nAnswer: {' '.join(words)}"
+            text = json.dumps({"question": f"What does the passage on {first.title or first.doc_id} begin with?",
+                               "answer": " ".join(words)})
             return Answer(text, prompt_tokens, self.count_tokens(text), 0.0, self.model)
         asked = {w.lower() for w in _WORD.findall(prompt.question) if len(w) > 3}
         supporting = [p for p in prompt.passages if asked & {w.lower() for w in _WORD.findall(p.text)}]
