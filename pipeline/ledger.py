@@ -789,6 +789,16 @@ class Ledger:
         )
         return {(q, s) for q, s in found}
 
+    def asked_questions(self, run_id: str) -> dict[str, str]:
+        """question_id -> the question text this run's rows recorded (a resumed run checks
+        its questions against them)."""
+        found = self._read(
+            lambda c: c.execute(
+                "SELECT question_id, any_value(question) FROM ledger WHERE run_id = ? GROUP BY question_id", [run_id]
+            ).fetchall()
+        )
+        return {q: text for q, text in found}
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run read-only SQL (the file is opened read-only) and return rows as dicts."""
 

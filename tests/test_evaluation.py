@@ -11,6 +11,7 @@ import pytest
 
 from lcrag.pipeline.config import ReaderConfig, config_from_dict
 from lcrag.pipeline.evaluation import DATASETS, EvalRun, move_gold, run_evaluation
+from lcrag.pipeline.evaluation.items import EvalDataError
 from lcrag.pipeline.ledger import Ledger
 from lcrag.readers.fake import FakeReader
 
@@ -108,6 +109,39 @@ def test_run_answers_every_pair_once_and_resumes(tmp_path, encoder):
     assert all(r.gold_answers == ("Strelsau River",) and r.f1 is not None and r.dataset == "hotpotqa" for r in rows)
     again = run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400)
     assert again == 0 and ledger.count("r1") == 6
+
+
+def test_a_resumed_run_refuses_questions_that_read_differently_now(tmp_path, encoder):
+    path = write_hotpot(tmp_path)
+    ledger = Ledger(tmp_path / "eval.duckdb")
+    config = config_from_dict({"chunking": {"target_tokens": 16}})
+    run = EvalRun("r1", "hotpotqa", ("rag",), tmp_path / "work")
+    run_evaluation(DATASETS["hotpotqa"](path), run, config, encoder, FakeReader(), None, ledger, budget=400)
+    records = json.loads(path.read_text())
+    records[1]["question"] = "Which river flows through Strelsau?"  # an edited question file, same ids
+    path.write_text(json.dumps(records))
+    edited = DATASETS["hotpotqa"](path)
+    with pytest.raises(EvalDataError, match=r"run r1 already answered 1 question\(s\) that read differently now "
+                                            r"\(first: q1: .*Ruritania\?' -> 'Which river flows through Strelsau\?'\).*new --run-id"):
+        run_evaluation(edited, run, config, encoder, FakeReader(), None, ledger, budget=400)
+    assert ledger.count("r1") == 3  # nothing answered, nothing lost
+    fresh = EvalRun("r2", "hotpotqa", ("rag",), tmp_path / "work")
+    assert run_evaluation(edited, fresh, config, encoder, FakeReader(), None, ledger, budget=400) == 3
+
+
+@pytest.mark.parametrize("asked, current, changed", [
+    ({}, {"a": "Who?"}, []),                                           # a new run
+    ({"a": "Who?"}, {"a": "Who?", "b": "When?"}, []),                   # a run with more questions since
+    ({"a": "Who?", "z": "Gone?"}, {"a": "Who?"}, []),                   # a smaller --limit on resume
+    ({"a": "Who?"}, {"a": "Who is it?"}, [("a", "Who?", "Who is it?")]),
+    ({"a": "Who?", "b": "When?"}, {"b": "When? ", "a": "Who?"}, [("b", "When?", "When? ")]),  # exact text
+])
+def test_changed_questions(asked, current, changed):
+    from lcrag.pipeline.answer import Question
+    from lcrag.pipeline.evaluation.items import EvalItem, changed_questions
+
+    items = [EvalItem(Question(qid, text), (), "corpus") for qid, text in current.items()]
+    assert changed_questions(asked, items) == changed
 
 
 def test_squad2_run_scores_abstention_on_both_kinds(tmp_path, encoder):

@@ -12,7 +12,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document, Section
@@ -60,6 +60,14 @@ class EvalSet:
 # part of the question first; never more than a paragraph
 TOKENS_PER_ANSWER_WORD = 2
 MAX_REPLY_TOKENS = 512
+
+
+def changed_questions(asked: Mapping[str, str], items: Sequence[EvalItem]) -> list[tuple[str, str, str]]:
+    """(question id, recorded text, current text) for each question a run's ledger rows
+    asked in other words than its data set does now (pure). A run resumed over an edited
+    question file would otherwise mix answers to two question sets under one id."""
+    return [(i.question.qid, asked[i.question.qid], i.question.text) for i in items
+            if i.question.qid in asked and asked[i.question.qid] != i.question.text]
 
 
 def reply_tokens_needed(evalset: EvalSet) -> int:

@@ -37,7 +37,7 @@ from lcrag.pipeline.answer.features import pre_read_features
 from lcrag.pipeline.answer.recording import ReaderFailures, RunLabels, answer_and_record
 from lcrag.pipeline.answer.router import load_router, router_path
 from lcrag.pipeline.config import Config
-from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet
+from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet, changed_questions
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import LoadResult
@@ -104,6 +104,14 @@ def run_evaluation(
     (pairs the reader failed on are recorded as errors and not counted). Raises
     ``ReaderError`` when the reader fails ``run.max_consecutive_failures`` times in a row."""
     done = ledger.done_keys(run.run_id)
+    changed = changed_questions(ledger.asked_questions(run.run_id), evalset.items)
+    if changed:
+        qid, before, now = changed[0]
+        raise EvalDataError(
+            f"run {run.run_id} already answered {len(changed)} question(s) that read differently now "
+            f"(first: {qid}: {before!r} -> {now!r}); resuming would mix two question sets under one run id. "
+            "Pass a new --run-id, or restore the questions the run started with"
+        )
     featured = {row.question_id for row in ledger.feature_rows(run.run_id)}
     fixed_router = load_router(run.router) if run.router else None
     if run.router and fixed_router is None:
