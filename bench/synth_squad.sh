@@ -75,11 +75,10 @@ questions.with_suffix(".stats.json").write_text(acceptance.read_text())
 print(f"rebuilt {questions} from {kept} ({len(lines)} questions)")
 PY
 fi
-trap keep_questions EXIT  # also when the evaluation is stopped: the questions it answered stay reusable
+trap keep_questions EXIT  # on every exit, a stopped evaluation included: the questions stay reusable
 trap 'exit 143' TERM INT
 $LCRAG eval --dataset "synth:$N" --index "$WORK/index" --strategies all --run-id synth-squad --ledger "$LEDGER" \
   --work "$WORK/eval"
-keep_questions
 $LCRAG route fit --run-id synth-squad --index "$WORK/index" --ledger "$LEDGER" --out "$OUT/router.json"
 $LCRAG report --run-id synth-squad --ledger "$LEDGER" --out "$OUT" --title "lcrag: a synthetic set on SQuAD 2.0's articles" --json \
   > "$OUT/verdict.json"
