@@ -481,12 +481,14 @@ def write_markdown(path: Path, records: list[dict]) -> None:
         ("- build s: a full ingestion into an empty index, including the BM25 publish and the store's close "
         f"(qdrant-edge builds its HNSW graphs there). 1% publish s: {corpus['change']:.0%} of the documents (seeded) "
         "get new text of the same size and the whole ingestion runs again; every unit holding a changed document "
-        "is re-embedded, so the re-embedded share is larger than 1% (units hold several documents)."),
+        "is re-embedded, so the re-embedded share is larger than 1% (units hold several documents). qdrant-edge "
+        "puts the re-embedded chunks in a segment of their own, scanned exactly while under its indexing threshold "
+        "(150 MB of vectors), so the publish builds no graph (`retrievers/stores/edge.py`, `EdgeTuning`)."),
         ("- open s, latencies, peak RSS: a new Python process opens the index (`IndexReader`, the page cache is "
         "warm from the build), runs warm-up queries, then each mode over the same queries (2 to 5 Zipf words; "
         "the query vector comes from the stand-in encoder). Hybrid and dense fetch `retrieval.candidates` (300) "
         "chunks from the store, so HNSW searches them with ef = max(hnsw_ef, 300); recall@10 uses k 10 at "
-        "`store.hnsw_ef` (128). Peak RSS is the serving process's VmHWM after the timed searches "
+        f"`store.hnsw_ef` ({', '.join(sorted({str(r.get('hnsw_ef', '')) for r in records}))}). Peak RSS is the serving process's VmHWM after the timed searches "
         "(memory-mapped index files it touched included), before the exact scans of the recall pass."),
         ("- qdrant-local runs only up to 300,000 chunks by default: local mode keeps every vector in Python "
          "and scans them all per query, and qdrant-client writes each point in its own SQLite transaction, so "

@@ -284,6 +284,45 @@ def test_edge_hnsw_recall_against_exact_search(tmp_path):
         store.close()
 
 
+def test_edge_small_publish_keeps_the_graph(tmp_path):
+    """A publish smaller than the indexing threshold builds no graph: the re-embedded
+    points go to a segment of their own, scanned exactly, and the indexed segment (and
+    its graph) stays as it was, deleted points masked. With a threshold below the
+    publish, close would build a graph for it (Qdrant merges it into the big segment)."""
+    dim, n = 16, 3000  # 64 bytes a vector: 3000 fill ~188 KB, the 300 new ones ~19 KB
+    tuning = EdgeTuning(indexing_threshold_kb=100)
+    vectors = unit_rows(n, dim, 12)
+    ids = [f"c{i}" for i in range(n)]
+    unit_of = lambda cid: f"u{int(cid.split('-')[-1].lstrip('c')) // 100}"  # noqa: E731
+    segments = tmp_path / "lcrag_chunks" / "segments"
+
+    def indexed_segments() -> set[str]:
+        return {s.name for s in segments.iterdir() if (s / "vector_index").exists()}
+
+    store = EdgeChunkStore(StoreConfig(backend="qdrant-edge"), tmp_path, tuning)
+    store.ensure_collection(dim)
+    store.upsert(chunks_of(ids, unit_of), vectors)
+    store.close()
+    built = indexed_segments()
+    assert len(built) == 1
+
+    store = EdgeChunkStore(StoreConfig(backend="qdrant-edge"), tmp_path, tuning)
+    try:
+        assert store.indexed_count() >= n
+        store.delete_units(["u0", "u1", "u2"])  # the 300 points of three units, re-embedded:
+        fresh = unit_rows(300, dim, 13)
+        store.upsert(chunks_of([f"new-c{i}" for i in range(300)], unit_of), fresh)
+        store.close()
+        assert indexed_segments() == built  # no graph built or rebuilt at close
+        store = EdgeChunkStore(StoreConfig(backend="qdrant-edge"), tmp_path, tuning)
+        assert store.count() == n
+        assert store.search(fresh[7], 1)[0].chunk_id == "new-c7"  # the new points are found
+        assert store.search(vectors[5], 1)[0].chunk_id != "c5"  # and the deleted ones are not
+        assert store.search(vectors[500], 1)[0].chunk_id == "c500"
+    finally:
+        store.close()
+
+
 # ------------------------------------------------------------------ whole ingestions
 
 
