@@ -167,17 +167,17 @@ def main() -> None:
         if index.exists():
             shutil.rmtree(index)
         stdout, seconds, rss = run_with_rss([*lcrag, "ingest", str(args.data), "--index", str(index), "--config", str(config), "--json"])
-        summary = json.loads(stdout)
+        ingested = json.loads(stdout)  # not `summary`: that name is the metrics function below
         ingests[variant] = {
             "seconds": round(seconds, 1),
-            "embedded_tokens": summary["embedded_tokens"],
-            "tokens_per_second": summary["tokens_per_second"],
-            "end_to_end_tokens_per_second": round(summary["embedded_tokens"] / seconds),
-            "ratio_to_raw_encoder": round(summary["tokens_per_second"] / raw["tokens_per_second"], 3),
+            "embedded_tokens": ingested["embedded_tokens"],
+            "tokens_per_second": ingested["tokens_per_second"],
+            "end_to_end_tokens_per_second": round(ingested["embedded_tokens"] / seconds),
+            "ratio_to_raw_encoder": round(ingested["tokens_per_second"] / raw["tokens_per_second"], 3),
             "peak_rss_mib": round(rss),
-            "documents": summary["documents"],
-            "units": summary["units"],
-            "chunks": summary["chunks"],
+            "documents": ingested["documents"],
+            "units": ingested["units"],
+            "chunks": ingested["chunks"],
         }
         print(variant, ingests[variant])
 
