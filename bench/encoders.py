@@ -6,7 +6,9 @@ The corpus is ingested and judged through lcrag's own evaluation path (what
 ``lcrag eval --dataset beir:PATH`` runs: ``ingest``, ``IndexReader.search`` at document
 level, nDCG@10 and Recall@100 from ``lcrag.pipeline.evaluation.stats`` into a ledger).
 One index per (encoder, chunking); its ingestion throughput (embedded tokens per
-second of embedding) is reported with both search modes.
+second of embedding) is reported with both search modes. ``encoders-paired.json`` (and the
+Markdown table's foot) holds the paired comparisons on the same queries, with 95% bootstrap
+intervals: late against naive chunks of one encoder, and nomic against MiniLM.
 
 Resumable: a configuration already in the JSON file is skipped, an index or a run
 interrupted half way continues where it stopped (the ledger and the index are kept in
@@ -115,7 +117,51 @@ def run_configuration(rset, encoder_name: str, chunking: str, context: str, mode
     return records
 
 
-def write_markdown(path: Path, records: list[dict], title: str) -> None:
+def per_query_ndcg(ledger, record: dict) -> dict[str, float]:
+    """nDCG@10 per query of one record's run and mode, from the ledger."""
+    rows = ledger.query("select query_id, ndcg_at_10 from retrieval where run_id = ? and method = ? and k = ?",
+                        [record["run_id"], f"{record['mode']}/doc", K])
+    return {r["query_id"]: r["ndcg_at_10"] for r in rows}
+
+
+def comparisons(records: list[dict]) -> list[tuple[dict, dict]]:
+    """The pairs worth an interval: each late configuration against naive chunks of the
+    same encoder and mode (does late chunking pay?), and each configuration of nomic
+    against the same one of MiniLM (does the long-context encoder pay?)."""
+    by_key = {(r["encoder"], r["chunking"], r["context"], r["mode"]): r for r in records}
+    pairs = []
+    for (encoder, chunking, context, mode), record in sorted(by_key.items()):
+        if chunking == "late" and (encoder, "naive", "none", mode) in by_key:
+            pairs.append((record, by_key[(encoder, "naive", "none", mode)]))
+    for (encoder, chunking, context, mode), record in sorted(by_key.items()):
+        if encoder == "nomic" and ("MiniLM", chunking, context, mode) in by_key:
+            pairs.append((record, by_key[("MiniLM", chunking, context, mode)]))
+    return pairs
+
+
+def paired_rows(ledger, records: list[dict]) -> list[dict]:
+    """Paired nDCG@10 differences (same queries, 95% paired bootstrap) for ``comparisons``."""
+    from lcrag.pipeline.evaluation.stats import paired_difference
+
+    scores: dict[str, dict[str, float]] = {}
+    rows = []
+    for a, b in comparisons(records):
+        for r in (a, b):
+            key = f"{r['run_id']}:{r['mode']}"
+            if key not in scores:
+                scores[key] = per_query_ndcg(ledger, r)
+        d = paired_difference(scores[f"{a['run_id']}:{a['mode']}"], scores[f"{b['run_id']}:{b['mode']}"])
+        rows.append({"a": label_of(a), "b": label_of(b), "mode": a["mode"], "ndcg_at_10_difference": round(d.mean_diff, 4),
+                     "ci95": [round(d.low, 4), round(d.high, 4)], "wins": d.wins, "losses": d.losses, "queries": d.n_pairs})
+    return rows
+
+
+def label_of(record: dict) -> str:
+    chunks = "naive" if record["chunking"] == "naive" else f"late/{record['context']}"
+    return f"{record['encoder']} {chunks}"
+
+
+def write_markdown(path: Path, records: list[dict], title: str, paired: list[dict] = ()) -> None:
     lines = [f"# {title}", "", "| encoder | chunking | context | mode | nDCG@10 | Recall@100 | ingest tokens/s |",
              "|---|---|---|---|---|---|---|"]
     order = {name: i for i, name in enumerate(ENCODERS)}
@@ -124,6 +170,12 @@ def write_markdown(path: Path, records: list[dict], title: str) -> None:
                      f"{r['recall_at_100']:.3f} | {r['tokens_per_s']} |")
     lines += ["", ("Document level (a document scores its best chunk); tokens/s: embedded tokens per second of "
                    "embedding during ingestion, on this machine, shared by the dense and hybrid rows of one index.")]
+    if paired:
+        lines += ["", "Paired nDCG@10 differences, A - B on the same queries (95% paired-bootstrap interval; "
+                  "wins / losses: queries where A scores higher / lower):", "",
+                  "| A | B | mode | difference | 95% interval | wins / losses |", "|---|---|---|---:|---|---|"]
+        lines += [f"| {p['a']} | {p['b']} | {p['mode']} | {p['ndcg_at_10_difference']:+.3f} | "
+                  f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] | {p['wins']} / {p['losses']} |" for p in paired]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -187,8 +239,11 @@ def main() -> None:
             print(f"    {r['mode']}: nDCG@10 {r['ndcg_at_10']:.4f}  Recall@100 {r['recall_at_100']:.4f}  "
                   f"{r['tokens_per_s']} tokens/s", flush=True)
         print(f"    ({time.perf_counter() - started:.0f} s)", flush=True)
-    write_markdown(md_file, records, title)
-    print(f"wrote {json_file} and {md_file}")
+    paired = paired_rows(ledger, records)
+    paired_file = args.out / f"{stem}-paired.json"
+    paired_file.write_text(json.dumps(paired, indent=2) + "\n", encoding="utf-8")
+    write_markdown(md_file, records, title, paired)
+    print(f"wrote {json_file}, {paired_file.name} and {md_file.name}")
 
 
 if __name__ == "__main__":
