@@ -143,14 +143,17 @@ def paired_rows(ledger, records: list[dict]) -> list[dict]:
     """Paired nDCG@10 differences (same queries, 95% paired bootstrap) for ``comparisons``."""
     from lcrag.pipeline.evaluation.stats import paired_difference
 
-    scores: dict[str, dict[str, float]] = {}
+    read: dict[tuple[str, str], dict[str, float]] = {}  # each run and mode read once
+
+    def scores(record: dict) -> dict[str, float]:
+        key = (record["run_id"], record["mode"])
+        if key not in read:
+            read[key] = per_query_ndcg(ledger, record)
+        return read[key]
+
     rows = []
     for a, b in comparisons(records):
-        for r in (a, b):
-            key = f"{r['run_id']}:{r['mode']}"
-            if key not in scores:
-                scores[key] = per_query_ndcg(ledger, r)
-        d = paired_difference(scores[f"{a['run_id']}:{a['mode']}"], scores[f"{b['run_id']}:{b['mode']}"])
+        d = paired_difference(scores(a), scores(b))
         rows.append({"a": label_of(a), "b": label_of(b), "mode": a["mode"], "ndcg_at_10_difference": round(d.mean_diff, 4),
                      "ci95": [round(d.low, 4), round(d.high, 4)], "wins": d.wins, "losses": d.losses, "queries": d.n_pairs})
     return rows
