@@ -160,7 +160,9 @@ def test_routing_table_labels_the_cheapest_right_strategy():
     table = routing_table(rows, feats)
     assert table.candidates == ("rag", "lc") and table.metric == "em" and len(table.questions) == 40
     labels = [table.label(q) for q in table.questions]
-    assert labels[0] == "rag" and labels[1] == "lc" and labels[-1] == "rag"  # nothing right: spend nothing more
+    # nothing right: no label (it used to be "rag", which taught the tree always-rag)
+    assert labels[0] == "rag" and labels[1] == "lc" and labels[-1] is None
+    assert table.label_counts() == {"rag": 20, "lc": 19} and table.no_candidate_answered() == 1
     assert table.questions[0].features["rag_confidence"] == 0.9 and set(table.questions[0].features) == set(FEATURE_NAMES)
 
 
@@ -396,11 +398,17 @@ def test_synth_then_route_fit_then_ask_auto_follows_the_router(fake_setup, tmp_p
     fitted = runner.invoke(app, ["route", "fit", "--run-id", "syn", "--index", str(index), "--ledger", ledger])
     assert fitted.exit_code == 0, fitted.output
     assert (index / "router.json").is_file() and "held out" in fitted.output
+    # every strategy answers all four synthetic questions and longrag reads the fewest tokens here, so the tree
+    # cannot beat always-longrag and that constant is installed: auto then reads with longrag alone
+    router = load_router(index / "router.json")
+    decision = router.scores["decision"]
+    assert (decision["installed"], decision["policy"]) == ("constant", "always-longrag") and router.constant == "longrag"
+    assert "installing always-longrag" in " ".join(fitted.output.split())
 
     asked = runner.invoke(app, ["ask", "Which volcano in Sicily is active?", "--index", str(index), "--strategy", "auto",
                                 "--config", str(config), "--ledger", ledger, "--json"])
     assert asked.exit_code == 0, asked.output
-    assert json.loads(asked.output)[0]["route"].startswith("router:rag")
+    assert json.loads(asked.output)[0]["route"] == "router:longrag"
 
     shown = runner.invoke(app, ["route", "show", "--index", str(index)])
     assert shown.exit_code == 0 and "fitted on run syn" in shown.output
@@ -506,3 +514,234 @@ def test_routing_without_logprobs_says_so_in_the_route(tmp_path, encoder):
     assert auto.route.startswith("router[no confidence]:rag")  # missing confidence is below every split: lc
     assert self_route.route == "rag[no confidence]" and self_route.fell_back is False
     assert confident.route == "router:rag"
+
+
+# ------------------------------------------------- earning its place (decision)
+
+
+def synthetic_table(rule, n: int = 100, tokens=None, candidates=("rag", "lc")):
+    """A routing table of ``n`` questions whose dense_top runs evenly over (0, 1);
+    ``rule(x)`` gives each candidate's score on a question with dense_top x."""
+    from lcrag.pipeline.routing.table import Question as Row, RoutingTable
+
+    tokens = tokens or {"rag": 100, "lc": 1000}
+    rows = []
+    for i in range(n):
+        x = (i + 0.5) / n
+        values = {name: 0.0 for name in FEATURE_NAMES} | {"dense_top": x}
+        rows.append(Row(("run", f"q{i:03d}"), values, {c: float(v) for c, v in rule(x).items()}, dict(tokens), None, False))
+    return RoutingTable("synthetic", "em", candidates, tuple(rows), 0)
+
+
+def leaf_total(nodes) -> float:
+    return sum(sum(n.counts) for n in nodes if n.feature < 0)
+
+
+@pytest.mark.parametrize("rule, leaves, labelled", [
+    # nothing right below 0.5, only lc right above: once labelled "rag", the low half split off as rag; now one lc leaf
+    (lambda x: {"rag": 0, "lc": 0} if x < 0.5 else {"rag": 0, "lc": 1}, ["lc"], 50),
+    # nothing right anywhere: nothing to learn, one leaf for the cheap read, trained on no question
+    (lambda x: {"rag": 0, "lc": 0}, ["rag"], 0),
+    # rag right below 0.3, nothing right in between, lc right above 0.7: both labels kept, the middle left out
+    (lambda x: {"rag": 1, "lc": 0} if x < 0.3 else {"rag": 0, "lc": 0} if x < 0.7 else {"rag": 0, "lc": 1}, ["rag", "lc"], 60),
+])
+def test_questions_no_candidate_answered_are_left_out_of_training(rule, leaves, labelled):
+    from lcrag.pipeline.routing.fit import fit_tree
+
+    table = synthetic_table(rule)
+    nodes = fit_tree(table, table.questions)
+    router = FittedRouter(classes=table.candidates, nodes=nodes)
+    assert [router.choose_leaf(n) for n in nodes if n.feature < 0] == leaves
+    assert leaf_total(nodes) == labelled == sum(table.label_counts().values())
+    assert table.no_candidate_answered() == 100 - labelled
+    fitted = fit_router(table, "run", repeats=1)
+    assert fitted.scores["labels"] == table.label_counts() and fitted.scores["no_candidate_answered"] == 100 - labelled
+
+
+def constant(name: str, scores: list[float], tokens: list[float]):
+    from lcrag.pipeline.routing.policies import PolicyResult
+
+    keys = [("r", f"q{i}") for i in range(len(scores))]
+    return PolicyResult(name, {k: name for k in keys}, dict(zip(keys, scores)), dict(zip(keys, tokens)))
+
+
+@pytest.mark.parametrize("policies, best", [
+    ([("always-rag", [1, 0, 0, 0], [100] * 4), ("always-lc", [1, 1, 0, 0], [900] * 4)], ("always-lc",)),   # quality first
+    ([("always-rag", [1, 1, 0, 0], [100] * 4), ("always-lc", [0, 0, 1, 1], [900] * 4)], ("always-rag",)),  # then tokens
+    ([("always-zeta", [1, 0], [5, 5]), ("always-alpha", [0, 1], [5, 5])], ("always-zeta", "always-alpha")),  # a tie
+    ([("always-alpha", [0, 1], [5, 5]), ("always-zeta", [1, 0], [5, 5])], ("always-alpha", "always-zeta")),  # not by name
+    ([("always-a", [0.5, 0.5], [2, 8]), ("always-b", [1, 0], [5, 5]), ("always-c", [1, 0], [6, 6])],
+     ("always-a", "always-b")),  # equal means and mean tokens tie; more tokens do not
+])
+def test_best_constant_is_highest_quality_then_fewest_tokens_and_ties_stay_ties(policies, best):
+    from lcrag.pipeline.routing.decision import best_constants
+
+    assert best_constants([constant(*p) for p in policies]) == best
+
+
+@pytest.mark.parametrize("candidates, tokens, rule, installed, policy, says", [
+    # a feature truly separates: rag right below 0.5, lc right above; every constant gets half
+    (("rag", "lc"), {"rag": 100, "lc": 1000}, lambda x: {"rag": x < 0.5, "lc": x >= 0.5},
+     "tree", "router", "the router beats always-rag"),
+    # lc always right, rag only below 0.5: as good as always-lc at fewer tokens
+    (("rag", "lc"), {"rag": 100, "lc": 1000}, lambda x: {"rag": x < 0.5, "lc": 1},
+     "tree", "router", "the router is non-inferior to always-lc"),
+    # everything always-rag-right: the tree is always-rag with a cheap read to spare at best
+    (("rag", "lc"), {"rag": 100, "lc": 1000}, lambda x: {"rag": 1, "lc": 1},
+     "constant", "always-rag", "the router does not beat always-rag (difference 0.00 [0.00, 0.00]); installing always-rag"),
+    # only lc ever right: the router pays the cheap read on top of lc
+    (("rag", "lc"), {"rag": 100, "lc": 1000}, lambda x: {"rag": 0, "lc": 1},
+     "constant", "always-lc", "non-inferior but not cheaper: 1.10× its prompt tokens; installing always-lc"),
+    # nothing right: no labels at all, the cheap read
+    (("rag", "lc"), {"rag": 100, "lc": 1000}, lambda x: {"rag": 0, "lc": 0},
+     "constant", "always-rag", "installing always-rag"),
+    # rag and op-rag tied at the top: the cheap read among them is installed
+    (("rag", "op-rag", "lc"), {"rag": 100, "op-rag": 100, "lc": 1000}, lambda x: {"rag": 1, "op-rag": 1, "lc": 1},
+     "constant", "always-rag", "installing always-rag, the cheap read among the tied best (always-rag, always-op-rag)"),
+    # op-rag and lc tied at the top, rag never right: no constant to pick without a name's spelling
+    (("rag", "op-rag", "lc"), {"rag": 100, "op-rag": 500, "lc": 500}, lambda x: {"rag": 0, "op-rag": 1, "lc": 1},
+     "none", "", "none is the cheap read (rag), so there is no constant to install"),
+])
+def test_the_router_is_installed_only_when_it_earns_its_place(tmp_path, candidates, tokens, rule, installed, policy, says):
+    table = synthetic_table(rule, tokens=tokens, candidates=candidates)
+    router = fit_router(table, "run")
+    decision = router.scores["decision"]
+    assert (decision["installed"], decision["policy"]) == (installed, policy)
+    assert says in decision["reason"] and decision["earns_place"] is (installed == "tree")
+    assert set(decision) >= {"installed", "policy", "best_constant", "difference", "reason"}
+    assert {f"always-{c}" for c in candidates} | {"router", "self-route", "oracle"} == {
+        s["name"] for s in router.scores["held_out"]}
+    low = {n: 0.0 for n in FEATURE_NAMES} | {"dense_top": 0.2}
+    high = low | {"dense_top": 0.8}
+    if installed == "constant":  # one leaf choosing the constant, and it survives a round trip
+        strategy = policy.removeprefix("always-")
+        assert len(router.nodes) == 1 and router.constant == strategy
+        assert router.choose(low) == router.choose(high) == strategy
+        assert router.rules() == [f"-> {strategy}  (100 questions: {strategy} 100%)"]
+    elif installed == "tree" and "beats" in says:
+        assert (router.choose(low), router.choose(high)) == ("rag", "lc") and router.constant is None
+    again = load_router(save_router(router, tmp_path / "router.json"))
+    assert again == router and again.choose(low) == router.choose(low)
+
+
+@pytest.mark.parametrize("install, installed, policy", [
+    ("auto", "tree", "router"),
+    ("tree", "tree", "router"),
+    ("constant", "constant", "always-lc"),  # run_rows: lc right on 38 of 40, rag on 20
+    ("none", "none", ""),
+])
+def test_install_overrides_the_rule_and_says_so(install, installed, policy):
+    rows, feats = run_rows()
+    router = fit_router(routing_table(rows, feats), "run1", install=install)
+    decision = router.scores["decision"]
+    assert (decision["installed"], decision["policy"], decision["requested"]) == (installed, policy, install)
+    assert decision["earns_place"] and (install == "auto") is ("as asked" not in decision["reason"])
+    assert (router.constant == "lc") is (installed == "constant")
+
+
+def noisy_table(n: int = 60):
+    """Labels only loosely tied to the feature, so the folds change what is learnt."""
+    import random
+
+    draw = random.Random(7)
+    return synthetic_table(lambda x: {"rag": draw.random() < 1 - x, "lc": draw.random() < 0.7}, n=n)
+
+
+def test_repeated_cross_validation_is_deterministic_and_averages_the_repeats():
+    from lcrag.pipeline.routing.fit import held_out, repeated_router
+
+    table = noisy_table()
+    first, again = repeated_router(table, 3), repeated_router(table, 3)
+    assert (first.scores, first.tokens, first.choices, first.shares) == (again.scores, again.tokens, again.choices,
+                                                                         again.shares)
+    assert all(round(v * 3, 9) == round(v * 3) for v in first.scores.values())  # a mean of three 0/1 scores
+    assert sum(first.shares.values()) == pytest.approx(1.0)
+    assert repeated_router(table, 1).scores == cross_validated(table)["router"].scores  # one repeat: seed 0's folds
+    repeats = [cross_validated(table, seed=s)["router"] for s in range(3)]
+    key = table.questions[5].key
+    assert first.tokens[key] == pytest.approx(sum(r.tokens[key] for r in repeats) / 3)
+    assert held_out(table, repeats=3).decision == held_out(table, repeats=3).decision
+
+
+def test_the_route_command_and_the_library_agree_on_defaults():
+    from lcrag.pipeline.cli import route
+    from lcrag.pipeline.routing import decision, fit
+
+    assert (route.REPEATS, route.INSTALL_CHOICES, route.AUTO) == (fit.REPEATS, decision.INSTALL_CHOICES, decision.AUTO)
+
+
+def ledger_of(tmp_path, rule, n: int = 40) -> str:
+    """A ledger holding run "r" of ``n`` questions: rag and lc scored by ``rule(i)``."""
+    from lcrag.pipeline.ledger import Ledger
+
+    rows, feats = [], []
+    for i in range(n):
+        qid, scores = f"q{i:02d}", rule(i)
+        for strategy, tokens in (("rag", 100), ("lc", 1000)):
+            rows.append(make_row(run_id="r", question_id=qid, strategy=strategy, dataset="kv", em=scores[strategy],
+                                 recall=scores[strategy], prompt_tokens=tokens, confidence=0.5))
+        feats.append(FeatureRow("r", qid, "kv", "idx", features(dense_top=i / n)))
+    ledger = Ledger(tmp_path / "ledger.duckdb")
+    ledger.record(rows)
+    ledger.record_features(feats)
+    return str(ledger.path)
+
+
+@pytest.mark.parametrize("rule, install, says, written", [
+    (lambda i: {"rag": float(i < 20), "lc": float(i >= 20)}, "auto", "the router beats always-rag", "tree"),
+    (lambda i: {"rag": 1.0, "lc": 1.0}, "auto",
+     "the router does not beat always-rag (difference 0.00 [0.00, 0.00]); installing always-rag", "rag"),
+    (lambda i: {"rag": float(i < 20), "lc": float(i >= 20)}, "constant",
+     "the router beats always-rag (difference +0.", "rag"),
+    (lambda i: {"rag": 0.0, "lc": 0.0}, "auto", "no candidate answered right: 40 questions", "rag"),
+])
+def test_route_fit_prints_the_decision_and_installs_it(tmp_path, rule, install, says, written):
+    ledger = ledger_of(tmp_path, rule)
+    out_file = tmp_path / "router.json"
+    result = runner.invoke(app, ["route", "fit", "--run-id", "r", "--out", str(out_file), "--ledger", ledger,
+                                 "--install", install, "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert says in text and "Best constant policy: always-rag" in text and f"saved to {out_file}" in text
+    router = load_router(out_file)
+    assert router.scores["repeats"] == 2 and "held out (2× repeated 5-fold cross-validation)" in text
+    assert (router.constant or "tree") == written
+
+
+def test_route_fit_that_installs_nothing_leaves_the_index_router_alone(tmp_path):
+    ledger = ledger_of(tmp_path, lambda i: {"rag": float(i < 20), "lc": float(i >= 20)})
+    index = tmp_path / "index"
+    index.mkdir()
+    before = save_router(tiny_router(run_id="earlier"), index / "router.json").read_text()
+    result = runner.invoke(app, ["route", "fit", "--run-id", "r", "--index", str(index), "--ledger", ledger,
+                                 "--install", "none"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "installing nothing as asked (--install none)" in text and "fitted on run earlier" in text
+    assert "left as it is" in text and (index / "router.json").read_text() == before
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    nothing = runner.invoke(app, ["route", "fit", "--run-id", "r", "--index", str(fresh), "--ledger", ledger,
+                                  "--install", "none"])
+    assert nothing.exit_code == 0 and not (fresh / "router.json").exists() and "no router written" in nothing.output
+    bad = runner.invoke(app, ["route", "fit", "--run-id", "r", "--index", str(fresh), "--ledger", ledger,
+                              "--install", "sometimes"])
+    assert bad.exit_code != 0 and "--install must be one of auto, tree, constant, none" in bad.output
+
+
+@pytest.mark.parametrize("strategy, reads", [("lc", 1), ("rag", 1)])
+def test_auto_with_a_constant_router_reads_with_that_strategy_alone(tmp_path, encoder, strategy, reads):
+    from lcrag.pipeline.answer import Toolkit, get_strategy
+    from lcrag.pipeline.config import StrategyConfig
+    from lcrag.pipeline.index.search import IndexReader
+    from lcrag.pipeline.routing.fit import constant_tree
+    from tests.service_support import build_index
+
+    index = build_index(tmp_path, encoder)
+    router = FittedRouter(classes=("rag", "lc"), nodes=constant_tree(("rag", "lc"), strategy, 10))
+    question = Question("q", "Which volcano in Sicily is active?")
+    with IndexReader(index, lambda c: encoder) as corpus:
+        tools = Toolkit(corpus, FakeReader(), StrategyConfig(), 400, router=router)
+        (auto,) = get_strategy("auto").run_batch([question], tools)
+        (alone,) = get_strategy(strategy).run_batch([question], tools)
+    assert auto.route == f"router:{strategy}" and auto.calls == reads and auto.prompt_tokens == alone.prompt_tokens

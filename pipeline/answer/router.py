@@ -91,6 +91,12 @@ class FittedRouter:
     def cheap(self) -> str:
         return self.classes[0]
 
+    @property
+    def constant(self) -> str | None:
+        """The strategy of a one-leaf router (a constant policy, what ``route fit``
+        installs when the tree does not earn its place), else None."""
+        return self.choose_leaf(self.nodes[0]) if len(self.nodes) == 1 and self.nodes[0].feature < 0 else None
+
     def choose(self, features: Mapping[str, float]) -> str:
         """The strategy for a question with these feature values."""
         missing = [n for n in self.feature_names if n not in features]

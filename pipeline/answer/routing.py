@@ -7,7 +7,8 @@ questions it declines, or answers with a confidence below its threshold (see
 auto follows the index's fitted router (``lcrag route fit``) where there is one:
 the cheap read (rag) always happens, its confidence joins the pre-read features,
 and the tree names the strategy; if that is not rag, that strategy reads the
-question too (both charged). Without a fitted router auto keeps the size rule,
+question too (both charged). A one-leaf router (a constant policy, installed when
+the tree did not earn its place) needs no cheap read: its strategy reads alone. Without a fitted router auto keeps the size rule,
 and its ledger route says so ("rule:..."): read the whole scope when it fits the
 budget, else self-route.
 """
@@ -131,6 +132,9 @@ class AutoStrategy:
         if unknown:
             raise RouterError(f"the fitted router routes to {', '.join(unknown)}, which auto cannot run; "
                               f"refit it (`lcrag route fit`) on a run with {', '.join(DESTINATIONS)}")
+        if router.constant is not None:  # always-X: nothing to decide, so no cheap read to decide by
+            return [relabel(o, self.name, f"router:{o.route}")
+                    for o in DESTINATIONS[router.constant]().run_batch(list(questions), tools)]
         features = [pre_read_features(q, tools) for q in questions]
         cheap = DESTINATIONS[router.classes[0]]().run_batch(list(questions), tools)
         confidences = [reply_confidence(q, o.answer) for q, o in zip(questions, cheap)]

@@ -43,22 +43,42 @@ def evaluate(
         None, "--router", help="A fitted router file (lcrag route fit --out) that auto and self-route use on every corpus of "
         "the run: score a router live on data it was not fitted on. Default: qa-jsonl and synth use the index's own router.",
     ),
+    until_decided: bool = typer.Option(
+        False, "--until-decided",
+        help="Answer in rounds of --round-size questions (a seeded order; --limit caps the total) and after each round "
+        "take the run's verdict, stopping once every data set is resolved (use X) or futile (no size up to the "
+        "data set's questions would settle it), or the questions run out. Peeking after every round would let noise "
+        "decide more often, so each look is tested at its own share of the verdict's error rate (alpha spending, "
+        "alpha*t^3 with t the share of questions answered: Lan & DeMets; the shares add up to alpha, so by the union "
+        "bound the chance of any wrong recommendation stays at most alpha). Stopping for futility never raises that "
+        "error rate: it only ends a run without a recommendation. Looks sit at multiples of the round size, so "
+        "rerunning the same --run-id with the same --round-size re-derives them and resumes.",
+    ),
+    round_size: Optional[int] = typer.Option(
+        None, "--round-size", min=1,
+        help="With --until-decided: questions answered between two looks at the verdict (default 20).",
+    ),
 ) -> None:
     """Answer a data set's questions with every strategy and record scored rows.
 
     Each corpus is ingested once into its own index; a second run with the same
     --run-id answers only what is missing. Needs the reader (`lcrag reader start`).
+    With --until-decided it answers in rounds and stops as soon as the verdict is
+    settled (sequential looks with alpha spending, see that option).
     """
     from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.evaluation.job import EvalRequest
+    from lcrag.pipeline.evaluation.job import ROUND_SIZE, EvalRequest
     from lcrag.pipeline.evaluation.job import evaluate as run_job
 
     try:
         slots = tuple(int(p) for p in positions.split(",") if p.strip())
     except ValueError:
         fail(f"--positions must be comma-separated whole numbers, got {positions!r}")
+    if round_size is not None and not until_decided:
+        fail("--round-size applies with --until-decided only")
     try:
-        request = EvalRequest(dataset, strategies, k, limit, seed, run_id, slots, index, ledger_file, work, fields, router)
+        request = EvalRequest(dataset, strategies, k, limit, seed, run_id, slots, index, ledger_file, work, fields, router,
+                              until_decided, ROUND_SIZE if round_size is None else round_size)
         config = load_config(config_file)
         with progress() as bar:
             def bar_for(description: str, total: int):
@@ -74,5 +94,12 @@ def evaluate(
         raise typer.Exit(130) from None
     for row in outcome.summary:
         out.print("  ".join(f"{key}={value}" for key, value in row.items()), highlight=False)
+    if outcome.rounds:
+        last = outcome.rounds[-1]
+        state = "decided" if last.decided else "not decided"
+        out.print(f"{state} after look {last.number} of {last.rounds}: {last.questions} of {last.planned} questions, "
+                  f"alpha {last.spent:.2g} of {last.total_alpha:g} spent", highlight=False)
+        for look in last.verdicts:
+            out.print(f"  {look.dataset}: {look.sentence}", highlight=False)
     verb = "answered" if outcome.kind == "answers" else "judged"
     out.print(f"{verb} {outcome.done} pairs; run id {outcome.run_id}; ledger {outcome.ledger}", highlight=False)

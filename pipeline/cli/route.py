@@ -13,11 +13,17 @@ from rich.table import Table
 from lcrag.pipeline.cli.common import LcragError, fail, out
 from lcrag.pipeline.evaluation.verdict import NON_INFERIORITY_MARGIN
 
+# routing.fit.REPEATS and routing.decision.AUTO / INSTALL_CHOICES, spelt out so `lcrag` starts without scikit-learn
+REPEATS = 5
+INSTALL_CHOICES = ("auto", "tree", "constant", "none")
+AUTO = INSTALL_CHOICES[0]
+
 route_app = typer.Typer(
     help="Fit a router on an evaluation run (which strategy each question needs), and show it.\n\n"
     "The router is a small decision tree over what is known before the costly read (scope size against the budget, "
     "retrieval scores and margins, dense/BM25 agreement, question length and form) and the cheap read's confidence. "
-    "It is saved beside the index (router.json), where `ask`, the auto strategy and the API use it.",
+    "It is saved beside the index (router.json), where `ask`, the auto strategy and the API use it, only when it earns "
+    "its place against the best constant policy (always the same strategy); otherwise that constant is saved instead.",
     no_args_is_help=True,
 )
 
@@ -49,18 +55,27 @@ def fit(
         None, "--test-run", help="Also score the fitted router, unchanged, on another run (a data set it was not fitted on)."),
     test_dataset: Optional[str] = typer.Option(None, "--test-dataset", help="The data set of --test-run (when it holds several)."),
     margin: float = typer.Option(NON_INFERIORITY_MARGIN, "--margin", help="Non-inferiority margin against lc (absolute, 0-1)."),
+    repeats: int = typer.Option(REPEATS, "--repeats", help="Cross-validation repeats (seeds 0..R-1) the router's held-out scores are averaged over."),
+    install: str = typer.Option(
+        AUTO, "--install", help="auto: the tree if it earns its place against the best constant policy, else that "
+        "constant (rag when tied with it, else nothing); tree, constant or none: that, whatever the comparison says."),
     as_json: bool = typer.Option(False, "--json", help="Print the fitted router's scores as JSON."),
 ) -> None:
-    """Learn, from one run's ledger rows, which strategy each question needs.
+    """Learn, from one run's ledger rows, which strategy each question needs, and install it only if it pays.
 
-    Labels: the cheapest strategy (rag, longrag, op-rag, reorder, lc) that answered the question right. Scores:
-    5-fold cross-validation, so no question is routed by a model that saw it; the router, self-route with its
-    calibrated threshold, always-rag, always-lc and the oracle, as quality against prompt tokens. The run needs
-    its routing features: `lcrag eval` records them (rerunning it with the same run id adds them to an older run)."""
+    Labels: the cheapest strategy (rag, longrag, op-rag, reorder, lc) that answered the question right; questions
+    no strategy answered right are left out of the tree's training (they say nothing about which strategy a
+    question needs) but still scored. Scores: 5-fold cross-validation repeated --repeats times, so no question is
+    routed by a model that saw it; the router, self-route with its calibrated threshold, always-X for every
+    strategy and the oracle, as quality against prompt tokens. The router is installed when its held-out score
+    beats the best constant policy, or is non-inferior to it at fewer prompt tokens; otherwise that constant is
+    installed (see --install). The run needs its routing features: `lcrag eval` records them (rerunning it with
+    the same run id adds them to an older run)."""
     from lcrag.core.paths import default_ledger
-    from lcrag.pipeline.answer.router import router_path, save_router
+    from lcrag.pipeline.answer.router import load_router, router_path, save_router
     from lcrag.pipeline.index.generations import is_generational, live_name
     from lcrag.pipeline.ledger import Ledger
+    from lcrag.pipeline.routing.decision import NONE
     from lcrag.pipeline.routing.fit import fit_router, score_router
     from lcrag.pipeline.routing.table import routing_table
 
@@ -68,6 +83,11 @@ def fit(
         fail("say where the router goes: --index INDEX (beside the index, used by ask/auto/serve) or --out FILE")
     if not 0 < margin < 1:
         fail(f"--margin must be between 0 and 1, got {margin}")
+    if install not in INSTALL_CHOICES:
+        fail(f"--install must be one of {', '.join(INSTALL_CHOICES)}, got {install!r}")
+    if repeats < 1:
+        fail(f"--repeats must be at least 1, got {repeats}")
+    kept = None
     try:
         ledger = Ledger(ledger_file or default_ledger())
         rows = ledger.rows(run_id)
@@ -79,21 +99,32 @@ def fit(
             if not index.is_dir():
                 fail(f"index {index} does not exist; pass the folder given to `lcrag ingest --index`")
             generation = (live_name(index) or "") if is_generational(index) else ""
-        router = fit_router(table, run_id, margin, generation)
+        router = fit_router(table, run_id, margin, generation, repeats=repeats, install=install)
         if test_run:
             test_table = routing_table(ledger.rows(test_run), ledger.feature_rows(test_run), test_dataset)
             tested = score_router(router, test_table, margin)
             router = replace(router, scores={
                 **router.scores, "test": {"run_id": test_run, "dataset": test_table.dataset,
                                           "held_out": [s.as_dict() for s in tested]}})
-        written = [save_router(router, p) for p in (router_path(index) if index else None, out_file) if p is not None]
+        if router.scores["decision"]["installed"] == NONE:
+            written = []
+            kept = load_router(router_path(index)) if index is not None else None
+        else:
+            written = [save_router(router, p) for p in (router_path(index) if index else None, out_file) if p is not None]
     except LcragError as err:
         fail(str(err))
     if as_json:
         out.print_json(router.to_json())
         return
     show_router(router)
-    out.print(f"saved to {', '.join(str(p) for p in written)}", highlight=False)
+    if written:
+        out.print(f"saved to {', '.join(str(p) for p in written)}", highlight=False)
+    elif kept is not None:
+        out.print(f"no router written: the router already at {router_path(index)} (fitted on run {kept.run_id or '?'}, "
+                  f"{kept.fitted_at or 'unknown date'}) is left as it is; remove it for the size rule", highlight=False)
+    else:
+        where = f"; {router_path(index)} stays absent, so auto keeps the size rule" if index is not None else ""
+        out.print(f"no router written{where}", highlight=False)
 
 
 def show_router(router) -> None:
@@ -102,6 +133,9 @@ def show_router(router) -> None:
               f"{scores.get('questions', '?')} questions, {router.fitted_at}", highlight=False)
     labels = ", ".join(f"{k} {v}" for k, v in scores.get("labels", {}).items())
     out.print(f"labels (cheapest strategy that answered right): {labels}", highlight=False)
+    if "no_candidate_answered" in scores:
+        out.print(f"no candidate answered right: {scores['no_candidate_answered']} questions (left out of the tree's "
+                  "training, still scored)", highlight=False)
     used = sorted({router.feature_names[n.feature] for n in router.nodes if n.feature >= 0})
     out.print(f"features used: {', '.join(used) or 'none (one leaf: the same strategy for every question)'}", highlight=False)
     for line in router.rules():
@@ -111,8 +145,15 @@ def show_router(router) -> None:
     out.print(f"self-route threshold: {'declines only' if not threshold else f'{threshold:.3f}'} "
               f"(fall-back rate {calibration.get('fallback_rate', 0):.0%} on the fitting run)", highlight=False)
     if scores.get("held_out"):
-        out.print(_summary_table(f"held out ({scores.get('folds')}-fold cross-validation), margin {scores.get('margin')}",
-                                 scores["held_out"]))
+        repeated = f"{scores['repeats']}\u00d7 repeated " if scores.get("repeats") else ""
+        out.print(_summary_table(f"held out ({repeated}{scores.get('folds')}-fold cross-validation), margin "
+                                 f"{scores.get('margin')}", scores["held_out"]))
+    decision = scores.get("decision")
+    if decision:
+        from lcrag.pipeline.report.render import decision_line
+        from lcrag.pipeline.routing.decision import Decision
+
+        out.print(decision_line(Decision.from_dict(decision), scores.get("repeats")), highlight=False)
     test = scores.get("test")
     if test:
         out.print(_summary_table(f"on run {test['run_id']}, data set {test['dataset']} (not fitted on)", test["held_out"]))

@@ -1,30 +1,42 @@
 """One evaluation, start to finish: the function ``lcrag eval``, the Prefect flow and
 any library caller share, so they cannot drift apart. ``NAME:PATH`` picks the data set;
 ``beir:PATH`` judges retrieval only (no reader), every other name answers questions
-with every strategy and records scored rows. Rerunning a run id resumes it."""
+with every strategy and records scored rows. Rerunning a run id resumes it.
+
+With ``until_decided`` the questions are answered in rounds of ``round_size`` (a
+seeded order, ``sequential.round_order``) and the run's verdict is taken after each
+round at that look's share of the error rate (``sequential``), stopping once every
+data set is resolved or futile. Each round is ``run_evaluation`` on the growing set
+of questions, which skips the pairs already answered, so a rerun with the same run id
+and round size re-derives the same looks from the ledger and resumes."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from lcrag.core.paths import default_ledger, state_home
 from lcrag.pipeline.answer import resolve_names
 from lcrag.pipeline.answer.recording import context_budget, new_run_id
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation import DATASETS
-from lcrag.pipeline.evaluation.items import EvalDataError, reply_tokens_needed
+from lcrag.pipeline.evaluation.items import EvalDataError, EvalSet, reply_tokens_needed
 from lcrag.pipeline.evaluation.retrieval import beir, resolve_methods, run_retrieval
 from lcrag.pipeline.evaluation.runner import EvalRun, run_evaluation
 from lcrag.pipeline.ingest.encoder import make_encoder
 from lcrag.pipeline.ledger import Ledger
 from lcrag.readers import connect_reader, make_attention
 
+if TYPE_CHECKING:
+    from lcrag.pipeline.evaluation.sequential import Decide, RoundReport
+    from lcrag.pipeline.evaluation.verdict import VerdictSettings
+
 RETRIEVAL_DATASET = "beir"
 SYNTH_DATASET = "synth"  # synth:N: questions the reader writes about the index (evaluation/synth.py)
 MIN_BEIR_K = 10  # nDCG@10 needs ten ranks
+ROUND_SIZE = 20  # --until-decided: questions answered between two looks at the verdict
 
 # Progress: called with a total once, then with each step's count.
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -51,10 +63,16 @@ class EvalRequest:
     work: Path | None = None
     fields: str | None = None  # longdoc: a field mapping such as "document=text,question=q,answers=a"
     router: Path | None = None  # a fitted router file used on every corpus (auto, self-route's threshold)
+    until_decided: bool = False  # answer in rounds, stop once the verdict is settled (``sequential``)
+    round_size: int = ROUND_SIZE  # questions per round with until_decided
 
     def __post_init__(self) -> None:
         name, _, path = self.dataset.partition(":")
         valid = ", ".join([*DATASETS, RETRIEVAL_DATASET, SYNTH_DATASET])
+        if isinstance(self.round_size, bool) or not isinstance(self.round_size, int) or self.round_size < 1:
+            raise EvalDataError(f"--round-size must be at least 1, got {self.round_size!r}")
+        if self.until_decided and name == RETRIEVAL_DATASET:
+            raise EvalDataError("--until-decided stops on the answering verdict; beir judges retrieval only (no verdict)")
         if name == SYNTH_DATASET:
             if not path.isdigit() or int(path) < 1:
                 raise EvalDataError(f"--dataset synth:N needs N, the number of questions to write (>= 1); got {self.dataset!r}")
@@ -95,6 +113,7 @@ class EvalOutcome:
     questions: int
     done: int  # pairs answered or judged in this call (0 when the run was complete)
     summary: tuple[dict, ...]  # one row per strategy or method
+    rounds: tuple[RoundReport, ...] = ()  # until_decided: the look after each round, the stopping one last
 
 
 def with_reply_room(config: Config, reply_tokens: int) -> Config:
@@ -134,21 +153,88 @@ def evaluate(
         announce(f"{evalset.name} answers need up to {needed} reply tokens: reader.max_tokens "
                  f"{config.reader.max_tokens} -> {needed} for this run")
     config = with_reply_room(config, needed)
+    if request.until_decided and len(candidates := compared_strategies(names)) < 2:
+        raise EvalDataError("--until-decided stops once the verdict between strategies is settled: name at least two "
+                            f"strategies to compare (got {', '.join(candidates) or 'none'}; closed-book is a control)")
     reader = connect_reader(config.reader, state_home())
+    rounds: tuple = ()
     try:
         run = EvalRun(run_id, evalset.name, names, work, request.index, router=request.router)
         done = ledger.done_keys(run.run_id)
         total = sum(1 for i in evalset.items for s in names if (i.question.qid, s) not in done)
         announce(f"run {run.run_id}: {len(evalset.items)} questions x {len(names)} strategies, {total} to answer")
-        answered = run_evaluation(
-            evalset, run, config, make_encoder(config.encoder).warm_up(), reader,
-            make_attention(config.reader, state_home()), ledger,
-            context_budget(config.reader, config.strategies), progress("questions x strategies", total),
-        )
+        encoder, attention = make_encoder(config.encoder).warm_up(), make_attention(config.reader, state_home())
+        budget, bar = context_budget(config.reader, config.strategies), progress("questions x strategies", total)
+
+        def answer(subset: EvalSet) -> int:
+            return run_evaluation(subset, run, config, encoder, reader, attention, ledger, budget, bar)
+
+        if request.until_decided:
+            answered, rounds = answer_until_decided(evalset, run_id, names, ledger, answer, round_size=request.round_size,
+                                                    seed=request.seed, announce=announce)
+        else:
+            answered = answer(evalset)
     finally:
         reader.close()
     ledger.compact()  # rows that waited in segments (the file was held) join the file for plain SQL
-    return EvalOutcome(run_id, ledger.path, "answers", len(evalset.items), answered, answer_summary(ledger, run_id))
+    return EvalOutcome(run_id, ledger.path, "answers", len(evalset.items), answered, answer_summary(ledger, run_id),
+                       rounds)
+
+
+def compared_strategies(names: Sequence[str]) -> tuple[str, ...]:
+    """The names a verdict compares (controls such as closed-book left out)."""
+    from lcrag.pipeline.evaluation.sequential import control_strategies
+
+    controls = control_strategies()
+    return tuple(n for n in names if n not in controls)
+
+
+def answer_until_decided(
+    evalset: EvalSet,
+    run_id: str,
+    strategies: tuple[str, ...],
+    ledger: Ledger,
+    answer: Callable[[EvalSet], int],
+    *,
+    round_size: int = ROUND_SIZE,
+    seed: int = 0,
+    settings: VerdictSettings | None = None,
+    decide: Decide | None = None,
+    announce: Callable[[str], None] = lambda line: None,
+) -> tuple[int, tuple[RoundReport, ...]]:
+    """Answer ``evalset`` in rounds of ``round_size`` questions (``round_order``) with
+    ``answer`` (``run_evaluation`` on the questions so far: pairs already recorded are
+    skipped), and after each round judge the run's rows of those questions at that
+    look's share of ``settings.alpha`` (N = every question of the set); stop after the
+    first look where every data set is resolved or futile. Returns the pairs answered
+    and the looks taken; announces one line per look."""
+    from lcrag.pipeline.evaluation.sequential import default_decide, judge_round, look_alphas, looks, round_order
+
+    if settings is None:
+        from lcrag.pipeline.evaluation.verdict import VerdictSettings
+
+        settings = VerdictSettings()
+    decide = decide or default_decide(compared_strategies(strategies))
+    order = round_order((i.question.qid for i in evalset.items), seed)
+    sizes = looks(len(order), round_size)
+    alphas = look_alphas(sizes, len(order), settings.alpha)
+    answered, reports = 0, []
+    for number, size in enumerate(sizes, start=1):
+        chosen = set(order[:size])
+        # the loader's order within the round: questions on one document stay together (prefix cache)
+        answered += answer(replace(evalset, items=tuple(i for i in evalset.items if i.question.qid in chosen)))
+        rows = [r for r in ledger.rows(run_id) if r.question_id in chosen and r.strategy in strategies]
+        report = judge_round(rows, number=number, sizes=sizes, alphas=alphas, planned=len(order), settings=settings,
+                             decide=decide)
+        reports.append(report)
+        announce(report.line())
+        if report.decided:
+            announce(f"decided after {size} of {len(order)} questions: every data set is resolved or futile")
+            break
+    else:
+        if reports:
+            announce(f"all {len(order)} questions answered without settling every data set")
+    return answered, tuple(reports)
 
 
 def synthesize(request: EvalRequest, config: Config, run_id: str, work: Path, progress: ProgressFactory,

@@ -12,7 +12,7 @@ from typing import Sequence
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation.stats import bootstrap_mean
-from lcrag.pipeline.evaluation.verdict import NON_INFERIORITY_MARGIN
+from lcrag.pipeline.evaluation.verdict import VerdictSettings
 from lcrag.pipeline.ledger import Ledger
 from lcrag.pipeline.report.model import build_report
 from lcrag.pipeline.report.render import verdict_json, write_report
@@ -26,8 +26,8 @@ class NothingToReportError(LcragError):
 
 @dataclass(frozen=True)
 class WrittenReport:
-    html: Path
-    markdown: Path
+    html: Path | None  # None when only the verdicts were asked for (no --out)
+    markdown: Path | None
     answer_rows: int
     retrieval_rows: int
     verdicts: tuple[dict, ...] = ()  # one per data set, as ``lcrag report --json`` prints them
@@ -43,9 +43,10 @@ def data_fingerprints(rows) -> dict[str, str]:
     return {name: hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16] for name, keys in sorted(grouped.items())}
 
 
-def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: Path, config: Config,
-                            title: str = DEFAULT_TITLE, margin: float = NON_INFERIORITY_MARGIN) -> WrittenReport:
-    """Report the given runs (every run when none is named) into ``out_dir``."""
+def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: Path | None, config: Config,
+                            title: str = DEFAULT_TITLE, settings: VerdictSettings = VerdictSettings()) -> WrittenReport:
+    """Report the given runs (every run when none is named) into ``out_dir``; with no
+    ``out_dir`` nothing is written and only the verdicts come back."""
     ledger = Ledger(ledger_path)
     if not ledger.path.exists():
         raise NothingToReportError(f"no ledger at {ledger.path}; answer some questions first (lcrag ask / lcrag eval)")
@@ -55,6 +56,8 @@ def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: 
         raise NothingToReportError(f"no ledger rows{' for run ' + ', '.join(run_ids) if run_ids else ''} in {ledger.path}")
     features = [f for rid in sorted({r.run_id for r in rows}) for f in ledger.feature_rows(rid)]
     built = build_report(rows, title=title, config=config.to_dict(), data_hashes=data_fingerprints([*rows, *judged]),
-                         interval_fn=bootstrap_mean, retrieval_rows=judged, margin=margin, features=features)
-    html_path, md_path = write_report(built, Path(out_dir))
-    return WrittenReport(Path(html_path), Path(md_path), len(rows), len(judged), tuple(verdict_json(built)))
+                         interval_fn=bootstrap_mean, retrieval_rows=judged, features=features, settings=settings)
+    html_path = md_path = None
+    if out_dir is not None:
+        html_path, md_path = (Path(p) for p in write_report(built, Path(out_dir)))
+    return WrittenReport(html_path, md_path, len(rows), len(judged), tuple(verdict_json(built)))

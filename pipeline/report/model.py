@@ -17,18 +17,25 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from lcrag.pipeline.evaluation.letter_bias import LetterProfile, closed_book_is_guessing, letter_profiles
 from lcrag.pipeline.evaluation.verdict import (
+    CONTROLS,
     NON_INFERIORITY_MARGIN,
     CommonSet,
+    Margin,
     Verdict,
     VerdictError,
+    VerdictSettings,
     common_questions,
+    dataset_kind,
+    margins_for,
     metric_for,
     score_of,
+    split_answerability,
     verdict_of,
 )
 from lcrag.pipeline.ledger import FeatureRow, LedgerRow, RetrievalRow
-from lcrag.pipeline.routing.fit import cross_validated, policy_summaries
+from lcrag.pipeline.routing.fit import held_out
 from lcrag.pipeline.routing.policies import PolicySummary
 from lcrag.pipeline.routing.table import RoutingDataError, routing_table
 
@@ -195,13 +202,18 @@ class RetrievalStats:
 @dataclass(frozen=True)
 class RoutingSection:
     """One data set's routing policies (fitted router, calibrated self-route,
-    always-rag, always-lc, oracle), cross-validated: quality against prompt tokens."""
+    always-X for every candidate, oracle), cross-validated: quality against prompt
+    tokens; and the router against the best constant policy, with what ``route fit``
+    would install by default."""
 
     dataset: str
     metric: str
     n: int
     without_features: int
     policies: tuple[PolicySummary, ...]
+    decision: Any = None  # routing.decision.Decision: the router against the best constant (install auto)
+    repeats: int = 1  # cross-validation repeats the router's held-out scores are averaged over
+    no_candidate_answered: int = 0  # questions left out of the tree's training (still scored)
 
 
 def routing_sections(rows: Sequence[LedgerRow], features: Sequence[FeatureRow], datasets: Sequence[str],
@@ -218,8 +230,9 @@ def routing_sections(rows: Sequence[LedgerRow], features: Sequence[FeatureRow], 
             continue
         if len(table.questions) < 2:
             continue
-        summaries = policy_summaries(table, cross_validated(table, margin), margin)
-        sections.append(RoutingSection(name, table.metric, len(table.questions), table.without_features, tuple(summaries)))
+        result = held_out(table, margin)
+        sections.append(RoutingSection(name, table.metric, len(table.questions), table.without_features,
+                                       result.summaries, result.decision, result.repeats, table.no_candidate_answered()))
     return tuple(sections)
 
 
@@ -245,6 +258,8 @@ class Report:
     verdicts: tuple[VerdictLine, ...] = ()
     overall_left_out: tuple[str, ...] = ()  # strategies not pooled: absent from some data set
     margin: float = NON_INFERIORITY_MARGIN
+    settings: VerdictSettings = VerdictSettings()
+    letters: tuple[tuple[str, Mapping[str, LetterProfile]], ...] = ()  # multiple-choice data sets' letter profiles
     routing: tuple[RoutingSection, ...] = ()  # per data set with routing features: policies held out
 
     @property
@@ -474,6 +489,8 @@ def closed_book_misses(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
         if not control:
             continue
         metric = metric_for(dataset, group)
+        if dataset_kind(dataset, group) == "multiple_choice" and closed_book_is_guessing(letter_profiles(group)):
+            continue  # a closed-book "hit" on multiple choice is a guess: the subset would re-rank by letter bias
         misses = {(r.run_id, r.question_id) for r in control if (score_of(r, metric) or 0.0) < _UNAIDED}
         out += [replace(r, dataset=subset_name(dataset)) for r in group
                 if r.strategy != CLOSED_BOOK and (r.run_id, r.question_id) in misses]
@@ -497,10 +514,15 @@ def comparable_rows(group: Sequence[LedgerRow], common: CommonSet | None) -> lis
     return [r for r in group if r.strategy in keep and ((r.run_id, r.question_id) in pairs or r.error)]
 
 
-def verdict_lines(datasets: Sequence[str], commons: Mapping[str, CommonSet], margin: float) -> tuple[VerdictLine, ...]:
+def verdict_lines(datasets: Sequence[str], commons: Mapping[str, CommonSet], settings: VerdictSettings,
+                  margins: Mapping[str, Margin]) -> tuple[VerdictLine, ...]:
     """One line per data set; with the closed-book control the line rests on the
-    questions the model could not answer unaided, and the all-questions verdict follows."""
-    found = {name: verdict_of(common, margin=margin) for name, common in commons.items()}
+    questions the model could not answer unaided, and the all-questions verdict follows.
+    Both use the data set's own margin (from its control on all its questions)."""
+    found = {}
+    for name, common in commons.items():
+        base = name[: -len(f" · {CLOSED_BOOK_MISSES}")] if name.endswith(f" · {CLOSED_BOOK_MISSES}") else name
+        found[name] = verdict_of(common, settings=settings, margin=margins.get(base, settings.margin))
     lines = []
     for dataset in datasets:
         if dataset not in found:
@@ -512,6 +534,19 @@ def verdict_lines(datasets: Sequence[str], commons: Mapping[str, CommonSet], mar
         else:
             lines.append(VerdictLine(dataset, ALL_QUESTIONS, common.metric, common.secondary_metric, found[dataset]))
     return tuple(lines)
+
+
+def letter_sections(rows: Sequence[LedgerRow], datasets: Sequence[str]) -> tuple[tuple[str, Mapping[str, LetterProfile]], ...]:
+    """Per multiple-choice data set, each strategy's letter profile (letters chosen,
+    accuracy per gold letter, the chance baseline of its letter bias)."""
+    out = []
+    for name in datasets:
+        group = [r for r in rows if (r.dataset or UNLABELLED) == name]
+        if dataset_kind(name, group) == "multiple_choice":
+            profiles = letter_profiles(group)
+            if profiles:
+                out.append((name, MappingProxyType(profiles)))
+    return tuple(out)
 
 
 def _is_sweep(rows: Sequence[LedgerRow]) -> bool:
@@ -534,6 +569,7 @@ def build_report(
     retrieval_rows: Sequence[RetrievalRow] = (),
     margin: float = NON_INFERIORITY_MARGIN,
     features: Sequence[FeatureRow] = (),
+    settings: VerdictSettings | None = None,
 ) -> Report:
     """All report data from ledger rows. ``interval_fn`` may be ``lcrag.pipeline.evaluation.stats.bootstrap_mean``
     or anything returning (mean, low, high); ``generated_at`` defaults to now (UTC).
@@ -541,7 +577,8 @@ def build_report(
     Like with like: every comparison (tables, pooled summary, frontier, paired rows,
     verdicts) uses, per data set, the (run, question) pairs all compared strategies
     answered; a strategy absent from a data set is reported missing there."""
-    rows = list(rows)
+    settings = settings or VerdictSettings(margin=margin)
+    rows = split_answerability(rows)
     interval_fn = interval_fn or default_interval
     accuracy_of = accuracy_of or default_accuracy
     datasets = _by(rows, lambda r: r.dataset or UNLABELLED)
@@ -549,8 +586,9 @@ def build_report(
     subsets = closed_book_misses(rows)
     metrics = {name: metric_for(name, datasets[name]) for name in names}
     metrics |= {subset_name(name): metrics[name] for name in names}
-    compared = [r for r in [*rows, *subsets] if r.strategy != CLOSED_BOOK]
+    compared = [r for r in [*rows, *subsets] if r.strategy not in CONTROLS]
     commons = common_questions(compared, metrics=metrics)
+    margins = margins_for(rows, {n: c for n, c in commons.items() if n in datasets}, settings)
     by_dataset = {name: comparable_rows(datasets[name], commons.get(name)) for name in names}
     subset_groups = _by(subsets, lambda r: r.dataset)
     for name in sorted(subset_groups):
@@ -594,8 +632,10 @@ def build_report(
         paired=paired_rows(comparable),
         abstention=abstention_rows(rows, interval_fn),
         retrieval=retrieval_stats(retrieval_rows, interval_fn),
-        verdicts=verdict_lines(names, commons, margin),
+        verdicts=verdict_lines(names, commons, settings, margins),
         overall_left_out=tuple(sorted(seen - everywhere - {CLOSED_BOOK})),
-        margin=margin,
-        routing=routing_sections(rows, features, names, margin),
+        margin=settings.margin,
+        settings=settings,
+        letters=letter_sections(rows, names),
+        routing=routing_sections(rows, features, names, settings.margin),
     )

@@ -10,6 +10,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from lcrag.pipeline.report.letters import letter_html, letter_markdown
 from lcrag.pipeline.report import svg
 from lcrag.pipeline.report.model import CLOSED_BOOK_MISSES, Estimate, Report, StrategyStats
 
@@ -121,6 +122,19 @@ def best_f1(stats: Sequence[StrategyStats]) -> StrategyStats | None:
 METRIC_NAMES = {"accuracy": "accuracy", "em": "exact match", "answer_recall": "answer recall", "f1": "F1"}
 
 
+def rule_note(report: Report) -> str:
+    """The verdict rule in one paragraph, with this report's settings."""
+    st = report.settings
+    return (f"How it decides: strategies whose answers are identical on every question are one contender; a strategy "
+            f"is recommended only when it is shown non-inferior to every costlier one on the questions all answered "
+            f"(each paired test one-sided at {st.alpha:.1%}/m, Bonferroni over the m contenders that have a costlier "
+            f"one), so a cheaper strategy truly worse by the margin is recommended at most {st.alpha:.1%} of the time; "
+            f"a costlier one only when every cheaper one is shown worse and the global test finds a difference; "
+            f"otherwise unresolved. Margin: {st.margin_fraction:.0%} of {st.reference}'s shown lead over the "
+            f"no-context control (or chance with its letter bias), at most {st.margin:g}; {st.margin:g} without a "
+            f"control. Cost: {st.cost}.")
+
+
 def verdict_text(line) -> str:
     """One data set's verdict as plain text: which questions and metric it rests on."""
     metric = METRIC_NAMES.get(line.metric, line.metric)
@@ -162,13 +176,18 @@ def findings(report: Report) -> list[str]:
 
 
 def verdict_json(report: Report) -> list[dict]:
-    """The verdicts as data (``lcrag report --json``)."""
+    """The verdicts as data (``lcrag report --json``): per data set the leading verdict's
+    fields at the top (status, resolved, use as a list, reference, margin, test,
+    questions_needed, identical and tied groups), every view under ``verdicts``."""
     out = []
     for line in report.verdicts:
         entries = [(line.basis, line.verdict), *line.other]
+        lead = _verdict_dict(line.basis, line.verdict)
         out.append({
             "dataset": line.dataset, "metric": line.metric, "secondary_metric": line.secondary_metric,
-            "rests_on": line.basis, "margin": report.margin,
+            "rests_on": line.basis,
+            **{k: lead[k] for k in ("status", "resolved", "use", "reference", "margin", "cost", "test", "global_test",
+                                    "questions_needed", "identical", "tied", "n_questions", "sentence")},
             "verdicts": [_verdict_dict(basis, v) for basis, v in entries],
         })
     return out
@@ -176,14 +195,24 @@ def verdict_json(report: Report) -> list[dict]:
 
 def _verdict_dict(basis: str, v) -> dict:
     return {
-        "questions": basis, "status": v.status, "resolved": v.resolved, "use": v.chosen, "best": v.best,
-        "challenger": v.challenger, "sentence": v.describe(), "n_questions": v.n_questions,
-        "difference": _difference(v.difference),
-        "token_ratio": v.token_ratio, "questions_needed": v.questions_needed,
-        "means": dict(v.means or {}), "prompt_tokens": dict(v.prompt_tokens or {}), "missing": list(v.missing or ()),
+        "questions": basis, "status": v.status, "resolved": v.resolved, "use": list(v.use), "basis": v.basis,
+        "reference": v.reference, "margin": v.margin.as_dict(), "cost": v.cost_axis,
+        "test": {"name": v.test_name, "alpha": v.alpha, "alpha_each": v.alpha_each, "candidates": v.candidates,
+                 "clusters": v.clusters, "few_clusters": v.few_clusters},
+        "global_test": None if v.global_test is None else {
+            "name": v.global_test.name, "statistic": v.global_test.statistic, "df": v.global_test.df,
+            "p_value": v.global_test.p_value},
+        "questions_needed": v.questions_needed, "sentence": v.describe(), "n_questions": v.n_questions,
+        "identical": [list(g) for g in v.identical], "tied": [list(g) for g in v.tied],
+        "means": dict(v.means or {}), "costs": dict(v.costs or {}), "missing": list(v.missing or ()),
+        "contenders": [{"name": c.name, "members": list(c.members), "mean": c.mean, "cost": c.cost}
+                       for c in v.contenders],
         "comparisons": [
-            {"strategy": c.strategy, "outcome": c.outcome, "token_ratio": c.token_ratio, "questions_needed": c.questions_needed,
-             "difference": _difference(c.difference)}
+            {"candidate": c.candidate, "against": c.against, "outcome": c.outcome, "cost_ratio": c.cost_ratio,
+             "fragile": c.fragile, "questions_needed": c.questions_needed, "method": c.test.method,
+             "difference": {"mean": c.test.mean_diff, "low": c.test.low, "high": c.test.high, "n": c.test.n_pairs,
+                            "wins": c.test.wins, "losses": c.test.losses, "ties": c.test.ties},
+             "p_non_inferior": c.test.p_non_inferior, "p_inferior": c.test.p_inferior}
             for c in v.comparisons
         ],
     }
@@ -313,12 +342,17 @@ def _route_rows(report: Report) -> list[tuple[str, str, str]]:
 
 ROUTING_HEADERS = ("Policy", "Quality", "Prompt tokens", "× lc tokens", "vs lc [95% CI]", "Against lc", "Destinations")
 ROUTING_NOTE = ("Routing policies on held-out questions (5-fold cross-validation: each question is routed by a router "
-                "and a self-route threshold fitted on the other folds). A routed question pays for the cheap read (rag) "
-                "and, when sent on, for its destination too. The oracle takes each question's best strategy at its cost: "
-                "the ceiling. Against lc: the verdict rule with the report's margin.")
+                "and a self-route threshold fitted on the other folds; the router's score and tokens per question are "
+                "averaged over repeated cross-validations with different folds). A routed question pays for the cheap "
+                "read (rag) and, when sent on, for its destination too. always-X sends every question to X (a constant "
+                "policy). The oracle takes each question's best strategy at its cost: the ceiling. Against lc: the "
+                "verdict rule with the report's margin. Below each table, the router against the best constant policy "
+                "(highest quality, then fewest tokens): it earns its place only by beating it, or by being non-inferior "
+                "at fewer tokens; otherwise `route fit` installs the constant instead.")
 
 
-def routing_cells(s) -> tuple[str, ...]:
+def routing_cells(s, best: Sequence[str] = ()) -> tuple[str, ...]:
+    """A policy's row; ``best`` names the best constant policies, marked as such."""
     d = s.difference
     vs = "" if d is None else f"{d.mean_diff:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
     ratio = "" if s.token_ratio is None else f"{s.token_ratio:.2f}"
@@ -326,12 +360,35 @@ def routing_cells(s) -> tuple[str, ...]:
     against = (s.outcome or "reference").replace("_", "-")
     if s.questions_needed:
         against += f" (~{s.questions_needed} q would tell)"
-    return (s.name, f"{s.mean_score:.3f}", f"{s.mean_tokens:.0f}", ratio, vs, against, shares)
+    name = s.name + (" (best constant" + (", tied" if len(best) > 1 else "") + ")" if s.name in best else "")
+    return (name, f"{s.mean_score:.3f}", f"{s.mean_tokens:.0f}", ratio, vs, against, shares)
 
 
 def routing_caption(section) -> str:
     left = f"; {section.without_features} without routing features left out" if section.without_features else ""
-    return f"{section.dataset}: {section.n} questions, {section.metric}{left}"
+    nothing = getattr(section, "no_candidate_answered", 0)
+    unlabelled = f"; {nothing} no strategy answered right (scored, not trained on)" if nothing else ""
+    return f"{section.dataset}: {section.n} questions, {section.metric}{left}{unlabelled}"
+
+
+def decision_line(decision, repeats: int | None = None) -> str:
+    """The router against the best constant policy, and what is installed (a
+    ``routing.decision.Decision``), as one plain paragraph."""
+    d = decision.difference
+    best = ", ".join(decision.best_constant) + (" (tied)" if len(decision.best_constant) > 1 else "")
+    over = f", averaged over {repeats} cross-validation repeats" if repeats and repeats > 1 else ""
+    reason = decision.reason[:1].upper() + decision.reason[1:]
+    def questions(n: int) -> str:
+        return f"{n} question" + ("" if n == 1 else "s")
+
+    return (f"Best constant policy: {best}. Router against {decision.against}, held out{over}: better on "
+            f"{questions(d.wins)}, worse on {questions(d.losses)}, at {decision.router_tokens:.0f} against "
+            f"{decision.constant_tokens:.0f} mean prompt tokens. {reason}.")
+
+
+def routing_rows(section) -> list[tuple[str, ...]]:
+    best = section.decision.best_constant if section.decision is not None else ()
+    return [routing_cells(p, best) for p in section.policies]
 
 
 def render_html(report: Report) -> str:
@@ -343,8 +400,7 @@ def render_html(report: Report) -> str:
 
     toc.insert(0, ("verdict", "Verdict"))
     verdict = ['<section id="verdict"><h2>Verdict</h2>',
-               f'<p class="note">Per data set: the cheapest strategy whose paired difference to the best is above '
-               f"&minus;{report.margin:g} (95% interval), on the questions every strategy answered.</p><ul class=\"findings\">"]
+               f'<p class="note">{_e(rule_note(report))}</p><ul class="findings">']
     verdict += [f"<li>{_e(verdict_text(line))}</li>" for line in report.verdicts] or ["<li>No scored questions to decide on.</li>"]
     verdict.append("</ul></section>")
     sections.append("".join(verdict))
@@ -384,13 +440,20 @@ def render_html(report: Report) -> str:
         + "</section>"
     )
 
+    if report.letters:
+        toc.append(("letters", "Multiple choice"))
+        sections.append('<section id="letters"><h2>Multiple choice: letter bias</h2>'
+                        + "".join(letter_html(name, profiles) for name, profiles in report.letters) + "</section>")
+
     if report.routing:
         toc.append(("routing", "Routing policies"))
         parts = [f'<section id="routing"><h2>Routing policies</h2><p class="note">{_e(ROUTING_NOTE)}</p>']
         for section in report.routing:
             parts.append(f"<h3>{_e(routing_caption(section))}</h3>")
-            parts.append(_html_table(ROUTING_HEADERS, [tuple(_e(c) for c in routing_cells(p)) for p in section.policies],
+            parts.append(_html_table(ROUTING_HEADERS, [tuple(_e(c) for c in row) for row in routing_rows(section)],
                                      cls="text"))
+            if section.decision is not None:
+                parts.append(f'<p class="note">{_e(decision_line(section.decision, section.repeats))}</p>')
         parts.append("</section>")
         sections.append("".join(parts))
 
@@ -461,8 +524,7 @@ def render_markdown(report: Report) -> str:
     out = [f"# {_md(report.title)}", "",
            f"Generated {report.generated_at} · runs: {', '.join(report.run_ids) or 'none'} · {report.n_rows} ledger rows", "",
            "## Verdict", "",
-           (f"Per data set: the cheapest strategy whose paired difference to the best is above -{report.margin:g} "
-            "(95% interval), on the questions every strategy answered."), ""]
+           _md(rule_note(report)), ""]
     out += [f"- {_md(verdict_text(line))}" for line in report.verdicts] or ["- No scored questions to decide on."]
     out += ["", "## Summary", ""]
     out += [f"- {line}" for line in findings(report)]
@@ -476,11 +538,17 @@ def render_markdown(report: Report) -> str:
     out += ["", "## Figures", ""]
     out += [f"- Figure {i + 1} (`{name}`, in report.html): {CAPTIONS[name]}" for i, name in enumerate(figs)] or ["No figures."]
     out += ["", "## Router choices", ""] + _md_table(("Strategy", "Routes (share of answers)", "Fall-back rate"), _route_rows(report))
+    if report.letters:
+        out += ["", "## Multiple choice: letter bias"]
+        for name, profiles in report.letters:
+            out += [""] + letter_markdown(name, profiles)
     if report.routing:
         out += ["", "## Routing policies", "", ROUTING_NOTE]
         for section in report.routing:
             out += ["", f"### {_md(routing_caption(section))}", ""]
-            out += _md_table(ROUTING_HEADERS, [routing_cells(p) for p in section.policies])
+            out += _md_table(ROUTING_HEADERS, routing_rows(section))
+            if section.decision is not None:
+                out += ["", _md(decision_line(section.decision, section.repeats))]
     if report.paired:
         out += ["", "## Against long context (paired, F1)", ""] + _md_table(PAIRED_HEADERS, [paired_cells(r) for r in report.paired])
     if report.retrieval:

@@ -1,9 +1,9 @@
 """Routing policies scored on a routing table, as quality against prompt tokens.
 
 A policy picks, per question, which candidate's answer the user gets and pays for:
-always-rag, always-lc, self-route at a threshold, a fitted router, and the oracle
-(the best candidate per question at the cheapest cost: the ceiling no router can
-pass). A routed question always pays for the cheap read first, and for its
+always-X for every candidate X (the constant policies), self-route at a threshold,
+a fitted router, and the oracle (the best candidate per question at the cheapest
+cost: the ceiling no router can pass). A routed question always pays for the cheap read first, and for its
 destination too when that is not the cheap read. Each policy is then compared
 with always-lc on the same questions, by the verdict rule.
 """
@@ -34,7 +34,16 @@ class PolicyResult:
     name: str
     choices: Mapping[PairKey, str]  # the destination per question
     scores: Mapping[PairKey, float]
-    tokens: Mapping[PairKey, int]
+    tokens: Mapping[PairKey, float]
+    # share of questions sent to each destination, when ``choices`` alone does not say
+    # (a router cross-validated several times: its choices over every repeat)
+    shares: Mapping[str, float] | None = None
+
+    def destination_shares(self) -> dict[str, float]:
+        if self.shares is not None:
+            return dict(sorted(self.shares.items()))
+        n = len(self.choices)
+        return {k: v / n for k, v in sorted(Counter(self.choices.values()).items())}
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,16 @@ def routed(table: RoutingTable, name: str, choices: Mapping[PairKey, str], cheap
     return PolicyResult(name, dict(choices), scores, tokens)
 
 
+CONSTANT_PREFIX = "always-"
+
+
 def always(table: RoutingTable, strategy: str) -> PolicyResult:
-    return routed(table, f"always-{strategy}", {q.key: strategy for q in table.questions}, cheap_first=False)
+    return routed(table, f"{CONSTANT_PREFIX}{strategy}", {q.key: strategy for q in table.questions}, cheap_first=False)
+
+
+def constant_policies(table: RoutingTable) -> list[PolicyResult]:
+    """always-X for every candidate, in the table's order (the cheap read first)."""
+    return [always(table, name) for name in table.candidates]
 
 
 def oracle(table: RoutingTable) -> PolicyResult:
@@ -107,7 +124,7 @@ def summarise(result: PolicyResult, reference: PolicyResult, margin: float = NON
     n = len(result.scores)
     mean_tokens = sum(result.tokens.values()) / n
     ref_tokens = sum(reference.tokens.values()) / n
-    shares = {k: v / n for k, v in sorted(Counter(result.choices.values()).items())}
+    shares = result.destination_shares()
     needed = None
     if result.name == reference.name:
         diff, outcome = None, ""

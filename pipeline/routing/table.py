@@ -4,6 +4,12 @@ and what each candidate strategy scored and cost on the same question.
 Built from ledger rows and the run's recorded features. Only questions that every
 candidate answered (``verdict.common_questions``) and that have features count, so
 every policy is scored on the same questions.
+
+A question's label is the cheapest candidate that answered it right. A question no
+candidate answered right has no label (``label`` gives None): it says nothing about
+which strategy a question needs, so the router's tree is not trained on it (it used
+to be labelled with the cheap read, which made the tree prefer rag wherever nothing
+helped, and so always-rag). Such questions still count when policies are scored.
 """
 
 from __future__ import annotations
@@ -48,13 +54,23 @@ class RoutingTable:
     questions: tuple[Question, ...]
     without_features: int  # common questions left out for lack of recorded features
 
-    def label(self, question: Question) -> str:
-        """The cheapest candidate that answered right; the cheap read when none did
-        (no strategy helps, so spend nothing more)."""
+    def label(self, question: Question) -> str | None:
+        """The cheapest candidate that answered right; None when none did (the
+        question tells nothing about which strategy it needs)."""
         for name in self.candidates:
             if question.scores[name] >= RIGHT:
                 return name
-        return self.candidates[0]
+        return None
+
+    def label_counts(self) -> dict[str, int]:
+        """Questions per label, in candidate order (every candidate listed); those no
+        candidate answered right are ``no_candidate_answered``'s."""
+        labels = [self.label(q) for q in self.questions]
+        return {name: labels.count(name) for name in self.candidates}
+
+    def no_candidate_answered(self) -> int:
+        """Questions no candidate answered right (left out of the tree's training)."""
+        return sum(self.label(q) is None for q in self.questions)
 
 
 def row_confidence(row: LedgerRow) -> float | None:

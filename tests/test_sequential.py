@@ -1,0 +1,308 @@
+"""The sequential verdict (``lcrag eval --until-decided``) with an injected verdict: where
+the looks sit, where a replay stops (resolved, futile, exhausted) and on which questions,
+the calls-saved arithmetic, the alpha each look is tested at, answering in rounds over a
+real ledger (and resuming), the command line with the fake reader, and a simulation that
+peeking after every round at its spent share of alpha keeps the error rate of a wrong
+recommendation at alpha, where peeking at the full alpha each time does not."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from lcrag.pipeline.evaluation.paired_tests import spending_schedule
+from lcrag.pipeline.evaluation.sequential import (
+    EXHAUSTED,
+    FUTILE,
+    RESOLVED,
+    SequentialError,
+    answering_order,
+    looks,
+    replay,
+    round_order,
+    stop_reason,
+)
+from lcrag.pipeline.evaluation.verdict import VerdictSettings
+from tests.helpers import make_row
+
+SETTINGS = VerdictSettings()
+
+
+@dataclass(frozen=True)
+class FakeVerdict:
+    status: str
+    resolved: bool
+    use: tuple[str, ...] = ()
+    questions_needed: int | None = None
+    n_questions: int = 0
+
+    def describe(self) -> str:
+        return f"{self.status} {','.join(self.use)} on {self.n_questions}".strip()
+
+
+def use(name: str = "rag", n: int = 0) -> FakeVerdict:
+    return FakeVerdict("resolved", True, (name,), None, n)
+
+
+def unresolved(needed: int | None = 10_000_000, n: int = 0) -> FakeVerdict:
+    return FakeVerdict("unresolved", False, (), needed, n)
+
+
+def scripted(script, dataset="hotpotqa", calls=None):
+    """A decide that answers by the number of questions it is given: script[n] (a verdict
+    factory), ``default`` otherwise; records (questions, alpha) of every call."""
+
+    def decide(rows, settings):
+        qids = {r.question_id for r in rows}
+        if calls is not None:
+            calls.append((len(qids), settings.alpha, tuple(sorted(qids))))
+        make = script.get(len(qids), script.get("default", lambda n: unresolved(50, n)))
+        return {dataset: make(len(qids))}
+
+    return decide
+
+
+def rows_for(n_questions, strategies=("rag", "lc"), run_id="run1", dataset="hotpotqa", start=1000.0):
+    """Rows of n questions answered in id order, one second apart."""
+    return [make_row(run_id=run_id, dataset=dataset, question_id=f"q{i:03d}", strategy=s, created_at=start + i,
+                     em=1.0, recall=1.0)
+            for i in range(n_questions) for s in strategies]
+
+
+# ---------------------------------------------------------------------- looks
+
+
+@pytest.mark.parametrize("total, size, expected", [
+    (0, 20, ()),
+    (5, 20, (5,)),
+    (20, 20, (20,)),
+    (21, 20, (20, 21)),
+    (45, 20, (20, 40, 45)),
+    (60, 20, (20, 40, 60)),
+    (3, 1, (1, 2, 3)),
+])
+def test_looks_sit_at_multiples_of_the_round_size_and_end_at_the_total(total, size, expected):
+    assert looks(total, size) == expected
+
+
+@pytest.mark.parametrize("total, size", [(10, 0), (10, -3), (10, True), (10, 2.5), (-1, 5)])
+def test_looks_refuse_a_round_size_or_total_that_is_not_a_count(total, size):
+    with pytest.raises(SequentialError):
+        looks(total, size)
+
+
+# ------------------------------------------------------------ where it stops
+
+
+@pytest.mark.parametrize("script, n, expected_looks, reason, status, used", [
+    # resolved at the second look: stops there, not at the (also resolved) third
+    ({20: lambda n: unresolved(55, n), 40: lambda n: use("rag", n), 60: lambda n: use("lc", n)}, 60,
+     (20, 40), RESOLVED, "resolved", 40),
+    ({20: lambda n: use("op-rag", n)}, 60, (20,), RESOLVED, "resolved", 20),
+    # never resolved, always worth more questions: every look, exhausted
+    ({"default": lambda n: unresolved(45, n)}, 50, (20, 40, 50), EXHAUSTED, "unresolved", 50),
+    # nothing to compare yet is not futile: look again
+    ({20: lambda n: FakeVerdict("nothing_to_compare", False), 40: lambda n: use("rag", n)}, 60, (20, 40), RESOLVED,
+     "resolved", 40),
+])
+def test_replay_stops_at_the_first_resolved_look(script, n, expected_looks, reason, status, used):
+    (outcome,) = replay(rows_for(n), round_size=20, settings=SETTINGS, decide=scripted(script))
+    assert tuple(k.questions for k in outcome.looks) == expected_looks
+    assert (outcome.stop_reason, outcome.status, outcome.questions_used) == (reason, status, used)
+    assert outcome.questions_available == n and outcome.looks[-1].stop == (None if reason == EXHAUSTED else reason)
+
+
+@pytest.mark.parametrize("needed, planned, expected", [
+    (None, 100, FUTILE),  # no size would settle it
+    (101, 100, FUTILE),  # more than the data set holds
+    (100, 100, None),  # exactly the data set: keep looking
+    (30, 100, None),
+])
+def test_an_unresolved_look_is_futile_when_no_size_up_to_the_data_set_would_settle_it(needed, planned, expected):
+    assert stop_reason(unresolved(needed), planned) == expected
+    assert stop_reason(use(), planned) == RESOLVED
+    assert stop_reason(FakeVerdict("no_common_questions", False), planned) is None
+
+
+@pytest.mark.parametrize("script, expected_looks, reason", [
+    ({20: lambda n: unresolved(40, n), 40: lambda n: unresolved(None, n)}, (20, 40), FUTILE),
+    ({20: lambda n: unresolved(61, n)}, (20,), FUTILE),  # 61 > N = 60
+    ({"default": lambda n: unresolved(60, n)}, (20, 40, 60), EXHAUSTED),
+])
+def test_replay_stops_for_futility(script, expected_looks, reason):
+    (outcome,) = replay(rows_for(60), round_size=20, settings=SETTINGS, decide=scripted(script))
+    assert tuple(k.questions for k in outcome.looks) == expected_looks and outcome.stop_reason == reason
+    assert outcome.use == ()
+
+
+# ----------------------------------------------------------- question order
+
+
+@pytest.mark.parametrize("answered, first_two", [
+    # (question, strategy, created_at): order by each question's earliest row
+    ([("q1", "rag", 30), ("q1", "lc", 31), ("q2", "rag", 10), ("q2", "lc", 40), ("q3", "rag", 20), ("q3", "lc", 21)],
+     ("q2", "q3")),
+    # the earliest row of q3 is its lc row; ties by question id
+    ([("q1", "rag", 5), ("q1", "lc", 6), ("q2", "rag", 5), ("q2", "lc", 9), ("q3", "rag", 50), ("q3", "lc", 1)],
+     ("q3", "q1")),
+])
+def test_replay_takes_questions_in_the_order_they_were_first_answered(answered, first_two):
+    rows = [make_row(question_id=q, strategy=s, created_at=float(t), dataset="hotpotqa", em=1.0, recall=1.0)
+            for q, s, t in answered]
+    assert answering_order(rows)[:2] == first_two
+    calls = []
+    replay(rows, round_size=2, settings=SETTINGS, decide=scripted({}, calls=calls))
+    assert calls[0][2] == tuple(sorted(first_two))  # the first look saw exactly those two
+    assert calls[1][2] == ("q1", "q2", "q3")
+
+
+def test_each_run_and_data_set_is_replayed_on_its_own():
+    rows = rows_for(40, run_id="a") + rows_for(20, run_id="b") + rows_for(20, run_id="b", dataset="kv")
+    outcomes = replay(rows, round_size=20, settings=SETTINGS, decide=scripted({"default": lambda n: unresolved(30, n)}))
+    assert [(o.run_id, o.dataset, o.questions_available) for o in outcomes] == [
+        ("a", "hotpotqa", 40), ("b", "hotpotqa", 20), ("b", "kv", 20)]
+
+
+# ------------------------------------------------------- calls-saved arithmetic
+
+
+@pytest.mark.parametrize("per_question, stop_at, used, available", [
+    # rows per question (strategies that answered it), stop after this many questions
+    ([2] * 10, 4, 8, 20),
+    ([3, 1, 2, 2, 3, 1], 2, 4, 12),  # uneven: a strategy missing a question, an error row beside a success
+    ([2] * 5, 5, 10, 10),  # never stops early: nothing saved
+])
+def test_calls_saved_counts_the_rows_of_the_questions_not_needed(per_question, stop_at, used, available):
+    names = ("rag", "lc", "op-rag")
+    rows = [make_row(question_id=f"q{i}", strategy=names[k], created_at=100.0 + i, dataset="hotpotqa", em=1.0)
+            for i, count in enumerate(per_question) for k in range(count)]
+    (outcome,) = replay(rows, round_size=1, settings=SETTINGS,
+                        decide=scripted({stop_at: lambda n: use("rag", n), "default": lambda n: unresolved(1, n)}))
+    assert (outcome.questions_used, outcome.calls_used, outcome.calls_available) == (stop_at, used, available)
+    assert math.isclose(outcome.calls_saved, 1 - used / available)
+    assert outcome.as_dict()["calls_saved"] == round(1 - used / available, 4)
+
+
+# ----------------------------------------------------------- alpha per look
+
+
+@pytest.mark.parametrize("n, max_questions, expected_fractions", [
+    (60, None, (1 / 3, 2 / 3, 1.0)),
+    (60, 100, (0.2, 0.4, 0.6)),  # N planned above what is there: the rest of alpha stays unspent
+    (100, 50, (0.4, 0.8, 1.0)),  # capped at 50 questions
+])
+def test_each_look_is_tested_at_its_spent_share_and_the_full_data_verdict_at_alpha(n, max_questions, expected_fractions):
+    calls = []
+    (outcome,) = replay(rows_for(n), round_size=20, max_questions=max_questions, settings=SETTINGS,
+                        decide=scripted({"default": lambda k: unresolved(1, k)}, calls=calls))
+    expected = spending_schedule(SETTINGS.alpha, expected_fractions)
+    assert [c[1] for c in calls[:-1]] == pytest.approx(expected)
+    assert [k.alpha for k in outcome.looks] == pytest.approx(expected)
+    assert sum(k.alpha for k in outcome.looks) <= SETTINGS.alpha + 1e-12
+    assert calls[-1][:2] == (min(n, max_questions or n), SETTINGS.alpha)  # full data: one look at full alpha
+    assert outcome.planned == (max_questions or n)
+
+
+@pytest.mark.parametrize("at_stop, full, agree", [
+    (use("rag"), use("rag"), True),
+    (use("rag"), use("lc"), False),
+    (unresolved(None), unresolved(500), True),  # neither recommends
+    (unresolved(None), use("rag"), False),
+])
+def test_agreement_with_the_full_data_verdict(at_stop, full, agree):
+    def decide(rows, settings):
+        return {"hotpotqa": full if settings.alpha == SETTINGS.alpha else at_stop}
+
+    (outcome,) = replay(rows_for(40), round_size=20, settings=SETTINGS, decide=decide)
+    assert outcome.agree is agree and outcome.full_use == (full.use if full.resolved else ())
+
+
+# ------------------------------------------------------------ the simulation
+
+MARGIN = 0.05
+P_LC = 0.6  # the reference answers right this often; the cheap strategy exactly MARGIN less often
+QUESTIONS, ROUND, RUNS = 100, 20, 2000
+
+
+def z_test(futility: bool):
+    """A one-sided non-inferiority z-test of (cheap - lc) > -MARGIN at the look's alpha:
+    resolved ("use cheap") when z > z_{1-alpha}; else unresolved, with the textbook size
+    estimate (None when cheap trails by the margin or more) if ``futility``, else a size
+    that never stops the run."""
+
+    def decide(rows, settings):
+        by_question: dict[str, dict[str, float]] = {}
+        for row in rows:
+            by_question.setdefault(row.question_id, {})[row.strategy] = row.em
+        d = np.array([q["cheap"] - q["lc"] for q in by_question.values()])
+        gap, sd = d.mean() + MARGIN, d.std(ddof=1)
+        z = gap / (sd / math.sqrt(d.size)) if sd > 0 else math.copysign(math.inf, gap)
+        if z > NormalDist().inv_cdf(1 - settings.alpha):
+            return {"sim": use("cheap", d.size)}
+        if not futility:
+            return {"sim": unresolved(1, d.size)}
+        needed = None if gap <= 0 or sd == 0 else math.ceil(((1.96 + 0.84) * sd / gap) ** 2)
+        return {"sim": unresolved(needed, d.size)}
+
+    return decide
+
+
+@pytest.fixture(scope="module")
+def simulated_rows():
+    """RUNS runs of QUESTIONS paired right/wrong answers: lc right with P_LC, the cheap
+    strategy with P_LC - MARGIN (independently), so cheap is worse by exactly the margin."""
+    rng = np.random.default_rng(20240607)
+    lc = rng.random((RUNS, QUESTIONS)) < P_LC
+    cheap = rng.random((RUNS, QUESTIONS)) < P_LC - MARGIN
+    rows = []
+    for run in range(RUNS):
+        for q in range(QUESTIONS):
+            for name, right in (("lc", lc[run, q]), ("cheap", cheap[run, q])):
+                rows.append(make_row(run_id=f"sim{run:04d}", question_id=f"q{q:03d}", strategy=name, dataset="sim",
+                                     created_at=1.0 + q, em=float(right)))
+    return rows
+
+
+def wrong_runs(rows, spend, futility: bool) -> frozenset[str]:
+    """The runs whose sequence ended recommending the cheap strategy (wrongly: it is worse
+    by the margin, so non-inferiority's null hypothesis holds)."""
+    outcomes = replay(rows, round_size=ROUND, settings=replace(SETTINGS, margin=MARGIN), decide=z_test(futility),
+                      spend=spend)
+    assert len(outcomes) == RUNS and all(o.looks_taken <= QUESTIONS // ROUND for o in outcomes)
+    return frozenset(o.run_id for o in outcomes if o.use == ("cheap",))
+
+
+def naive(alpha, fractions):
+    """Every look at the full alpha: what the spending replaces."""
+    return [alpha] * len(fractions)
+
+
+@pytest.fixture(scope="module")
+def wrong(simulated_rows):
+    return {(name, futility): wrong_runs(simulated_rows, spend, futility)
+            for name, spend in (("spent", None), ("naive", naive)) for futility in (False, True)}
+
+
+LIMIT = SETTINGS.alpha + 3 * math.sqrt(SETTINGS.alpha * (1 - SETTINGS.alpha) / RUNS)  # alpha + 3 simulation SEs
+
+
+@pytest.mark.parametrize("futility", [False, True])
+def test_peeking_after_every_round_at_its_spent_share_keeps_the_error_rate(wrong, futility):
+    share = len(wrong["spent", futility]) / RUNS
+    assert share <= LIMIT, f"alpha spending let {share:.4f} of runs recommend the worse strategy (limit {LIMIT:.4f})"
+
+
+def test_peeking_at_the_full_alpha_every_round_inflates_the_error_rate(wrong):
+    naive_share, spent_share = len(wrong["naive", False]) / RUNS, len(wrong["spent", False]) / RUNS
+    assert naive_share > LIMIT and naive_share > spent_share, (naive_share, spent_share)
+
+
+@pytest.mark.parametrize("schedule", ["spent", "naive"])
+def test_stopping_for_futility_never_adds_a_wrong_recommendation(wrong, schedule):
+    # the same runs, the same looks: a futility stop only takes later looks away
+    assert wrong[schedule, True] <= wrong[schedule, False]
+    assert len(wrong[schedule, True]) < len(wrong[schedule, False])  # and here it takes some away
