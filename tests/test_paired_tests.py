@@ -469,7 +469,13 @@ def test_too_few_clusters():
 
 @pytest.mark.parametrize(
     "bound, margin, n, expected",
-    [(-0.045, 0.05, 100, True), (-0.03, 0.05, 100, False), (-0.06, 0.05, 50, True), (0.0, 0.05, 10, True), (0.0, 0.05, 21, False)],
+    [
+        (-0.045, 0.05, 100, True),
+        (-0.03, 0.05, 100, False),
+        (-0.06, 0.05, 50, True),
+        (0.0, 0.05, 10, True),
+        (0.0, 0.05, 21, False),
+    ],
 )
 def test_within_one_question(bound, margin, n, expected):
     assert within_one_question(bound, margin, n) is expected

@@ -306,3 +306,121 @@ def test_stopping_for_futility_never_adds_a_wrong_recommendation(wrong, schedule
     # the same runs, the same looks: a futility stop only takes later looks away
     assert wrong[schedule, True] <= wrong[schedule, False]
     assert len(wrong[schedule, True]) < len(wrong[schedule, False])  # and here it takes some away
+
+
+# ------------------------------------------------------------ answering in rounds
+
+
+def test_round_order_is_seeded_and_ignores_the_loaders_order():
+    ids = [f"q{i}" for i in range(30)]
+    assert round_order(ids, 0) == round_order(reversed(ids), 0)
+    assert sorted(round_order(ids, 0)) == sorted(ids)
+    assert round_order(ids, 0) != round_order(ids, 1)
+    assert round_order(ids, 0) != tuple(ids)
+
+
+def fifty_questions():
+    from lcrag.pipeline.answer import Question
+    from lcrag.pipeline.evaluation.items import EvalItem, EvalSet
+
+    items = tuple(EvalItem(Question(f"q{i:02d}", f"Question {i}?"), ("a",), f"c{i}") for i in range(50))
+    return EvalSet("hotpotqa", items, {})
+
+
+def recording_answer(ledger, asked, run_id="r", strategies=("rag", "lc")):
+    """An ``answer`` that records a row per pending (question, strategy), as run_evaluation does."""
+
+    def answer(subset):
+        done = ledger.done_keys(run_id)
+        asked.append(tuple(i.question.qid for i in subset.items))
+        return ledger.record([make_row(run_id=run_id, question_id=i.question.qid, strategy=s, dataset="hotpotqa",
+                                       em=1.0, recall=1.0)
+                              for i in subset.items for s in strategies if (i.question.qid, s) not in done])
+
+    return answer
+
+
+@pytest.mark.parametrize("script, expected_sizes, decided, last_line", [
+    ({40: lambda n: use("rag", n)}, (20, 40), True, "decided after 40 of 50 questions"),
+    ({20: lambda n: unresolved(None, n)}, (20,), True, "decided after 20 of 50 questions"),  # futile
+    ({"default": lambda n: unresolved(45, n)}, (20, 40, 50), False, "all 50 questions answered without settling"),
+])
+def test_rounds_stop_once_decided_and_a_rerun_rederives_the_same_looks(tmp_path, script, expected_sizes, decided,
+                                                                        last_line):
+    from lcrag.pipeline.evaluation.job import answer_until_decided
+    from lcrag.pipeline.ledger import Ledger
+
+    ledger, evalset, asked, lines = Ledger(tmp_path / "l.duckdb"), fifty_questions(), [], []
+    calls = []
+    kwargs = dict(round_size=20, seed=3, settings=SETTINGS, decide=scripted(script, calls=calls))
+    answered, reports = answer_until_decided(evalset, "r", ("rag", "lc"), ledger, recording_answer(ledger, asked),
+                                             announce=lines.append, **kwargs)
+    order = round_order((i.question.qid for i in evalset.items), 3)
+    assert [len(a) for a in asked] == list(expected_sizes) and answered == 2 * expected_sizes[-1]
+    assert set(asked[0]) == set(order[:20]) and list(asked[0]) == sorted(asked[0])  # loader's order within a round
+    assert {r.question_id for r in ledger.rows("r")} == set(order[:expected_sizes[-1]])
+    assert [r.questions for r in reports] == list(expected_sizes) and reports[-1].decided is decided
+    assert [r.alpha for r in reports] == pytest.approx(spending_schedule(SETTINGS.alpha, (0.4, 0.8, 1.0))[:len(reports)])
+    assert [c[2] for c in calls] == [tuple(sorted(order[:n])) for n in expected_sizes]  # judged on those questions only
+    assert lines[0].startswith("look 1/3: 20/50 questions, alpha ") and "hotpotqa: " in lines[0]
+    assert lines[-1].startswith(last_line)
+    again, asked_again = answer_until_decided(evalset, "r", ("rag", "lc"), ledger, recording_answer(ledger, []),
+                                              **kwargs)
+    assert (again, asked_again) == (0, reports)  # nothing new to answer, the same looks
+
+
+def test_cli_eval_until_decided_answers_in_rounds_and_stops(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lcrag.pipeline.cli.app import app
+    from lcrag.pipeline.evaluation import sequential
+    from tests.test_evaluation import write_hotpot
+
+    calls = []
+    monkeypatch.setattr(sequential, "default_decide", lambda strategies=None: scripted(
+        {2: lambda n: use("rag", n), "default": lambda n: unresolved(3, n)}, calls=calls))
+    config = tmp_path / "config.yaml"
+    config.write_text("reader:\n  backend: fake\n")
+    ledger = tmp_path / "l.duckdb"
+    args = ["eval", "--dataset", f"hotpotqa:{write_hotpot(tmp_path, n=5)}", "--strategies", "rag,lc", "--run-id", "seq",
+            "--config", str(config), "--ledger", str(ledger), "--work", str(tmp_path / "w"), "--until-decided",
+            "--round-size", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "look 1/5: 1/5 questions" in result.output and "look 2/5: 2/5 questions" in result.output
+    assert "look 3/5" not in result.output and "decided after look 2 of 5: 2 of 5 questions" in result.output
+    assert "answered 4 pairs" in result.output
+    from lcrag.pipeline.ledger import Ledger
+
+    assert Ledger(ledger).count("seq") == 4
+    rerun = CliRunner().invoke(app, args)
+    assert rerun.exit_code == 0 and "answered 0 pairs" in rerun.output and "decided after look 2 of 5" in rerun.output
+    assert [c[0] for c in calls] == [1, 2, 1, 2]  # each run judged one, then two questions
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--round-size", "5"], "--round-size applies with --until-decided only"),
+    (["--until-decided", "--strategies", "rag"], "name at least two strategies"),
+    (["--until-decided", "--strategies", "rag,closed-book"], "closed-book is a control"),
+])
+def test_cli_until_decided_refuses_what_it_cannot_use(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from lcrag.pipeline.cli.app import app
+    from tests.test_evaluation import write_hotpot
+
+    config = tmp_path / "config.yaml"
+    config.write_text("reader:\n  backend: fake\n")
+    result = CliRunner().invoke(app, ["eval", "--dataset", f"hotpotqa:{write_hotpot(tmp_path)}", "--config", str(config),
+                                      "--ledger", str(tmp_path / "l.duckdb"), "--work", str(tmp_path / "w"), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_an_evaluation_request_refuses_a_round_size_below_one_and_until_decided_on_beir(tmp_path):
+    from lcrag.pipeline.evaluation.items import EvalDataError
+    from lcrag.pipeline.evaluation.job import EvalRequest
+
+    with pytest.raises(EvalDataError, match="--round-size must be at least 1"):
+        EvalRequest(f"hotpotqa:{tmp_path}", until_decided=True, round_size=0)
+    with pytest.raises(EvalDataError, match="beir judges retrieval only"):
+        EvalRequest(f"beir:{tmp_path}", until_decided=True)

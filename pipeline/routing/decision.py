@@ -122,8 +122,8 @@ def assess(router: PolicyResult, constants: Sequence[PolicyResult], margin: floa
     if non_inferior and router_tokens < constant_tokens:
         return best, against, diff, True, (f"the router is non-inferior to {named} ({shown}, margin {margin:.2f}) "
                                           f"at {ratio:.2f}\u00d7 its prompt tokens")
-    why = (f"; non-inferior but not cheaper: {ratio:.2f}\u00d7 its prompt tokens" if non_inferior else "")
-    return best, against, diff, False, f"the router does not beat {named} ({shown}){why}"
+    # non-inferior at as many tokens or more is no reason to keep a tree: the prompt tokens are shown beside it
+    return best, against, diff, False, f"the router does not beat {named} ({shown})"
 
 
 def decide(router: PolicyResult, constants: Sequence[PolicyResult], margin: float = NON_INFERIORITY_MARGIN,

@@ -69,8 +69,8 @@ def fit_tree(table: RoutingTable, questions: Sequence[Question], seed: int = 0) 
     as router nodes whose leaf counts follow ``table.candidates``. Questions no
     candidate answered are left out; with none left, one leaf for the cheap read."""
     labelled = [(q, label) for q in questions if (label := table.label(q)) is not None]
-    if not labelled:
-        return constant_tree(table.candidates, CHEAP, 0)
+    if not labelled:  # a leaf trained on nothing: a tie of zeros, which goes to the cheap read (listed first)
+        return (Node(-1, 0.0, -1, -1, (0.0,) * len(table.candidates)),)
     leaf = max(2, len(labelled) // 15)
     model = DecisionTreeClassifier(max_depth=MAX_DEPTH, min_samples_leaf=leaf, random_state=seed)
     model.fit(matrix([q for q, _ in labelled]), [label for _, label in labelled])
