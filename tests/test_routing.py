@@ -453,9 +453,14 @@ def test_report_shows_routing_policies_held_out_per_data_set():
     rows, feats = run_rows()
     report = build_report(rows, title="t", config={}, data_hashes={}, features=feats)
     (section,) = report.routing
-    assert section.dataset == "kv" and section.n == 40
+    assert section.dataset == "kv" and section.n == 40 and section.repeats == 5 and section.no_candidate_answered == 1
     assert [p.name for p in section.policies] == ["router", "self-route", "always-rag", "always-lc", "oracle"]
-    assert "## Routing policies" in render_markdown(report) and 'id="routing"' in render_html(report)
+    assert section.decision.best_constant == ("always-lc",) and section.decision.installed == "tree"
+    markdown, html = render_markdown(report), render_html(report)
+    assert "## Routing policies" in markdown and 'id="routing"' in html
+    assert "| always-lc (best constant) |" in markdown and "1 no strategy answered right" in markdown
+    line = "Best constant policy: always-lc. Router against always-lc, held out, averaged over 5 cross-validation repeats"
+    assert line in markdown and line in html and "installing the router." in markdown
     assert build_report(rows, title="t", config={}, data_hashes={}).routing == ()  # no features, no section
 
 
@@ -553,6 +558,7 @@ def test_questions_no_candidate_answered_are_left_out_of_training(rule, leaves, 
     router = FittedRouter(classes=table.candidates, nodes=nodes)
     assert [router.choose_leaf(n) for n in nodes if n.feature < 0] == leaves
     assert leaf_total(nodes) == labelled == sum(table.label_counts().values())
+    assert ("no question to learn from" in router.rules()[-1]) is (labelled == 0)
     assert table.no_candidate_answered() == 100 - labelled
     fitted = fit_router(table, "run", repeats=1)
     assert fitted.scores["labels"] == table.label_counts() and fitted.scores["no_candidate_answered"] == 100 - labelled

@@ -119,7 +119,8 @@ class FittedRouter:
             if node.feature < 0:
                 total = sum(node.counts) or 1
                 share = ", ".join(f"{c} {n / total:.0%}" for c, n in zip(self.classes, node.counts) if n)
-                lines.append(f"{pad}-> {self.choose_leaf(node)}  ({int(sum(node.counts))} questions: {share})")
+                learnt = f"{int(sum(node.counts))} questions: {share}" if share else "no question to learn from"
+                lines.append(f"{pad}-> {self.choose_leaf(node)}  ({learnt})")
                 return
             name = self.feature_names[node.feature]
             lines.append(f"{pad}if {name} <= {node.threshold:.4g}:")

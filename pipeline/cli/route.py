@@ -28,8 +28,9 @@ route_app = typer.Typer(
 )
 
 
-def _summary_table(title: str, held_out: list[dict]) -> Table:
-    """The stored held-out scores as the report shows them, with the question count."""
+def _summary_table(title: str, held_out: list[dict], best: tuple[str, ...] = ()) -> Table:
+    """The stored held-out scores as the report shows them, with the question count;
+    ``best`` names the best constant policies."""
     from lcrag.pipeline.report.render import ROUTING_HEADERS, routing_cells
     from lcrag.pipeline.routing.policies import PolicySummary
 
@@ -38,7 +39,7 @@ def _summary_table(title: str, held_out: list[dict]) -> Table:
         table.add_column(column)
     for stored in held_out:
         summary = PolicySummary.from_dict(stored)
-        name, *rest = routing_cells(summary)
+        name, *rest = routing_cells(summary, best)
         table.add_row(name, str(summary.n), *rest)
     return table
 
@@ -131,7 +132,8 @@ def show_router(router) -> None:
     scores = router.scores
     out.print(f"router fitted on run {router.run_id}, data set {router.dataset} ({router.metric}), "
               f"{scores.get('questions', '?')} questions, {router.fitted_at}", highlight=False)
-    labels = ", ".join(f"{k} {v}" for k, v in scores.get("labels", {}).items())
+    stored, order = scores.get("labels", {}), {name: rank for rank, name in enumerate(router.classes)}
+    labels = ", ".join(f"{k} {stored[k]}" for k in sorted(stored, key=lambda k: (order.get(k, len(order)), k)))
     out.print(f"labels (cheapest strategy that answered right): {labels}", highlight=False)
     if "no_candidate_answered" in scores:
         out.print(f"no candidate answered right: {scores['no_candidate_answered']} questions (left out of the tree's "
@@ -144,11 +146,12 @@ def show_router(router) -> None:
     calibration = scores.get("calibration", {})
     out.print(f"self-route threshold: {'declines only' if not threshold else f'{threshold:.3f}'} "
               f"(fall-back rate {calibration.get('fallback_rate', 0):.0%} on the fitting run)", highlight=False)
+    decision = scores.get("decision")
     if scores.get("held_out"):
         repeated = f"{scores['repeats']}\u00d7 repeated " if scores.get("repeats") else ""
         out.print(_summary_table(f"held out ({repeated}{scores.get('folds')}-fold cross-validation), margin "
-                                 f"{scores.get('margin')}", scores["held_out"]))
-    decision = scores.get("decision")
+                                 f"{scores.get('margin')}", scores["held_out"],
+                                 tuple(decision.get("best_constant", ())) if decision else ()))
     if decision:
         from lcrag.pipeline.report.render import decision_line
         from lcrag.pipeline.routing.decision import Decision

@@ -578,7 +578,8 @@ def build_report(
     verdicts) uses, per data set, the (run, question) pairs all compared strategies
     answered; a strategy absent from a data set is reported missing there."""
     settings = settings or VerdictSettings(margin=margin)
-    rows = split_answerability(rows)
+    whole = list(rows)  # the abstention table reads answerable and unanswerable questions side by side
+    rows = split_answerability(whole)
     interval_fn = interval_fn or default_interval
     accuracy_of = accuracy_of or default_accuracy
     datasets = _by(rows, lambda r: r.dataset or UNLABELLED)
@@ -630,7 +631,7 @@ def build_report(
         config=MappingProxyType(dict(config)),
         data_hashes=MappingProxyType({str(k): str(v) for k, v in data_hashes.items()}),
         paired=paired_rows(comparable),
-        abstention=abstention_rows(rows, interval_fn),
+        abstention=abstention_rows(whole, interval_fn),
         retrieval=retrieval_stats(retrieval_rows, interval_fn),
         verdicts=verdict_lines(names, commons, settings, margins),
         overall_left_out=tuple(sorted(seen - everywhere - {CLOSED_BOOK})),
