@@ -113,9 +113,12 @@ class StrategyConfig:
     # self-route falls back to lc below this reply confidence; -1 = the index's calibrated
     # threshold (lcrag route fit) where it has one, else on declines only; 0 = declines only
     self_route_threshold: float = -1.0
+    # coa: longest notes a Chain-of-Agents worker may hand on (reply tokens; at most a quarter of the budget)
+    coa_notes_tokens: int = 96
 
     def __post_init__(self) -> None:
         _check(self.rag_k >= 1 and self.longrag_k >= 1, "strategies.rag_k and longrag_k must be >= 1")
+        _check(self.coa_notes_tokens >= 1, f"strategies.coa_notes_tokens must be >= 1, got {self.coa_notes_tokens}")
         _check(self.budget_tokens >= 0, f"strategies.budget_tokens must be >= 0, got {self.budget_tokens}")
         _check(self.prompt_overhead_tokens >= 0, "strategies.prompt_overhead_tokens must be >= 0")
         _check(self.retrieval_mode in MODE_CHOICES, f"strategies.retrieval_mode must be one of {', '.join(MODE_CHOICES)}")

@@ -26,8 +26,8 @@ class Passage:
     score: float = 0.0
 
 
-ANSWER, WRITE_QUESTION = "answer", "write-question"
-TASKS = (ANSWER, WRITE_QUESTION)
+ANSWER, WRITE_QUESTION, TAKE_NOTES = "answer", "write-question", "take-notes"
+TASKS = (ANSWER, WRITE_QUESTION, TAKE_NOTES)
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class Prompt:
     multi_answer: bool = False  # multiple choice with possibly several right options
     task: str = "answer"  # "answer" the question, or "write-question": write a question and its answer about the passages
     max_tokens: int = 0  # reply tokens; 0 = the reader's configured answer length
+    # Chain of Agents (coa): the notes handed on by the previous reader. With task
+    # "take-notes" the reply is the notes updated with the passages (a worker); with
+    # task "answer" and no passages the question is answered from the notes alone (the
+    # manager). None: no notes in play (every other prompt).
+    notes: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -4,7 +4,9 @@ tests or the demo). It answers with the first passage's first words, or
 Its logprobs make a supported answer confident (0.95 per token) and an
 unsupported one not (0.2), so confidence-based routing has something to read.
 Asked to write a question, it asks about the passage's title and answers with
-its first words."""
+its first words. As a Chain-of-Agents worker it hands on the notes so far plus the
+first words of the piece's first supporting (else first) passage; as the manager
+(notes, no passages) it answers from the notes as from one passage."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import math
 import re
 from typing import Sequence
 
-from lcrag.readers.base import WRITE_QUESTION, Answer, Prompt
+from lcrag.readers.base import TAKE_NOTES, WRITE_QUESTION, Answer, Passage, Prompt
 from lcrag.readers.prompts import UNANSWERABLE, messages
 
 _WORD = re.compile(r"\w+")
@@ -39,11 +41,19 @@ class FakeReader:
                                "answer": " ".join(words)})
             return Answer(text, prompt_tokens, self.count_tokens(text), 0.0, self.model)
         asked = {w.lower() for w in _WORD.findall(prompt.question) if len(w) > 3}
-        supporting = [p for p in prompt.passages if asked & {w.lower() for w in _WORD.findall(p.text)}]
+        passages = prompt.passages
+        if prompt.notes is not None and not passages and prompt.task != TAKE_NOTES:  # the coa manager
+            passages = (Passage("notes", "notes", 0, len(prompt.notes), prompt.notes),)
+        supporting = [p for p in passages if asked & {w.lower() for w in _WORD.findall(p.text)}]
+        if prompt.task == TAKE_NOTES:
+            picked = (supporting or list(passages))[:1]
+            words = _WORD.findall(picked[0].text)[: self.answer_words] if picked else []
+            text = " ".join([prompt.notes or "", *words]).strip()
+            return Answer(text, prompt_tokens, self.count_tokens(text), 0.0, self.model)
         if prompt.allow_unanswerable and not supporting:
             text = UNANSWERABLE
-        elif prompt.passages:
-            text = " ".join(_WORD.findall((supporting or list(prompt.passages))[0].text)[: self.answer_words])
+        elif passages:
+            text = " ".join(_WORD.findall((supporting or list(passages))[0].text)[: self.answer_words])
         else:
             text = "unknown"
         per_token = math.log(0.95 if supporting or text == UNANSWERABLE else 0.2)

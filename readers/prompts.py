@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from lcrag.readers.base import WRITE_QUESTION, Passage, Prompt
+from lcrag.readers.base import TAKE_NOTES, WRITE_QUESTION, Passage, Prompt
 
 UNANSWERABLE = "unanswerable"
 
@@ -25,6 +25,19 @@ WRITE_QUESTION_REQUEST = (
     'place of at most five words, copied from the passage. Reply with JSON only: {"question": "...", "answer": "..."}'
 )
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# Chain of Agents (Zhang et al. 2024): workers read the text part by part, each handing its
+# notes to the next; the manager answers from the last notes alone.
+SYSTEM_WORKER = "You read one part of a long text and keep notes for answering a question about the whole text."
+WORKER_REQUEST = (
+    "Rewrite the notes so far, adding the evidence in these passages that is relevant to the question. "
+    "Keep earlier evidence. Do not answer yet. Reply with the notes only."
+)
+NO_NOTES = "(none yet)"
+SYSTEM_MANAGER = (
+    "You answer questions using only the given notes, taken by readers of a text too long to read at once. "
+    "Reply with the shortest possible answer: a few words, no explanation."
+)
+MAY_ABSTAIN_NOTES = f"If the notes do not contain the answer, reply exactly: {UNANSWERABLE}"
 
 
 def render_passage(number: int, passage: Passage) -> str:
@@ -57,7 +70,16 @@ def messages(prompt: Prompt) -> list[dict[str, str]]:
     if prompt.task == WRITE_QUESTION:
         user = f"Passage:\n{render_passages(prompt.passages)}\n\n{WRITE_QUESTION_REQUEST}"
         return [{"role": "system", "content": SYSTEM_WRITE_QUESTION}, {"role": "user", "content": user}]
+    if prompt.task == TAKE_NOTES:  # a coa worker: the passages, then the notes handed on and the question
+        user = (f"Passages:\n{render_passages(prompt.passages)}\n\nNotes so far:\n{prompt.notes or NO_NOTES}\n\n"
+                f"{render_question(prompt)}\n{WORKER_REQUEST}")
+        return [{"role": "system", "content": SYSTEM_WORKER}, {"role": "user", "content": user}]
     choose = (CHOOSE_ALL if prompt.multi_answer else CHOOSE_ONE) if prompt.options else ""
+    if prompt.notes is not None and not prompt.passages:  # the coa manager: the notes alone, then the question
+        system = " ".join(filter(None, (SYSTEM_MANAGER, choose)))
+        abstain = f"{MAY_ABSTAIN_NOTES}\n" if prompt.allow_unanswerable else ""
+        user = f"Notes:\n{prompt.notes or NO_NOTES}\n\n{abstain}{render_question(prompt)}\nAnswer:"
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
     if not prompt.passages:
         system = " ".join(filter(None, (SYSTEM_CLOSED_BOOK, choose)))
         return [{"role": "system", "content": system}, {"role": "user", "content": f"{render_question(prompt)}\nAnswer:"}]

@@ -65,7 +65,8 @@ def test_every_strategy_answers_with_citations_and_server_token_counts(index_dir
             assert outcome.context.passages, f"{name} cited nothing"
             for p in outcome.context.passages:
                 assert docs[p.doc_id].text[p.start : p.end] == p.text
-            assert outcome.context.tokens <= tools.budget
+            if name != "coa":  # coa reads the whole scope, one window-sized piece per call
+                assert outcome.context.tokens <= tools.budget
             assert outcome.prompt_tokens > outcome.context.tokens  # instructions and question on top
             assert outcome.completion_tokens >= 1
 

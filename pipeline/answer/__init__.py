@@ -19,6 +19,7 @@ from lcrag.pipeline.answer.base import (
     Toolkit,
     UnknownStrategyError,
 )
+from lcrag.pipeline.answer.chain_of_agents import ChainOfAgentsStrategy
 from lcrag.pipeline.answer.long_context import ClosedBookStrategy, LongContextStrategy
 from lcrag.pipeline.answer.retrieval import (
     LongRagStrategy,
@@ -39,6 +40,7 @@ REGISTRY: dict[str, type] = {
         AttentionSortStrategy,
         SelfRouteStrategy,
         AutoStrategy,
+        ChainOfAgentsStrategy,
         ClosedBookStrategy,
     )
 }

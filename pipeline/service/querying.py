@@ -37,6 +37,7 @@ DESCRIPTIONS = {
     "attention-sort": "top-k chunks sorted by the attention the reader pays them, most attended last",
     "self-route": "rag allowed to answer 'unanswerable'; only those fall back to lc",
     "auto": "lc when everything the question could be about fits the budget, else self-route",
+    "coa": "chain of agents: lc's scope read whole, window by window, notes handed on, answered from the notes",
     "closed-book": "no context: a control that shows what the model answers unaided",
 }
 
