@@ -77,39 +77,45 @@ def _shown(path: Path) -> str:
 
 
 def _verdict(use, status: str, stop: str | None = None) -> str:
-    text = f"use {', '.join(use)}" if use else status
+    text = f"use {', '.join(use)}" if use else status.replace("_", " ")
     return f"{text} (futile)" if stop == "futile" else text
 
 
 def markdown(records: list[dict], round_size: int, settings: dict) -> str:
+    """A table with a line per data set (per part where the verdict comes in parts), the
+    totals, then each verdict's sentence at the stop and on the full data."""
     lines = [
         "# Sequential verdict, replayed on the committed ledgers",
         "",
         f"`bench/sequential_replay.py --round-size {round_size}`: a look after every {round_size} questions (in the "
         "order they were first answered), each look tested at its share of alpha "
-        f"{settings.get('alpha')} (alpha spending alpha*t^3, union bound); stop at the first look that is resolved "
-        "or futile. Full data: the verdict on every question at the full alpha, one look. "
-        "Calls are ledger rows (one question answered by one strategy).",
+        f"{settings.get('alpha')} (alpha spending alpha*t^3, union bound); stop at the first look where every verdict "
+        "is resolved or futile. Full data: the verdict on every question at the full alpha, one look. "
+        "Calls are ledger rows (one question answered by one strategy). SQuAD 2.0's answerable and unanswerable "
+        "questions are judged apart and stop together.",
         "",
         "| data set | run | questions used / available | looks | calls used / available | calls saved | "
         "stopped | sequential verdict | full-data verdict | agree |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        lines.append(
-            f"| {r['dataset']} | {r['run_id']} | {r['questions_used']} / {r['questions_available']} | "
-            f"{r['looks_taken']} | {r['calls_used']} / {r['calls_available']} | {r['calls_saved']:.0%} | "
-            f"{r['stop_reason']} | {_verdict(r['use'], r['status'], r['stop_reason'])} | "
-            f"{_verdict(r['full_use'], r['full_status'])} | {'yes' if r['agree'] else 'no'} |")
+        for p in r["parts"]:
+            lines.append(
+                f"| {p['name']} | {r['run_id']} | {r['questions_used']} / {r['questions_available']} | "
+                f"{r['looks_taken']} | {r['calls_used']} / {r['calls_available']} | {r['calls_saved']:.0%} | "
+                f"{r['stop_reason']} | {_verdict(p['use'], p['status'], p['stop'])} | "
+                f"{_verdict(p['full_use'], p['full_status'])} | {'yes' if p['agree'] else 'no'} |")
     used = sum(r["calls_used"] for r in records)
     available = sum(r["calls_available"] for r in records)
     if available:
+        parts = [p for r in records for p in r["parts"]]
         lines += ["", f"All runs: {used:,} of {available:,} calls ({1 - used / available:.0%} saved); "
-                      f"{sum(r['agree'] for r in records)} of {len(records)} agree with the full-data verdict."]
+                      f"{sum(p['agree'] for p in parts)} of {len(parts)} verdicts agree with the full-data verdict."]
     lines += ["", "## Sentences", ""]
     for r in records:
-        lines.append(f"- **{r['dataset']}** ({r['run_id']}), at the stop: {r['sentence']}  ")
-        lines.append(f"  full data: {r['full_sentence']}")
+        for p in r["parts"]:
+            lines.append(f"- **{p['name']}** ({r['run_id']}), after {r['questions_used']} questions: {p['sentence']}")
+            lines.append(f"  - all {r['questions_available']} questions: {p['full_sentence']}")
     return "\n".join(lines) + "\n"
 
 
@@ -120,7 +126,7 @@ def write(records: list[dict], round_size: int, settings, out: Path) -> tuple[Pa
     payload = {"round_size": round_size, "settings": shown, "ledgers": sorted({r["ledger"] for r in records}),
                "outcomes": records}
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md_path.write_text(markdown(records, round_size, shown), encoding="utf-8")
     return json_path, md_path
 

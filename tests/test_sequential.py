@@ -24,6 +24,7 @@ from lcrag.pipeline.evaluation.sequential import (
     looks,
     replay,
     round_order,
+    settled,
     stop_reason,
 )
 from lcrag.pipeline.evaluation.verdict import VerdictSettings
@@ -52,16 +53,17 @@ def unresolved(needed: int | None = 10_000_000, n: int = 0) -> FakeVerdict:
     return FakeVerdict("unresolved", False, (), needed, n)
 
 
-def scripted(script, dataset="hotpotqa", calls=None):
+def scripted(script, calls=None):
     """A decide that answers by the number of questions it is given: script[n] (a verdict
-    factory), ``default`` otherwise; records (questions, alpha) of every call."""
+    factory), ``default`` otherwise, under the rows' data set; records (questions, alpha,
+    question ids) of every call."""
 
     def decide(rows, settings):
         qids = {r.question_id for r in rows}
         if calls is not None:
             calls.append((len(qids), settings.alpha, tuple(sorted(qids))))
         make = script.get(len(qids), script.get("default", lambda n: unresolved(50, n)))
-        return {dataset: make(len(qids))}
+        return {rows[0].dataset if rows else "none": make(len(qids))}
 
     return decide
 
@@ -112,7 +114,7 @@ def test_looks_refuse_a_round_size_or_total_that_is_not_a_count(total, size):
 def test_replay_stops_at_the_first_resolved_look(script, n, expected_looks, reason, status, used):
     (outcome,) = replay(rows_for(n), round_size=20, settings=SETTINGS, decide=scripted(script))
     assert tuple(k.questions for k in outcome.looks) == expected_looks
-    assert (outcome.stop_reason, outcome.status, outcome.questions_used) == (reason, status, used)
+    assert (outcome.stop_reason, outcome.parts[0].status, outcome.questions_used) == (reason, status, used)
     assert outcome.questions_available == n and outcome.looks[-1].stop == (None if reason == EXHAUSTED else reason)
 
 
@@ -130,13 +132,40 @@ def test_an_unresolved_look_is_futile_when_no_size_up_to_the_data_set_would_sett
 
 @pytest.mark.parametrize("script, expected_looks, reason", [
     ({20: lambda n: unresolved(40, n), 40: lambda n: unresolved(None, n)}, (20, 40), FUTILE),
-    ({20: lambda n: unresolved(61, n)}, (20,), FUTILE),  # 61 > N = 60
+    ({20: lambda n: unresolved(61, n), 40: lambda n: unresolved(61, n)}, (20, 40), FUTILE),  # 61 > N = 60
+    # before half the planned questions are in, a look never stops for futility (FUTILITY_FROM)
+    ({20: lambda n: unresolved(None, n)}, (20, 40, 60), EXHAUSTED),
     ({"default": lambda n: unresolved(60, n)}, (20, 40, 60), EXHAUSTED),
 ])
 def test_replay_stops_for_futility(script, expected_looks, reason):
     (outcome,) = replay(rows_for(60), round_size=20, settings=SETTINGS, decide=scripted(script))
     assert tuple(k.questions for k in outcome.looks) == expected_looks and outcome.stop_reason == reason
-    assert outcome.use == ()
+    assert outcome.parts[0].use == ()
+
+
+@pytest.mark.parametrize("stops, expected", [
+    ([RESOLVED], RESOLVED),
+    ([RESOLVED, RESOLVED], RESOLVED),
+    ([RESOLVED, FUTILE], FUTILE),
+    ([FUTILE, FUTILE], FUTILE),
+    ([RESOLVED, None], None),  # one part still open: look again
+    ([], None),  # nothing judged yet
+])
+def test_a_look_is_settled_when_every_part_is(stops, expected):
+    assert settled(stops) == expected
+
+
+def test_a_data_set_judged_in_parts_stops_when_every_part_is_settled():
+    # SQuAD 2.0's verdict comes in two parts; the answerable one settles at 20, the other at 40
+    def decide(rows, settings):
+        n = len({r.question_id for r in rows})
+        later = use("lc", n) if n >= 40 else unresolved(50, n)
+        return {"squad2 · answerable": use("rag", n), "squad2 · unanswerable": later}
+
+    (outcome,) = replay(rows_for(60, dataset="squad2"), round_size=20, settings=SETTINGS, decide=decide)
+    assert (outcome.questions_used, outcome.stop_reason, outcome.dataset) == (40, RESOLVED, "squad2")
+    assert [(p.name, p.use, p.agree) for p in outcome.parts] == [
+        ("squad2 · answerable", ("rag",), True), ("squad2 · unanswerable", ("lc",), True)]
 
 
 # ----------------------------------------------------------- question order
@@ -218,62 +247,64 @@ def test_agreement_with_the_full_data_verdict(at_stop, full, agree):
         return {"hotpotqa": full if settings.alpha == SETTINGS.alpha else at_stop}
 
     (outcome,) = replay(rows_for(40), round_size=20, settings=SETTINGS, decide=decide)
-    assert outcome.agree is agree and outcome.full_use == (full.use if full.resolved else ())
+    assert outcome.agree is agree and outcome.parts[0].full_use == (full.use if full.resolved else ())
 
 
 # ------------------------------------------------------------ the simulation
 
 MARGIN = 0.05
-P_LC = 0.6  # the reference answers right this often; the cheap strategy exactly MARGIN less often
+P_LC = 0.6  # the reference answers right this often; the cheap strategy (rag) exactly MARGIN less often
 QUESTIONS, ROUND, RUNS = 100, 20, 2000
 
 
-def z_test(futility: bool):
-    """A one-sided non-inferiority z-test of (cheap - lc) > -MARGIN at the look's alpha:
-    resolved ("use cheap") when z > z_{1-alpha}; else unresolved, with the textbook size
-    estimate (None when cheap trails by the margin or more) if ``futility``, else a size
-    that never stops the run."""
+def z_test(rows, settings):
+    """A one-sided non-inferiority z-test of (rag - lc) > -MARGIN at the look's alpha:
+    resolved ("use rag") when z > z_{1-alpha}; else unresolved with the textbook size
+    estimate at that alpha (None when rag trails by the margin or more)."""
+    by_question: dict[str, dict[str, float]] = {}
+    for row in rows:
+        by_question.setdefault(row.question_id, {})[row.strategy] = row.em
+    d = np.array([q["rag"] - q["lc"] for q in by_question.values()])
+    gap, sd = d.mean() + MARGIN, d.std(ddof=1)
+    z = gap / (sd / math.sqrt(d.size)) if sd > 0 else math.copysign(math.inf, gap)
+    critical = NormalDist().inv_cdf(1 - settings.alpha)
+    if z > critical:
+        return {"sim": use("rag", d.size)}
+    needed = None if gap <= 0 or sd == 0 else math.ceil(((critical + 0.84) * sd / gap) ** 2)
+    return {"sim": unresolved(needed, d.size)}
 
-    def decide(rows, settings):
-        by_question: dict[str, dict[str, float]] = {}
-        for row in rows:
-            by_question.setdefault(row.question_id, {})[row.strategy] = row.em
-        d = np.array([q["cheap"] - q["lc"] for q in by_question.values()])
-        gap, sd = d.mean() + MARGIN, d.std(ddof=1)
-        z = gap / (sd / math.sqrt(d.size)) if sd > 0 else math.copysign(math.inf, gap)
-        if z > NormalDist().inv_cdf(1 - settings.alpha):
-            return {"sim": use("cheap", d.size)}
-        if not futility:
-            return {"sim": unresolved(1, d.size)}
-        needed = None if gap <= 0 or sd == 0 else math.ceil(((1.96 + 0.84) * sd / gap) ** 2)
-        return {"sim": unresolved(needed, d.size)}
 
-    return decide
+def the_verdict(rows, settings):
+    from lcrag.pipeline.evaluation.verdict import verdicts
+
+    return verdicts(rows, settings=settings)
+
+
+DECIDERS = {"z-test": z_test, "verdict": the_verdict}
+
+
+def without_futility(decide):
+    """``decide`` with every unresolved verdict claiming a size within reach: never futile."""
+
+    def wrapped(rows, settings):
+        return {name: replace(v, questions_needed=1) if v.status == "unresolved" else v
+                for name, v in decide(rows, settings).items()}
+
+    return wrapped
 
 
 @pytest.fixture(scope="module")
 def simulated_rows():
-    """RUNS runs of QUESTIONS paired right/wrong answers: lc right with P_LC, the cheap
-    strategy with P_LC - MARGIN (independently), so cheap is worse by exactly the margin."""
+    """RUNS runs of QUESTIONS paired right/wrong answers: lc (1,000 prompt tokens) right
+    with P_LC, rag (100) with P_LC - MARGIN, independently: rag is cheaper and worse by
+    exactly the margin, so recommending it is wrong (non-inferiority's null holds)."""
     rng = np.random.default_rng(20240607)
-    lc = rng.random((RUNS, QUESTIONS)) < P_LC
-    cheap = rng.random((RUNS, QUESTIONS)) < P_LC - MARGIN
-    rows = []
-    for run in range(RUNS):
-        for q in range(QUESTIONS):
-            for name, right in (("lc", lc[run, q]), ("cheap", cheap[run, q])):
-                rows.append(make_row(run_id=f"sim{run:04d}", question_id=f"q{q:03d}", strategy=name, dataset="sim",
-                                     created_at=1.0 + q, em=float(right)))
-    return rows
-
-
-def wrong_runs(rows, spend, futility: bool) -> frozenset[str]:
-    """The runs whose sequence ended recommending the cheap strategy (wrongly: it is worse
-    by the margin, so non-inferiority's null hypothesis holds)."""
-    outcomes = replay(rows, round_size=ROUND, settings=replace(SETTINGS, margin=MARGIN), decide=z_test(futility),
-                      spend=spend)
-    assert len(outcomes) == RUNS and all(o.looks_taken <= QUESTIONS // ROUND for o in outcomes)
-    return frozenset(o.run_id for o in outcomes if o.use == ("cheap",))
+    right = {"lc": rng.random((RUNS, QUESTIONS)) < P_LC, "rag": rng.random((RUNS, QUESTIONS)) < P_LC - MARGIN}
+    tokens = {"lc": 1000, "rag": 100}
+    return [make_row(run_id=f"sim{run:04d}", question_id=f"q{q:03d}", strategy=name, dataset="sim", created_at=1.0 + q,
+                     em=float(right[name][run, q]), recall=float(right[name][run, q]), prompt_tokens=tokens[name],
+                     answer=f"{name} answer {q}")
+            for run in range(RUNS) for q in range(QUESTIONS) for name in ("lc", "rag")]
 
 
 def naive(alpha, fractions):
@@ -283,29 +314,40 @@ def naive(alpha, fractions):
 
 @pytest.fixture(scope="module")
 def wrong(simulated_rows):
-    return {(name, futility): wrong_runs(simulated_rows, spend, futility)
-            for name, spend in (("spent", None), ("naive", naive)) for futility in (False, True)}
+    """decider, schedule, futility -> the runs whose sequence ended recommending rag."""
+    out = {}
+    for name, decide in DECIDERS.items():
+        for schedule, spend in (("spent", None), ("naive", naive)):
+            for futility in (True, False):
+                outcomes = replay(simulated_rows, round_size=ROUND, settings=replace(SETTINGS, margin=MARGIN),
+                                  decide=decide if futility else without_futility(decide), spend=spend)
+                assert len(outcomes) == RUNS and all(o.looks_taken <= QUESTIONS // ROUND for o in outcomes)
+                out[name, schedule, futility] = frozenset(o.run_id for o in outcomes if "rag" in o.parts[0].use)
+    return out
 
 
 LIMIT = SETTINGS.alpha + 3 * math.sqrt(SETTINGS.alpha * (1 - SETTINGS.alpha) / RUNS)  # alpha + 3 simulation SEs
 
 
-@pytest.mark.parametrize("futility", [False, True])
-def test_peeking_after_every_round_at_its_spent_share_keeps_the_error_rate(wrong, futility):
-    share = len(wrong["spent", futility]) / RUNS
+@pytest.mark.parametrize("decider", list(DECIDERS))
+@pytest.mark.parametrize("futility", [True, False])
+def test_peeking_after_every_round_at_its_spent_share_keeps_the_error_rate(wrong, decider, futility):
+    share = len(wrong[decider, "spent", futility]) / RUNS
     assert share <= LIMIT, f"alpha spending let {share:.4f} of runs recommend the worse strategy (limit {LIMIT:.4f})"
 
 
-def test_peeking_at_the_full_alpha_every_round_inflates_the_error_rate(wrong):
-    naive_share, spent_share = len(wrong["naive", False]) / RUNS, len(wrong["spent", False]) / RUNS
+@pytest.mark.parametrize("decider", list(DECIDERS))
+def test_peeking_at_the_full_alpha_every_round_inflates_the_error_rate(wrong, decider):
+    naive_share, spent_share = (len(wrong[decider, s, False]) / RUNS for s in ("naive", "spent"))
     assert naive_share > LIMIT and naive_share > spent_share, (naive_share, spent_share)
 
 
+@pytest.mark.parametrize("decider", list(DECIDERS))
 @pytest.mark.parametrize("schedule", ["spent", "naive"])
-def test_stopping_for_futility_never_adds_a_wrong_recommendation(wrong, schedule):
+def test_stopping_for_futility_never_adds_a_wrong_recommendation(wrong, decider, schedule):
     # the same runs, the same looks: a futility stop only takes later looks away
-    assert wrong[schedule, True] <= wrong[schedule, False]
-    assert len(wrong[schedule, True]) < len(wrong[schedule, False])  # and here it takes some away
+    assert wrong[decider, schedule, True] <= wrong[decider, schedule, False]
+    assert len(wrong[decider, schedule, True]) < len(wrong[decider, schedule, False])  # and here it takes some away
 
 
 # ------------------------------------------------------------ answering in rounds
@@ -341,8 +383,9 @@ def recording_answer(ledger, asked, run_id="r", strategies=("rag", "lc")):
 
 
 @pytest.mark.parametrize("script, expected_sizes, decided, last_line", [
-    ({40: lambda n: use("rag", n)}, (20, 40), True, "decided after 40 of 50 questions"),
-    ({20: lambda n: unresolved(None, n)}, (20,), True, "decided after 20 of 50 questions"),  # futile
+    ({40: lambda n: use("rag", n)}, (20, 40), True, "stopped after 40 of 50 questions (resolved)"),
+    ({20: lambda n: unresolved(None, n), 40: lambda n: unresolved(None, n)}, (20, 40), True,
+     "stopped after 40 of 50 questions (futile)"),
     ({"default": lambda n: unresolved(45, n)}, (20, 40, 50), False, "all 50 questions answered without settling"),
 ])
 def test_rounds_stop_once_decided_and_a_rerun_rederives_the_same_looks(tmp_path, script, expected_sizes, decided,
@@ -373,11 +416,11 @@ def test_cli_eval_until_decided_answers_in_rounds_and_stops(tmp_path, monkeypatc
     from typer.testing import CliRunner
 
     from lcrag.pipeline.cli.app import app
-    from lcrag.pipeline.evaluation import sequential
+    from lcrag.pipeline.evaluation import job
     from tests.test_evaluation import write_hotpot
 
     calls = []
-    monkeypatch.setattr(sequential, "default_decide", lambda strategies=None: scripted(
+    monkeypatch.setattr(job, "default_decide", lambda strategies=None: scripted(
         {2: lambda n: use("rag", n), "default": lambda n: unresolved(3, n)}, calls=calls))
     config = tmp_path / "config.yaml"
     config.write_text("reader:\n  backend: fake\n")
@@ -388,13 +431,14 @@ def test_cli_eval_until_decided_answers_in_rounds_and_stops(tmp_path, monkeypatc
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "look 1/5: 1/5 questions" in result.output and "look 2/5: 2/5 questions" in result.output
-    assert "look 3/5" not in result.output and "decided after look 2 of 5: 2 of 5 questions" in result.output
+    assert "look 3/5" not in result.output
+    assert "stopped (resolved) after look 2 of 5: 2 of 5 questions" in result.output
     assert "answered 4 pairs" in result.output
     from lcrag.pipeline.ledger import Ledger
 
     assert Ledger(ledger).count("seq") == 4
     rerun = CliRunner().invoke(app, args)
-    assert rerun.exit_code == 0 and "answered 0 pairs" in rerun.output and "decided after look 2 of 5" in rerun.output
+    assert rerun.exit_code == 0 and "answered 0 pairs" in rerun.output and "stopped (resolved) after look 2 of 5" in rerun.output
     assert [c[0] for c in calls] == [1, 2, 1, 2]  # each run judged one, then two questions
 
 
@@ -424,3 +468,59 @@ def test_an_evaluation_request_refuses_a_round_size_below_one_and_until_decided_
         EvalRequest(f"hotpotqa:{tmp_path}", until_decided=True, round_size=0)
     with pytest.raises(EvalDataError, match="beir judges retrieval only"):
         EvalRequest(f"beir:{tmp_path}", until_decided=True)
+
+
+# ------------------------------------------------------------------ the bench
+
+
+def load_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "sequential_replay.py"
+    spec = importlib.util.spec_from_file_location("bench_sequential_replay", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bench_replays_a_ledger_copy_and_writes_json_and_a_table(tmp_path):
+    import hashlib
+    import json
+
+    from lcrag.pipeline.ledger import Ledger
+
+    bench = load_bench()
+    ledger = tmp_path / "ledger.duckdb"
+    Ledger(ledger).record(rows_for(50, run_id="a") + rows_for(30, run_id="b", dataset="kv"))
+    before = hashlib.sha256(ledger.read_bytes()).hexdigest()
+    decide = scripted({40: lambda n: use("rag", n), "default": lambda n: unresolved(30, n)})
+    records = bench.replay_ledgers([ledger], 20, SETTINGS, decide=decide)
+    assert hashlib.sha256(ledger.read_bytes()).hexdigest() == before  # read from a copy
+    assert [(r["run_id"], r["questions_used"], r["stop_reason"]) for r in records] == [("a", 40, "resolved"),
+                                                                                     ("b", 30, "exhausted")]
+    json_path, md_path = bench.write(records, 20, SETTINGS, tmp_path / "out")
+    payload = json.loads(json_path.read_text())
+    assert payload["round_size"] == 20 and payload["settings"]["alpha"] == SETTINGS.alpha
+    assert payload["outcomes"][0]["calls_saved"] == 0.2 and payload["outcomes"][0]["parts"][0]["use"] == ["rag"]
+    table = md_path.read_text()
+    assert "| hotpotqa | a | 40 / 50 | 2 | 80 / 100 | 20% | resolved | use rag |" in table
+    assert "| kv | b | 30 / 30 | 2 | 60 / 60 | 0% | exhausted | unresolved |" in table
+    assert json_path.name == "sequential-replay.json"
+    assert bench.write(records, 10, SETTINGS, tmp_path / "out")[0].name == "sequential-replay-r10.json"
+
+
+def test_the_bench_runs_the_real_verdict_on_the_committed_ledgers_without_touching_them(tmp_path):
+    import hashlib
+
+    bench = load_bench()
+    committed = [p for p in bench.LEDGERS if p.is_file()]
+    if not committed:
+        pytest.skip("no committed ledger")
+    before = [hashlib.sha256(p.read_bytes()).hexdigest() for p in committed]
+    assert bench.main(["--out", str(tmp_path)]) == 0
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in committed] == before
+    assert not any(p.with_name(p.name + ".segments").exists() and not p.with_name(p.name + ".segments").is_dir()
+                   for p in committed)
+    table = (tmp_path / "sequential-replay.md").read_text()
+    assert "| data set | run | questions used / available |" in table and "closing-hotpotqa" in table

@@ -96,10 +96,10 @@ def evaluate(
         out.print("  ".join(f"{key}={value}" for key, value in row.items()), highlight=False)
     if outcome.rounds:
         last = outcome.rounds[-1]
-        state = "decided" if last.decided else "not decided"
+        state = f"stopped ({last.stop})" if last.decided else "not settled"
         out.print(f"{state} after look {last.number} of {last.rounds}: {last.questions} of {last.planned} questions, "
                   f"alpha {last.spent:.2g} of {last.total_alpha:g} spent", highlight=False)
-        for look in last.verdicts:
-            out.print(f"  {look.dataset}: {look.sentence}", highlight=False)
+        for verdict in last.verdicts:
+            out.print(f"  {verdict.name}: {verdict.sentence}", highlight=False)
     verb = "answered" if outcome.kind == "answers" else "judged"
     out.print(f"{verb} {outcome.done} pairs; run id {outcome.run_id}; ledger {outcome.ledger}", highlight=False)

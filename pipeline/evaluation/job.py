@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from lcrag.core.paths import default_ledger, state_home
 from lcrag.pipeline.answer import resolve_names
@@ -25,13 +25,21 @@ from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalSet, reply_tokens_needed
 from lcrag.pipeline.evaluation.retrieval import beir, resolve_methods, run_retrieval
 from lcrag.pipeline.evaluation.runner import EvalRun, run_evaluation
+from lcrag.pipeline.evaluation.sequential import (
+    RESOLVED,
+    Decide,
+    RoundReport,
+    control_strategies,
+    default_decide,
+    judge_round,
+    look_alphas,
+    looks,
+    round_order,
+)
+from lcrag.pipeline.evaluation.verdict import VerdictSettings
 from lcrag.pipeline.ingest.encoder import make_encoder
 from lcrag.pipeline.ledger import Ledger
 from lcrag.readers import connect_reader, make_attention
-
-if TYPE_CHECKING:
-    from lcrag.pipeline.evaluation.sequential import Decide, RoundReport
-    from lcrag.pipeline.evaluation.verdict import VerdictSettings
 
 RETRIEVAL_DATASET = "beir"
 SYNTH_DATASET = "synth"  # synth:N: questions the reader writes about the index (evaluation/synth.py)
@@ -183,8 +191,6 @@ def evaluate(
 
 def compared_strategies(names: Sequence[str]) -> tuple[str, ...]:
     """The names a verdict compares (controls such as closed-book left out)."""
-    from lcrag.pipeline.evaluation.sequential import control_strategies
-
     controls = control_strategies()
     return tuple(n for n in names if n not in controls)
 
@@ -198,7 +204,7 @@ def answer_until_decided(
     *,
     round_size: int = ROUND_SIZE,
     seed: int = 0,
-    settings: VerdictSettings | None = None,
+    settings: VerdictSettings = VerdictSettings(),
     decide: Decide | None = None,
     announce: Callable[[str], None] = lambda line: None,
 ) -> tuple[int, tuple[RoundReport, ...]]:
@@ -208,13 +214,7 @@ def answer_until_decided(
     look's share of ``settings.alpha`` (N = every question of the set); stop after the
     first look where every data set is resolved or futile. Returns the pairs answered
     and the looks taken; announces one line per look."""
-    from lcrag.pipeline.evaluation.sequential import default_decide, judge_round, look_alphas, looks, round_order
-
-    if settings is None:
-        from lcrag.pipeline.evaluation.verdict import VerdictSettings
-
-        settings = VerdictSettings()
-    decide = decide or default_decide(compared_strategies(strategies))
+    decide = decide or default_decide(compared_strategies(strategies))  # the controls' rows still set the margin
     order = round_order((i.question.qid for i in evalset.items), seed)
     sizes = looks(len(order), round_size)
     alphas = look_alphas(sizes, len(order), settings.alpha)
@@ -229,7 +229,9 @@ def answer_until_decided(
         reports.append(report)
         announce(report.line())
         if report.decided:
-            announce(f"decided after {size} of {len(order)} questions: every data set is resolved or futile")
+            why = ("every data set is resolved" if report.stop == RESOLVED else
+                   f"every data set is resolved or futile (no size up to {len(order)} questions would settle it)")
+            announce(f"stopped after {size} of {len(order)} questions ({report.stop}): {why}")
             break
     else:
         if reports:

@@ -12,33 +12,36 @@ without a recommendation (futility: the verdict says no size within the data set
 settle it) can only remove chances to be wrong, so it never raises that rate.
 
 Looks sit at multiples of the round size (``looks``), so a resumed run re-derives
-them from the ledger alone. ``replay`` runs the same rule over rows already recorded
-(every question answered), in the order the questions were first answered, to measure
-how many reader calls the rule would have saved and whether it lands where the
-full-data verdict does. Everything here is pure: rows in, frozen dataclasses out; the
-verdict function is injected (``decide``) so the rule is testable without it.
+them from the ledger alone. A look judges every data set in the rows; a data set whose
+verdict comes in parts (SQuAD 2.0's answerable and unanswerable questions are judged
+apart) is settled when every part is. ``replay`` runs the same rule over rows already
+recorded, in the order the questions were first answered, to measure how many reader
+calls the rule would have saved and whether it lands where the full-data verdict does.
+Everything here is pure: rows in, frozen dataclasses out; the verdict function is
+injected (``decide``, default ``verdicts``) so the rule is testable without it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from lcrag.core.errors import LcragError
+from lcrag.pipeline.evaluation.paired_tests import spending_schedule
+from lcrag.pipeline.evaluation.verdict import CONTROLS, VerdictSettings, verdicts
 
 if TYPE_CHECKING:
-    from lcrag.pipeline.evaluation.verdict import VerdictSettings
     from lcrag.pipeline.ledger import LedgerRow
 
 UNLABELLED = "unlabelled"  # data set name of rows whose dataset is None (as the verdict and report call it)
 RESOLVED, FUTILE, EXHAUSTED = "resolved", "futile", "exhausted"  # why a sequence of looks stopped
-NOTHING = "nothing_to_compare"  # status given when the verdict returns nothing for a data set
 
-# decide(rows, settings) -> {data set: verdict}; the verdict needs status, resolved, use,
-# questions_needed and describe() (``lcrag.pipeline.evaluation.verdict.Verdict``)
-Decide = Callable[[Sequence["LedgerRow"], "VerdictSettings"], Mapping[str, Any]]
-# spend(alpha, fractions) -> the alpha each look is tested at
+# decide(rows, settings) -> {data set or part: verdict}; a verdict needs status, resolved,
+# use, questions_needed and describe() (``lcrag.pipeline.evaluation.verdict.Verdict``)
+Decide = Callable[[Sequence["LedgerRow"], VerdictSettings], Mapping[str, Any]]
+# spend(alpha, fractions) -> the alpha each look is tested at (default ``spending_schedule``)
 Spend = Callable[[float, Sequence[float]], Sequence[float]]
 
 
@@ -58,69 +61,70 @@ def looks(total: int, round_size: int) -> tuple[int, ...]:
     return (*range(round_size, total, round_size), total)
 
 
-def _default_spend(alpha: float, fractions: Sequence[float]) -> Sequence[float]:
-    from lcrag.pipeline.evaluation.paired_tests import spending_schedule
-
-    return spending_schedule(alpha, tuple(fractions))
-
-
 def look_alphas(sizes: Sequence[int], planned: int, alpha: float, spend: Spend | None = None) -> tuple[float, ...]:
     """The alpha each look is tested at: look j's share of ``alpha`` with t_j =
     sizes[j] / planned (``spending_schedule``). Fewer questions than planned leave the
     unspent rest unused (conservative)."""
+    if not sizes:
+        return ()
     if planned < 1 or any(n > planned for n in sizes):
         raise SequentialError(f"looks {tuple(sizes)} do not fit {planned} planned questions")
-    shares = tuple(float(a) for a in (spend or _default_spend)(alpha, [n / planned for n in sizes]))
+    shares = tuple(float(a) for a in (spend or spending_schedule)(alpha, [n / planned for n in sizes]))
     if len(shares) != len(sizes):
         raise SequentialError(f"the spending schedule gave {len(shares)} alphas for {len(sizes)} looks")
     return shares
 
 
-def stop_reason(verdict: Any, planned: int) -> str | None:
-    """Why a look stops the sequence: ``resolved`` (a recommendation), ``futile``
-    (unresolved, and the verdict says no size up to ``planned`` questions would settle it:
-    ``questions_needed`` None or above ``planned``), else None (look again). A verdict
-    with nothing to compare yet is not futile: more answers may give it something."""
+FUTILITY_FROM = 0.5
+"""Share of the planned questions answered before a look may stop for futility: the size
+estimate of an early look is noisy and made at that look's small alpha share (on the
+synthetic set 20 of 50 questions said 111 were needed, and all 50 resolved it). Futility
+stops never raise the error rate, so when they may happen is a choice of power alone."""
+
+
+def stop_reason(verdict: Any, planned: int, answered: int | None = None) -> str | None:
+    """Why one verdict lets the sequence stop: ``resolved`` (a recommendation), ``futile``
+    (unresolved, at least ``FUTILITY_FROM`` of the planned questions ``answered`` (when
+    given), and no size up to ``planned`` questions would settle it: ``questions_needed``
+    None or above ``planned``), else None (look again). A verdict with nothing to compare
+    yet is not futile: more answers may give it something."""
     if verdict is None:
         return None
     if verdict.resolved:
         return RESOLVED
+    if answered is not None and answered < FUTILITY_FROM * planned:
+        return None
     if verdict.status == "unresolved" and (verdict.questions_needed is None or verdict.questions_needed > planned):
         return FUTILE
     return None
 
 
+def settled(stops: Iterable[str | None]) -> str | None:
+    """Why a look stops given each part's ``stop_reason``: RESOLVED when every part is
+    resolved, FUTILE when every part is resolved or futile and one is futile, else None
+    (also for no parts at all: nothing was judged)."""
+    stops = list(stops)
+    if not stops or not all(stops):
+        return None
+    return RESOLVED if all(s == RESOLVED for s in stops) else FUTILE
+
+
 def control_strategies() -> frozenset[str]:
-    """Strategies that are controls, never candidates (closed-book): registered names
-    outside ``all``. The report leaves them out of the verdict too."""
+    """Strategies that are controls, never candidates: the verdict's (closed-book,
+    oracle) and any registered strategy outside ``all``."""
     from lcrag.pipeline.answer import ALL, REGISTRY
 
-    return frozenset(REGISTRY) - frozenset(ALL)
-
-
-def compared(rows: Iterable[LedgerRow]) -> tuple[str, ...]:
-    """The strategies of ``rows`` a verdict compares: all but the controls."""
-    controls = control_strategies()
-    return tuple(sorted({r.strategy for r in rows} - controls))
+    return frozenset(CONTROLS) | (frozenset(REGISTRY) - frozenset(ALL))
 
 
 def default_decide(strategies: Sequence[str] | None = None) -> Decide:
-    """``verdicts`` with the look's settings, over ``strategies`` (default: those of the
-    rows, controls left out)."""
+    """``verdicts`` with the look's settings over ``strategies`` (None: every strategy
+    of the rows; the verdict keeps controls out of the contest and uses them for the margin)."""
 
     def decide(rows: Sequence[LedgerRow], settings: VerdictSettings) -> Mapping[str, Any]:
-        from lcrag.pipeline.evaluation.verdict import verdicts
-
-        names = tuple(strategies) if strategies is not None else compared(rows)
-        return verdicts(rows, names, settings=settings)
+        return verdicts(rows, None if strategies is None else tuple(strategies), settings=settings)
 
     return decide
-
-
-def _default_settings() -> VerdictSettings:
-    from lcrag.pipeline.evaluation.verdict import VerdictSettings
-
-    return VerdictSettings()
 
 
 def answering_order(rows: Iterable[LedgerRow]) -> tuple[str, ...]:
@@ -134,25 +138,65 @@ def answering_order(rows: Iterable[LedgerRow]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Look:
-    """One look: the verdict on the first ``questions`` questions, tested at ``alpha``."""
+class PartVerdict:
+    """One data set's (or part's) verdict at a look, reduced to what the rule needs."""
 
-    questions: int
-    alpha: float
+    name: str
     status: str
     resolved: bool
     use: tuple[str, ...]  # empty unless resolved
     questions_needed: int | None
     sentence: str
-    stop: str | None  # RESOLVED or FUTILE when this look ends the sequence
+    stop: str | None  # ``stop_reason`` of this verdict
+
+
+def part_verdicts(found: Mapping[str, Any], planned: int, answered: int | None = None) -> tuple[PartVerdict, ...]:
+    """A ``decide`` result as PartVerdicts, by name (``answered``: questions so far, for ``stop_reason``)."""
+    out = []
+    for name, v in sorted(found.items()):
+        out.append(PartVerdict(name, v.status, bool(v.resolved), tuple(v.use) if v.resolved else (),
+                               v.questions_needed, v.describe(), stop_reason(v, planned, answered)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look: the verdicts on the first ``questions`` questions, tested at ``alpha``."""
+
+    questions: int
+    alpha: float
+    verdicts: tuple[PartVerdict, ...]
+    stop: str | None  # ``settled``: RESOLVED or FUTILE when this look ends the sequence
+
+
+@dataclass(frozen=True)
+class PartOutcome:
+    """Where the sequence stopped for one data set (or part), against the full-data verdict.
+    ``agree``: both recommend the same strategies, or neither recommends any."""
+
+    name: str
+    status: str
+    use: tuple[str, ...]
+    stop: str | None
+    sentence: str
+    full_status: str
+    full_use: tuple[str, ...]
+    full_sentence: str
+
+    @property
+    def agree(self) -> bool:
+        return self.use == self.full_use and (self.status == RESOLVED) == (self.full_status == RESOLVED)
+
+
+ABSENT = PartVerdict("", "nothing_to_compare", False, (), None, "not judged at this look", None)
 
 
 @dataclass(frozen=True)
 class ReplayOutcome:
     """The sequential rule replayed over one (run, data set) of a ledger, against the
     verdict on all its questions at the full alpha in one look. ``calls`` are ledger rows
-    (one reader call per question and strategy); ``agree``: both recommend the same
-    strategies, or neither recommends any."""
+    (one reader call per question and strategy); ``parts`` hold one verdict per data set
+    or part (SQuAD 2.0's answerable and unanswerable questions are judged apart)."""
 
     dataset: str
     run_id: str
@@ -163,14 +207,8 @@ class ReplayOutcome:
     questions_available: int
     calls_used: int
     calls_available: int
-    status: str  # at the stop
-    use: tuple[str, ...]
-    sentence: str
-    full_status: str
-    full_use: tuple[str, ...]
-    full_sentence: str
-    agree: bool
-    stop_reason: str  # RESOLVED, FUTILE or EXHAUSTED (the last look neither)
+    parts: tuple[PartOutcome, ...]
+    stop_reason: str  # RESOLVED, FUTILE or EXHAUSTED (the last look settled neither)
 
     @property
     def looks_taken(self) -> int:
@@ -181,34 +219,25 @@ class ReplayOutcome:
         """Share of the available reader calls the rule did not need (0 to 1)."""
         return 1.0 - self.calls_used / self.calls_available if self.calls_available else 0.0
 
+    @property
+    def agree(self) -> bool:
+        return all(p.agree for p in self.parts)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset, "run_id": self.run_id, "round_size": self.round_size, "planned": self.planned,
             "looks_taken": self.looks_taken, "questions_used": self.questions_used,
             "questions_available": self.questions_available, "calls_used": self.calls_used,
             "calls_available": self.calls_available, "calls_saved": round(self.calls_saved, 4),
-            "stop_reason": self.stop_reason, "status": self.status, "use": list(self.use), "sentence": self.sentence,
-            "full_status": self.full_status, "full_use": list(self.full_use), "full_sentence": self.full_sentence,
-            "agree": self.agree,
-            "looks": [{"questions": k.questions, "alpha": k.alpha, "status": k.status, "resolved": k.resolved,
-                       "use": list(k.use),
-                       "questions_needed": k.questions_needed, "stop": k.stop, "sentence": k.sentence}
+            "stop_reason": self.stop_reason, "agree": self.agree,
+            "parts": [{"name": p.name, "status": p.status, "use": list(p.use), "stop": p.stop, "sentence": p.sentence,
+                       "full_status": p.full_status, "full_use": list(p.full_use), "full_sentence": p.full_sentence,
+                       "agree": p.agree} for p in self.parts],
+            "looks": [{"questions": k.questions, "alpha": k.alpha, "stop": k.stop,
+                       "verdicts": [{"name": v.name, "status": v.status, "use": list(v.use),
+                                     "questions_needed": v.questions_needed, "stop": v.stop} for v in k.verdicts]}
                       for k in self.looks],
         }
-
-
-def verdict_for(found: Mapping[str, Any], dataset: str) -> Any:
-    """The verdict of ``dataset`` in a ``decide`` result (the only one if it holds one)."""
-    if dataset in found:
-        return found[dataset]
-    return next(iter(found.values())) if len(found) == 1 else None
-
-
-def _summary(verdict: Any) -> tuple[str, bool, tuple[str, ...], int | None, str]:
-    if verdict is None:
-        return NOTHING, False, (), None, "nothing to compare: no strategy to compare answered here"
-    use = tuple(verdict.use) if verdict.resolved else ()
-    return verdict.status, bool(verdict.resolved), use, verdict.questions_needed, verdict.describe()
 
 
 def replay(
@@ -216,23 +245,22 @@ def replay(
     *,
     round_size: int,
     max_questions: int | None = None,
-    settings: VerdictSettings | None = None,
+    settings: VerdictSettings = VerdictSettings(),
     decide: Decide | None = None,
     spend: Spend | None = None,
 ) -> tuple[ReplayOutcome, ...]:
     """The sequential rule over recorded rows, one outcome per (run_id, data set), in
     that order. Questions come in the order they were first answered (``answering_order``);
     N = ``max_questions`` (capping the questions used) or the questions available. At the
-    look after n questions the verdict of the rows of the first n is taken with alpha =
+    look after n questions the verdicts of the rows of the first n are taken with alpha =
     that look's share of ``settings.alpha`` (``spend``, default ``spending_schedule``);
-    the sequence stops at the first look that is resolved or futile (``stop_reason``),
-    else at the last ("exhausted"). ``decide(rows, settings)`` defaults to ``verdicts``
-    over the rows' strategies, controls left out."""
+    the sequence stops at the first look where every verdict is resolved or futile
+    (``settled``), else at the last ("exhausted"). ``decide(rows, settings)`` defaults to
+    ``verdicts``; the full-data verdict is ``decide`` on all N questions at ``settings``."""
     if max_questions is not None and (isinstance(max_questions, bool) or not isinstance(max_questions, int)
                                       or max_questions < 1):
         raise SequentialError(f"max_questions must be a whole number >= 1, got {max_questions!r}")
     looks(0, round_size)  # validates the round size
-    settings = settings if settings is not None else _default_settings()
     decide = decide or default_decide()
     groups: dict[tuple[str, str], list[LedgerRow]] = {}
     for row in rows:
@@ -244,32 +272,27 @@ def replay(
         order = order[:planned]
         position = {qid: i for i, qid in enumerate(order)}
         group = sorted((r for r in group if r.question_id in position), key=lambda r: position[r.question_id])
-        # rows of the first n questions are group[:cut[n]] (group sorted by question position)
-        ends: dict[int, int] = {}
+        ends = {}  # questions n -> rows of the first n questions (group is sorted by question position)
         for index, row in enumerate(group):
             ends[position[row.question_id] + 1] = index + 1
         sizes = looks(len(order), round_size)
-        alphas = look_alphas(sizes, planned, settings.alpha, spend)
         taken: list[Look] = []
-        for n, alpha in zip(sizes, alphas):
-            found = decide(group[:ends[n]], replace(settings, alpha=alpha))
-            verdict = verdict_for(found, dataset)
-            status, resolved, use, needed, sentence = _summary(verdict)
-            stop = stop_reason(verdict, planned)
-            taken.append(Look(n, alpha, status, resolved, use, needed, sentence, stop))
-            if stop:
+        for n, alpha in zip(sizes, look_alphas(sizes, planned, settings.alpha, spend)):
+            judged = part_verdicts(decide(group[:ends[n]], replace(settings, alpha=alpha)), planned, n)
+            taken.append(Look(n, alpha, judged, settled(v.stop for v in judged)))
+            if taken[-1].stop:
                 break
         last = taken[-1]
-        full = verdict_for(decide(group, settings), dataset)
-        full_status, full_resolved, full_use, _, full_sentence = _summary(full)
-        used = ends[last.questions]
+        full = {v.name: v for v in part_verdicts(decide(group, settings), planned)}
+        at_stop = {v.name: v for v in last.verdicts}
+        parts = tuple(
+            PartOutcome(name, s.status, s.use, s.stop, s.sentence, f.status, f.use, f.sentence)
+            for name in sorted(set(full) | set(at_stop))
+            for s, f in [(at_stop.get(name, ABSENT), full.get(name, ABSENT))])
         outcomes.append(ReplayOutcome(
             dataset=dataset, run_id=run_id, round_size=round_size, planned=planned, looks=tuple(taken),
-            questions_used=last.questions, questions_available=len(order), calls_used=used,
-            calls_available=len(group), status=last.status, use=last.use, sentence=last.sentence,
-            full_status=full_status, full_use=full_use, full_sentence=full_sentence,
-            agree=last.resolved == full_resolved and last.use == full_use,
-            stop_reason=last.stop or EXHAUSTED,
+            questions_used=last.questions, questions_available=len(order), calls_used=ends[last.questions],
+            calls_available=len(group), parts=parts, stop_reason=last.stop or EXHAUSTED,
         ))
     return tuple(outcomes)
 
@@ -282,18 +305,8 @@ def round_order(question_ids: Iterable[str], seed: int) -> tuple[str, ...]:
     is a random sample of the data set whatever order its loader gives (SQuAD 2.0 and long
     documents come grouped by document, needles by cell) and the order depends on the
     seed and the ids alone: a rerun derives the same rounds."""
-    import hashlib
-
     return tuple(sorted(dict.fromkeys(question_ids),
                         key=lambda q: (hashlib.sha1(f"{seed}\x00{q}".encode()).hexdigest(), q)))
-
-
-@dataclass(frozen=True)
-class DatasetLook:
-    dataset: str
-    status: str
-    sentence: str
-    stop: str | None
 
 
 @dataclass(frozen=True)
@@ -307,20 +320,25 @@ class RoundReport:
     alpha: float  # this look's share
     spent: float  # shares of the looks so far, this one included
     total_alpha: float
-    verdicts: tuple[DatasetLook, ...]
+    verdicts: tuple[PartVerdict, ...]
+
+    @property
+    def stop(self) -> str | None:
+        """``settled`` over the data sets (and parts) judged: RESOLVED, FUTILE or None."""
+        return settled(v.stop for v in self.verdicts)
 
     @property
     def decided(self) -> bool:
-        """Every data set resolved or futile (and at least one data set judged)."""
-        return bool(self.verdicts) and all(v.stop for v in self.verdicts)
+        """Every data set (and part) judged is resolved or futile, and one was judged."""
+        return self.stop is not None
 
     def line(self) -> str:
         head = (f"look {self.number}/{self.rounds}: {self.questions}/{self.planned} questions, "
                 f"alpha {self.alpha:.2g} at this look ({self.spent:.2g} of {self.total_alpha:g} spent)")
         if not self.verdicts:
             return f"{head}: no answered rows to judge yet"
-        parts = [f"{v.dataset}: {v.sentence}" + (f" [{v.stop}]" if v.stop else "") for v in self.verdicts]
-        return f"{head}: " + "; ".join(parts)
+        return f"{head}: " + "; ".join(f"{v.name}: {v.sentence}" + (f" [{v.stop}]" if v.stop else "")
+                                       for v in self.verdicts)
 
 
 def judge_round(
@@ -336,10 +354,6 @@ def judge_round(
     """The look after round ``number`` (1-based) over ``rows`` (those of the questions
     answered so far), every data set in them judged at that look's alpha."""
     alpha = alphas[number - 1]
-    found = decide(rows, replace(settings, alpha=alpha))
-    judged = []
-    for name, verdict in sorted(found.items()):
-        status, _, _, _, sentence = _summary(verdict)
-        judged.append(DatasetLook(name, status, sentence, stop_reason(verdict, planned)))
+    judged = part_verdicts(decide(rows, replace(settings, alpha=alpha)), planned, sizes[number - 1])
     return RoundReport(number, len(sizes), sizes[number - 1], planned, alpha, sum(alphas[:number]), settings.alpha,
-                       tuple(judged))
+                       judged)
