@@ -48,16 +48,16 @@ Everything here is a pure function of ledger rows returning frozen dataclasses.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from scipy.stats import binomtest, norm
 
 from lcrag.core.errors import LcragError
+from lcrag.pipeline.evaluation.paired_tests import binomial_above
+from lcrag.pipeline.evaluation.paired_tests import wilson_lower as paired_wilson_lower
 from lcrag.pipeline.answer.choices import LETTERS, parse_gold
 
 if TYPE_CHECKING:
@@ -133,14 +133,11 @@ def _mc_dataset(name: str) -> bool:
 
 
 def wilson_lower(hits: int, n: int, level: float = LEAD_LEVEL) -> float:
-    """One-sided Wilson score lower bound of a proportion at confidence ``level``."""
+    """One-sided Wilson score lower bound of a proportion at confidence ``level``
+    (``paired_tests.wilson_lower`` at alpha = 1 - level)."""
     if n < 1 or not 0 <= hits <= n:
         raise LetterBiasError(f"need 0 <= hits <= n and n >= 1, got hits={hits!r}, n={n!r}")
-    z = float(norm.ppf(level))
-    p = hits / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - spread) / (1 + z * z / n))
+    return paired_wilson_lower(hits, n, 1.0 - level)
 
 
 def _profile(strategy: str, answered: list[tuple[str, str | None, bool]]) -> LetterProfile:
@@ -154,7 +151,7 @@ def _profile(strategy: str, answered: list[tuple[str, str | None, bool]]) -> Let
     chance = sum(chosen.get(letter, 0) * count for letter, count in gold.items()) / (n * n)
     top = max(gold.values())
     constant = _TIE.join(sorted(letter for letter, count in gold.items() if count == top))
-    p_value = float(binomtest(hits, n, chance, alternative="greater").pvalue)
+    p_value = binomial_above(hits, n, chance)
     order = sorted(chosen, key=lambda c: (c == NONE, c))
     return LetterProfile(
         strategy=strategy,
