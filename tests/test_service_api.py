@@ -216,7 +216,7 @@ def test_strategies_lists_registered_names_with_descriptions(api):
     body = api.get("/v1/strategies", headers=AUTH).json()
     assert body["default"] == "auto"
     names = [s["name"] for s in body["strategies"]]
-    assert set(names) == set(REGISTRY) - {"attention-sort"}  # no attention source in this app
+    assert set(names) == set(REGISTRY) - {"attention-sort", "oracle"}  # no attention source here; no evidence in a request
     assert all(s["description"] and len(s["description"].splitlines()) == 1 for s in body["strategies"])
     assert {s["name"]: s["uses_k"] for s in body["strategies"]}["rag"] is True
     assert {s["name"]: s["uses_k"] for s in body["strategies"]}["lc"] is False

@@ -13,6 +13,7 @@ from lcrag.pipeline.answer.base import (
     Context,
     ContextStrategy,
     Corpus,
+    Evidence,
     Outcome,
     Question,
     Strategy,
@@ -20,7 +21,7 @@ from lcrag.pipeline.answer.base import (
     UnknownStrategyError,
 )
 from lcrag.pipeline.answer.chain_of_agents import ChainOfAgentsStrategy
-from lcrag.pipeline.answer.long_context import ClosedBookStrategy, LongContextStrategy
+from lcrag.pipeline.answer.long_context import ClosedBookStrategy, LongContextStrategy, OracleStrategy
 from lcrag.pipeline.answer.retrieval import (
     LongRagStrategy,
     OrderPreservingStrategy,
@@ -42,10 +43,14 @@ REGISTRY: dict[str, type] = {
         AutoStrategy,
         ChainOfAgentsStrategy,
         ClosedBookStrategy,
+        OracleStrategy,
     )
 }
-# "all" means the strategies compared; closed-book is a control pass, asked for by name.
-ALL: tuple[str, ...] = tuple(name for name in REGISTRY if name != ClosedBookStrategy.name)
+# Controls are passes asked for by name (``all,closed-book,oracle``), never compared:
+# closed-book reads nothing, the oracle only the question's gold evidence.
+CONTROL_NAMES: tuple[str, ...] = (ClosedBookStrategy.name, OracleStrategy.name)
+# "all" means the strategies compared.
+ALL: tuple[str, ...] = tuple(name for name in REGISTRY if name not in CONTROL_NAMES)
 
 
 # Strategies whose context is a top-k retrieval, so ``NAME@kN`` can sweep k.
@@ -78,6 +83,18 @@ def get_strategy(name: str) -> Strategy:
     return REGISTRY[name]()
 
 
+def needs_evidence(name: str) -> bool:
+    """The strategy reads only a question's gold evidence (the oracle)."""
+    return bool(getattr(REGISTRY.get(name.partition("@k")[0]), "needs_evidence", False))
+
+
+def asks(name: str, question: Question) -> bool:
+    """Whether ``name`` is asked ``question``: every strategy is, except that one that
+    reads only gold evidence is not asked a question without any (it would score 0 for a
+    missing input, not for anything it read)."""
+    return bool(question.evidence) or not needs_evidence(name)
+
+
 def resolve_names(spec: str) -> list[str]:
     """'all', a comma-separated list, or both ('all,closed-book'), validated against
     the registry; each name once, in the order given."""
@@ -93,7 +110,7 @@ def resolve_names(spec: str) -> list[str]:
 
 
 __all__ = [
-    "ALL",
-    "REGISTRY", "get_strategy", "resolve_names", "Context", "ContextStrategy", "Corpus", "Outcome", "Question",
-    "Strategy", "Toolkit", "UnknownStrategyError",
+    "ALL", "CONTROL_NAMES",
+    "REGISTRY", "asks", "get_strategy", "needs_evidence", "resolve_names", "Context", "ContextStrategy", "Corpus",
+    "Evidence", "Outcome", "Question", "Strategy", "Toolkit", "UnknownStrategyError",
 ]

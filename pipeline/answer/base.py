@@ -22,12 +22,34 @@ from lcrag.readers.prompts import render_passage
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """One piece of a question's gold evidence, where a data set marks it: a passage
+    (``text``, with the document it comes from and its offsets there when known), or a
+    document to read whole (``doc_id`` alone). The ``oracle`` control reads only these."""
+
+    doc_id: str = ""  # the document it comes from ("" when the data set does not say)
+    text: str = ""  # the passage; "" = read the whole document ``doc_id``
+    start: int | None = None  # offsets of ``text`` in the document, when known
+    end: int | None = None
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.text.strip() and not self.doc_id:
+            raise ValueError("evidence needs a passage text or a document id")
+
+    @property
+    def whole_document(self) -> bool:
+        return not self.text.strip()
+
+
+@dataclass(frozen=True)
 class Question:
     qid: str
     text: str
     doc_scope: tuple[str, ...] = ()  # documents the question is about, when known (evaluation)
     options: tuple[str, ...] = ()  # multiple choice: option texts (asked as A., B., ...)
     multi_answer: bool = False  # multiple choice where several options may be right
+    evidence: tuple[Evidence, ...] = ()  # gold evidence, when the data set marks it (the oracle control reads it)
 
     def prompt(self, passages: tuple[Passage, ...], allow_unanswerable: bool = False) -> Prompt:
         """What the reader is asked about this question over ``passages``."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lcrag.pipeline.answer.base import Context, ContextStrategy, Question, Toolkit
+from lcrag.core.errors import LcragError
+from lcrag.pipeline.answer.base import Context, ContextStrategy, Evidence, Question, Toolkit
 from lcrag.readers.base import Passage
 
 
@@ -101,3 +102,62 @@ class ClosedBookStrategy(ContextStrategy):
 
     def build_context(self, question: Question, tools: Toolkit) -> Context:
         return Context((), 0, False, ())
+
+
+class NoEvidenceError(LcragError, ValueError):
+    """The oracle was asked a question without gold evidence, or evidence it cannot find."""
+
+
+MAX_ID_CHARS = 300  # a qa-jsonl evidence string this short may name a document of the index
+
+
+def evidence_passages(question: Question, tools: Toolkit) -> list[Passage]:
+    """The question's gold evidence as passages, in the data set's order: a passage as
+    given; a document id read whole from the index. A bare evidence string (no document
+    named, as qa-jsonl lines may give) that is the id of a document in the index is that
+    document, read whole; otherwise it is the passage's text."""
+    maybe_ids = [e.text.strip() for e in question.evidence if not e.doc_id and len(e.text.strip()) <= MAX_ID_CHARS]
+    named = [e.doc_id for e in question.evidence if e.whole_document]
+    wanted = list(dict.fromkeys(named + maybe_ids))
+    docs = tools.corpus.documents(wanted) if wanted else {}
+    passages: dict[tuple, Passage] = {}
+    for number, evidence in enumerate(question.evidence):
+        if evidence.whole_document or (not evidence.doc_id and evidence.text.strip() in docs):
+            doc_id = evidence.doc_id or evidence.text.strip()
+            if doc_id not in docs:
+                raise NoEvidenceError(f"question {question.qid}: its evidence names document {doc_id!r}, which is not "
+                                      "in the index; correct the evidence or drop it")
+            passage = whole_document(docs[doc_id])
+        else:
+            passage = _passage(evidence, number)
+        passages.setdefault((passage.doc_id, passage.start, passage.end, passage.text), passage)
+    return list(passages.values())
+
+
+def _passage(evidence: Evidence, number: int) -> Passage:
+    text = evidence.text
+    if evidence.doc_id and evidence.start is not None:
+        passage_id = f"{evidence.doc_id}@{evidence.start}"
+    else:
+        passage_id = f"{evidence.doc_id}#evidence{number}" if evidence.doc_id else f"evidence{number}"
+    start = evidence.start if evidence.start is not None else 0
+    end = evidence.end if evidence.end is not None else start + len(text)
+    return Passage(passage_id, evidence.doc_id, start, end, text, evidence.title)
+
+
+class OracleStrategy(ContextStrategy):
+    """Only the question's gold evidence: a control, the ceiling of every strategy
+    with this reader. Against rag it measures what retrieval loses; what it still gets
+    wrong is the reader's limit. Asked only of questions whose data set marks evidence
+    (``needs_evidence``): the evaluation skips the others rather than score them 0."""
+
+    name = "oracle"
+    needs_evidence = True
+
+    def build_context(self, question: Question, tools: Toolkit) -> Context:
+        if not question.evidence:
+            raise NoEvidenceError(f"question {question.qid} carries no gold evidence: the oracle reads only a question's "
+                                  "gold evidence, so ask it in `lcrag eval` on a data set that marks evidence")
+        passages = evidence_passages(question, tools)
+        kept, cut = cut_middle_passages(passages, tools.budget, tools)
+        return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(p.passage_id for p in passages))

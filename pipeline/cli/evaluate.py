@@ -24,7 +24,9 @@ def evaluate(
     ),
     strategies: str = typer.Option(
         "all", "--strategies", "-s",
-        help="Comma-separated strategy names, or all; add closed-book (no context) to flag questions the model answers unaided. "
+        help="Comma-separated strategy names, or all; add closed-book (no context) to flag questions the model answers unaided, "
+        "and oracle (the question's gold evidence only, where the data set marks it) for the report's diagnosis of where "
+        "quality is lost. "
         "For beir: retrieval methods (bm25, dense, hybrid) or all.",
     ),
     k: int = typer.Option(100, "--k", help="beir only: documents retrieved per query (Recall@k)."),
@@ -36,7 +38,9 @@ def evaluate(
     config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (encoder, units, chunking, reader, strategies)."),
     ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder, see `lcrag info`)."),
     fields: Optional[str] = typer.Option(
-        None, "--fields", help="longdoc only: map other field names, e.g. document=text,question=q,answers=a[,options=opts,id=qid,title=t].",
+        None, "--fields", help="longdoc only: map other field names, e.g. "
+        "document=text,question=q,answers=a[,options=opts,id=qid,title=t,evidence=ev] (evidence: the gold passage the "
+        "oracle control reads).",
     ),
     work: Optional[Path] = typer.Option(None, "--work", help="Where evaluation indexes are kept (default: eval/ in the state folder)."),
     router: Optional[Path] = typer.Option(
@@ -94,6 +98,8 @@ def evaluate(
         raise typer.Exit(130) from None
     for row in outcome.summary:
         out.print("  ".join(f"{key}={value}" for key, value in row.items()), highlight=False)
+    for name, count in outcome.not_asked:
+        out.print(f"{name}: not asked {count} of {outcome.questions} questions (no gold evidence)", highlight=False)
     if outcome.rounds:
         last = outcome.rounds[-1]
         state = f"stopped ({last.stop})" if last.decided else "not settled"

@@ -37,6 +37,9 @@ def report(
     cost: str = typer.Option(
         "tokens", "--cost", help="What 'costlier' means: tokens (prompt tokens; default, the same on any machine), "
         "prefill (tokens not served from the prefix cache) or seconds (reading time here)."),
+    questions_per_document: Optional[float] = typer.Option(
+        None, "--questions-per-document", help="Workload for the Cost section: project each strategy's prefill per "
+        "question to Q questions per document (at least 1; default: the Q each data set observed)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict per data set (and any files written) as JSON, alone on stdout."),
 ) -> None:
     """Write the comparison report (report.html, report.md) from ledger runs.
@@ -58,11 +61,13 @@ def report(
             fail(f"{name} must be between 0 and 1 (a share of a 0-1 metric), got {value}")
     if not 0 < alpha < 0.5:
         fail(f"--alpha must be between 0 and 0.5, got {alpha}")
+    if questions_per_document is not None and not 1 <= questions_per_document < float("inf"):
+        fail(f"--questions-per-document must be at least 1, got {questions_per_document}")
     try:
         settings = VerdictSettings(reference=reference, margin=margin, margin_fraction=margin_fraction, alpha=alpha,
                                    cost=cost)
         written = write_comparison_report(ledger_file or default_ledger(), tuple(run_id or ()), out_dir,
-                                          load_config(config_file), title, settings)
+                                          load_config(config_file), title, settings, questions_per_document)
     except LcragError as err:
         fail(str(err))
     if as_json:

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document, Section
-from lcrag.pipeline.answer import Question
+from lcrag.pipeline.answer import Evidence, Question
 from lcrag.pipeline.answer.choices import parse_gold
 from lcrag.pipeline.evaluation.longdoc import load_longdoc
 from lcrag.pipeline.ingest.loaders import read_bytes, read_json
@@ -98,9 +98,32 @@ def move_gold(record: dict, slot: int) -> dict:
     return {**record, "context": others[:slot] + golds + others[slot:]}
 
 
+def supporting_evidence(record: dict, documents: Sequence[Document]) -> tuple[Evidence, ...]:
+    """A HotpotQA record's gold evidence: the sentences its ``supporting_facts`` name
+    ([paragraph title, sentence index]), each with its paragraph's document and offsets
+    there, in the record's order. A fact naming a paragraph or sentence the context
+    lacks (the official files have a few) is left out."""
+    by_title: dict[str, Document] = {}
+    for doc in documents:
+        by_title.setdefault(doc.title, doc)
+    out: list[Evidence] = []
+    for fact in record.get("supporting_facts") or ():
+        if not isinstance(fact, (list, tuple)) or len(fact) != 2:
+            continue
+        title, index = fact
+        doc = by_title.get(title) if isinstance(title, str) else None
+        if doc is None or isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(doc.sections):
+            continue
+        section = doc.sections[index]
+        if section.end > section.start:
+            out.append(Evidence(doc.doc_id, doc.text[section.start:section.end], section.start, section.end, title))
+    return tuple(dict.fromkeys(out))
+
+
 def hotpotqa(path: Path, limit: int | None = None, seed: int = 0, positions: Sequence[int] = ()) -> EvalSet:
     """Distractor setting: each question's 10 paragraphs are its own corpus (in the
-    data set's order, or with the gold paragraphs moved to each of ``positions``)."""
+    data set's order, or with the gold paragraphs moved to each of ``positions``); its
+    evidence is the supporting sentences."""
     records = sample(read_json(path), limit, seed)
     items, corpora = [], {}
     for record in records:
@@ -111,7 +134,8 @@ def hotpotqa(path: Path, limit: int | None = None, seed: int = 0, positions: Seq
             loaded = hotpotqa_from_payload([variant], path)
             corpora[key] = CorpusSpec(key, loaded.documents)
             scope = tuple(d.doc_id for d in loaded.documents)
-            items.append(EvalItem(Question(key, record["question"], scope), (record["answer"],), key))
+            evidence = supporting_evidence(variant, loaded.documents)
+            items.append(EvalItem(Question(key, record["question"], scope, evidence=evidence), (record["answer"],), key))
     # a sweep is its own data set: its rows must not pool with unmoved questions in a report
     return EvalSet("hotpotqa-positions" if positions else "hotpotqa", tuple(items), corpora)
 
@@ -123,30 +147,77 @@ def hotpotqa_pooled(path: Path, limit: int | None = None, seed: int = 0) -> Eval
     for spec in per_question.corpora.values():
         for doc in spec.documents:
             documents.setdefault(doc.doc_id, doc)
-    items = tuple(EvalItem(Question(i.question.qid, i.question.text), i.golds, "pooled") for i in per_question.items)
+    items = tuple(EvalItem(Question(i.question.qid, i.question.text, evidence=i.question.evidence), i.golds, "pooled")
+                  for i in per_question.items)
     return EvalSet("hotpotqa-pooled", items, {"pooled": CorpusSpec("pooled", tuple(documents.values()))})
 
 
 def squad2(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     """SQuAD 2.0: the articles are long documents in one corpus; each question is
-    about its article (lc reads that article); unanswerable questions have no gold."""
+    about its article (lc reads that article); unanswerable questions have no gold.
+    A question's evidence is its own paragraph (an unanswerable one's too: the
+    paragraph it was written against, which does not answer it)."""
     payload = read_json(path)
     loaded = squad_from_payload(payload, path)
+    documents = {doc.doc_id: doc for doc in loaded.documents}
     questions = []
     for article in payload["data"]:
-        for paragraph in article["paragraphs"]:
+        doc = documents.get(article["title"])
+        for number, paragraph in enumerate(article["paragraphs"]):
+            evidence = (paragraph_evidence(article["title"], paragraph["context"], doc, number),)
             for qa in paragraph["qas"]:
                 golds = tuple(dict.fromkeys(a["text"] for a in qa.get("answers", [])))
-                questions.append((article["title"], qa["id"], qa["question"], golds, not qa.get("is_impossible", False)))
+                questions.append((article["title"], qa["id"], qa["question"], golds, not qa.get("is_impossible", False),
+                                  evidence))
     items = tuple(
-        EvalItem(Question(qid, text, (title,)), golds, "squad2", answerable)
+        EvalItem(Question(qid, text, (title,), evidence=evidence), golds, "squad2", answerable)
         # article order: questions on one article share its prompt prefix (the server's prefix cache)
-        for title, qid, text, golds, answerable in sorted(sample(questions, limit, seed), key=lambda q: q[0])
+        for title, qid, text, golds, answerable, evidence in sorted(sample(questions, limit, seed), key=lambda q: q[0])
     )
     return EvalSet("squad2", items, {"squad2": CorpusSpec("squad2", loaded.documents)}, may_abstain=True)
 
 
+def paragraph_evidence(title: str, context: str, doc: Document | None, number: int) -> Evidence:
+    """Paragraph ``number`` of a SQuAD article as evidence, at its offsets in the
+    article's document (where the document holds it as that section)."""
+    if doc is not None and number < len(doc.sections):
+        section = doc.sections[number]
+        if doc.text[section.start:section.end] == context:
+            return Evidence(doc.doc_id, context, section.start, section.end, doc.title)
+    return Evidence(title, context, title=title.replace("_", " "))
+
+
 MISSING_QUESTION = "no 'question' field"
+BAD_EVIDENCE = ("'evidence' must be a passage text or document id, an object with 'doc_id' and/or 'text' "
+                "(optional 'start', 'end', 'title'), or a list of those")
+
+
+def parse_evidence(value) -> tuple[Evidence, ...]:
+    """A qa-jsonl line's optional ``evidence``: a string or an object, or a list of
+    them. A string is a passage's text, or the id of a document of the index (the
+    oracle reads that document whole when the index has one by that id); an object
+    names a document (``doc_id``: alone, read whole) and/or a passage (``text``, with
+    ``start``/``end`` offsets in it), as ``synth`` writes it. ``ValueError`` (the
+    message says what is accepted) for anything else."""
+    if value is None:
+        return ()
+    out = []
+    for entry in value if isinstance(value, list) else [value]:
+        if isinstance(entry, str):
+            if entry.strip():
+                out.append(Evidence(text=entry))
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(BAD_EVIDENCE)
+        doc_id, text, title = entry.get("doc_id", ""), entry.get("text", ""), entry.get("title", "")
+        start, end = entry.get("start"), entry.get("end")
+        offsets_ok = all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for v in (start, end))
+        if not (isinstance(doc_id, str) and isinstance(text, str) and isinstance(title, str) and offsets_ok):
+            raise ValueError(BAD_EVIDENCE)
+        if not doc_id and not text.strip():
+            raise ValueError(BAD_EVIDENCE)
+        out.append(Evidence(doc_id, text, start if text.strip() else None, end if text.strip() else None, title))
+    return tuple(dict.fromkeys(out))
 SYNTHETIC = "synthetic"  # a qa-jsonl file whose every line says "synthetic": true (lcrag eval --dataset synth:N)
 
 
@@ -154,7 +225,8 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     """A user's own ``question, answers[]`` file, asked over an index they built
     (corpus key ``existing``: the runner uses the given index as it is). A line
     with ``"answerable": false`` marks a question the index cannot answer; with
-    any such line every strategy may abstain and abstention is scored."""
+    any such line every strategy may abstain and abstention is scored. An optional
+    ``evidence`` (``parse_evidence``) is what the oracle control reads."""
     rows = []
     synthetic = True
     for number, record, error in iter_json_lines(read_bytes(path)):
@@ -165,6 +237,10 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
             raise EvalDataError(f"{path}:{number}: 'answerable' must be true or false, got {answerable!r}")
         qid = str(record.get("id", record.get("_id", number)))
         synthetic = synthetic and record.get(SYNTHETIC) is True
+        try:
+            evidence = parse_evidence(record.get("evidence"))
+        except ValueError as err:
+            raise EvalDataError(f"{path}:{number}: {err}") from None
         options = tuple(str(o) for o in record.get("options") or ())
         golds = tuple(record.get("answers", []))
         if options:  # multiple choice: the gold is a letter, letters or an option's text
@@ -172,7 +248,8 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
             if letters is None:
                 raise EvalDataError(f"{path}:{number}: 'answer' must name one of the {len(options)} options (a letter or its text)")
             golds = (letters,)
-        rows.append((Question(qid, record["question"], options=options, multi_answer=len(golds[0]) > 1 if options else False),
+        rows.append((Question(qid, record["question"], options=options, multi_answer=len(golds[0]) > 1 if options else False,
+                              evidence=evidence),
                      golds, answerable))
     items = tuple(EvalItem(question, golds, "existing", answerable) for question, golds, answerable in sample(rows, limit, seed))
     name = SYNTHETIC if synthetic and rows else "qa-jsonl"  # reports label written questions as such
@@ -193,11 +270,24 @@ def longdoc(path: Path, limit: int | None = None, seed: int = 0, fields: str | N
             Document(record.doc_id, record.document, title=record.title, source=f"longdoc:{Path(path).name}"),
         ))
         golds = (q.letters,) if q.kind == "mc" else tuple(q.answers)
-        question = Question(q.qid, q.question, (record.doc_id,), options=q.options, multi_answer=q.multi)
+        evidence = tuple(located_evidence(record.doc_id, record.document, text, record.title) for text in q.evidence)
+        question = Question(q.qid, q.question, (record.doc_id,), options=q.options, multi_answer=q.multi,
+                            evidence=evidence)
         items.append(EvalItem(question, golds, record.doc_id))
     stem = Path(path).name.split(".")[0]
     skipped = tuple(f"line {line}: {reason}" for line, reason in loaded.skipped)
     return EvalSet(f"longdoc/{stem}", tuple(items), corpora, skipped=skipped)
+
+
+def located_evidence(doc_id: str, document: str, text: str, title: str = "") -> Evidence:
+    """Evidence text from a document, with its offsets where it appears there verbatim
+    (surrounding white space aside); else the text alone (BAMBOO's evidence is at times
+    abridged)."""
+    core = text.strip()
+    start = document.find(core)
+    if start < 0:
+        return Evidence(doc_id, core, title=title)
+    return Evidence(doc_id, core, start, start + len(core), title)
 
 
 # A UUID value is 34 tokens for Qwen2.5's tokenizer: the default 32-token reply cut every
@@ -228,5 +318,7 @@ def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet
         doc = Document(key, text, title="JSON key-value pairs", source=f"kv:{path.name}", sections=tuple(sections))
         corpora[key] = CorpusSpec(key, (doc,))
         question = f'What is the value of the key "{record["key"]}" in the JSON key-value pairs?'
-        items.append(EvalItem(Question(f"{key}@pos{gold}", question, (key,)), (record["value"],), key))
+        gold_line = sections[gold]
+        evidence = (Evidence(key, text[gold_line.start:gold_line.end], gold_line.start, gold_line.end, doc.title),)
+        items.append(EvalItem(Question(f"{key}@pos{gold}", question, (key,), evidence=evidence), (record["value"],), key))
     return EvalSet("kv", tuple(items), corpora, reply_tokens=KV_REPLY_TOKENS)

@@ -24,7 +24,7 @@ from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalSet, reply_tokens_needed
 from lcrag.pipeline.evaluation.retrieval import beir, resolve_methods, run_retrieval
-from lcrag.pipeline.evaluation.runner import EvalRun, run_evaluation
+from lcrag.pipeline.evaluation.runner import EvalRun, not_asked, pending_pairs, run_evaluation
 from lcrag.pipeline.evaluation.sequential import (
     RESOLVED,
     Decide,
@@ -122,6 +122,8 @@ class EvalOutcome:
     done: int  # pairs answered or judged in this call (0 when the run was complete)
     summary: tuple[dict, ...]  # one row per strategy or method
     rounds: tuple[RoundReport, ...] = ()  # until_decided: the look after each round, the stopping one last
+    # (strategy, questions it was not asked): the oracle skips questions without gold evidence
+    not_asked: tuple[tuple[str, int], ...] = ()
 
 
 def with_reply_room(config: Config, reply_tokens: int) -> Config:
@@ -169,8 +171,11 @@ def evaluate(
     try:
         run = EvalRun(run_id, evalset.name, names, work, request.index, router=request.router)
         done = ledger.done_keys(run.run_id)
-        total = sum(1 for i in evalset.items for s in names if (i.question.qid, s) not in done)
+        total = pending_pairs(evalset.items, names, done)
         announce(f"run {run.run_id}: {len(evalset.items)} questions x {len(names)} strategies, {total} to answer")
+        unasked = not_asked(evalset.items, names)
+        for name, count in unasked.items():
+            announce(f"{name}: {count} of {len(evalset.items)} questions carry no gold evidence and are not asked")
         encoder, attention = make_encoder(config.encoder).warm_up(), make_attention(config.reader, state_home())
         budget, bar = context_budget(config.reader, config.strategies), progress("questions x strategies", total)
 
@@ -186,7 +191,7 @@ def evaluate(
         reader.close()
     ledger.compact()  # rows that waited in segments (the file was held) join the file for plain SQL
     return EvalOutcome(run_id, ledger.path, "answers", len(evalset.items), answered, answer_summary(ledger, run_id),
-                       rounds)
+                       rounds, tuple(unasked.items()))
 
 
 def compared_strategies(names: Sequence[str]) -> tuple[str, ...]:

@@ -13,9 +13,11 @@ The field layouts of four benchmarks are recognised line by line, without flags:
   inside the question text; they are split into the stem and the options, and the
   output (``"C"``, ``"BD"``, ``"(B) text"``) becomes the right letters.
 - ``bamboo``: ``content`` (text or list of texts), ``question``, ``answer`` (letter or
-  text), optional ``options`` (list, ``"A. ..."`` prefixes dropped).
+  text), optional ``options`` (list, ``"A. ..."`` prefixes dropped) and ``evidence``
+  (the passage that answers it: a text or a list of texts; anything else is ignored).
 
-Any other layout is named by a ``FieldMap`` (``document=text,question=q,answers=a``).
+Any other layout is named by a ``FieldMap`` (``document=text,question=q,answers=a``;
+``evidence=FIELD`` adds a line's gold evidence when the line holds one question).
 
 A line that fits no layout, or whose values are unusable, or that is not JSON, is
 reported in ``LongDocFile.skipped`` with its line number and skipped; the rest of
@@ -56,6 +58,7 @@ class LongDocQuestion:
     kind: Kind = "free"
     line: int = 0  # 1-based line of the file it came from
     meta: tuple[tuple[str, str], ...] = ()  # the line's other fields (dataset, difficulty, ...)
+    evidence: tuple[str, ...] = ()  # the gold evidence passages, where the data set marks them (BAMBOO)
 
     @property
     def letters(self) -> str:
@@ -103,6 +106,7 @@ class FieldMap:
     options: str | None = None
     title: str | None = None
     id: str | None = None
+    evidence: str | None = None  # a line's gold evidence (text or list of texts), for a line of one question
 
     @classmethod
     def parse(cls, spec: str) -> FieldMap:
@@ -145,6 +149,7 @@ class _Draft:
     options: tuple[str, ...] = ()
     gold: Any = None  # mc: the data set's right answer, read into letters later
     qid: str = ""
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,13 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     if not out:
         raise _Unusable(f"empty {key!r}")
     return out
+
+
+def _evidence(value: Any) -> tuple[str, ...]:
+    """Evidence passages from a text or a list of texts (blank ones dropped); any other
+    value gives none, so the question is still asked (only the oracle skips it)."""
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return tuple(dict.fromkeys(v.strip() for v in values if isinstance(v, str) and v.strip()))
 
 
 def _line_id(line: dict, key: str) -> str:
@@ -301,10 +313,12 @@ class _Bamboo(_Layout):
     def read(self, line):
         document = _text(line, "content")
         question = _text(line, "question").strip()
+        evidence = _evidence(line.get("evidence"))
         if line.get("options") not in (None, []):
-            draft = _Draft(question, (), _options(line["options"], "options"), gold=line.get("answer"), qid=_line_id(line, "id"))
+            draft = _Draft(question, (), _options(line["options"], "options"), gold=line.get("answer"), qid=_line_id(line, "id"),
+                           evidence=evidence)
         else:
-            draft = _Draft(question, _strings(line.get("answer"), "answer"), qid=_line_id(line, "id"))
+            draft = _Draft(question, _strings(line.get("answer"), "answer"), qid=_line_id(line, "id"), evidence=evidence)
         return document, _title(line), [draft], _meta(line)
 
 
@@ -339,6 +353,8 @@ class _Mapped(_Layout):
                 drafts.append(_free_or_embedded(question, answer, i))
         if qid and len(drafts) == 1 and isinstance(drafts[0], _Draft):
             drafts[0] = replace(drafts[0], qid=qid)
+        if fm.evidence and len(drafts) == 1 and isinstance(drafts[0], _Draft):
+            drafts[0] = replace(drafts[0], evidence=_evidence(line.get(fm.evidence)))
         keys = [k for k in _META_KEYS if k not in (fm.document, fm.question, fm.answers, fm.options)]
         return document, title, drafts, _meta(line, keys)
 
@@ -439,7 +455,8 @@ def _finish(draft: _Draft, doc_id: str, position: int, line_no: int, meta: dict[
     seen[qid] = seen.get(qid, 0) + 1
     if seen[qid] > 1:
         qid = f"{qid}~{seen[qid]}"
-    common = {"qid": qid, "question": draft.question, "line": line_no, "meta": tuple(sorted(meta.items()))}
+    common = {"qid": qid, "question": draft.question, "line": line_no, "meta": tuple(sorted(meta.items())),
+              "evidence": draft.evidence}
     if not draft.options:
         return LongDocQuestion(answers=draft.answers, kind="free", **common)
     letters = parse_gold(draft.gold, draft.options) if isinstance(draft.gold, (str, list)) else None

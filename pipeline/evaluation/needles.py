@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lcrag.core.types import Document
-from lcrag.pipeline.answer import Question
+from lcrag.pipeline.answer import Evidence, Question
 from lcrag.pipeline.answer.scoring import normalize_answer
 from lcrag.pipeline.evaluation.items import CorpusSpec, EvalDataError, EvalItem, EvalSet
 
@@ -95,5 +95,7 @@ def niah(folder: Path, limit: int | None = None, seed: int = 0,
         key = f"niah{n}@d{depth}@L{length}"
         text = insert_at_depth(haystack(words, n * stride, length), depth, needle.sentence)
         corpora[key] = CorpusSpec(key, (Document(key, text, title="Essays", source=f"niah:{Path(folder).name}"),))
-        items.append(EvalItem(Question(key, needle.question, (key,)), (needle.answer,), key))
+        at = text.find(needle.sentence)  # the evidence: the needle sentence where it was hidden
+        evidence = (Evidence(key, needle.sentence, at, at + len(needle.sentence), "Essays"),)
+        items.append(EvalItem(Question(key, needle.question, (key,), evidence=evidence), (needle.answer,), key))
     return EvalSet("niah", tuple(items), corpora)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lcrag.core.errors import LcragError
-from lcrag.pipeline.answer import Question, Toolkit
+from lcrag.pipeline.answer import Question, Toolkit, asks
 from lcrag.pipeline.answer.features import pre_read_features
 from lcrag.pipeline.answer.recording import ReaderFailures, RunLabels, answer_and_record
 from lcrag.pipeline.answer.router import load_router, router_path
@@ -72,7 +72,16 @@ def index_folder(work_dir: Path, key: str) -> Path:
 
 
 def pending_pairs(items: Sequence[EvalItem], strategies: Sequence[str], done: set[tuple[str, str]]) -> int:
-    return sum(1 for i in items for s in strategies if (i.question.qid, s) not in done)
+    """(question, strategy) pairs still to answer: not recorded yet, and asked at all (the
+    oracle is not asked questions without gold evidence, ``answer.asks``)."""
+    return sum(1 for i in items for s in strategies if (i.question.qid, s) not in done and asks(s, i.question))
+
+
+def not_asked(items: Sequence[EvalItem], strategies: Sequence[str]) -> dict[str, int]:
+    """Per strategy that skips some questions (the oracle, on those without gold
+    evidence), how many of ``items`` it is not asked; strategies asked everything are absent."""
+    counts = {s: sum(1 for i in items if not asks(s, i.question)) for s in strategies}
+    return {s: n for s, n in counts.items() if n}
 
 
 def feature_rows(questions: Sequence[Question], tools: Toolkit, labels: RunLabels) -> list[FeatureRow]:
@@ -149,7 +158,7 @@ def run_evaluation(
             for start in range(0, len(items), run.batch_size):
                 window = items[start:start + run.batch_size]
                 for name in run.strategies:
-                    batch = [i for i in window if (i.question.qid, name) not in done]
+                    batch = [i for i in window if (i.question.qid, name) not in done and asks(name, i.question)]
                     if not batch:
                         continue
                     if failures.tripped or stopping.is_set():

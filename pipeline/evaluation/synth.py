@@ -10,8 +10,8 @@ up; the acceptance rate says how much of what it wrote held up.
 
 Sampling continues until N questions are kept or ``MAX_ATTEMPTS_PER_QUESTION``
 passages per wanted question were tried. The kept set is written as ``qa-jsonl``
-with ``"synthetic": true`` and the passage as evidence, for a user to review,
-edit and rerun; reports label such a set "synthetic".
+with ``"synthetic": true`` and the passage as evidence (what the ``oracle`` control
+reads), for a user to review, edit and rerun; reports label such a set "synthetic".
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def to_qa_jsonl(result: SynthResult, path: Path) -> Path:
     lines = [json.dumps({
         "id": q.qid, "question": q.question, "answers": [q.answer], SYNTHETIC: True,
         "evidence": {"doc_id": q.passage.doc_id, "chunk_id": q.passage.passage_id, "start": q.passage.start,
-                     "end": q.passage.end, "text": q.passage.text},
+                     "end": q.passage.end, "text": q.passage.text, "title": q.passage.title},
     }, ensure_ascii=False) for q in result.kept]
     partial = path.with_name(path.name + ".partial")
     partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

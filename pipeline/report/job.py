@@ -44,9 +44,11 @@ def data_fingerprints(rows) -> dict[str, str]:
 
 
 def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: Path | None, config: Config,
-                            title: str = DEFAULT_TITLE, settings: VerdictSettings = VerdictSettings()) -> WrittenReport:
+                            title: str = DEFAULT_TITLE, settings: VerdictSettings = VerdictSettings(),
+                            questions_per_document: float | None = None) -> WrittenReport:
     """Report the given runs (every run when none is named) into ``out_dir``; with no
-    ``out_dir`` nothing is written and only the verdicts come back."""
+    ``out_dir`` nothing is written and only the verdicts come back. The cost section
+    projects prefill to ``questions_per_document`` (default: as observed)."""
     ledger = Ledger(ledger_path)
     if not ledger.path.exists():
         raise NothingToReportError(f"no ledger at {ledger.path}; answer some questions first (lcrag ask / lcrag eval)")
@@ -56,7 +58,8 @@ def write_comparison_report(ledger_path: Path, run_ids: Sequence[str], out_dir: 
         raise NothingToReportError(f"no ledger rows{' for run ' + ', '.join(run_ids) if run_ids else ''} in {ledger.path}")
     features = [f for rid in sorted({r.run_id for r in rows}) for f in ledger.feature_rows(rid)]
     built = build_report(rows, title=title, config=config.to_dict(), data_hashes=data_fingerprints([*rows, *judged]),
-                         interval_fn=bootstrap_mean, retrieval_rows=judged, features=features, settings=settings)
+                         interval_fn=bootstrap_mean, retrieval_rows=judged, features=features, settings=settings,
+                         questions_per_document=questions_per_document)
     html_path = md_path = None
     if out_dir is not None:
         html_path, md_path = (Path(p) for p in write_report(built, Path(out_dir)))

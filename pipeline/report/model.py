@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from lcrag.pipeline.evaluation.diagnosis import Diagnosis, diagnoses
 from lcrag.pipeline.evaluation.letter_bias import LetterProfile, closed_book_is_guessing, letter_profiles
 from lcrag.pipeline.evaluation.verdict import (
     CONTROLS,
@@ -38,6 +39,7 @@ from lcrag.pipeline.ledger import FeatureRow, LedgerRow, RetrievalRow
 from lcrag.pipeline.routing.fit import held_out
 from lcrag.pipeline.routing.policies import PolicySummary
 from lcrag.pipeline.routing.table import RoutingDataError, routing_table
+from lcrag.pipeline.report.cost import CostSection, cost_sections
 
 UNLABELLED = "unlabelled"  # table name for rows whose dataset is None
 
@@ -261,6 +263,8 @@ class Report:
     settings: VerdictSettings = VerdictSettings()
     letters: tuple[tuple[str, Mapping[str, LetterProfile]], ...] = ()  # multiple-choice data sets' letter profiles
     routing: tuple[RoutingSection, ...] = ()  # per data set with routing features: policies held out
+    diagnosis: tuple[Diagnosis, ...] = ()  # per data set with oracle rows: where quality is lost (evaluation.diagnosis)
+    cost: tuple[CostSection, ...] = ()  # per data set: prompt, prefill, cache, and prefill projected per question (report.cost)
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -504,13 +508,13 @@ def _pairs(common: CommonSet | None) -> set[tuple[str, str]] | None:
 
 
 def comparable_rows(group: Sequence[LedgerRow], common: CommonSet | None) -> list[LedgerRow]:
-    """A data set's rows on its common pairs, compared strategies (and the closed-book
-    control) only; error rows of those strategies stay (they count as errors). A data set
-    without any common scored pair (ad hoc questions) keeps every row."""
+    """A data set's rows on its common pairs, compared strategies (and the controls,
+    closed-book and oracle) only; error rows of those strategies stay (they count as
+    errors). A data set without any common scored pair (ad hoc questions) keeps every row."""
     pairs = _pairs(common)
     if pairs is None:
         return list(group)
-    keep = set(common.strategies) | {CLOSED_BOOK}
+    keep = set(common.strategies) | CONTROLS
     return [r for r in group if r.strategy in keep and ((r.run_id, r.question_id) in pairs or r.error)]
 
 
@@ -570,13 +574,16 @@ def build_report(
     margin: float = NON_INFERIORITY_MARGIN,
     features: Sequence[FeatureRow] = (),
     settings: VerdictSettings | None = None,
+    questions_per_document: float | None = None,
 ) -> Report:
     """All report data from ledger rows. ``interval_fn`` may be ``lcrag.pipeline.evaluation.stats.bootstrap_mean``
     or anything returning (mean, low, high); ``generated_at`` defaults to now (UTC).
 
     Like with like: every comparison (tables, pooled summary, frontier, paired rows,
     verdicts) uses, per data set, the (run, question) pairs all compared strategies
-    answered; a strategy absent from a data set is reported missing there."""
+    answered; a strategy absent from a data set is reported missing there.
+    ``questions_per_document`` is the workload the cost section projects prefill to
+    (default: each data set's observed questions per document; ``report.cost``)."""
     settings = settings or VerdictSettings(margin=margin)
     whole = list(rows)  # the abstention table reads answerable and unanswerable questions side by side
     rows = split_answerability(whole)
@@ -601,7 +608,7 @@ def build_report(
     poolable = [n for n in names if n in commons and len(commons[n].strategies) >= 2 and not _is_sweep(datasets[n])]
     compared_sets = [set(commons[n].strategies) for n in poolable]
     if not compared_sets:
-        compared_sets = [{r.strategy for r in rows if r.strategy != CLOSED_BOOK}]
+        compared_sets = [{r.strategy for r in rows if r.strategy not in CONTROLS}]
     everywhere = set.intersection(*compared_sets) if compared_sets else set()
     seen = {r.strategy for r in rows}
     # pooled over the data sets where every pooled strategy was compared, plus those with
@@ -634,9 +641,11 @@ def build_report(
         abstention=abstention_rows(whole, interval_fn),
         retrieval=retrieval_stats(retrieval_rows, interval_fn),
         verdicts=verdict_lines(names, commons, settings, margins),
-        overall_left_out=tuple(sorted(seen - everywhere - {CLOSED_BOOK})),
+        overall_left_out=tuple(sorted(seen - everywhere - CONTROLS)),
         margin=settings.margin,
         settings=settings,
         letters=letter_sections(rows, names),
         routing=routing_sections(rows, features, names, settings.margin),
+        diagnosis=diagnoses(rows, names, metrics),
+        cost=cost_sections({n: by_dataset[n] for n in names}, rows, questions_per_document),
     )

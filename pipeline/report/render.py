@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from lcrag.pipeline.report.letters import letter_html, letter_markdown
 from lcrag.pipeline.report import svg
 from lcrag.pipeline.report.model import CLOSED_BOOK_MISSES, Estimate, Report, StrategyStats
+from lcrag.pipeline.report.cost import cost_html, cost_json, cost_markdown
 
 HEADERS = (
     "Strategy",
@@ -178,7 +179,8 @@ def findings(report: Report) -> list[str]:
 def verdict_json(report: Report) -> list[dict]:
     """The verdicts as data (``lcrag report --json``): per data set the leading verdict's
     fields at the top (status, resolved, use as a list, reference, margin, test,
-    questions_needed, identical and tied groups), every view under ``verdicts``."""
+    questions_needed, identical and tied groups), every view under ``verdicts``; ``cost``
+    the data set's cost section (``cost.cost_json``) and ``cost_axis`` the verdict's axis."""
     out = []
     for line in report.verdicts:
         entries = [(line.basis, line.verdict), *line.other]
@@ -186,11 +188,37 @@ def verdict_json(report: Report) -> list[dict]:
         out.append({
             "dataset": line.dataset, "metric": line.metric, "secondary_metric": line.secondary_metric,
             "rests_on": line.basis,
-            **{k: lead[k] for k in ("status", "resolved", "use", "reference", "margin", "cost", "test", "global_test",
+            **{k: lead[k] for k in ("status", "resolved", "use", "reference", "margin", "test", "global_test",
                                     "questions_needed", "identical", "tied", "n_questions", "sentence")},
+            "cost_axis": lead["cost"],  # the verdict's cost axis (top-level "cost" held it before the cost section)
+            "cost": cost_json(next((c for c in report.cost if c.dataset == line.dataset), None), report.settings.cost),
             "verdicts": [_verdict_dict(basis, v) for basis, v in entries],
+            # where quality is lost (oracle, rag, lc/coa); None when the data set has no oracle rows
+            "diagnosis": next((d.as_dict() for d in report.diagnosis if d.dataset == line.dataset), None),
         })
     return out
+
+
+DIAGNOSIS_NOTE = ("Four conditions on the same questions: the gold evidence alone (oracle), retrieved passages (rag) "
+                  "and whole documents (lc or coa, the better one here); closed-book, where run, reads nothing. "
+                  "Retrieval loss = oracle - rag; full-reading recovery = lc/coa - rag (paired, 95% interval); "
+                  "reader limit = 1 - oracle (95% Wilson interval). Rule, first that holds: recovery above 0: long "
+                  "context pays; retrieval loss above 0: retrieval is the bottleneck; reader limit's lower bound above "
+                  "0.5: a bigger reader is needed; a difference below 0: rag is enough; else cannot tell. Questions "
+                  "without gold evidence are not asked of the oracle and not diagnosed.")
+DIAGNOSIS_HEADERS = ("Dataset", "Questions", "Retrieval loss (oracle - rag)", "Full-reading recovery",
+                     "Reader limit (1 - oracle)", "Diagnosis")
+
+
+def diagnosis_cells(d) -> tuple[str, ...]:
+    def signed(iv) -> str:
+        return "–" if iv is None else f"{iv.mean:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}]"
+
+    recovery = "–" if d.recovery is None else f"{d.full_reader}: {signed(d.recovery)}"
+    lim = d.reader_limit
+    limit = "–" if lim is None else f"{lim.mean:.3f} [{lim.low:.3f}, {lim.high:.3f}]"
+    n = str(d.n) + (f" (+{d.without_oracle} without an oracle answer)" if d.without_oracle else "")
+    return (d.dataset, n, signed(d.retrieval_loss), recovery, limit, d.sentence)
 
 
 def _verdict_dict(basis: str, v) -> dict:
@@ -430,6 +458,16 @@ def render_html(report: Report) -> str:
             toc.append((name, titles[name]))
             sections.append(f'<section id="{name}"><h2>{_e(titles[name])}</h2>{_figure(name, figs[name], numbers[name])}</section>')
 
+    if report.cost:
+        toc.append(("cost", "Cost"))
+        sections.append(cost_html(report.cost, report.settings.cost))
+    if report.diagnosis:
+        toc.append(("diagnosis", "Diagnosis"))
+        sections.append('<section id="diagnosis"><h2>Diagnosis: where quality is lost</h2>'
+                        f'<p class="note">{_e(DIAGNOSIS_NOTE)}</p>'
+                        + _html_table(DIAGNOSIS_HEADERS, [tuple(_e(c) for c in diagnosis_cells(d)) for d in report.diagnosis],
+                                      cls="text")
+                        + "</section>")
     toc.append(("routes", "Router choices"))
     sections.append(
         '<section id="routes"><h2>Router choices</h2>'
@@ -537,6 +575,11 @@ def render_markdown(report: Report) -> str:
     figs = figures(report)
     out += ["", "## Figures", ""]
     out += [f"- Figure {i + 1} (`{name}`, in report.html): {CAPTIONS[name]}" for i, name in enumerate(figs)] or ["No figures."]
+    if report.cost:
+        out += [""] + cost_markdown(report.cost, report.settings.cost)
+    if report.diagnosis:
+        out += ["", "## Diagnosis: where quality is lost", "", DIAGNOSIS_NOTE, ""]
+        out += _md_table(DIAGNOSIS_HEADERS, [diagnosis_cells(d) for d in report.diagnosis])
     out += ["", "## Router choices", ""] + _md_table(("Strategy", "Routes (share of answers)", "Fall-back rate"), _route_rows(report))
     if report.letters:
         out += ["", "## Multiple choice: letter bias"]

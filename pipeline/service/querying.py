@@ -14,7 +14,7 @@ import uuid
 from dataclasses import replace
 
 from lcrag.core.errors import LcragError
-from lcrag.pipeline.answer import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit
+from lcrag.pipeline.answer import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit, needs_evidence
 from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
 from lcrag.pipeline.config import Config, ServiceConfig
 from lcrag.pipeline.service.schemas import (
@@ -53,8 +53,9 @@ def uses_k(name: str) -> bool:
 
 def available_strategies(has_attention: bool) -> tuple[str, ...]:
     """Registered strategies this server can run: attention-sort only with an
-    attention source (the reader's weights on this machine)."""
-    names = [*ALL, *(n for n in REGISTRY if n not in ALL)]
+    attention source (the reader's weights on this machine); never the oracle, which
+    reads a question's gold evidence and a request carries none."""
+    names = [*ALL, *(n for n in REGISTRY if n not in ALL and not needs_evidence(n))]
     return tuple(n for n in names if has_attention or n != "attention-sort")
 
 
