@@ -25,6 +25,7 @@ from lcrag.pipeline.report.cost import (
     document_reads,
     first_reads,
     prefill,
+    read_key,
     reads_document,
 )
 from lcrag.pipeline.report.model import build_report
@@ -130,7 +131,8 @@ def test_the_first_read_per_strategy_run_and_document_in_created_at_order_is_col
             row_id="auto-q1"),  # its own strategy: a first read of its own
         row(question_id="q3", strategy="auto", route="rule:lc", index_id="d1", created_at=3.0, row_id="auto-q3"),
     ]
-    assert first_reads(rows) == {"lc-q2", "lc-q4", "r2", "auto-q1"}
+    by_id = {r.row_id: read_key(r) for r in rows}
+    assert first_reads(rows) == {by_id["lc-q2"], by_id["lc-q4"], by_id["r2"], by_id["auto-q1"]}
 
 
 @pytest.mark.parametrize("reads, cold, warm, n_cold, n_warm", [
@@ -142,8 +144,8 @@ def test_the_first_read_per_strategy_run_and_document_in_created_at_order_is_col
     ([(7000, 6850, False), (7000, 6850, False)], 7000.0, 150.0, 0, 2),  # first reads outside the rows: cold = prompt
 ])
 def test_cold_and_warm_prefill_are_the_means_of_first_and_later_reads(reads, cold, warm, n_cold, n_warm):
-    rows = [row(p, c, strategy="lc", route="lc", row_id=f"r{i}") for i, (p, c, _) in enumerate(reads)]
-    d = document_reads(rows, frozenset(f"r{i}" for i, (_, _, first) in enumerate(reads) if first))
+    rows = [row(p, c, strategy="lc", route="lc", question_id=f"q{i}") for i, (p, c, _) in enumerate(reads)]
+    d = document_reads(rows, frozenset(read_key(r) for r, (_, _, first) in zip(rows, reads) if first))
     assert (d.cold_prefill, d.warm_prefill, d.n_cold, d.n_warm) == (cold, warm, n_cold, n_warm)
     assert d.doc_prefix == (None if warm is None else max(0.0, cold - warm))
 

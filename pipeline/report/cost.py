@@ -185,13 +185,19 @@ def cached_share(rows: Iterable[LedgerRow]) -> float | None:
 
 
 def first_reads(rows: Iterable[LedgerRow]) -> frozenset[str]:
-    """Row ids of the cold reads: per (strategy, run, index_id) the first answered row
-    that read the whole document, in ``created_at`` order (ties by row id)."""
+    """``read_key``s of the cold reads: per (strategy, run, index_id) the first answered
+    row that read the whole document, in ``created_at`` order (ties by question id)."""
     first: dict[tuple[str, str, str], LedgerRow] = {}
     for row in sorted((r for r in rows if r.error is None and reads_document(r.route)),
-                      key=lambda r: (r.created_at, r.row_id)):
+                      key=lambda r: (r.created_at, r.question_id, r.row_id)):
         first.setdefault((row.strategy, row.run_id, row.index_id), row)
-    return frozenset(r.row_id for r in first.values())
+    return frozenset(read_key(r) for r in first.values())
+
+
+def read_key(row: LedgerRow) -> str:
+    """One answer's identity (rows not yet recorded have no row id): run, strategy, data
+    set, corpus and question (question ids repeat across data sets)."""
+    return "\x1f".join((row.run_id, row.strategy, row.dataset or "", row.index_id, row.question_id))
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -203,8 +209,8 @@ def document_reads(rows: Sequence[LedgerRow], cold_ids: frozenset[str]) -> Docum
     """Cold and warm prefill of a strategy's whole-document rows (None when it has none)."""
     if not rows:
         return None
-    cold = [r for r in rows if r.row_id in cold_ids]
-    warm = [r for r in rows if r.row_id not in cold_ids]
+    cold = [r for r in rows if read_key(r) in cold_ids]
+    warm = [r for r in rows if read_key(r) not in cold_ids]
     if all(r.cached_tokens is None for r in rows):
         flat = _mean(prefill(r) for r in rows)
         return DocumentReads(len(cold), len(warm), flat, flat, None, cache_reported=False)
