@@ -116,6 +116,7 @@ class LedgerRow:
     choice_prob: float | None = None  # the reader's probability of that letter as its first answer token
     cached_tokens: int | None = None  # prompt tokens the server served from its prefix cache, where it says
     confidence: float | None = None  # the reader's confidence in the reply (readers.base.mean_token_probability)
+    scope_read: float | None = None  # share of the scope's text the reader was given (lc below 1 when it cut the middle)
     row_id: str = ""
     created_at: float = 0.0
 
@@ -138,7 +139,7 @@ class LedgerRow:
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
             ):
                 raise ValueError(f"{name} must be within [0, 1] when set, got {value!r}")
-        for name in ("choice_prob", "confidence"):
+        for name in ("choice_prob", "confidence", "scope_read"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1] when set, got {value!r}")
@@ -362,6 +363,12 @@ def m007_confidence_and_features(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m008_scope_read(conn: duckdb.DuckDBPyConnection) -> None:
+    """What share of its scope a whole-document read held (lc cuts the middle past the
+    window; coa reads it all in pieces), so a verdict never credits a cut read as whole."""
+    conn.execute("ALTER TABLE ledger ADD COLUMN scope_read DOUBLE")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_create_ledger", m001_create_ledger),
     ("m002_evaluation_columns", m002_evaluation_columns),
@@ -370,6 +377,7 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m005_retrieval_table", m005_retrieval_table),
     ("m006_choice_and_cache_columns", m006_choice_and_cache_columns),
     ("m007_confidence_and_features", m007_confidence_and_features),
+    ("m008_scope_read", m008_scope_read),
 ]
 
 

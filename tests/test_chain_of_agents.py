@@ -123,7 +123,7 @@ def test_outcome_and_ledger_row_charge_the_sum_over_every_call():
     row = ledger_row(outcome, RunLabels("r", "i", "c", "fake-reader"))
     assert (row.calls, row.prompt_tokens, row.completion_tokens) == (outcome.calls, outcome.prompt_tokens, outcome.completion_tokens)
     assert row.cached_tokens == sum(a.cached_prompt_tokens for a in replies)
-    assert row.context_cut is False
+    assert row.context_cut is False and row.scope_read == 1.0  # every character of the scope was read
     assert row.used_ids == tuple(p.passage_id for p in outcome.context.passages)
     assert row.answer == replies[-1].text
 

@@ -185,7 +185,7 @@ def test_old_file_is_upgraded_and_keeps_its_rows(tmp_path):
     ledger = Ledger(path)
     assert ledger.migrate() == ["m002_evaluation_columns", "m003_summary_view", "m004_answerable_column",
                                 "m005_retrieval_table", "m006_choice_and_cache_columns",
-                                "m007_confidence_and_features"]
+                                "m007_confidence_and_features", "m008_scope_read"]
     assert ledger.migrate() == []
     assert applied_names(path) == [name for name, _ in MIGRATIONS]
     (old,) = ledger.rows()

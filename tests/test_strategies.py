@@ -118,7 +118,7 @@ def test_longrag_reads_whole_units(corpus):
 def test_lc_reads_the_whole_corpus_in_order_when_it_fits(corpus):
     outcome = get_strategy("lc").run_batch([CAT], tools_for(corpus, budget=5000))[0]
     assert [p.doc_id for p in outcome.context.passages] == corpus.doc_ids()
-    assert not outcome.context.cut
+    assert not outcome.context.cut and outcome.context.scope_read == 1.0
 
 
 def test_lc_keeps_head_and_tail_and_records_the_cut(corpus):
@@ -127,6 +127,10 @@ def test_lc_keeps_head_and_tail_and_records_the_cut(corpus):
     outcome = get_strategy("lc").run_batch([scope], tools)[0]
     passages = outcome.context.passages
     assert outcome.context.cut and outcome.context.tokens <= 60
+    docs = corpus.documents(list(scope.doc_scope))
+    kept = sum(p.end - p.start for p in passages)
+    assert outcome.context.scope_read == pytest.approx(kept / sum(len(d.text) for d in docs.values()))
+    assert 0 < outcome.context.scope_read < 1  # the share read, stated per question
     ordered = sorted(scope.doc_scope, key=corpus.doc_position)
     assert passages[0].doc_id == ordered[0] and passages[0].start == 0  # the head
     last_doc = corpus.documents([ordered[-1]])[ordered[-1]]

@@ -68,6 +68,7 @@ class Context:
     # Prefills of this same prompt (in another order) made to build it: attention-sort's
     # attention passes. Each costs the read's prompt tokens again and is charged as such.
     passes: int = 0
+    scope_read: float | None = None  # whole-document reads: share of the scope's characters given to the reader
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from lcrag.pipeline.answer.base import Context, Outcome, Question, Toolkit
-from lcrag.pipeline.answer.long_context import lc_scope, whole_document
+from lcrag.pipeline.answer.long_context import share_read, lc_scope, whole_document
 from lcrag.pipeline.answer.ordering import longest_prefix
 from lcrag.readers.base import TAKE_NOTES, Answer, Passage, Prompt
 from lcrag.readers.prompts import messages
@@ -160,11 +160,12 @@ class ChainOfAgentsStrategy:
             started = time.perf_counter()
             doc_ids = lc_scope(question, tools)
             docs = tools.corpus.documents(doc_ids)
-            pieces = cut_pieces([whole_document(docs[d]) for d in doc_ids], piece_room(question, tools), tools)
+            scope = [whole_document(docs[d]) for d in doc_ids]
+            pieces = cut_pieces(scope, piece_room(question, tools), tools)
             passages = tuple(p for piece in pieces for p in piece)
             plans.append(pieces)
             contexts.append(Context(passages, sum(tools.passage_tokens(p) for p in passages), False, tuple(doc_ids),
-                                    (time.perf_counter() - started) * 1000))
+                                    (time.perf_counter() - started) * 1000, scope_read=share_read(list(passages), scope)))
         notes = [""] * len(questions)
         answers: list[list[Answer]] = [[] for _ in questions]
         for step in range(max((len(p) for p in plans), default=0)):

@@ -48,6 +48,12 @@ def keep_within(passage: Passage, budget: int, tools: Toolkit, from_end: bool) -
     return Passage(f"{passage.passage_id}@{passage.start}", passage.doc_id, passage.start, passage.start + n, passage.text[:n], passage.title, passage.score)
 
 
+def share_read(kept: list[Passage], scope: list[Passage]) -> float:
+    """Characters of the scope the kept passages hold, as a share (1.0 for an empty scope)."""
+    total = sum(p.end - p.start for p in scope)
+    return min(1.0, sum(p.end - p.start for p in kept) / total) if total else 1.0
+
+
 def cut_middle_passages(passages: list[Passage], budget: int, tools: Toolkit) -> tuple[list[Passage], bool]:
     """Keep whole passages from the front (half the budget) and from the back (the
     rest), trimming the passage where each side runs out; drop the middle."""
@@ -91,7 +97,8 @@ class LongContextStrategy(ContextStrategy):
         docs = tools.corpus.documents(doc_ids)
         passages = [whole_document(docs[d]) for d in doc_ids]
         kept, cut = cut_middle_passages(passages, tools.budget, tools)
-        return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(doc_ids))
+        return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(doc_ids),
+                       scope_read=share_read(kept, passages))
 
 
 class ClosedBookStrategy(ContextStrategy):

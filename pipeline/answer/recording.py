@@ -128,6 +128,7 @@ def ledger_row(
         calls=outcome.calls,
         fell_back=outcome.fell_back,
         cached_tokens=outcome.answer.cached_prompt_tokens,
+        scope_read=outcome.context.scope_read,
         # multiple choice: the chosen letter's probability (parsed once, in choice_scores)
         confidence=scores["choice_prob"] if scores.get("choice_prob") is not None else outcome.answer.confidence,
         **scores,
