@@ -115,6 +115,9 @@ class StrategyConfig:
     self_route_threshold: float = -1.0
     # coa: longest notes a Chain-of-Agents worker may hand on (reply tokens; at most a quarter of the budget)
     coa_notes_tokens: int = 96
+    # auto without a fitted router: a scope over the budget but within this many budgets is
+    # read whole by coa (in pieces); past it, self-route (a corpus that size costs coa too much)
+    auto_coa_windows: int = 4
 
     def __post_init__(self) -> None:
         _check(self.rag_k >= 1 and self.longrag_k >= 1, "strategies.rag_k and longrag_k must be >= 1")
@@ -124,6 +127,7 @@ class StrategyConfig:
         _check(self.retrieval_mode in MODE_CHOICES, f"strategies.retrieval_mode must be one of {', '.join(MODE_CHOICES)}")
         _check(self.attention_sort_rounds >= 1, f"strategies.attention_sort_rounds must be >= 1, got {self.attention_sort_rounds}")
         _check(self.auto_lc_max_tokens >= 0, "strategies.auto_lc_max_tokens must be >= 0")
+        _check(self.auto_coa_windows >= 0, f"strategies.auto_coa_windows must be >= 0 (0: never coa), got {self.auto_coa_windows}")
         object.__setattr__(self, "self_route_threshold", float(self.self_route_threshold))
         _check(self.self_route_threshold == -1.0 or 0.0 <= self.self_route_threshold <= 1.0,
                f"strategies.self_route_threshold must be -1 (calibrated) or within [0, 1], got {self.self_route_threshold}")

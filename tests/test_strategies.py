@@ -72,7 +72,7 @@ def test_every_strategy_stays_within_budget_and_cites_offsets(corpus, name, budg
     assert [o.question.qid for o in outcomes] == ["q-cat", "q-volcano"]
     for outcome in outcomes:
         assert outcome.strategy == name
-        if name == "coa":  # reads the whole scope over several calls: the budget bounds each worker's piece
+        if name == "coa" or outcome.route == "rule:coa":  # the whole scope over several calls: the budget bounds each piece
             pieces = [c.passages for c in tools.reader.calls if c.task == "take-notes"]
             assert pieces and all(sum(tools.passage_tokens(p) for p in piece) <= budget for piece in pieces)
         else:
@@ -169,7 +169,11 @@ def test_self_route_falls_back_exactly_when_the_first_answer_is_unanswerable(cor
 def test_auto_reads_small_corpora_whole_and_routes_large_ones(corpus):
     small = get_strategy("auto").run_batch([CAT], tools_for(corpus, budget=5000))[0]
     assert small.route == "rule:lc" and small.strategy == "auto"
-    large = get_strategy("auto").run_batch([CAT, OFF_TOPIC], tools_for(corpus, budget=5000, auto_lc_max_tokens=10))
+    # over the whole-read limit but within auto_coa_windows budgets: read whole, in pieces
+    middle = get_strategy("auto").run_batch([CAT], tools_for(corpus, budget=5000, auto_lc_max_tokens=10))[0]
+    assert middle.route == "rule:coa" and middle.calls >= 2 and middle.context.scope_read == 1.0
+    large = get_strategy("auto").run_batch([CAT, OFF_TOPIC], tools_for(corpus, budget=5000, auto_lc_max_tokens=10,
+                                                                      auto_coa_windows=0))
     assert [o.route for o in large] == ["rule:self-route:rag", "rule:self-route:rag->lc"]
 
 

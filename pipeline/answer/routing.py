@@ -10,7 +10,8 @@ and the tree names the strategy; if that is not rag, that strategy reads the
 question too (both charged). A one-leaf router (a constant policy, installed when
 the tree did not earn its place) needs no cheap read: its strategy reads alone. Without a fitted router auto keeps the size rule,
 and its ledger route says so ("rule:..."): read the whole scope when it fits the
-budget, else self-route.
+budget (lc), read it whole in pieces when it fits ``auto_coa_windows`` budgets (coa),
+else self-route.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from lcrag.pipeline.answer.base import Outcome, Question, Toolkit, timed_context
+from lcrag.pipeline.answer.chain_of_agents import ChainOfAgentsStrategy
 from lcrag.pipeline.answer.confidence import reply_confidence
 from lcrag.pipeline.answer.features import pre_read_features, scope_tokens, with_cheap_read
 from lcrag.pipeline.answer.long_context import LongContextStrategy
@@ -118,10 +120,15 @@ class AutoStrategy:
             return self.follow_router(questions, tools)
         limit = tools.config.auto_lc_max_tokens or tools.budget
         whole = [i for i, q in enumerate(questions) if scope_fits(q, tools, limit)]
-        routed = [i for i in range(len(questions)) if i not in set(whole)]
+        windows = tools.config.auto_coa_windows
+        pieces = [i for i, q in enumerate(questions)
+                  if i not in set(whole) and windows and scope_fits(q, tools, windows * tools.budget)]
+        routed = [i for i in range(len(questions)) if i not in set(whole) | set(pieces)]
         results: dict[int, Outcome] = {}
         for i, outcome in zip(whole, LongContextStrategy().run_batch([questions[i] for i in whole], tools)):
             results[i] = relabel(outcome, self.name, "rule:lc")
+        for i, outcome in zip(pieces, ChainOfAgentsStrategy().run_batch([questions[i] for i in pieces], tools)):
+            results[i] = relabel(outcome, self.name, "rule:coa")
         for i, outcome in zip(routed, SelfRouteStrategy().run_batch([questions[i] for i in routed], tools)):
             results[i] = relabel(outcome, self.name, f"rule:self-route:{outcome.route}")
         return [results[i] for i in range(len(questions))]
@@ -150,7 +157,7 @@ class AutoStrategy:
 
 # Where a fitted router may send a question (routing.table.CANDIDATES).
 DESTINATIONS = {cls.name: cls for cls in (RagStrategy, LongRagStrategy, OrderPreservingStrategy, ReorderStrategy,
-                                          LongContextStrategy)}
+                                          LongContextStrategy, ChainOfAgentsStrategy)}
 
 
 def relabel(outcome: Outcome, strategy: str, route: str) -> Outcome:

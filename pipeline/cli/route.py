@@ -64,7 +64,7 @@ def fit(
 ) -> None:
     """Learn, from one run's ledger rows, which strategy each question needs, and install it only if it pays.
 
-    Labels: the cheapest strategy (rag, longrag, op-rag, reorder, lc) that answered the question right; questions
+    Labels: the cheapest strategy (rag, longrag, op-rag, reorder, lc, coa) that answered the question right; questions
     no strategy answered right are left out of the tree's training (they say nothing about which strategy a
     question needs) but still scored. Scores: 5-fold cross-validation repeated --repeats times, so no question is
     routed by a model that saw it; the router, self-route with its calibrated threshold, always-X for every

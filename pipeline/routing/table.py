@@ -25,7 +25,7 @@ from lcrag.pipeline.ledger import FeatureRow, LedgerRow
 
 CHEAP = "rag"  # the cheap read every routed question gets first
 REFERENCE = "lc"  # what routing must not fall behind
-CANDIDATES = tuple(DESTINATIONS)  # rag, longrag, op-rag, reorder, lc
+CANDIDATES = tuple(DESTINATIONS)  # rag, longrag, op-rag, reorder, lc, coa
 """Strategies a router may send a question to. Routers (self-route, auto) are policies
 themselves, attention-sort re-reads the context several times, and closed-book is a
 control, so none of those is a destination."""
