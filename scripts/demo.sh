@@ -26,7 +26,7 @@ echo "== 3. search: long units (hybrid), documents (dense), chunks (bm25)"
 $LCRAG search "What did the Normans take from the Byzantine Empire?" --index "$INDEX" --level unit -k 3
 $LCRAG search "Which university did Nikola Tesla study at?" --index "$INDEX" --level doc --mode dense -k 3
 
-echo "== 4. the reader: vLLM on 127.0.0.1 (Qwen2.5-Coder-0.5B-Instruct, converted from PyPI wheels)"
+echo "== 4. the reader: vLLM on 127.0.0.1 (reader.model auto: Qwen2.5-Coder-1.5B where the CPU has native bfloat16, else 0.5B; converted from PyPI wheels)"
 $LCRAG reader start
 
 echo "== 5. ask with every strategy; each answer becomes a ledger row (a 4K-token budget keeps the cold"
