@@ -7,6 +7,7 @@ the fields a script needs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from typer.testing import CliRunner
@@ -141,3 +142,15 @@ def test_lcrag_report_json_prints_the_verdicts(tmp_path):
     assert bad.exit_code == 2 and "--margin must be between 0 and 1" in bad.output
     nowhere = CliRunner().invoke(app, ["report", "--ledger", str(ledger.path)])
     assert nowhere.exit_code == 2 and "--out FOLDER" in nowhere.output
+
+
+def test_verdicts_of_different_readers_are_never_pooled():
+    rows = [dataclasses.replace(r, model="small") for r in rows_for("hotpot", "rag", [1.0, 0.0] * 5)
+            + rows_for("hotpot", "lc", [1.0, 0.0] * 5)]
+    rows += [dataclasses.replace(r, model="large") for r in rows_for("hotpot", "rag", [0.0] * 10)
+             + rows_for("hotpot", "lc", [1.0] * 10)]
+    report = build_report(rows, title="t", config={}, data_hashes={}, generated_at="now")
+    lines = {line.dataset: line for line in report.verdicts}
+    assert set(lines) == {"hotpot · large", "hotpot · small"}  # side by side, one per reader
+    assert lines["hotpot · large"].verdict.means == {"lc": 1.0, "rag": 0.0}
+    assert report.readers == ("large", "small") and "reader: large, small" in render_markdown(report)

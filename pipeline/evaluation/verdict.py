@@ -190,6 +190,7 @@ def dataset_kind(dataset: str | None, rows: Iterable[LedgerRow] = ()) -> str:
         return "unanswerable"
     if name.endswith(" · answerable"):
         name = name[: -len(" · answerable")]
+    name = name.split(" · ")[0]  # a per-reader part ("tpo · <model>") is of its data set's kind
     if name in DATASET_KINDS:
         return DATASET_KINDS[name]
     rows = list(rows)
@@ -885,6 +886,18 @@ def split_answerability(rows: Iterable[LedgerRow]) -> list[LedgerRow]:
             for r in rows]
 
 
+def split_readers(rows: Iterable[LedgerRow]) -> list[LedgerRow]:
+    """Rows of a data set answered by more than one reader relabelled per reader
+    ("tpo · qwen2.5-coder-1.5b-instruct"): verdicts of different readers are never
+    pooled, and the report shows them side by side. Other rows as given."""
+    rows = list(rows)
+    models: dict[str | None, set[str]] = {}
+    for r in rows:
+        models.setdefault(r.dataset, set()).add(r.model)
+    return [replace(r, dataset=f"{r.dataset or UNLABELLED} · {r.model}") if len(models[r.dataset]) > 1 else r
+            for r in rows]
+
+
 def control_lead(reference: Sequence[float], control: Sequence[float], settings: VerdictSettings,
                  clusters: Sequence[Hashable] | None = None) -> float:
     """Lower bound (one-sided ``alpha``) of the reference's paired lead over a control."""
@@ -949,7 +962,7 @@ def verdicts(
     """One verdict per data set from ledger rows: answerable and unanswerable parts
     apart, controls (closed-book, oracle) out of the contest and into the margin,
     ``common_questions`` then ``decide``."""
-    rows = split_answerability(rows)
+    rows = split_answerability(split_readers(rows))
     compared = [r for r in rows if r.strategy not in CONTROLS]
     commons = common_questions(compared, strategies, metrics=metrics)
     margins = margins_for(rows, commons, settings)

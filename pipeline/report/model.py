@@ -33,6 +33,7 @@ from lcrag.pipeline.evaluation.verdict import (
     metric_for,
     score_of,
     split_answerability,
+    split_readers,
     verdict_of,
 )
 from lcrag.pipeline.ledger import FeatureRow, LedgerRow, RetrievalRow
@@ -261,6 +262,7 @@ class Report:
     overall_left_out: tuple[str, ...] = ()  # strategies not pooled: absent from some data set
     margin: float = NON_INFERIORITY_MARGIN
     settings: VerdictSettings = VerdictSettings()
+    readers: tuple[str, ...] = ()  # the models that answered: data sets answered by several are split per reader
     letters: tuple[tuple[str, Mapping[str, LetterProfile]], ...] = ()  # multiple-choice data sets' letter profiles
     routing: tuple[RoutingSection, ...] = ()  # per data set with routing features: policies held out
     diagnosis: tuple[Diagnosis, ...] = ()  # per data set with oracle rows: where quality is lost (evaluation.diagnosis)
@@ -585,7 +587,7 @@ def build_report(
     ``questions_per_document`` is the workload the cost section projects prefill to
     (default: each data set's observed questions per document; ``report.cost``)."""
     settings = settings or VerdictSettings(margin=margin)
-    whole = list(rows)  # the abstention table reads answerable and unanswerable questions side by side
+    whole = split_readers(rows)  # the abstention table reads answerable and unanswerable questions side by side
     rows = split_answerability(whole)
     interval_fn = interval_fn or default_interval
     accuracy_of = accuracy_of or default_accuracy
@@ -628,6 +630,7 @@ def build_report(
         title=title,
         generated_at=generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         run_ids=tuple(sorted({r.run_id for r in rows} | {r.run_id for r in retrieval_rows})),
+        readers=tuple(sorted({r.model for r in rows})),
         n_rows=len(rows) + len(retrieval_rows),
         overall=overall,
         tables=tables,

@@ -530,7 +530,8 @@ def render_html(report: Report) -> str:
         + "</section>"
     )
 
-    meta = f"Generated {_e(report.generated_at)} · runs: {_e(', '.join(report.run_ids) or 'none')} · {report.n_rows} ledger rows"
+    meta = (f"Generated {_e(report.generated_at)} · runs: {_e(', '.join(report.run_ids) or 'none')} · "
+            f"reader: {_e(', '.join(report.readers) or 'none')} · {report.n_rows} ledger rows")
     nav = "".join(f'<a href="#{key}">{_e(label)}</a>' for key, label in toc)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -560,7 +561,8 @@ def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str
 def render_markdown(report: Report) -> str:
     """The report's tables in Markdown; figures are named and live in report.html."""
     out = [f"# {_md(report.title)}", "",
-           f"Generated {report.generated_at} · runs: {', '.join(report.run_ids) or 'none'} · {report.n_rows} ledger rows", "",
+           (f"Generated {report.generated_at} · runs: {', '.join(report.run_ids) or 'none'} · "
+            f"reader: {', '.join(report.readers) or 'none'} · {report.n_rows} ledger rows"), "",
            "## Verdict", "",
            _md(rule_note(report)), ""]
     out += [f"- {_md(verdict_text(line))}" for line in report.verdicts] or ["- No scored questions to decide on."]
