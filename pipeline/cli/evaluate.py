@@ -15,7 +15,9 @@ def evaluate(
     dataset: str = typer.Option(
         ..., "--dataset", "-d",
         help="NAME:PATH. hotpotqa / hotpotqa-pooled (json or json.gz), squad2 (json), kv (kv-retrieval jsonl.gz), "
-        "niah (a folder of .txt filler essays), qa-jsonl (question, answers[]; with --index), "
+        "niah (a folder of .txt filler essays: one made-up fact per haystack), niah-agg (the same folder: two made-up "
+        "facts at different depths of one haystack, and a question only both answer, e.g. which of two barges carries "
+        "more; default lengths 8k,16k,32k tokens), qa-jsonl (question, answers[]; with --index), "
         "longdoc (JSON lines of long documents with questions: LongBench v1/v2, L-Eval, BAMBOO layouts recognised; "
         "multiple choice scored as accuracy), "
         "beir (a BEIR folder: retrieval only, nDCG@10 and Recall@k; no reader needed), "
@@ -41,6 +43,18 @@ def evaluate(
         None, "--fields", help="longdoc only: map other field names, e.g. "
         "document=text,question=q,answers=a[,options=opts,id=qid,title=t,evidence=ev] (evidence: the gold passage the "
         "oracle control reads).",
+    ),
+    niah_lengths: Optional[str] = typer.Option(
+        None, "--niah-lengths",
+        help="niah / niah-agg only: comma-separated haystack lengths, in words (500,1000) or thousands of reader tokens "
+        "(8k,16k,32k), converted at 0.75 words a token: approximate (English prose runs about 1.3 tokens a word). "
+        "Defaults: niah 500,1000,2000 words; niah-agg 8k,16k,32k. The reader's window (reader.max_model_len) must hold "
+        "the longest haystack for long context to read it whole.",
+    ),
+    niah_questions: Optional[int] = typer.Option(
+        None, "--niah-questions", min=1,
+        help="niah / niah-agg only: questions per (depth, length) cell, each over its own haystack. niah has 8 needles "
+        "(default all 8); niah-agg makes as many as asked (default 8).",
     ),
     work: Optional[Path] = typer.Option(None, "--work", help="Where evaluation indexes are kept (default: eval/ in the state folder)."),
     router: Optional[Path] = typer.Option(
@@ -82,7 +96,8 @@ def evaluate(
         fail("--round-size applies with --until-decided only")
     try:
         request = EvalRequest(dataset, strategies, k, limit, seed, run_id, slots, index, ledger_file, work, fields, router,
-                              until_decided, ROUND_SIZE if round_size is None else round_size)
+                              until_decided, ROUND_SIZE if round_size is None else round_size,
+                              niah_lengths=niah_lengths, niah_questions=niah_questions)
         config = load_config(config_file)
         with progress() as bar:
             def bar_for(description: str, total: int):

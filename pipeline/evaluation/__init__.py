@@ -12,7 +12,7 @@ from lcrag.pipeline.evaluation.items import (
     qa_jsonl,
     squad2,
 )
-from lcrag.pipeline.evaluation.needles import niah
+from lcrag.pipeline.evaluation.needles import niah, niah_agg
 from lcrag.pipeline.evaluation.runner import EvalRun, run_evaluation
 
 DATASETS = {
@@ -22,6 +22,7 @@ DATASETS = {
     "qa-jsonl": qa_jsonl,
     "kv": kv_retrieval,
     "niah": niah,
+    "niah-agg": niah_agg,  # aggregation needles: two facts at different depths, one question
     "longdoc": longdoc,
 }
 

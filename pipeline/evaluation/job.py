@@ -23,6 +23,7 @@ from lcrag.pipeline.answer.recording import context_budget, new_run_id
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalSet, reply_tokens_needed
+from lcrag.pipeline.evaluation.needles import parse_lengths
 from lcrag.pipeline.evaluation.retrieval import beir, resolve_methods, run_retrieval
 from lcrag.pipeline.evaluation.runner import EvalRun, not_asked, pending_pairs, run_evaluation
 from lcrag.pipeline.evaluation.sequential import (
@@ -42,6 +43,7 @@ from lcrag.pipeline.ledger import Ledger
 from lcrag.readers import connect_reader, make_attention
 
 RETRIEVAL_DATASET = "beir"
+NEEDLE_DATASETS = ("niah", "niah-agg")  # take --niah-lengths / --niah-questions
 SYNTH_DATASET = "synth"  # synth:N: questions the reader writes about the index (evaluation/synth.py)
 MIN_BEIR_K = 10  # nDCG@10 needs ten ranks
 ROUND_SIZE = 20  # --until-decided: questions answered between two looks at the verdict
@@ -73,6 +75,8 @@ class EvalRequest:
     router: Path | None = None  # a fitted router file used on every corpus (auto, self-route's threshold)
     until_decided: bool = False  # answer in rounds, stop once the verdict is settled (``sequential``)
     round_size: int = ROUND_SIZE  # questions per round with until_decided
+    niah_lengths: str | None = None  # niah / niah-agg: haystack lengths, words or k tokens ("8k,16k,32k")
+    niah_questions: int | None = None  # niah / niah-agg: questions per (depth, length) cell
 
     def __post_init__(self) -> None:
         name, _, path = self.dataset.partition(":")
@@ -95,6 +99,12 @@ class EvalRequest:
             raise EvalDataError(f"--k must be at least {MIN_BEIR_K} (nDCG@10 needs ten ranks), got {self.k}")
         if self.fields and name != "longdoc":
             raise EvalDataError("--fields applies to --dataset longdoc only")
+        if (self.niah_lengths is not None or self.niah_questions is not None) and name not in NEEDLE_DATASETS:
+            raise EvalDataError(f"--niah-lengths and --niah-questions apply to --dataset {' / '.join(NEEDLE_DATASETS)} only")
+        if self.niah_lengths is not None:
+            parse_lengths(self.niah_lengths)  # says what is wrong with the lengths before anything runs
+        if self.niah_questions is not None and (isinstance(self.niah_questions, bool) or self.niah_questions < 1):
+            raise EvalDataError(f"--niah-questions must be at least 1, got {self.niah_questions!r}")
         if self.limit is not None and self.limit < 1:
             raise EvalDataError(f"--limit must be at least 1, got {self.limit}")
         if not Path(path).exists():
@@ -107,6 +117,16 @@ class EvalRequest:
     @property
     def path(self) -> Path:
         return Path(self.dataset.partition(":")[2])
+
+    @property
+    def needle_options(self) -> dict:
+        """The niah / niah-agg grid options given (lengths in words), for the loader."""
+        options: dict = {}
+        if self.niah_lengths is not None:
+            options["lengths"] = parse_lengths(self.niah_lengths)
+        if self.niah_questions is not None:
+            options["questions"] = self.niah_questions
+        return options
 
     @property
     def judges_retrieval(self) -> bool:
@@ -154,6 +174,8 @@ def evaluate(
         evalset = builder(request.path, request.limit, request.seed, request.positions)
     elif request.fields:
         evalset = builder(request.path, request.limit, request.seed, request.fields)
+    elif request.name in NEEDLE_DATASETS:
+        evalset = builder(request.path, request.limit, request.seed, **request.needle_options)
     else:
         evalset = builder(request.path, request.limit, request.seed)
     for reason in evalset.skipped:

@@ -74,7 +74,7 @@ CONTROL = "closed-book"  # the strategy that answers without the context
 LEAD_LEVEL = 0.975  # one-sided confidence of ``lead_low``
 UNLABELLED = "unlabelled"  # data set name for rows whose dataset is None (as ``verdict.UNLABELLED``)
 OTHER_KINDS = frozenset({
-    "kv", "niah", "hotpotqa", "hotpotqa-positions", "hotpotqa-pooled", "squad2", "qa-jsonl", "synthetic",
+    "kv", "niah", "niah-agg", "hotpotqa", "hotpotqa-positions", "hotpotqa-pooled", "squad2", "qa-jsonl", "synthetic",
 })
 """Data sets this project loads whose answers are not option letters (the names
 ``verdict.DATASET_KINDS`` gives another kind; repeated, not imported, because

@@ -152,6 +152,7 @@ METRICS: Mapping[str, str] = MappingProxyType({
 DATASET_KINDS: Mapping[str, str] = MappingProxyType({
     "kv": "exact",
     "niah": "exact",
+    "niah-agg": "exact",
     "hotpotqa": "free_text",
     "hotpotqa-positions": "free_text",
     "hotpotqa-pooled": "free_text",
