@@ -231,6 +231,14 @@ def search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_js
         out.print_json(json.dumps(results))
 
 
+def _reader_choice() -> str:
+    """The reader the default config serves on this machine (``reader.model: auto`` resolved)."""
+    from lcrag.pipeline.config import load_config
+
+    reader = load_config(None).reader
+    return f"{reader.model} ({reader.model_dir}; dtype {reader.dtype})"
+
+
 def info(
     index: Optional[Path] = typer.Option(None, "--index", "-i", help="An index folder: also show what it holds and how it was built."),
 ) -> None:
@@ -252,6 +260,7 @@ def info(
         "state_from": f"${HOME_ENV}" if os.environ.get(HOME_ENV) else "default (set $LCRAG_HOME to move it)",
         "ledger": str(default_ledger()),
         "default_config": str(default_config_path()),
+        "reader": _reader_choice(),
     }
     if index is not None:
         try:
