@@ -146,9 +146,10 @@ def _check_bootstrap_args(resamples: int, level: float) -> None:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
 
 
-def bootstrap_mean(values: Sequence[float], *, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
+def bootstrap_mean(values: Sequence[float], *, resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> Interval:
     """Percentile bootstrap of the mean; the same seed always gives the same interval,
-    so reported numbers can be reproduced exactly."""
+    so reported numbers can be reproduced exactly. 10,000 resamples by default: at 2,000
+    a bound at n = 100 moved by 0.01 from one seed to the next."""
     _check_bootstrap_args(resamples, level)
     data = np.asarray(values, dtype=float).ravel()
     n = data.size
@@ -178,7 +179,7 @@ def paired_difference(
     a: Mapping[str, float],
     b: Mapping[str, float],
     *,
-    resamples: int = 2000,
+    resamples: int = 10_000,
     level: float = 0.95,
     seed: int = 0,
 ) -> PairedDifference:

@@ -120,7 +120,7 @@ def self_route(table: RoutingTable, thresholds: Mapping[PairKey, float], name: s
 
 
 def summarise(result: PolicyResult, reference: PolicyResult, margin: float = NON_INFERIORITY_MARGIN,
-              resamples: int = 2000, seed: int = 0) -> PolicySummary:
+              resamples: int = 10_000, seed: int = 0) -> PolicySummary:
     n = len(result.scores)
     mean_tokens = sum(result.tokens.values()) / n
     ref_tokens = sum(reference.tokens.values()) / n
