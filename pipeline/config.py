@@ -169,6 +169,10 @@ class ServiceConfig:
     max_body_bytes: int = 65536  # larger request bodies are refused with 413 before they are read
     body_timeout_s: float = 10.0  # a request body must arrive within this, else 408 and the connection is closed
     header_timeout_s: float = 10.0  # a request line and headers must arrive within this, else the connection is closed
+    max_connections: int = 64  # connections served at once (uvicorn's limit_concurrency); one more gets 503 + Retry-After
+    max_chat_body_bytes: int = 1048576  # POST /v1/chat/completions: chat clients send the whole conversation every time
+    chat_history_turns: int = 6  # earlier messages (user or assistant) a chat question may carry, newest first; 0: none
+    chat_history_share: float = 0.5  # of max_question_tokens (and max_question_chars) the earlier messages may take
 
     def __post_init__(self) -> None:
         _check(self.max_question_chars >= 1, f"service.max_question_chars must be >= 1, got {self.max_question_chars}")
@@ -182,6 +186,10 @@ class ServiceConfig:
         _check(self.max_body_bytes >= 1024, f"service.max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         _check(self.body_timeout_s > 0, f"service.body_timeout_s must be > 0, got {self.body_timeout_s}")
         _check(self.header_timeout_s > 0, f"service.header_timeout_s must be > 0, got {self.header_timeout_s}")
+        _check(self.max_connections >= 1, f"service.max_connections must be >= 1, got {self.max_connections}")
+        _check(self.max_chat_body_bytes >= 1024, f"service.max_chat_body_bytes must be >= 1024, got {self.max_chat_body_bytes}")
+        _check(self.chat_history_turns >= 0, f"service.chat_history_turns must be >= 0, got {self.chat_history_turns}")
+        _check(0 <= self.chat_history_share < 1, f"service.chat_history_share must be in [0, 1), got {self.chat_history_share}")
         _check(self.run_id == self.run_id.strip(), f"service.run_id must be empty or have no surrounding blanks, got {self.run_id!r}")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Generator, Iterator, Protocol, Sequence
 
 from lcrag.core.errors import LcragError
 
@@ -111,3 +111,42 @@ class Reader(Protocol):
     def read(self, prompt: Prompt) -> Answer: ...
 
     def read_many(self, prompts: Sequence[Prompt]) -> list[Answer]: ...
+
+
+class ReadStream:
+    """One read as the reader produces it: iterate for the answer's text in pieces
+    (joined, they are ``answer.text``), then ``answer`` holds the whole ``Answer``
+    with the server's token counts. ``close`` stops early and ends the request
+    upstream (the server aborts it); it must be called from the thread that
+    iterates, and is safe to call twice or after the end. Use it in ``with``."""
+
+    def __init__(self, pieces: Generator[str, None, Answer]) -> None:
+        self._pieces = pieces
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._pieces)
+        except StopIteration as done:
+            self.answer = done.value
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self._pieces.close()
+
+    def __enter__(self) -> ReadStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class StreamingReader(Reader, Protocol):
+    """A reader that can also hand its answer over as it is produced (the
+    OpenAI-compatible endpoint relays it to chat clients). Whatever the strategy
+    does with the ``Answer`` is the same as after ``read``."""
+
+    def stream(self, prompt: Prompt) -> ReadStream: ...

@@ -6,26 +6,30 @@ unsupported one not (0.2), so confidence-based routing has something to read.
 Asked to write a question, it asks about the passage's title and answers with
 its first words. As a Chain-of-Agents worker it hands on the notes so far plus the
 first words of the piece's first supporting (else first) passage; as the manager
-(notes, no passages) it answers from the notes as from one passage."""
+(notes, no passages) it answers from the notes as from one passage. Streamed
+(``stream``), the same reply comes word by word, ``piece_delay_s`` apart."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from typing import Sequence
+import time
+from typing import Generator, Sequence
 
-from lcrag.readers.base import TAKE_NOTES, WRITE_QUESTION, Answer, Passage, Prompt
+from lcrag.readers.base import TAKE_NOTES, WRITE_QUESTION, Answer, Passage, Prompt, ReadStream
 from lcrag.readers.prompts import UNANSWERABLE, messages
 
 _WORD = re.compile(r"\w+")
+_PIECE = re.compile(r"\s*\S+\s*$|\s*\S+")  # a word with the blanks before it (and after the last)
 
 
 class FakeReader:
     model = "fake-reader"
 
-    def __init__(self, answer_words: int = 3) -> None:
+    def __init__(self, answer_words: int = 3, piece_delay_s: float = 0.0) -> None:
         self.answer_words = answer_words
+        self.piece_delay_s = piece_delay_s
         self.calls: list[Prompt] = []
 
     def count_tokens(self, text: str) -> int:
@@ -63,6 +67,17 @@ class FakeReader:
 
     def read_many(self, prompts: Sequence[Prompt]) -> list[Answer]:
         return [self.read(p) for p in prompts]
+
+    def stream(self, prompt: Prompt) -> ReadStream:
+        return ReadStream(self._pieces(prompt))
+
+    def _pieces(self, prompt: Prompt) -> Generator[str, None, Answer]:
+        answer = self.read(prompt)
+        for piece in _PIECE.findall(answer.text):
+            if self.piece_delay_s:
+                time.sleep(self.piece_delay_s)
+            yield piece
+        return answer
 
     def healthy(self) -> bool:
         return True

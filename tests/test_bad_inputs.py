@@ -413,6 +413,88 @@ def test_markdown_heading_is_linear_on_a_long_blank_heading():
     assert title == "a" + " " * 200_000 + "b"
 
 
+# Malformed markup that made html.parser (Python 3.11.7) search the rest of the page once per
+# character (CVE-2025-6069): 200 KB of "<a" took it 32 s, 200 KB of "<!--" 22 s.
+HOSTILE_HTML = {
+    "unclosed-comments": "<!--", "end-tag-openers": "</", "tag-openers": "<a", "processing-instructions": "<?",
+    "declarations": "<!", "mixed": "<!--</<a<?", "open-quoted-values": "<a x='", "spaced-quotes": "<a =\t'",
+    "raw-text-openers": "<script>", "title-openers": "<title>", "end-tags-without-close": "</a",
+}
+HOSTILE_HTML_BYTES = 3 * 2**20  # a few MB: quadratic parsing of this would take hours
+HTML_RATIO = 3.0  # a crafted page may cost at most this many times a benign page of the same size
+
+
+def benign_html(size: int) -> str:
+    return ("<p>Mount Etna in <b>Sicily</b> erupts &amp; smokes.</p>\n" * (size // 40 + 1))[:size]
+
+
+def timed_load(folder: Path, guard_s: float | None = None) -> tuple[object, float]:
+    """Load ``folder``, timed; with ``guard_s`` a load still running then fails the test
+    instead of hanging it (SIGALRM: the parser's searches return often enough to see it)."""
+    import signal
+
+    def overdue(signum, frame):
+        raise TimeoutError(f"loading took longer than {guard_s:.1f} s")
+
+    previous = signal.signal(signal.SIGALRM, overdue) if guard_s else None
+    if guard_s:
+        signal.setitimer(signal.ITIMER_REAL, guard_s)
+    try:
+        started = time.perf_counter()
+        result = load_source(folder)
+        return result, time.perf_counter() - started
+    finally:
+        if guard_s:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def benign_html_seconds(tmp_path_factory) -> float:
+    """The best of three loads of a benign page of HOSTILE_HTML_BYTES."""
+    folder = tmp_path_factory.mktemp("benign-html")
+    write(folder / "page.html", benign_html(HOSTILE_HTML_BYTES))
+    times = []
+    for _ in range(3):
+        result, seconds = timed_load(folder)
+        assert [d.doc_id for d in result.documents] == ["page.html"]
+        times.append(seconds)
+    return min(times)
+
+
+@pytest.mark.parametrize("unit", list(HOSTILE_HTML.values()), ids=list(HOSTILE_HTML))
+def test_crafted_html_ingests_in_time_proportional_to_its_size(tmp_path, benign_html_seconds, unit):
+    page = (unit * (HOSTILE_HTML_BYTES // len(unit) + 1))[:HOSTILE_HTML_BYTES]
+    write(tmp_path / "crafted.html", page)
+    write(tmp_path / "good.html", "<p>Brindlewharf sits in HTML.</p>")
+    bound = HTML_RATIO * benign_html_seconds
+    result, seconds = timed_load(tmp_path, guard_s=max(20 * bound, 5.0))
+    assert seconds <= bound, f"{seconds:.2f} s for a crafted page, {benign_html_seconds:.2f} s for a benign one"
+    # loaded (whatever text it holds) or skipped with its reason; the other file in any case
+    loaded = {d.doc_id for d in result.documents}
+    assert "good.html" in loaded
+    assert "crafted.html" in loaded or [s.path for s in result.skipped] == ["crafted.html"]
+
+
+def test_crafted_html_parses_in_time_linear_in_its_size():
+    """The parser alone: a crafted page four times as long takes about four times
+    as long (a quadratic parser would take sixteen), eight allowed for noise."""
+    from lcrag.pipeline.ingest.loaders.html_text import parse_html
+
+    def best(text: str) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            parse_html(text)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    size = 2**19
+    for unit in ("<a x='", "<\x00", "&#"):  # the slowest crafted pages: many small steps, none skipped
+        small, large = best((unit * size)[:size]), best((unit * 4 * size)[: 4 * size])
+        assert large <= 8.0 * small + 0.02, (unit, small, large)
+
+
 @pytest.mark.parametrize(
     "size, limit, ok",
     [(0, 1, True), (10, 10, True), (11, 10, False), (2 * 2**20, 2**20, False), (100, None, True)],

@@ -108,6 +108,32 @@ def test_html_to_text(html, expected):
 def test_parse_html_title():
     assert parse_html("<title> My\n Page </title><p>x</p>") == ("My Page", "x")
     assert parse_html("<p>no title</p>")[0] == ""
+    assert parse_html("<title>Fish &amp; <b>chips</b></title><p>x</p>") == ("Fish & <b>chips</b>", "x")  # title is text
+
+
+@pytest.mark.parametrize(
+    "html, expected",
+    [
+        ('<a href="x>y" title=\'q\'>link</a> here', "link here"),  # ">" inside a quoted value
+        ("<p class=foo'bar>text</p><p>more</p>", "text\n\nmore"),  # a quote not after "=" opens nothing
+        ("1 < 2 and 3 <4", "1 < 2 and 3 <4"),  # a "<" that starts no tag is text
+        ("<p>kept</p><!-- a comment that never closes <p>lost</p>", "kept"),  # runs to the end, as in browsers
+        ("<p>kept</p></ bogus comment> <p>after</p>", "kept\n\nafter"),
+        ("<!DOCTYPE html><?xml x?><p>a</p><!---->b<!-->c", "a\n\nbc"),
+        ("<SCRIPT>if (a<b) x('</p>')</script >after", "after"),
+        ("<style>p { x: '</style' }</style>shown", "shown"),  # raw text ends at its own end tag only
+        ("<br/>one<br />two<p/>three", "one\n\ntwo\n\nthree"),
+        ("<p>dangling <b", "dangling"),  # a tag without ">" is dropped with the rest
+        ("<template><p>hidden</p></template><noscript><p>hidden</p></noscript>seen", "seen"),
+        ("<textarea>a &lt; b <i>x</i></textarea>", "a < b <i>x</i>"),
+        ("<plaintext><p>all text", "<p>all text"),
+        ("caf&eacute; &#x263A; &#9731", "café ☺ ☃"),
+    ],
+    ids=["quoted-gt", "stray-quote", "lone-lt", "unclosed-comment", "bogus-comment", "declarations", "script",
+         "style-end", "self-closing", "unclosed-tag", "hidden", "textarea", "plaintext", "charrefs"],
+)
+def test_html_tokenizer_follows_the_html_standard_where_it_matters(html, expected):
+    assert html_to_text(html) == expected
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,24 @@ class ReaderContract:
         assert isinstance(allowed.unanswerable, bool)
         assert forbidden.unanswerable is False
 
+    def test_stream_hands_over_the_answer_in_pieces(self, reader):
+        prompt = Prompt(QUESTION, (PASSAGE,))
+        with reader.stream(prompt) as pieces:
+            got = list(pieces)
+        answer = pieces.answer
+        assert isinstance(answer, Answer) and answer.text.strip()
+        assert "".join(got) == answer.text  # the pieces are the answer, shaped as read shapes it
+        assert answer.prompt_tokens == reader.read(prompt).prompt_tokens  # the same request
+        assert answer.completion_tokens >= 1 and answer.model == reader.model
+
+    def test_a_stream_closed_early_gives_no_answer_and_can_be_closed_again(self, reader):
+        stream = reader.stream(Prompt(QUESTION, (PASSAGE,)))
+        next(stream)
+        stream.close()
+        stream.close()
+        assert stream.answer is None
+        assert reader.read(Prompt(QUESTION, (PASSAGE,))).text  # the reader is free for the next read
+
     @pytest.mark.parametrize("text", ["", "word", "a longer sentence with several words in it."])
     def test_count_tokens_is_monotone(self, reader, text):
         assert reader.count_tokens(text) <= reader.count_tokens(text + " and more words")

@@ -519,8 +519,12 @@ def test_lcrag_serve_runs_the_api_until_stopped(tmp_path, encoder):
             body = ask(client, question=VOLCANO, strategy="rag", k=2).json()
             assert body["citations"][0]["doc_id"] == "volcanoes.txt"
             assert ask(client, question=VOLCANO, k=8).status_code == 422  # the config's service.max_k
+            chat = client.post("/v1/chat/completions", headers=AUTH,
+                               json={"model": "lcrag-rag", "messages": [{"role": "user", "content": VOLCANO}]})
+            assert chat.status_code == 200, chat.text  # the OpenAI-compatible endpoint, on the same server
+            assert chat.json()["lcrag"]["citations"][0]["doc_id"] == "volcanoes.txt"
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert server.returncode == 0 and output.rstrip().endswith("stopped"), output  # SIGTERM: a clean stop
-    assert Ledger(tmp_path / "ledger.duckdb").count() == 1
+    assert Ledger(tmp_path / "ledger.duckdb").count() == 2

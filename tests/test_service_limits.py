@@ -441,15 +441,23 @@ def test_keys_in_the_url_never_reach_the_access_log(live, tmp_path):
         (f"/v1/query?{KEY}", "/v1/query?[redacted]"),
         (f"/v1/runs?limit={KEY}", "/v1/runs?[redacted]"),
         (f"/v1/runs?TOKEN={KEY}&key={KEY}", "/v1/runs?[redacted]"),
+        (f"/v1/chat/completions?api_key={KEY}", "/v1/chat/completions?[redacted]"),
+        ("/v1/models/lcrag-op-rag", "/v1/models/lcrag-op-rag"),
+        (f"/v1/models/{KEY}", "[redacted]"),
+        (f"/v1/{KEY}/chat/completions", "[redacted]"),
+        (f"/{KEY}?limit=2", "[redacted]?limit=2"),
     ],
-    ids=["no-query", "api-parameters", "api-key", "bare-key", "key-as-a-value", "several"],
+    ids=["no-query", "api-parameters", "api-key", "bare-key", "key-as-a-value", "several", "chat-api-key",
+         "model-page", "key-as-a-model", "key-in-the-path", "key-as-the-path"],
 )
 def test_redact_target(target, shown):
     assert redact_target(target) == shown
 
 
 def test_limits_are_validated_by_the_config():
-    for bad in ({"max_body_bytes": 100}, {"body_timeout_s": 0}, {"header_timeout_s": -1}, {"max_question_tokens": 0}):
+    for bad in ({"max_body_bytes": 100}, {"body_timeout_s": 0}, {"header_timeout_s": -1}, {"max_question_tokens": 0},
+                {"max_connections": 0}, {"max_chat_body_bytes": 100}, {"chat_history_turns": -1},
+                {"chat_history_share": 1.0}, {"chat_history_share": -0.1}):
         with pytest.raises(ConfigError) as err:
             ServiceConfig(**bad)
         assert f"service.{next(iter(bad))}" in str(err.value)

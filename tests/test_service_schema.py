@@ -19,7 +19,8 @@ from lcrag.pipeline.service.server import background_server
 from lcrag.readers.fake import FakeReader
 from tests.service_support import AUTH, build_index, make_app
 
-OPERATIONS = [("POST", "/v1/query"), ("GET", "/v1/strategies"), ("GET", "/v1/runs"), ("GET", "/v1/health")]
+OPERATIONS = [("POST", "/v1/query"), ("GET", "/v1/strategies"), ("GET", "/v1/runs"), ("GET", "/v1/health"),
+              ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/v1/models/{model}")]
 BOUNDED = settings(max_examples=30, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 
 
@@ -45,6 +46,7 @@ def test_every_operation_is_covered(api_schema):
 CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [
     ("POST", "/v1/query", GenerationMode.NEGATIVE),
     ("GET", "/v1/runs", GenerationMode.NEGATIVE),
+    ("POST", "/v1/chat/completions", GenerationMode.NEGATIVE),
 ]
 
 
@@ -63,6 +65,7 @@ def test_no_generated_request_gets_a_server_error(api_schema, method, path, mode
     assert statuses, "no request was generated"
     assert all(s < 500 for s in statuses)
     if not mode.is_positive:
-        assert 422 in statuses  # breaking requests are refused by validation
+        # breaking requests are refused by validation (400 on the OpenAI-compatible routes, as OpenAI answers)
+        assert (400 if path == "/v1/chat/completions" else 422) in statuses
     elif path == "/v1/query":
         assert 200 in statuses  # fitting questions are answered

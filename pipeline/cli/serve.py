@@ -32,14 +32,16 @@ def serve(
         help="critical | error | warning | info | debug (debug logs every request; query parameters the API does not define are redacted).",
     ),
 ) -> None:
-    """Serve the query API: POST /v1/query, GET /v1/strategies, /v1/runs and /v1/health.
+    """Serve the query API: POST /v1/query, GET /v1/strategies, /v1/runs and /v1/health, and the
+    OpenAI-compatible POST /v1/chat/completions and GET /v1/models (one model per strategy: lcrag-auto, lcrag-rag, ...).
 
     Every route but /v1/health needs the API key: `export LCRAG_API_KEY=...` (or service.api_key in --config).
 
     Clients send it as `Authorization: Bearer KEY` or `X-API-Key: KEY`. Every answered question is one ledger row.
 
     Limits (question length in characters and reader tokens, top-k, budget, questions in flight and queued,
-    request body size, and the time a request's headers and body may take to arrive) are the config's service section.
+    connections open at once, request body size, and the time a request's headers and body may take to arrive)
+    are the config's service section.
 
     OpenAPI schema at /openapi.json, interactive docs at /docs.
     """
@@ -89,7 +91,9 @@ def serve(
     # the handler it found: make SIGTERM, like Ctrl-C, end here so everything is closed.
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
-        uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level, header_timeout_s=service.header_timeout_s)).run()
+        uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level, header_timeout_s=service.header_timeout_s,
+                                      max_connections=service.max_connections,
+                                      retry_after_s=service.retry_after_s)).run()
     except (KeyboardInterrupt, _Stopped):
         pass
     finally:

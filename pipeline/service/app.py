@@ -9,9 +9,13 @@ inputs are cut short); anything else is logged with its traceback and answered
 with a 500 that names an incident id and nothing else
 (``lcrag.pipeline.service.errors``).
 
-Middleware, outermost first: the body limits (``body``: size and arrival time,
-checked before the key so a refused body is never read whole), the key gate
-(``auth``), the catch-all (``errors``).
+Middleware, outermost first: the OpenAI error shape (``openai_errors``: the
+OpenAI-compatible routes' errors as OpenAI's clients read them), the body
+limits (``body``: size and arrival time, checked before the key so a refused
+body is never read whole), the key gate (``auth``), the catch-all (``errors``).
+
+The OpenAI-compatible routes (``/v1/chat/completions``, ``/v1/models``) are
+added by ``openai_api`` over the same answering path, admission and limits.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures, and the query body's model is built inside ``create_app``.
@@ -32,12 +36,16 @@ from lcrag.pipeline.answer.router import RouterFile, router_path
 from lcrag.pipeline.config import Config, ServiceConfig
 from lcrag.pipeline.index.folder import IndexStateError
 from lcrag.pipeline.ledger import Ledger, LedgerError
+from lcrag.pipeline.service.access_log import shown_path
 from lcrag.pipeline.service.auth import ApiKeyMiddleware
 from lcrag.pipeline.service.body import BodyLimitMiddleware
+from lcrag.pipeline.service.chat import OpenAIErrorBody
 from lcrag.pipeline.service.errors import CatchAllMiddleware
 from lcrag.pipeline.service.health import ReaderProbe
 from lcrag.pipeline.service.ledger_writer import GroupCommitLedger
 from lcrag.pipeline.service.limits import AdmissionController, Saturated
+from lcrag.pipeline.service.openai_api import add_openai_routes
+from lcrag.pipeline.service.openai_errors import CHAT_PATH, OpenAIErrorShape, error_object, is_openai_path
 from lcrag.pipeline.service.querying import (
     QueryService,
     QuestionTooLong,
@@ -70,15 +78,17 @@ def _error(status: int, message: str, retry_after_s: int | None = None) -> JSONR
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+def _responses(*codes: int, model: type = ErrorBody) -> dict[int | str, dict[str, Any]]:
     meaning = {
+        400: "a request that cannot be answered (the field is named in param)",
         401: "missing or wrong API key",
+        404: "no such model",
         408: "the request body did not arrive in time; the connection is closed",
         413: "the request body is larger than the server accepts; the connection is closed",
         429: "too many questions in flight and queued; retry after Retry-After seconds",
-        503: "the reader, ledger or index is unavailable; retry after Retry-After seconds",
+        503: "the reader, ledger or index is unavailable, or every connection is taken; retry after Retry-After seconds",
     }
-    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
+    return {code: {"model": model, "description": meaning[code]} for code in codes}
 
 
 def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceConfig, attention=None) -> FastAPI:
@@ -102,13 +112,16 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
     app = FastAPI(
         title="lcrag query API",
         version="1",
-        description="Ask questions of an lcrag index. Every route but /v1/health needs the API key "
+        description="Ask questions of an lcrag index: /v1/query, or OpenAI's chat API (/v1/chat/completions, "
+        "/v1/models: one model per strategy). Every route but /v1/health needs the API key "
         "(`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
     )
     open_paths = {HEALTH_PATH, app.openapi_url, app.docs_url, app.redoc_url, f"{app.docs_url}/oauth2-redirect"}
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(ApiKeyMiddleware, api_key=service.api_key, open_paths={p for p in open_paths if p})
-    app.add_middleware(BodyLimitMiddleware, max_bytes=service.max_body_bytes, timeout_s=service.body_timeout_s)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=service.max_body_bytes, timeout_s=service.body_timeout_s,
+                       path_max_bytes={CHAT_PATH: service.max_chat_body_bytes})
+    app.add_middleware(OpenAIErrorShape)
     # Declared so the schema and /docs show both ways to send the key; the middleware checks it.
     keyed = [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
 
@@ -120,7 +133,7 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
         """A 503 with Retry-After for a dependency that is down or busy, logged."""
 
         async def handler(request: Request, exc: Exception) -> JSONResponse:
-            log.warning("%s error on %s: %s", what, request.url.path, exc)
+            log.warning("%s error on %s: %s", what, shown_path(request.url.path), exc)
             return _error(503, message, service.retry_after_s)
 
         return handler
@@ -136,6 +149,8 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
 
     @app.exception_handler(QuestionTooLong)
     async def _too_long(request: Request, exc: QuestionTooLong) -> Response:
+        if is_openai_path(request.url.path):  # the last user message is the question
+            return JSONResponse(error_object(400, str(exc), "messages", "context_length_exceeded"), status_code=400)
         error = {"type": "too_many_tokens", "loc": ("body", "question"), "msg": str(exc),
                  "ctx": {"tokens": exc.tokens, "max_tokens": exc.limit}}
         return Response(validation_body([error]), status_code=422, media_type="application/json")
@@ -168,6 +183,9 @@ def create_app(live, reader, ledger: Ledger, config: Config, service: ServiceCon
     ) -> RunsResponse:
         rows = ledger.rows(limit=limit, offset=offset)
         return RunsResponse(rows=[ledger_entry(r) for r in rows], limit=limit, offset=offset, total=ledger.count())
+
+    add_openai_routes(app, answering, admission, limits, keyed,
+                      _responses(400, 401, 404, 408, 413, 429, 503, model=OpenAIErrorBody))
 
     @app.get(HEALTH_PATH, response_model=HealthResponse, summary="Liveness, the live generation and the reader (no key)")
     def health() -> HealthResponse:

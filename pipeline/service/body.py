@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import anyio
 
@@ -70,13 +70,14 @@ class BodyLimitMiddleware:
     of the request's headers."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+                 clock: Callable[[], float] = time.monotonic, path_max_bytes: Mapping[str, int] | None = None) -> None:
+        if max_bytes < 1 or any(n < 1 for n in (path_max_bytes or {}).values()):
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes} ({path_max_bytes})")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.app = app
         self.max_bytes = max_bytes
+        self.path_max_bytes = dict(path_max_bytes or {})  # paths with a limit of their own
         self.timeout_s = timeout_s
         self._clock = clock
 
@@ -84,9 +85,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_max_bytes.get(scope["path"], self.max_bytes)
         declared = declared_length(scope["headers"])
-        if declared is not None and declared > self.max_bytes:
-            await send_json(send, 413, too_large(self.max_bytes), [CLOSE])
+        if declared is not None and declared > max_bytes:
+            await send_json(send, 413, too_large(max_bytes), [CLOSE])
             return
         state = _BodyState(complete=not has_body(scope["headers"]))
         deadline = self._clock() + self.timeout_s
@@ -110,8 +112,8 @@ class BodyLimitMiddleware:
                 return await refuse(408, too_slow(self.timeout_s))
             if message["type"] == "http.request":
                 state.received += len(message.get("body", b""))
-                if state.received > self.max_bytes:
-                    return await refuse(413, too_large(self.max_bytes))
+                if state.received > max_bytes:
+                    return await refuse(413, too_large(max_bytes))
                 state.complete = not message.get("more_body", False)
             return message
 

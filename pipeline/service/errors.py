@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from lcrag.pipeline.service.access_log import shown_path
 from lcrag.pipeline.service.asgi import Receive, Scope, Send, send_json
 
 log = logging.getLogger("lcrag.service")
@@ -36,7 +37,8 @@ class CatchAllMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # noqa: BLE001 - that is the point
             incident = uuid.uuid4().hex[:8]
-            log.error("unexpected error %s on %s %s", incident, scope.get("method"), scope.get("path"), exc_info=exc)
+            log.error("unexpected error %s on %s %s", incident, scope.get("method"), shown_path(scope.get("path", "")),
+                      exc_info=exc)
             if started:  # too late for a status; the client sees a cut response
                 raise
             await send_json(send, 500, {"error": f"internal error {incident}; the server log has the details"})

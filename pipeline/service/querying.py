@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.answer import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit, needs_evidence
-from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
+from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget, error_row
 from lcrag.pipeline.config import Config, ServiceConfig
 from lcrag.pipeline.service.schemas import (
     Citation,
@@ -24,6 +24,9 @@ from lcrag.pipeline.service.schemas import (
     Timings,
     Tokens,
 )
+from lcrag.pipeline.service.streaming import ReadCancelled, Relay, StreamingTap, last_read_known
+
+CANCELLED = "cancelled: the client went away before the streamed answer was finished"
 
 DEFAULT_STRATEGY = "auto"
 
@@ -133,7 +136,12 @@ class QueryService:
         wanted = requested or self._default_budget
         return max(0, min(wanted, self._window - question_tokens))
 
-    def answer(self, request, queued_ms: float = 0.0) -> QueryResponse:
+    def answer(self, request, queued_ms: float = 0.0, relay: Relay | None = None) -> QueryResponse:
+        """Answer ``request`` (anything with ``question``, ``strategy``, ``k`` and
+        ``budget_tokens``) and record it. With a ``relay`` the answering read is
+        streamed to it (``streaming.StreamingTap``); a client that goes away
+        stops the read, and the question is recorded as an error row
+        (``CANCELLED``) before ``ReadCancelled`` is raised."""
         started = time.perf_counter()
         name = request.strategy
         budget = self.budget(self.question_tokens(request.question), request.budget_tokens)
@@ -143,14 +151,20 @@ class QueryService:
         question = Question(f"api-{uuid.uuid4().hex[:12]}", request.question)
         recorded = {}
         with self.live.acquire() as generation:
-            tools = Toolkit(generation.corpus, self.reader, strategies, budget, self.attention,
+            router = self.router_file.get() if self.router_file is not None else None
+            reader = self.reader if relay is None else StreamingTap(self.reader, relay, last_read_known(name, router))
+            tools = Toolkit(generation.corpus, reader, strategies, budget, self.attention,
                             memo=self.passage_memo(f"{generation.name}/{generation.corpus.index_id}"),
-                            router=self.router_file.get() if self.router_file is not None else None)
+                            router=router)
             # the generation that answers, not the served config: a reload may swap in an index built otherwise
             labels = RunLabels.for_corpus(generation.corpus, self.run_id(), self.reader.model)
-            results = answer_and_record(
-                [question], [name], tools, self.ledger, labels, on_recorded=lambda n, rows: recorded.update({n: rows[0]})
-            )
+            try:
+                results = answer_and_record(
+                    [question], [name], tools, self.ledger, labels, on_recorded=lambda n, rows: recorded.update({n: rows[0]})
+                )
+            except ReadCancelled:
+                self.ledger.record([error_row(question, name, labels, CANCELLED)])
+                raise
         outcome, row = results[name][0], recorded[name]
         total_ms = (time.perf_counter() - started) * 1000 + queued_ms
         return QueryResponse(
@@ -164,7 +178,7 @@ class QueryService:
             ],
             tokens=Tokens(
                 context=outcome.context.tokens, prompt=outcome.prompt_tokens,
-                completion=outcome.completion_tokens, budget=budget,
+                completion=outcome.completion_tokens, budget=budget, cached=outcome.answer.cached_prompt_tokens,
             ),
             timings_ms=Timings(
                 retrieval=round(outcome.retrieval_ms, 1), reading=round(outcome.reading_ms, 1),

@@ -105,6 +105,9 @@ class Tokens(BaseModel):
     prompt: int = Field(description="Prompt tokens the reader charged (every call).")
     completion: int
     budget: int = Field(description="The context budget this question had.")
+    cached: Optional[int] = Field(
+        default=None, description="Prompt tokens the reader served from its prefix cache, where it reports them."
+    )
 
 
 class Timings(BaseModel):

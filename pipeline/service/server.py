@@ -17,17 +17,24 @@ from lcrag.pipeline.service.access_log import redact_access_log
 from lcrag.pipeline.service.connections import HeaderDeadlineProtocol
 
 DEFAULT_HEADER_TIMEOUT_S = ServiceConfig.header_timeout_s
+DEFAULT_MAX_CONNECTIONS = ServiceConfig.max_connections
+DEFAULT_RETRY_AFTER_S = ServiceConfig.retry_after_s
 
 
 def uvicorn_config(app, host: str, port: int, log_level: str = "info",
-                   header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> uvicorn.Config:
+                   header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+                   max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+                   retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> uvicorn.Config:
     # One worker process: the live index, the reader client and the admission
     # limits are per process, so several workers would multiply the limits.
-    # The h11 protocol with a deadline for request heads (uvicorn has none); the
-    # access log (debug only) never shows query parameters the API does not define.
+    # The h11 protocol with a deadline for request heads (uvicorn has none) and a
+    # JSON 503 with Retry-After at the connection cap (limit_concurrency); the
+    # access log (debug only) never shows paths or query parameters the API does not define.
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, workers=1, access_log=log_level == "debug",
-        http=functools.partial(HeaderDeadlineProtocol, header_timeout_s=header_timeout_s),  # type: ignore[arg-type]
+        limit_concurrency=max_connections,
+        http=functools.partial(HeaderDeadlineProtocol, header_timeout_s=header_timeout_s,  # type: ignore[arg-type]
+                               retry_after_s=retry_after_s),
     )
     redact_access_log()
     return config
@@ -35,10 +42,13 @@ def uvicorn_config(app, host: str, port: int, log_level: str = "info",
 
 @contextmanager
 def background_server(app, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 30.0,
-                      log_level: str = "warning", header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> Iterator[str]:
+                      log_level: str = "warning", header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+                      max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+                      retry_after_s: int = DEFAULT_RETRY_AFTER_S) -> Iterator[str]:
     """Serve ``app`` on a thread until the block ends; yields the base URL.
     Port 0 lets the OS pick a free one (read back from the bound socket)."""
-    server = uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level, header_timeout_s=header_timeout_s))
+    server = uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level, header_timeout_s=header_timeout_s,
+                                           max_connections=max_connections, retry_after_s=retry_after_s))
     thread = threading.Thread(target=server.run, name="lcrag-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout_s

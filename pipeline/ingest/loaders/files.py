@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 from lcrag.core.types import Document, Section
@@ -25,6 +24,7 @@ from lcrag.pipeline.ingest.loaders.base import (
 )
 from lcrag.pipeline.ingest.loaders.decoding import decode_text
 from lcrag.pipeline.ingest.loaders.front_matter import split_front_matter
+from lcrag.pipeline.ingest.loaders.html_text import parse_html
 from lcrag.pipeline.ingest.loaders.jsonl import readable_lines, record_fields, record_metadata
 from lcrag.pipeline.ingest.loaders.reading import parse_json, read_or_skip, read_regular
 from lcrag.pipeline.ingest.loaders.walk import Listing, list_source
@@ -91,84 +91,8 @@ def markdown_title(text: str) -> tuple[str, str]:
     return "", text
 
 
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2 h3 h4 h5 h6 "
-    "header hr li main nav ol p section table tbody thead tfoot tr ul".split()
-)
-_HIDDEN_TAGS = frozenset({"script", "style", "noscript", "template"})
-_CELL_TAGS = frozenset({"td", "th"})
-
-
-class _VisibleText(HTMLParser):
-    """Collects visible paragraphs and the <title>; block tags end a paragraph."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.paragraphs: list[str] = []
-        self.title_parts: list[str] = []
-        self._buffer: list[str] = []
-        self._hidden = 0
-        self._in_head = False
-        self._in_title = False
-        self._pre = 0
-
-    def _flush(self) -> None:
-        raw = "".join(self._buffer)
-        self._buffer = []
-        text = raw.strip("\n").rstrip() if self._pre else " ".join(raw.split())
-        if text.strip():
-            self.paragraphs.append(text)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden += 1
-        elif tag == "head":
-            self._in_head = True
-        elif tag == "body":
-            self._in_head = False
-        elif tag == "title":
-            self._in_title = True
-        elif tag == "pre":
-            self._flush()
-            self._pre += 1
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-        elif tag in _CELL_TAGS:
-            self._buffer.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag == "head":
-            self._in_head = False
-        elif tag == "title":
-            self._in_title = False
-        elif tag == "pre":
-            self._flush()
-            self._pre = max(0, self._pre - 1)
-        elif tag in _BLOCK_TAGS:
-            self._flush()
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title_parts.append(data)
-        elif not self._hidden and not self._in_head:
-            self._buffer.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
-
-
-def parse_html(html: str) -> tuple[str, str]:
-    """(title, visible text) of an HTML page; paragraphs joined by blank lines."""
-    parser = _VisibleText()
-    parser.feed(html)
-    parser.close()
-    return " ".join("".join(parser.title_parts).split()), "\n\n".join(parser.paragraphs)
-
-
 def html_to_text(html: str) -> str:
+    """The visible text of an HTML page, in time linear in its length (``html_text``)."""
     return parse_html(html)[1]
 
 
