@@ -278,7 +278,7 @@ def test_clustered_questions_resample_documents_and_few_are_flagged():
     clusters = {k: f"doc{i // 6}" for i, k in enumerate(sorted(scores["rag"]))}  # 10 documents of 6 questions
     verdict = decide(scores, {"rag": 1, "lc": 8}, answers=words(scores), clusters=clusters)
     assert verdict.clusters == 10 and verdict.few_clusters
-    assert verdict.comparisons[0].test.method == "cluster-bootstrap"
+    assert verdict.comparisons[0].test.method == "cluster-bootstrap+t"
     assert "only 10 documents to resample" in verdict.describe()
     one = decide(scores, {"rag": 1, "lc": 8}, answers=words(scores), clusters={k: "corpus" for k in clusters})
     assert one.clusters is None and one.comparisons[0].test.method == "tango-score"  # one corpus says nothing
@@ -345,7 +345,7 @@ def test_bad_inputs_are_refused():
 def test_deterministic_and_frozen():
     scores = table(rag=[1, 0, 0.5, 1] * 20, lc=[1, 1, 0.5, 0] * 20)  # non-binary: the bootstrap path
     first, second = (decide(scores, {"rag": 1, "lc": 8}, answers=words(scores)) for _ in range(2))
-    assert first == second and first.comparisons[0].test.method == "bootstrap"
+    assert first == second and first.comparisons[0].test.method == "bootstrap+t"
     with pytest.raises(dataclasses.FrozenInstanceError):
         first.status = "x"
 
