@@ -17,6 +17,7 @@ from lcrag.pipeline.answer import (
     get_strategy,
     resolve_names,
 )
+from lcrag.pipeline.answer.base import QUESTION_ALLOWANCE
 from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
 from lcrag.pipeline.config import ReaderConfig, StrategyConfig, config_from_dict
 from lcrag.pipeline.index.search import IndexReader
@@ -372,3 +373,17 @@ def test_reader_failures_trip_after_the_limit_in_a_row(corpus, tmp_path):
         answer_and_record(questions, ["rag", "lc"], tools, ledger, RunLabels.for_corpus(corpus, "run-t", "m"), failures=failures)
     rows = ledger.rows("run-t")
     assert failures.tripped and len(rows) == 2 and all(r.error and r.strategy == "rag" for r in rows)
+
+
+@pytest.mark.parametrize("name", ["lc", "rag", "longrag"])
+def test_long_options_take_their_tokens_from_the_context_not_past_the_window(corpus, name):
+    """L-Eval Coursera's options run to hundreds of tokens: the context shrinks by what the
+    question's words take beyond their allowance, so the prompt stays inside the window."""
+    short = Question("q-short", "What do cats do?", doc_scope=("bread.md", "cats.md", "rockets.txt"))
+    options = tuple(f"option {i}: " + "a long-winded option text about cats and bread " * 6 for i in range(4))
+    long = Question("q-long", "What do cats do?", doc_scope=short.doc_scope, options=options)
+    tools = tools_for(corpus, budget=120, rag_k=6, longrag_k=2)
+    own = tools.reader.count_tokens("\n".join((long.text, *options))) + 3 * len(options)
+    assert tools.budget_for(short) == 120 and tools.budget_for(long) == max(1, 120 - (own - QUESTION_ALLOWANCE))
+    small, large = (get_strategy(name).run_batch([q], tools)[0] for q in (short, long))
+    assert large.context.tokens <= tools.budget_for(long) < small.context.tokens or large.context.tokens == 0

@@ -119,6 +119,11 @@ class AttentionSource(Protocol):
     def passage_attention(self, prompt: Prompt) -> list[float]: ...
 
 
+QUESTION_ALLOWANCE = 48
+"""Of ``strategies.prompt_overhead_tokens`` (96), the tokens meant for the question's own
+words; the rest covers instructions and the chat template."""
+
+
 @dataclass
 class Toolkit:
     corpus: Corpus
@@ -131,6 +136,17 @@ class Toolkit:
     # Token arithmetic on passages, keyed by passage id and offsets: valid for one index
     # generation and one reader tokenizer, so the API shares it across requests on a generation.
     memo: dict[tuple, int] = field(default_factory=dict)
+
+    def budget_for(self, question: Question) -> int:
+        """The context budget left for this question: ``budget`` assumes its words take at
+        most ``QUESTION_ALLOWANCE`` tokens of the prompt overhead; a long question or long
+        options (L-Eval Coursera's run to hundreds of tokens) take the rest from the context,
+        or the prompt would overflow the reader's window."""
+        key = ("question", question.qid, question.text, question.options)
+        if key not in self.memo:
+            own = self.reader.count_tokens("\n".join((question.text, *question.options))) + 3 * len(question.options)
+            self.memo[key] = max(1, self.budget - max(0, own - QUESTION_ALLOWANCE))
+        return self.memo[key]
 
     def passage_tokens(self, passage: Passage) -> int:
         key = ("tokens", passage.passage_id, passage.start, passage.end)

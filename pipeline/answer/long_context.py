@@ -96,7 +96,7 @@ class LongContextStrategy(ContextStrategy):
         doc_ids = lc_scope(question, tools)
         docs = tools.corpus.documents(doc_ids)
         passages = [whole_document(docs[d]) for d in doc_ids]
-        kept, cut = cut_middle_passages(passages, tools.budget, tools)
+        kept, cut = cut_middle_passages(passages, tools.budget_for(question), tools)
         return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(doc_ids),
                        scope_read=share_read(kept, passages))
 
@@ -166,5 +166,5 @@ class OracleStrategy(ContextStrategy):
             raise NoEvidenceError(f"question {question.qid} carries no gold evidence: the oracle reads only a question's "
                                   "gold evidence, so ask it in `lcrag eval` on a data set that marks evidence")
         passages = evidence_passages(question, tools)
-        kept, cut = cut_middle_passages(passages, tools.budget, tools)
+        kept, cut = cut_middle_passages(passages, tools.budget_for(question), tools)
         return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(p.passage_id for p in passages))

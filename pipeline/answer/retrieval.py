@@ -21,7 +21,7 @@ def retrieve_chunks(question: Question, tools: Toolkit) -> tuple[list[Passage], 
     hits = tools.corpus.search(question.text, k=tools.config.rag_k, mode=tools.config.retrieval_mode, level="chunk")
     docs = tools.corpus.documents([h.doc_id for h in hits])
     passages = [chunk_passage(h, docs[h.doc_id].title) for h in hits]
-    kept, _ = fit_budget(passages, tools.passage_tokens, tools.budget)
+    kept, _ = fit_budget(passages, tools.passage_tokens, tools.budget_for(question))
     return kept, tuple(h.chunk_id for h in hits)
 
 
@@ -78,9 +78,9 @@ class LongRagStrategy(ContextStrategy):
                     for i, s in enumerate(spans)
                 ]
             )
-        kept, _ = fit_budget(groups, lambda g: sum(tools.passage_tokens(p) for p in g), tools.budget)
+        kept, _ = fit_budget(groups, lambda g: sum(tools.passage_tokens(p) for p in g), tools.budget_for(question))
         if not kept and groups:  # the best unit alone is over budget: read as much of it as fits, in order
-            kept = [fit_budget(groups[0], tools.passage_tokens, tools.budget)[0]]
+            kept = [fit_budget(groups[0], tools.passage_tokens, tools.budget_for(question))[0]]
         passages = [p for group in kept for p in group]
         return context_of(passages, tuple(h.unit_id for h in hits), tools)
 
