@@ -422,3 +422,14 @@ def test_equal_strategies_are_recommended_with_power_that_grows_with_questions()
     small = recommend_rate(n=100, k=3, true_gap=0.0, runs=300, seed=1)
     large = recommend_rate(n=400, k=3, true_gap=0.0, runs=300, seed=2)
     assert small < large and large > 0.5, f"power at 100: {small:.2f}, at 400: {large:.2f}"
+
+
+@pytest.mark.parametrize("golds, kind", [
+    (("C", "(B)", "A"), "multiple_choice"),
+    (("BD", "C", "ACD"), "multiple_choice"),  # several right letters (L-Eval Coursera)
+    (("BAD", "C"), "free_text"),  # capitals out of order: a word, not options
+    (("Paris", "C"), "free_text"),
+])
+def test_multiple_choice_is_recognised_with_several_right_letters(golds, kind):
+    rows = [row("rag", f"q{i}", dataset="longdoc/x", em=1.0, golds=(g,)) for i, g in enumerate(golds)]
+    assert dataset_kind("longdoc/x", rows) == kind

@@ -162,7 +162,14 @@ DATASET_KINDS: Mapping[str, str] = MappingProxyType({
 })
 
 _EXACT_ID = re.compile(r"^(kv\d+@pos\d+|niah\d*@d\d+@L\d+)$")  # ids the kv and niah loaders write
-_CHOICE = re.compile(r"^\(?[A-J]\)?$")  # a gold answer that is an option letter
+_CHOICE = re.compile(r"^\(?[A-J]+\)?$")  # a gold answer that is option letters: "C", "(B)", "BD" (several right)
+
+
+def _is_choice(gold: str) -> bool:
+    """Option letters in strictly increasing order ("BD", as multiple-answer golds are
+    written): a free-text answer in capitals ("BAD") is not mistaken for three options."""
+    letters = gold.strip().strip("()")
+    return bool(_CHOICE.match(gold.strip())) and list(letters) == sorted(set(letters))
 
 
 def _kind(kind: str) -> DatasetKind:
@@ -198,7 +205,7 @@ def dataset_kind(dataset: str | None, rows: Iterable[LedgerRow] = ()) -> str:
     if rows and all(_EXACT_ID.match(r.question_id) for r in rows):
         return "exact"
     golds = [g for r in rows for g in (r.gold_answers or ())]
-    if golds and all(_CHOICE.match(g.strip()) for g in golds):
+    if golds and all(_is_choice(g) for g in golds):
         return "multiple_choice"
     return "free_text"
 
