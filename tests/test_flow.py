@@ -89,7 +89,8 @@ def assert_report_shows_rows(html: str, markdown: str, rows, run_id: str) -> Non
     for row in rows:
         by_strategy.setdefault(row.strategy, []).append(row)
     assert set(by_strategy) == {"rag", "lc"}
-    assert f"runs: {run_id} · {len(rows)} ledger rows" in markdown
+    readers = ", ".join(sorted({r.model for r in rows}))
+    assert f"runs: {run_id} · reader: {readers} · {len(rows)} ledger rows" in markdown
     assert f"{len(rows)} answers from {len(by_strategy)} strategies on 1 dataset(s)." in markdown
     pooled = markdown.split("### All datasets pooled", 1)[1].split("## Results by dataset", 1)[0]
     table = {cells[0].strip("*"): cells for cells in
