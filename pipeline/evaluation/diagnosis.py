@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from lcrag.pipeline.evaluation.paired_tests import MIN_CLUSTERS, paired_non_inferiority, wilson_lower
+from lcrag.pipeline.evaluation.paired_tests import paired_non_inferiority, too_few_clusters, wilson_lower
 from lcrag.pipeline.evaluation.verdict import UNLABELLED, metric_for, score_of
 from lcrag.pipeline.ledger import LedgerRow
 
@@ -124,9 +124,9 @@ class Diagnosis:
 def paired_interval(a: Sequence[float], b: Sequence[float], clusters: Sequence[str] | None = None) -> Interval:
     """a - b per question, paired, with its 95% interval; ``clusters`` (the document
     each question was asked over) are used when some holds several questions."""
-    shared = list(clusters) if clusters is not None and 1 < len(set(clusters)) < len(clusters) else None
-    test = paired_non_inferiority(list(a), list(b), margin=0.0, alpha=ALPHA, clusters=shared)
-    trusted = test.clusters is None or test.clusters >= MIN_CLUSTERS
+    test = paired_non_inferiority(list(a), list(b), margin=0.0, alpha=ALPHA,
+                                  clusters=None if clusters is None else list(clusters))
+    trusted = not too_few_clusters(test.clusters)
     return Interval(test.mean_diff, test.low, test.high, test.method, trusted)
 
 

@@ -146,6 +146,17 @@ def _check_bootstrap_args(resamples: int, level: float) -> None:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
 
 
+def resample_blocks(n: int, resamples: int, seed: int):
+    """Bootstrap draws of ``n`` indices with replacement, ``resamples`` of them, as
+    (start, stop, indices) blocks of rows so memory stays bounded for large ``n``; the
+    same seed always gives the same draws."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, _BLOCK_ELEMENTS // n)
+    for start in range(0, resamples, rows):
+        stop = min(start + rows, resamples)
+        yield start, stop, rng.integers(0, n, size=(stop - start, n))
+
+
 def bootstrap_mean(values: Sequence[float], *, resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> Interval:
     """Percentile bootstrap of the mean; the same seed always gives the same interval,
     so reported numbers can be reproduced exactly. 10,000 resamples by default: at 2,000
@@ -163,12 +174,8 @@ def bootstrap_mean(values: Sequence[float], *, resamples: int = 10_000, level: f
         point = float(data[0])
         return Interval(mean=point, low=point, high=point, n=n)
     mean = float(data.mean())
-    rng = np.random.default_rng(seed)
-    rows = max(1, _BLOCK_ELEMENTS // n)
     means = np.empty(resamples)
-    for start in range(0, resamples, rows):
-        stop = min(start + rows, resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
+    for start, stop, idx in resample_blocks(n, resamples, seed):
         means[start:stop] = data[idx].mean(axis=1)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])

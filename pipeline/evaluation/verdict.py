@@ -44,6 +44,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import norm
 
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.evaluation.paired_tests import (
@@ -546,10 +547,6 @@ class Comparison:
     fragile: bool
     questions_needed: int | None = None  # undetermined and passable: paired questions that would settle it
 
-    @property
-    def difference(self) -> NonInferiority:
-        return self.test
-
 
 RESOLVED = "resolved"
 UNRESOLVED = "unresolved"
@@ -705,10 +702,6 @@ def _mean(values: Iterable[float]) -> float:
     return sum(items) / len(items)
 
 
-def _is_binary(values: Iterable[float]) -> bool:
-    return all(v in (0.0, 1.0) for v in values)
-
-
 def questions_needed(
     differences: Sequence[float], margin: float = NON_INFERIORITY_MARGIN, alpha: float = ALPHA
 ) -> tuple[int | None, float | None, str]:
@@ -730,14 +723,8 @@ def questions_needed(
         return None, sd, (f"cannot tell at any size: the cheaper strategy trails by {abs(mean):.2f}, "
                           f"at least the {margin:.2f} margin")
     variance = max(sd * sd, margin * (1.0 - margin), 1e-6)
-    z = float(_norm_ppf(1.0 - alpha))
+    z = float(norm.isf(alpha))
     return math.ceil((z + Z_BETA) ** 2 * variance / gap ** 2 - 1e-9), sd, ""
-
-
-def _norm_ppf(p: float) -> float:
-    from scipy.stats import norm
-
-    return float(norm.ppf(p))
 
 
 def outcome_of(diff: PairedDifference, margin: float = NON_INFERIORITY_MARGIN) -> str:
@@ -806,9 +793,6 @@ def decide(
     by_name = {c.name: c for c in groups}
     columns = {c.name: [float(scores[c.members[0]][k]) for k in keys] for c in groups}
     per_key = [clusters[k] for k in keys] if clusters else None
-    n_clusters = len(set(per_key)) if per_key is not None else None
-    # one cluster says nothing about which document a question is on (a corpus of many): resample questions
-    clustered = per_key is not None and 1 < n_clusters < n
     overall = global_test([[columns[c.name][i] for c in groups] for i in range(n)])
     candidates = [c for c in groups if any(costlier(o, c) for o in groups)]
     alpha_each = bonferroni_alpha(settings.alpha, len(candidates))
@@ -818,7 +802,7 @@ def decide(
             if not costlier(other, cand):
                 continue
             test = paired_non_inferiority(columns[cand.name], columns[other.name], margin=margin.absolute,
-                                          alpha=alpha_each, clusters=per_key if clustered else None,
+                                          alpha=alpha_each, clusters=per_key,
                                           resamples=settings.resamples, seed=settings.seed)
             outcome = _outcome(test, alpha_each)
             needed = None
@@ -828,9 +812,9 @@ def decide(
             comparisons.append(Comparison(cand.name, other.name, test, outcome,
                                           cand.cost / other.cost if other.cost else None,
                                           within_one_question(test.low, margin.absolute, n), needed))
+    n_clusters = comparisons[0].test.clusters if comparisons else None  # None: questions resampled singly
     base |= {"alpha_each": alpha_each, "candidates": len(candidates), "comparisons": tuple(comparisons),
-             "global_test": overall, "clusters": n_clusters if clustered else None,
-             "few_clusters": bool(clustered and too_few_clusters(n_clusters))}
+             "global_test": overall, "clusters": n_clusters, "few_clusters": too_few_clusters(n_clusters)}
     against = {c.name: [x for x in comparisons if x.candidate == c.name] for c in candidates}
     passed = [c for c in candidates if all(x.outcome == NON_INFERIOR for x in against[c.name])]
     if passed:
@@ -909,8 +893,7 @@ def split_readers(rows: Iterable[LedgerRow]) -> list[LedgerRow]:
 def control_lead(reference: Sequence[float], control: Sequence[float], settings: VerdictSettings,
                  clusters: Sequence[Hashable] | None = None) -> float:
     """Lower bound (one-sided ``alpha``) of the reference's paired lead over a control."""
-    shared = clusters if clusters is not None and 1 < len(set(clusters)) < len(clusters) else None
-    return paired_non_inferiority(list(reference), list(control), margin=0.0, alpha=settings.alpha, clusters=shared,
+    return paired_non_inferiority(list(reference), list(control), margin=0.0, alpha=settings.alpha, clusters=clusters,
                                   resamples=settings.resamples, seed=settings.seed).low
 
 
