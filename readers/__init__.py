@@ -41,11 +41,10 @@ def connect_reader(config: ReaderConfig, home: Path):
     """A reader that answers now, or a ReaderError that says how to get one."""
     from lcrag.readers.base import ReaderError
 
-    config = _resolved(config, home)
     reader = make_reader(config, home)
     if not reader.healthy():
         raise ReaderError(
-            f"no reader serves {config.model!r} at {config.url}; start it with `lcrag reader start` "
+            f"no reader serves {reader.model!r} at {config.url}; start it with `lcrag reader start` "
             "or set reader.base_url in --config"
         )
     return reader

@@ -189,7 +189,13 @@ class VLLMReader:
             usage = data["usage"]
         except (KeyError, IndexError, TypeError):
             raise ReaderError(f"the reader at {self.url} sent an answer without choices/usage: {str(data)[:200]}") from None
-        logprobs, first_top = answer_logprobs(data["choices"][0], self.config.answer_first_line and prompt.task == ANSWER)
+        logprobs = answer_logprobs(data["choices"][0], self.config.answer_first_line and prompt.task == ANSWER)
+        return self._answer(prompt, text, usage, latency_ms, logprobs)
+
+    def _answer(self, prompt: Prompt, text: str, usage: dict, latency_ms: float, logprobs) -> Answer:
+        """The Answer of a read, whole or streamed: the text, the server's usage counts
+        and the (token logprobs, first token's top candidates) of ``answer_logprobs``."""
+        token_logprobs, first_top = logprobs
         return Answer(
             text=text,
             prompt_tokens=int(usage["prompt_tokens"]),
@@ -197,7 +203,7 @@ class VLLMReader:
             latency_ms=latency_ms,
             model=self.model,
             unanswerable=prompt.allow_unanswerable and is_unanswerable(text),
-            token_logprobs=logprobs,
+            token_logprobs=token_logprobs,
             first_token_top=first_top,
             cached_prompt_tokens=cached_tokens(usage),
         )
@@ -245,19 +251,8 @@ class VLLMReader:
             latency_ms = (time.perf_counter() - started) * 1000
         if usage is None:
             raise ReaderError(f"the reader at {self.url} streamed an answer without usage (stream_options.include_usage)")
-        logprobs, first_top = answer_logprobs({"logprobs": {"content": logprob_entries}}, first_line_only)
-        text = shaper.text
-        return Answer(
-            text=text,
-            prompt_tokens=int(usage["prompt_tokens"]),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            latency_ms=latency_ms,
-            model=self.model,
-            unanswerable=prompt.allow_unanswerable and is_unanswerable(text),
-            token_logprobs=logprobs,
-            first_token_top=first_top,
-            cached_prompt_tokens=cached_tokens(usage),
-        )
+        logprobs = answer_logprobs({"logprobs": {"content": logprob_entries}}, first_line_only)
+        return self._answer(prompt, shaper.text, usage, latency_ms, logprobs)
 
     def _event(self, data: str) -> dict:
         try:
