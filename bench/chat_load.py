@@ -47,8 +47,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from lcrag.readers.fake import FakeReader  # noqa: E402
+from service_load import build_index, load_questions  # noqa: E402  (the same SciFact subset and queries)
 
 KEY = "bench-chat-key"
 CHAT = "/v1/chat/completions"
@@ -279,33 +281,7 @@ def run_bench(live, questions: list[str], ledger_path: Path, *, models=("lcrag-r
     return result
 
 
-# ------------------------------------------------------------------- set-up
-
-
-def build_index(data: Path, docs: int, work: Path) -> Path:
-    """The first ``docs`` SciFact documents as an lcrag index (default config)."""
-    from lcrag.pipeline.config import Config
-    from lcrag.pipeline.ingest.encoder import make_encoder
-    from lcrag.pipeline.ingest.ingestion import ingest
-    from lcrag.pipeline.ingest.loaders import load_source
-
-    subset = work / "scifact-subset"
-    subset.mkdir(parents=True, exist_ok=True)
-    with (data / "corpus.jsonl").open(encoding="utf-8") as source, (subset / "corpus.jsonl").open("w", encoding="utf-8") as target:
-        for number, line in enumerate(source):
-            if number >= docs:
-                break
-            target.write(line)
-    config = Config()
-    index = work / "index"
-    ingest(load_source(subset, "beir"), index, config, make_encoder(config.encoder), "scifact-subset")
-    return index
-
-
-def load_questions(data: Path, limit: int = 500) -> list[str]:
-    from lcrag.pipeline.ingest.loaders.beir import load_beir_queries
-
-    return [q.text for q in load_beir_queries(data)[:limit]]
+# ------------------------------------------------------------------- output
 
 
 def _ms(value) -> str:
@@ -394,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
         started = time.perf_counter()
         index = build_index(args.data, args.docs, work)
         print(f"indexed {args.docs} documents in {time.perf_counter() - started:.1f} s", flush=True)
-        questions = load_questions(args.data)
+        questions = load_questions(args.data, limit=500)
         with LiveIndex(index, make_encoder) as live:
             with live.acquire() as generation:
                 generation.corpus.search("warm up", k=1)

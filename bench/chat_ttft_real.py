@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_load import KEY, ROOT, build_index, load_questions, time_to_first_token  # noqa: E402
+from chat_load import KEY, ROOT, time_to_first_token  # noqa: E402
+from service_load import build_index, load_questions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="lcrag-chat-ttft-") as tmp:
         work = Path(tmp)
         index = build_index(args.data, args.docs, work)
-        questions = load_questions(args.data)
+        questions = load_questions(args.data, limit=500)
         with LiveIndex(index, make_encoder) as live:
             app = create_app(live, reader, Ledger(work / "ledger.duckdb"), config, ServiceConfig(api_key=KEY))
             with background_server(app) as url:

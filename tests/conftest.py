@@ -45,6 +45,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, encoder):
+    """A live index over the six topic documents (``service_support.build_index``), one
+    per test module: what the query API, the chat API and their benchmarks serve."""
+    from lcrag.pipeline.index.live import LiveIndex
+    from tests.service_support import build_index
+
+    with LiveIndex(build_index(tmp_path_factory.mktemp("live"), encoder), lambda config: encoder) as live:
+        yield live
+
+
 @pytest.fixture(scope="session")
 def encoder():
     from lcrag.pipeline.config import EncoderConfig

@@ -129,3 +129,14 @@ def generated_corpus(folder: Path, n_docs: int = 40) -> Path:
         (folder / f"doc{i:03d}.txt").parent.mkdir(parents=True, exist_ok=True)
         (folder / f"doc{i:03d}.txt").write_text(f"Document {i}. " + " ".join(sentences), encoding="utf-8")
     return folder
+
+
+def load_bench_script(name: str):
+    """A script of bench/ (not a package) imported by its path, as its tests need it."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

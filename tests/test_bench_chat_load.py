@@ -6,37 +6,19 @@ table is written."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.service_support import build_index
+from tests.helpers import load_bench_script
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ["Which volcano in Sicily is very active?", "What is Mount Etna?"]
 READ_S = 0.2
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, encoder):
-    from lcrag.pipeline.index.live import LiveIndex
-
-    with LiveIndex(build_index(tmp_path_factory.mktemp("chat-load"), encoder), lambda config: encoder) as live:
-        yield live
-
-
 def test_tiny_chat_load(live, tmp_path):
     pytest.importorskip("openai")
-    bench = load_script("chat_load")
+    bench = load_bench_script("chat_load")
     result = bench.run_bench(
         live, QUESTIONS, tmp_path / "ledger.duckdb", models=("lcrag-rag", "lcrag-lc"), clients=(2, 8), spreads=(0.0, 0.2),
         read_delay_s=READ_S, piece_delay_s=0.05, answer_words=8, max_in_flight=1, max_queued=0,

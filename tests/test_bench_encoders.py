@@ -3,26 +3,20 @@ from a ledger, and a tiny real run whose records carry the keys the results file
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import load_bench_script
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "scifact"
 RECORD_KEYS = {"encoder", "chunking", "context", "mode", "ndcg_at_10", "recall_at_100", "tokens_per_s"}
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_encoders", ROOT / "bench" / "encoders.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-encoders = load_script()
+encoders = load_bench_script("encoders")
 
 
 def record(encoder: str, chunking: str, context: str, mode: str) -> dict:

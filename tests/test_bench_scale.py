@@ -4,7 +4,6 @@ the stand-in encoder's contract (whitespace tokens, deterministic unit vectors).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import load_bench_script
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
     "backend", "chunks", "build_s", "publish_1pct_s", "open_s", "peak_rss_mb", "hybrid_p50_ms", "hybrid_p95_ms",
@@ -20,16 +21,9 @@ KEYS = {
 }
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def scale():
-    return load_script("scale")
+    return load_bench_script("scale")
 
 
 def test_tiny_run_then_resume(scale, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

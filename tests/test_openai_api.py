@@ -38,19 +38,11 @@ from lcrag.pipeline.service.server import background_server
 from lcrag.pipeline.service.streaming import ReadCancelled, Relay, StreamingTap, last_read_known, may_give_the_answer
 from lcrag.readers.base import TAKE_NOTES, Answer, Passage, Prompt, ReaderError
 from lcrag.readers.fake import FakeReader
-from tests.service_support import AUTH, KEY, BlockingReader, DownReader, build_index, make_app
+from tests.service_support import AUTH, KEY, BlockingReader, DownReader, make_app
 
 VOLCANO = "Which volcano in Sicily is very active?"
 CHAT = "/v1/chat/completions"
 WAIT_S = 15.0  # how long a test waits for the server before calling it a failure
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, encoder):
-    from lcrag.pipeline.index.live import LiveIndex
-
-    with LiveIndex(build_index(tmp_path_factory.mktemp("openai"), encoder), lambda config: encoder) as live:
-        yield live
 
 
 @pytest.fixture(scope="module")

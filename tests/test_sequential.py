@@ -474,14 +474,9 @@ def test_an_evaluation_request_refuses_a_round_size_below_one_and_until_decided_
 
 
 def load_bench():
-    import importlib.util
-    from pathlib import Path
+    from tests.helpers import load_bench_script
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "sequential_replay.py"
-    spec = importlib.util.spec_from_file_location("bench_sequential_replay", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("sequential_replay")
 
 
 def test_the_bench_replays_a_ledger_copy_and_writes_json_and_a_table(tmp_path):

@@ -39,15 +39,6 @@ PROTECTED = [
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, encoder):
-    from lcrag.pipeline.index.live import LiveIndex
-
-    index = build_index(tmp_path_factory.mktemp("service"), encoder)
-    with LiveIndex(index, lambda config: encoder) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
 def ledger_path(tmp_path_factory):
     return tmp_path_factory.mktemp("ledger") / "ledger.duckdb"
 

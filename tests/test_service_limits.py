@@ -29,20 +29,12 @@ from lcrag.pipeline.service.server import background_server
 from lcrag.pipeline.service.validation import INPUT_EXCERPT_CHARS, MAX_ERRORS, excerpt
 from lcrag.readers.fake import FakeReader
 from tests.conftest import CountingReader
-from tests.service_support import AUTH, KEY, BlockingReader, build_index, make_app
+from tests.service_support import AUTH, KEY, BlockingReader, make_app
 
 VOLCANO = "Which volcano in Sicily is very active?"
 SMALL_BODY = 2048  # bytes, the body limit of the servers here
 DEADLINE_S = 1.0  # their header and body deadlines
 WAIT_S = 10.0  # how long a test waits for the server before calling it a failure
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, encoder):
-    from lcrag.pipeline.index.live import LiveIndex
-
-    with LiveIndex(build_index(tmp_path_factory.mktemp("limits"), encoder), lambda config: encoder) as live:
-        yield live
 
 
 @pytest.fixture(scope="module")
