@@ -898,10 +898,12 @@ def control_lead(reference: Sequence[float], control: Sequence[float], settings:
 
 
 def margins_for(rows: Sequence[LedgerRow], commons: Mapping[str, CommonSet],
-                settings: VerdictSettings = VerdictSettings()) -> dict[str, Margin]:
+                settings: VerdictSettings = VerdictSettings(), profiles: Mapping[str, Mapping] | None = None
+                ) -> dict[str, Margin]:
     """Each data set's margin from its own rows: multiple choice against the reference's
     letter-bias chance baseline, other kinds against the closed-book control where it
-    answered the reference's questions, else the absolute margin."""
+    answered the reference's questions, else the absolute margin. ``profiles`` (data set
+    -> strategy -> ``LetterProfile``) spares computing the letter profiles again."""
     from lcrag.pipeline.evaluation.letter_bias import letter_profiles
 
     by_dataset: dict[str, list[LedgerRow]] = {}
@@ -916,7 +918,7 @@ def margins_for(rows: Sequence[LedgerRow], commons: Mapping[str, CommonSet],
                                                                  f"{settings.margin:.2f}")
             continue
         if common.metric == "accuracy" and dataset_kind(name, group) == "multiple_choice":
-            profile = letter_profiles(group).get(ref)
+            profile = (profiles[name] if profiles and name in profiles else letter_profiles(group)).get(ref)
             out[name] = margin_for(profile.lead_low if profile else None, settings, basis="letter-bias",
                                    control="chance (letter bias)")
             continue

@@ -260,13 +260,17 @@ class Report:
     retrieval: tuple[RetrievalStats, ...] = ()
     verdicts: tuple[VerdictLine, ...] = ()
     overall_left_out: tuple[str, ...] = ()  # strategies not pooled: absent from some data set
-    margin: float = NON_INFERIORITY_MARGIN
     settings: VerdictSettings = VerdictSettings()
     readers: tuple[str, ...] = ()  # the models that answered: data sets answered by several are split per reader
     letters: tuple[tuple[str, Mapping[str, LetterProfile]], ...] = ()  # multiple-choice data sets' letter profiles
     routing: tuple[RoutingSection, ...] = ()  # per data set with routing features: policies held out
     diagnosis: tuple[Diagnosis, ...] = ()  # per data set with oracle rows: where quality is lost (evaluation.diagnosis)
     cost: tuple[CostSection, ...] = ()  # per data set: prompt, prefill, cache, and prefill projected per question (report.cost)
+
+    @property
+    def margin(self) -> float:
+        """The absolute margin (and cap) the verdicts use: the settings'."""
+        return self.settings.margin
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -485,7 +489,8 @@ def subset_name(dataset: str) -> str:
     return f"{dataset} · {CLOSED_BOOK_MISSES}"
 
 
-def closed_book_misses(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
+def closed_book_misses(rows: Sequence[LedgerRow], profiles: Mapping[str, Mapping[str, LetterProfile]] | None = None
+                       ) -> list[LedgerRow]:
     """Where a run has the closed-book control: the other strategies' rows on the
     questions closed-book did not answer, relabelled as the data set's
     "closed-book misses" subset ("Long Context vs. RAG: Evaluation and Revisits")."""
@@ -495,7 +500,9 @@ def closed_book_misses(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
         if not control:
             continue
         metric = metric_for(dataset, group)
-        if dataset_kind(dataset, group) == "multiple_choice" and closed_book_is_guessing(letter_profiles(group)):
+        mc = profiles[dataset] if profiles and dataset in profiles else (
+            letter_profiles(group) if dataset_kind(dataset, group) == "multiple_choice" else None)
+        if mc is not None and closed_book_is_guessing(mc):
             continue  # a closed-book "hit" on multiple choice is a guess: the subset would re-rank by letter bias
         misses = {(r.run_id, r.question_id) for r in control if (score_of(r, metric) or 0.0) < _UNAIDED}
         out += [replace(r, dataset=subset_name(dataset)) for r in group
@@ -593,12 +600,14 @@ def build_report(
     accuracy_of = accuracy_of or default_accuracy
     datasets = _by(rows, lambda r: r.dataset or UNLABELLED)
     names = sorted(datasets)
-    subsets = closed_book_misses(rows)
+    letters = letter_sections(rows, names)
+    profiles = dict(letters)
+    subsets = closed_book_misses(rows, profiles)
     metrics = {name: metric_for(name, datasets[name]) for name in names}
     metrics |= {subset_name(name): metrics[name] for name in names}
     compared = [r for r in [*rows, *subsets] if r.strategy not in CONTROLS]
     commons = common_questions(compared, metrics=metrics)
-    margins = margins_for(rows, {n: c for n, c in commons.items() if n in datasets}, settings)
+    margins = margins_for(rows, {n: c for n, c in commons.items() if n in datasets}, settings, profiles)
     by_dataset = {name: comparable_rows(datasets[name], commons.get(name)) for name in names}
     subset_groups = _by(subsets, lambda r: r.dataset)
     for name in sorted(subset_groups):
@@ -645,9 +654,8 @@ def build_report(
         retrieval=retrieval_stats(retrieval_rows, interval_fn),
         verdicts=verdict_lines(names, commons, settings, margins),
         overall_left_out=tuple(sorted(seen - everywhere - CONTROLS)),
-        margin=settings.margin,
         settings=settings,
-        letters=letter_sections(rows, names),
+        letters=letters,
         routing=routing_sections(rows, features, names, settings.margin),
         diagnosis=diagnoses(rows, names, metrics),
         cost=cost_sections({n: by_dataset[n] for n in names}, rows, questions_per_document),

@@ -183,8 +183,8 @@ def verdict_json(report: Report) -> list[dict]:
     the data set's cost section (``cost.cost_json``) and ``cost_axis`` the verdict's axis."""
     out = []
     for line in report.verdicts:
-        entries = [(line.basis, line.verdict), *line.other]
-        lead = _verdict_dict(line.basis, line.verdict)
+        views = [_verdict_dict(basis, v) for basis, v in [(line.basis, line.verdict), *line.other]]
+        lead = views[0]
         out.append({
             "dataset": line.dataset, "metric": line.metric, "secondary_metric": line.secondary_metric,
             "rests_on": line.basis,
@@ -192,7 +192,7 @@ def verdict_json(report: Report) -> list[dict]:
                                     "questions_needed", "identical", "tied", "n_questions", "sentence")},
             "cost_axis": lead["cost"],  # the verdict's cost axis (top-level "cost" held it before the cost section)
             "cost": cost_json(next((c for c in report.cost if c.dataset == line.dataset), None), report.settings.cost),
-            "verdicts": [_verdict_dict(basis, v) for basis, v in entries],
+            "verdicts": views,
             # where quality is lost (oracle, rag, lc/coa); None when the data set has no oracle rows
             "diagnosis": next((d.as_dict() for d in report.diagnosis if d.dataset == line.dataset), None),
         })
