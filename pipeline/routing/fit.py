@@ -97,14 +97,19 @@ def folds(n: int, k: int = FOLDS, seed: int = 0) -> list[np.ndarray]:
     return [part for part in np.array_split(order, min(k, n)) if len(part)]
 
 
+def splits(table: RoutingTable, seed: int = 0):
+    """(train, test) questions of each fold of one cross-validation repeat."""
+    questions = table.questions
+    for held in folds(len(questions), seed=seed):
+        held_set = set(int(i) for i in held)
+        yield ([q for i, q in enumerate(questions) if i not in held_set], [questions[i] for i in sorted(held_set)])
+
+
 def router_choices(table: RoutingTable, seed: int = 0) -> dict[PairKey, str]:
     """The router's held-out choice per question on one cross-validation repeat:
     each fold is routed by a tree fitted on the other folds."""
-    questions, choices = table.questions, {}
-    for held in folds(len(questions), seed=seed):
-        held_set = set(int(i) for i in held)
-        train = [q for i, q in enumerate(questions) if i not in held_set]
-        test = [questions[i] for i in sorted(held_set)]
+    choices = {}
+    for train, test in splits(table, seed):
         if not train:  # one question: nothing to learn from, route it to the cheap read
             choices.update({q.key: CHEAP for q in test})
             continue
@@ -116,12 +121,11 @@ def router_choices(table: RoutingTable, seed: int = 0) -> dict[PairKey, str]:
 def self_route_thresholds(table: RoutingTable, margin: float = NON_INFERIORITY_MARGIN, seed: int = 0
                           ) -> dict[PairKey, float]:
     """Each question's self-route threshold, calibrated on the other folds."""
-    questions, thresholds = table.questions, {}
-    for held in folds(len(questions), seed=seed):
-        held_set = set(int(i) for i in held)
-        train = {q.key for i, q in enumerate(questions) if i not in held_set}
-        threshold = calibrate(calibration_items(table, train), margin).threshold if train else 0.0
-        thresholds.update({questions[i].key: threshold for i in held_set})
+    thresholds = {}
+    for train, test in splits(table, seed):
+        keys = {q.key for q in train}
+        threshold = calibrate(calibration_items(table, keys), margin).threshold if keys else 0.0
+        thresholds.update({q.key: threshold for q in test})
     return thresholds
 
 
@@ -152,12 +156,12 @@ def repeated_router(table: RoutingTable, repeats: int = REPEATS, seed: int = 0) 
     return PolicyResult("router", choices, scores, tokens, {k: v / total for k, v in sent.items()})
 
 
-def policy_summaries(table: RoutingTable, policies: Mapping[str, PolicyResult], margin: float = NON_INFERIORITY_MARGIN
-                     ) -> list[PolicySummary]:
+def policy_summaries(table: RoutingTable, policies: Mapping[str, PolicyResult], margin: float = NON_INFERIORITY_MARGIN,
+                     constants: Sequence[PolicyResult] | None = None) -> list[PolicySummary]:
     """Every policy against always-lc, plus always-X for every candidate (the cheap
-    read first) and the oracle."""
+    read first; ``constants`` when already computed) and the oracle."""
     reference = always(table, REFERENCE)
-    results = [*policies.values(), *constant_policies(table), oracle(table)]
+    results = [*policies.values(), *(constants if constants is not None else constant_policies(table)), oracle(table)]
     return [summarise(r, reference, margin) for r in results]
 
 
@@ -179,8 +183,10 @@ def held_out(table: RoutingTable, margin: float = NON_INFERIORITY_MARGIN, repeat
     the router against the best constant policy, with what to install."""
     router = repeated_router(table, repeats, seed)
     policies = {"router": router, "self-route": self_route(table, self_route_thresholds(table, margin, seed))}
-    decision = decide(router, constant_policies(table), margin, install, seed)
-    return HeldOut(tuple(policy_summaries(table, policies, margin)), decision, repeats, min(FOLDS, len(table.questions)))
+    constants = constant_policies(table)
+    decision = decide(router, constants, margin, install, seed)
+    return HeldOut(tuple(policy_summaries(table, policies, margin, constants)), decision, repeats,
+                   min(FOLDS, len(table.questions)))
 
 
 def fit_router(table: RoutingTable, run_id: str, margin: float = NON_INFERIORITY_MARGIN, generation: str = "",
