@@ -120,6 +120,12 @@ class LedgerRow:
     row_id: str = ""
     created_at: float = 0.0
 
+    @property
+    def prefill_tokens(self) -> int:
+        """Prompt tokens the server computed, not served from its prefix cache; a row
+        that does not say what was cached counts every prompt token."""
+        return max(0, self.prompt_tokens - (self.cached_tokens or 0))
+
     def __post_init__(self) -> None:
         for name in ("run_id", "question_id", "strategy"):
             value = getattr(self, name)

@@ -341,7 +341,7 @@ def common_questions(
             for s in compared
         }
         tokens = {s: {k: answered[s][k].prompt_tokens for k in keys} for s in compared}
-        prefill = {s: {k: _prefill(answered[s][k]) for k in keys} for s in compared}
+        prefill = {s: {k: answered[s][k].prefill_tokens for k in keys} for s in compared}
         seconds = {s: {k: answered[s][k].reading_ms / 1000.0 for k in keys} for s in compared}
         answers = {s: {k: answered[s][k].answer for k in keys} for s in compared}
         clusters = {k: answered[compared[0]][k].index_id for k in keys} if compared else {}
@@ -363,12 +363,6 @@ def common_questions(
             seconds=_frozen(seconds),
         )
     return out
-
-
-def _prefill(row: LedgerRow) -> int:
-    """Prompt tokens the server computed (not served from its prefix cache); rows that
-    do not say what was cached count every prompt token."""
-    return max(0, row.prompt_tokens - (row.cached_tokens or 0))
 
 
 # --------------------------------------------------------------------- settings

@@ -170,9 +170,8 @@ def reads_document(route: str) -> bool:
 
 
 def prefill(row: LedgerRow) -> int:
-    """Prompt tokens the server computed; a row without a cached count pays them all
-    (as ``verdict._prefill``)."""
-    return max(0, row.prompt_tokens - (row.cached_tokens or 0))
+    """Prompt tokens the server computed (``LedgerRow.prefill_tokens``)."""
+    return row.prefill_tokens
 
 
 def cached_share(rows: Iterable[LedgerRow]) -> float | None:
