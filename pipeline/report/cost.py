@@ -42,7 +42,7 @@ is at most rag's; None when it never is, when lc or rag is missing, or when no
 document had a second lc question to measure the warm cost on.
 
 Pure: frozen records from ledger rows, and their text, Markdown, HTML and JSON
-forms (helpers repeated from ``render`` so that ``render`` can import this module).
+forms (escaping and tables from ``markup``, as for every section).
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from html import escape
 from typing import Iterable, Mapping, Sequence
 
 from lcrag.pipeline.ledger import LedgerRow
+from lcrag.pipeline.report.markup import html_text as _e
+from lcrag.pipeline.report.markup import md_table as _md_table
+from lcrag.pipeline.report.markup import md_text as _md
 
 LC = "lc"
 RAG = "rag"
@@ -415,26 +417,15 @@ def cost_cells(s: StrategyCost, q: float) -> tuple[str, ...]:
             f"{s.reading_s:.2f}", f"{s.calls:.2f}", "–" if projected is None else _n(projected))
 
 
-def _md(text: object) -> str:
-    out = str(text).replace("|", "\\|").replace("\n", " ")
-    return out.replace("<", "\\<")
-
-
 def cost_markdown(sections: Sequence[CostSection], axis: str) -> list[str]:
     """The Cost section as Markdown lines (a ``## Cost`` heading first)."""
     out = ["## Cost", "", _md(axis_note(axis)), "", _md(MODEL_NOTE)]
     for section in sections:
         headers = (*HEADERS, projection_header(section))
         out += ["", f"### {_md(section.dataset)}", "", _md(section_line(section)), ""]
-        out.append("| " + " | ".join(_md(h) for h in headers) + " |")
-        out.append("|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|")
-        out += ["| " + " | ".join(_md(c) for c in cost_cells(s, section.q)) + " |" for s in section.strategies]
+        out += _md_table(headers, [cost_cells(s, section.q) for s in section.strategies])
         out += ["", _md(section.break_even.sentence)]
     return out
-
-
-def _e(text: object) -> str:
-    return escape(str(text), quote=True)
 
 
 def cost_html(sections: Sequence[CostSection], axis: str) -> str:

@@ -3,14 +3,12 @@
 Formatting only: every number and every decision (which strategies are above
 chance, the best one, the letters nobody got right) comes from
 ``lcrag.pipeline.evaluation.letter_bias``. The table style follows ``render``
-(``table-wrap``, ``tr.best``, ``ul.findings``, ``p.note``); its small helpers are
-repeated here rather than imported, so ``render`` can import this module without an
-import cycle."""
+(``table-wrap``, ``tr.best``, ``ul.findings``, ``p.note``); escaping and tables come
+from ``markup``, as for every section."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from html import escape
+from collections.abc import Mapping, Sequence
 
 from lcrag.pipeline.evaluation.letter_bias import (
     ALPHA,
@@ -19,6 +17,9 @@ from lcrag.pipeline.evaluation.letter_bias import (
     LetterProfile,
     letter_findings,
 )
+from lcrag.pipeline.report.markup import html_text as _e
+from lcrag.pipeline.report.markup import md_table as _md_table
+from lcrag.pipeline.report.markup import md_text as _md
 
 HEADERS = (
     "Strategy",
@@ -104,18 +105,6 @@ def sentences(findings: LetterFindings, profiles: Mapping[str, LetterProfile]) -
 # ------------------------------------------------------------------- Markdown
 
 
-def _md(text: object) -> str:
-    """Table-safe Markdown text; a '<' would start raw HTML (as ``render._md``)."""
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "\\<")
-
-
-def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(_md(h) for h in headers) + " |",
-           "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
-    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
-    return out
-
-
 def letter_markdown(
     dataset: str, profiles: Mapping[str, LetterProfile], control: str = CONTROL, alpha: float = ALPHA
 ) -> list[str]:
@@ -131,10 +120,6 @@ def letter_markdown(
 
 
 # ----------------------------------------------------------------------- HTML
-
-
-def _e(text: object) -> str:
-    return escape(str(text), quote=True)
 
 
 def letter_html(

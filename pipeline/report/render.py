@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from lcrag.pipeline.report.letters import letter_html, letter_markdown
+from lcrag.pipeline.report.markup import html_table as _html_table
+from lcrag.pipeline.report.markup import html_text as _e
+from lcrag.pipeline.report.markup import md_table as _md_table
+from lcrag.pipeline.report.markup import md_text as _md
 from lcrag.pipeline.report import svg
 from lcrag.pipeline.report.model import CLOSED_BOOK_MISSES, Estimate, Report, StrategyStats
 from lcrag.pipeline.report.cost import cost_html, cost_json, cost_markdown
@@ -296,26 +299,11 @@ def _triple(est: Estimate | None) -> tuple[float, float, float] | None:
 # ------------------------------------------------------------------- HTML
 
 
-def _e(text: object) -> str:
-    return escape(str(text), quote=True)
-
-
 def _html_estimate(est: Estimate | None) -> str:
     if est is None:
         return "–"
     return f'{est.mean:.3f}<span class="ci">[{est.low:.3f}, {est.high:.3f}]</span>'
 
-
-def _html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "", row_classes: Sequence[str] = ()) -> str:
-    """Cells are trusted HTML (already escaped by the caller)."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = []
-    for i, row in enumerate(rows):
-        rc = row_classes[i] if i < len(row_classes) else ""
-        attr = f' class="{rc}"' if rc else ""
-        body.append(f"<tr{attr}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
-    cls_attr = f' class="{cls}"' if cls else ""
-    return f'<div class="table-wrap"><table{cls_attr}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _stats_table(stats: Sequence[StrategyStats]) -> str:
@@ -544,18 +532,6 @@ def render_html(report: Report) -> str:
 
 
 # --------------------------------------------------------------- Markdown
-
-
-def _md(text: object) -> str:
-    """Table-safe Markdown text; a '<' outside code would start raw HTML."""
-    out = str(text).replace("|", "\\|").replace("\n", " ")
-    return out if out.startswith("`") else out.replace("<", "\\<")
-
-
-def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(_md(h) for h in headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
-    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
-    return out
 
 
 def render_markdown(report: Report) -> str:
