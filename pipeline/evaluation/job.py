@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lcrag.core.paths import default_ledger, state_home
-from lcrag.pipeline.answer import resolve_names
+from lcrag.pipeline.answer import CONTROL_NAMES, resolve_names
 from lcrag.pipeline.answer.recording import context_budget, new_run_id
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation import DATASETS
@@ -30,7 +30,6 @@ from lcrag.pipeline.evaluation.sequential import (
     RESOLVED,
     Decide,
     RoundReport,
-    control_strategies,
     default_decide,
     judge_round,
     look_alphas,
@@ -218,8 +217,7 @@ def evaluate(
 
 def compared_strategies(names: Sequence[str]) -> tuple[str, ...]:
     """The names a verdict compares (controls such as closed-book left out)."""
-    controls = control_strategies()
-    return tuple(n for n in names if n not in controls)
+    return tuple(n for n in names if n not in CONTROL_NAMES)
 
 
 def answer_until_decided(

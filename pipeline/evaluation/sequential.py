@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.evaluation.paired_tests import spending_schedule
-from lcrag.pipeline.evaluation.verdict import CONTROLS, VerdictSettings, verdicts
+from lcrag.pipeline.evaluation.verdict import VerdictSettings, verdicts
 
 if TYPE_CHECKING:
     from lcrag.pipeline.ledger import LedgerRow
@@ -107,14 +107,6 @@ def settled(stops: Iterable[str | None]) -> str | None:
     if not stops or not all(stops):
         return None
     return RESOLVED if all(s == RESOLVED for s in stops) else FUTILE
-
-
-def control_strategies() -> frozenset[str]:
-    """Strategies that are controls, never candidates: the verdict's (closed-book,
-    oracle) and any registered strategy outside ``all``."""
-    from lcrag.pipeline.answer import ALL, REGISTRY
-
-    return frozenset(CONTROLS) | (frozenset(REGISTRY) - frozenset(ALL))
 
 
 def default_decide(strategies: Sequence[str] | None = None) -> Decide:
