@@ -247,8 +247,8 @@ def run_bench(live, questions: list[str], ledger_path: Path, *, models=("lcrag-r
     """Both parts against one server over ``live`` (a LiveIndex); the result (settings, ttft, load)."""
     from lcrag.pipeline.config import ServiceConfig, config_from_dict
     from lcrag.pipeline.ledger import Ledger
-    from lcrag.pipeline.service import create_app
-    from lcrag.pipeline.service.server import background_server
+    from lcrag.app.service import create_app
+    from lcrag.app.service.server import background_server
 
     models = list(models)
     reader = PacedReader(read_delay_s, piece_delay_s, answer_words)
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"no SciFact at {args.data}; pass --data FOLDER (BEIR layout)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lcrag.pipeline.index.live import LiveIndex
-    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.retrievers.encoders.encoder import make_encoder
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="lcrag-chat-load-") as tmp:

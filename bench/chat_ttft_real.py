@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> dict:
     from lcrag.core.paths import state_home
     from lcrag.pipeline.config import ServiceConfig, load_config
     from lcrag.pipeline.index.live import LiveIndex
-    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ledger import Ledger
-    from lcrag.pipeline.service import create_app
-    from lcrag.pipeline.service.server import background_server
+    from lcrag.app.service import create_app
+    from lcrag.app.service.server import background_server
     from lcrag.readers import connect_reader
 
     config = load_config(None)

@@ -4,7 +4,7 @@ chunks in document context and late chunks in unit context, searched dense and h
 
 The corpus is ingested and judged through lcrag's own evaluation path (what
 ``lcrag eval --dataset beir:PATH`` runs: ``ingest``, ``IndexReader.search`` at document
-level, nDCG@10 and Recall@100 from ``lcrag.pipeline.evaluation.stats`` into a ledger).
+level, nDCG@10 and Recall@100 from ``lcrag.pipeline.statistics.intervals`` into a ledger).
 One index per (encoder, chunking); its ingestion throughput (embedded tokens per
 second of embedding) is reported with both search modes. ``encoders-paired.json`` (and the
 Markdown table's foot) holds the paired comparisons on the same queries, with 95% bootstrap
@@ -141,7 +141,7 @@ def comparisons(records: list[dict]) -> list[tuple[dict, dict]]:
 
 def paired_rows(ledger, records: list[dict]) -> list[dict]:
     """Paired nDCG@10 differences (same queries, 95% paired bootstrap) for ``comparisons``."""
-    from lcrag.pipeline.evaluation.stats import paired_difference
+    from lcrag.pipeline.statistics.intervals import paired_difference
 
     read: dict[tuple[str, str], dict[str, float]] = {}  # each run and mode read once
 
@@ -204,7 +204,7 @@ def main() -> None:
     if unknown or not chunkings:
         raise SystemExit(f"unknown encoder or mode {unknown}, or no chunking chosen; see --help")
 
-    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ledger import Ledger
 
     rset = load_set(args.data, args.limit_docs, args.limit_queries, args.seed)

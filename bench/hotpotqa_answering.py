@@ -49,11 +49,11 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML with reader/strategies sections")
     args = parser.parse_args()
 
-    from lcrag.pipeline.answer import resolve_names
-    from lcrag.pipeline.answer.recording import context_budget
+    from lcrag.pipeline.strategies import resolve_names
+    from lcrag.pipeline.recording import context_budget
     from lcrag.pipeline.config import load_config
     from lcrag.pipeline.evaluation import DATASETS, EvalRun, run_evaluation
-    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ledger import Ledger
     from lcrag.readers import make_attention
     from lcrag.readers.server import ReaderServer

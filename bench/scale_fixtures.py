@@ -10,7 +10,7 @@ seed, document number, version), so a document is the same in every run and a
 "changed" document is the same document at version 1.
 
 Vectors: ``ScaleEncoder`` satisfies the encoder Protocol of
-``lcrag.pipeline.ingest.encoder`` without a model. Uniform random unit vectors in
+``lcrag.retrievers.encoders.encoder`` without a model. Uniform random unit vectors in
 384-d have no neighbourhoods (every point is about as far from a query as every
 other), which is HNSW's worst case and unlike text embeddings, so the vectors are
 *clustered*: a shared direction (real embeddings are anisotropic), one of
@@ -33,7 +33,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from lcrag.core.types import Document
-from lcrag.pipeline.ingest.late_chunking import TokenEmbeddings
+from lcrag.retrievers.encoders.late_chunking import TokenEmbeddings
 
 SENTENCE_WORDS = 15
 SENTENCES_PER_CHUNK = 4

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lcrag.core.paths import state_home  # noqa: E402
-from lcrag.pipeline.evaluation.stats import paired_difference  # noqa: E402
+from lcrag.pipeline.statistics.intervals import paired_difference  # noqa: E402
 
 VARIANTS = {
     "late-document": {"chunking": {"method": "late", "context": "document"}},
@@ -85,7 +85,7 @@ def raw_encoder_throughput(corpus: Path, sample: int = 1000) -> dict:
     """Tokens/s of the bare encoder forward over whole documents (no chunking,
     no stores): the ceiling ingestion can approach on this machine."""
     from lcrag.pipeline.config import EncoderConfig
-    from lcrag.pipeline.ingest.encoder import TransformerEncoder
+    from lcrag.retrievers.encoders.encoder import TransformerEncoder
 
     encoder = TransformerEncoder(EncoderConfig()).warm_up()
     texts = []
@@ -148,7 +148,7 @@ def main() -> None:
     query_file = args.work / "test-queries.jsonl"
     query_file.write_text("".join(json.dumps({"_id": q.qid, "text": q.text}) + "\n" for q in queries))
 
-    lcrag = [sys.executable, "-m", "lcrag.pipeline.cli.app"]
+    lcrag = [sys.executable, "-m", "lcrag.app.cli.app"]
     raw = raw_encoder_throughput(args.data / "corpus.jsonl")
     print(f"raw encoder forward: {raw['tokens_per_second']} tokens/s")
     ingests = {}

@@ -51,7 +51,7 @@ def read_rows(path: Path) -> list:
 
 
 def verdict_takes_settings() -> bool:
-    from lcrag.pipeline.evaluation import verdict
+    from lcrag.pipeline.statistics import verdict
 
     return hasattr(verdict, "VerdictSettings") and "settings" in inspect.signature(verdict.verdicts).parameters
 
@@ -139,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and Markdown files")
     args = parser.parse_args(argv)
     if not verdict_takes_settings():
-        print("lcrag.pipeline.evaluation.verdict.verdicts does not take settings= yet (VerdictSettings); "
+        print("lcrag.pipeline.statistics.verdict.verdicts does not take settings= yet (VerdictSettings); "
               "the replay needs the sequential verdict API", file=sys.stderr)
         return 2
-    from lcrag.pipeline.evaluation.verdict import VerdictSettings
+    from lcrag.pipeline.statistics.verdict import VerdictSettings
 
     settings = VerdictSettings()
     ledgers = [p for p in (args.ledger or LEDGERS) if Path(p).is_file()]

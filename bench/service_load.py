@@ -57,10 +57,10 @@ def serve(args: argparse.Namespace) -> None:
 
     from lcrag.pipeline.config import Config, ReaderConfig, ServiceConfig
     from lcrag.pipeline.index.generations import LiveIndex
-    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ledger import Ledger
-    from lcrag.pipeline.service import create_app
-    from lcrag.pipeline.service.server import uvicorn_config
+    from lcrag.app.service import create_app
+    from lcrag.app.service.server import uvicorn_config
     from lcrag.readers import make_reader
     from lcrag.readers.fake import FakeReader
 
@@ -228,7 +228,7 @@ def run_scenarios(server: ServerProcess, questions: list[str], name: str, reader
 def build_index(data: Path, docs: int, work: Path) -> Path:
     """The first ``docs`` SciFact documents as an lcrag index (default config)."""
     from lcrag.pipeline.config import Config
-    from lcrag.pipeline.ingest.encoder import make_encoder
+    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ingest.ingestion import ingest
     from lcrag.pipeline.ingest.loaders import load_source
 

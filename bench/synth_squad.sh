@@ -62,7 +62,7 @@ if [ ! -f "$QUESTIONS" ] && [ -f "$KEPT" ]; then  # a fresh state folder: the sa
 import json, sys
 from pathlib import Path
 from lcrag.pipeline.index.search import IndexReader
-from lcrag.pipeline.ingest.encoder import make_encoder
+from lcrag.retrievers.encoders.encoder import make_encoder
 kept, questions, index, acceptance = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 lines = [json.loads(line) for line in Path(kept).read_text(encoding="utf-8").splitlines() if line.strip()]
 with IndexReader(index, make_encoder) as corpus:

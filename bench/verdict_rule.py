@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lcrag.pipeline.evaluation.verdict import decide
+from lcrag.pipeline.statistics.verdict import decide
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

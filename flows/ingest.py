@@ -44,7 +44,7 @@ from lcrag.pipeline.ingest.distributed import (
     embed_pending_distributed,
     worker_name,
 )
-from lcrag.pipeline.ingest.encoder import make_encoder
+from lcrag.retrievers.encoders.encoder import make_encoder
 from lcrag.pipeline.ingest.ingestion import (
     EmbedReport,
     IndexWriter,

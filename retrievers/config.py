@@ -1,4 +1,4 @@
-"""The retrievers' own settings: BM25's formula, the vector store, fusion."""
+"""The retrievers' own settings: the encoder, BM25's formula, the vector store, fusion."""
 
 from __future__ import annotations
 
@@ -8,6 +8,36 @@ from lcrag.core.errors import check as _check
 
 MODE_CHOICES = ("dense", "bm25", "hybrid")
 FUSION_CHOICES = ("rrf", "convex")  # hybrid: reciprocal rank fusion, or a convex combination of min-max scores
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The embedding model. ``model`` is a registered name or a local model folder."""
+
+    model: str = "all-MiniLM-L6-v2"
+    window: int = 512  # tokens per encoder pass, special tokens included
+    window_overlap: int = 128  # tokens of left context each later window re-reads
+    batch_tokens: int = 2048  # padded tokens per forward pass (small batches stay in CPU cache)
+    threads: int = 0  # torch intra-op threads; 0 = every core
+    query_prefix: str = ""  # text put before every query, for models trained with one ("search_query: ")
+    document_prefix: str = ""  # text put before every chunk or context encoded ("search_document: ")
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "encoder.model must name a model or a folder")
+        for key in ("query_prefix", "document_prefix"):
+            value = getattr(self, key)
+            _check(isinstance(value, str), f"encoder.{key} must be a string (quote it in YAML), got {value!r}")
+            _check(  # a prefix is re-read in every window, so it must stay short
+                len(value) <= 200,
+                f"encoder.{key} is {len(value)} characters; a prefix is a short task marker such as 'search_query: ' (at most 200)",
+            )
+        _check(self.window >= 16, f"encoder.window must be at least 16, got {self.window}")
+        _check(
+            0 <= self.window_overlap < self.window - 2,
+            f"encoder.window_overlap must be in [0, window-2), got {self.window_overlap} for window {self.window}",
+        )
+        _check(self.batch_tokens >= self.window, f"encoder.batch_tokens ({self.batch_tokens}) must be >= window ({self.window})")
+        _check(self.threads >= 0, f"encoder.threads must be >= 0, got {self.threads}")
 
 
 @dataclass(frozen=True)

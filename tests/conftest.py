@@ -59,7 +59,7 @@ def live(tmp_path_factory, encoder):
 @pytest.fixture(scope="session")
 def encoder():
     from lcrag.pipeline.config import EncoderConfig
-    from lcrag.pipeline.ingest.encoder import TransformerEncoder
+    from lcrag.retrievers.encoders.encoder import TransformerEncoder
 
     return TransformerEncoder(EncoderConfig()).warm_up()
 

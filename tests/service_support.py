@@ -30,7 +30,7 @@ def build_index(root: Path, encoder) -> Path:
 
 
 def make_app(live, reader, ledger_path: Path, config: Config = FAKE, **service):
-    from lcrag.pipeline.service import create_app
+    from lcrag.app.service import create_app
 
     settings = replace(ServiceConfig(api_key=KEY), **service)
     return create_app(live, reader, Ledger(ledger_path), config, settings)

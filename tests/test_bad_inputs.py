@@ -24,8 +24,8 @@ import yaml
 from typer.testing import CliRunner
 
 from lcrag.core.types import Span, Unit
-from lcrag.pipeline.cli.app import app
-from lcrag.pipeline.cli.index import RunFileError, check_trec_field, search_many, trec_field_problem
+from lcrag.app.cli.app import app
+from lcrag.app.cli.index import RunFileError, check_trec_field, search_many, trec_field_problem
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest import ingestion
 from lcrag.pipeline.ingest.loaders import LoadOptions, SourceFormatError, load_source
@@ -36,7 +36,7 @@ from lcrag.pipeline.ingest.loaders.front_matter import split_front_matter
 from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines
 from lcrag.pipeline.ingest.loaders.reading import gunzip, parse_json, read_bytes, read_regular
 from lcrag.pipeline.ingest.loaders.walk import list_source
-from lcrag.pipeline.ingest.segment import chunk_ranges, cut_ranges
+from lcrag.pipeline.ingest.sentences import chunk_ranges, cut_ranges
 from tests.conftest import write
 from tests.helpers import ws_offsets
 
@@ -175,7 +175,7 @@ def ingested(tmp_path_factory, encoder) -> Ingested:
     args = ["ingest", str(corpus), "--index", str(index), "--config", str(config), "--name", "bad", "--json"]
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("lcrag.pipeline.ingest.encoder.make_encoder", lambda _config: encoder)
+            patch.setattr("lcrag.retrievers.encoders.encoder.make_encoder", lambda _config: encoder)
             result = run_with_deadline(lambda: runner.invoke(app, args), DEADLINE_S)
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout)
@@ -315,7 +315,7 @@ def test_run_file_refuses_an_id_with_white_space_and_counts_its_lines(reader, tm
 
 
 def test_search_command_turns_a_refused_run_file_into_a_one_line_error(tmp_path, monkeypatch):
-    import lcrag.pipeline.cli.index as index_cli
+    import lcrag.app.cli.index as index_cli
 
     def refuse(*args):
         raise RunFileError("cannot write the TREC run file: document id 'a b' contains white space")

@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 
 from lcrag.core.types import Document
-from lcrag.pipeline.answer import ALL, Question, Toolkit, get_strategy
-from lcrag.pipeline.answer.chain_of_agents import boundary_before, cut_pieces, notes_allowance, piece_room
-from lcrag.pipeline.answer.recording import RunLabels, ledger_row
+from lcrag.pipeline.strategies import ALL, Question, Toolkit, get_strategy
+from lcrag.pipeline.strategies.chain_of_agents import boundary_before, cut_pieces, notes_allowance, piece_room
+from lcrag.pipeline.recording import RunLabels, ledger_row
 from lcrag.pipeline.config import StrategyConfig
 from lcrag.readers.base import ANSWER, TAKE_NOTES, Passage
 from lcrag.readers.fake import FakeReader

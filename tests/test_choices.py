@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lcrag.pipeline.answer.choices import (
+from lcrag.pipeline.scoring.choices import (
     ChoiceError,
     parse_choice,
     parse_gold,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lcrag.pipeline.cli.app import app
+from lcrag.app.cli.app import app
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lcrag.pipeline.config import ChunkConfig, EncoderConfig
-from lcrag.pipeline.ingest.encoder import (
+from lcrag.retrievers.encoders.encoder import (
     EncoderError,
     ModelProfile,
     SpecialTokens,
@@ -321,7 +321,7 @@ def test_importing_the_encoder_leaves_the_environment_alone():
     import sys
 
     script = (
-        "import os; before = dict(os.environ); import lcrag.pipeline.ingest.encoder; "
+        "import os; before = dict(os.environ); import lcrag.retrievers.encoders.encoder; "
         "changed = sorted(set(os.environ.items()) ^ set(before.items())); assert not changed, changed"
     )
     subprocess.run([sys.executable, "-c", script], check=True)

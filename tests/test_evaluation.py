@@ -137,7 +137,7 @@ def test_a_resumed_run_refuses_questions_that_read_differently_now(tmp_path, enc
     ({"a": "Who?", "b": "When?"}, {"b": "When? ", "a": "Who?"}, [("b", "When?", "When? ")]),  # exact text
 ])
 def test_changed_questions(asked, current, changed):
-    from lcrag.pipeline.answer import Question
+    from lcrag.pipeline.strategies import Question
     from lcrag.pipeline.evaluation.items import EvalItem, changed_questions
 
     items = [EvalItem(Question(qid, text), (), "corpus") for qid, text in current.items()]
@@ -176,7 +176,7 @@ def test_qa_jsonl_answerable_flag_turns_on_abstention(tmp_path):
 def test_cli_eval_with_the_fake_backend_prints_a_summary(tmp_path):
     from typer.testing import CliRunner
 
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     config = tmp_path / "config.yaml"
     config.write_text("reader:\n  backend: fake\n")
@@ -190,7 +190,7 @@ def test_cli_eval_with_the_fake_backend_prints_a_summary(tmp_path):
 def test_cli_eval_rejects_an_unknown_dataset(tmp_path):
     from typer.testing import CliRunner
 
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     result = CliRunner().invoke(app, ["eval", "--dataset", "trivia:x.json"])
     assert result.exit_code == 2 and "hotpotqa, hotpotqa-pooled, squad2, qa-jsonl" in result.output
@@ -199,7 +199,7 @@ def test_cli_eval_rejects_an_unknown_dataset(tmp_path):
 def test_cli_report_after_an_eval_run_writes_html_and_markdown(tmp_path):
     from typer.testing import CliRunner
 
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     config = tmp_path / "config.yaml"
     config.write_text("reader:\n  backend: fake\n")
@@ -273,7 +273,7 @@ def test_a_needle_refuses_an_answer_its_sentence_does_not_hold(sentence, questio
 
 
 def test_every_shipped_needle_answers_its_own_question():
-    from lcrag.pipeline.answer.scoring import exact_match
+    from lcrag.pipeline.scoring.metrics import exact_match
     from lcrag.pipeline.evaluation.needles import NEEDLES
 
     assert len({n.answer for n in NEEDLES}) == len(NEEDLES) >= 8
@@ -306,7 +306,7 @@ def test_kv_items_know_the_gold_index(shared_data):
     ([("5803b872-dc90-4d23-a93e-358d7325a795",)], 64, 64),  # a declared need wins over the word count
 ])
 def test_reply_tokens_needed_covers_the_longest_gold_answer(golds, declared, needed):
-    from lcrag.pipeline.answer import Question
+    from lcrag.pipeline.strategies import Question
     from lcrag.pipeline.evaluation.items import EvalItem, EvalSet, reply_tokens_needed
 
     items = tuple(EvalItem(Question(f"q{i}", "?"), g, "c") for i, g in enumerate(golds))
@@ -320,7 +320,7 @@ def test_reply_tokens_needed_covers_the_longest_gold_answer(golds, declared, nee
     (64, 64, 64),
 ])
 def test_with_reply_room_raises_the_reply_length_and_shrinks_the_context_budget(configured, needed, expected):
-    from lcrag.pipeline.answer.recording import context_budget
+    from lcrag.pipeline.recording import context_budget
     from lcrag.pipeline.evaluation.job import with_reply_room
 
     config = config_from_dict({"reader": {"max_tokens": configured}})
@@ -389,7 +389,7 @@ def test_resolve_methods_rejects_strategies(text):
 def test_cli_eval_beir_and_report_show_retrieval(tmp_path):
     from typer.testing import CliRunner
 
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     folder = write_beir(tmp_path / "tiny")
     common = ["--ledger", str(tmp_path / "l.duckdb")]

@@ -229,7 +229,7 @@ def test_killed_generational_ingest_never_goes_live_and_resumes(tmp_path, encode
     seed_corpus = write_corpus(tmp_path / "seed", first_docs)
     first = generational(seed_corpus, root, encoder, small_config(ingest={"commit_tokens": 150}))
 
-    cmd = [sys.executable, "-m", "lcrag.pipeline.cli.app", "ingest", str(corpus), "--index", str(root),
+    cmd = [sys.executable, "-m", "lcrag.app.cli.app", "ingest", str(corpus), "--index", str(root),
            "--config", str(config_file), "--name", "corpus"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     killed = None

@@ -223,7 +223,7 @@ def test_sigkilled_cli_ingest_resumes_to_the_same_index(tmp_path, encoder):
     run(corpus, reference, encoder, config=config, name="gen")
 
     target = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "lcrag.pipeline.cli.app", "ingest", str(corpus), "--index", str(target), "--config", str(config_file)]
+    cmd = [sys.executable, "-m", "lcrag.app.cli.app", "ingest", str(corpus), "--index", str(target), "--config", str(config_file)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     killed_mid_way = False
     deadline = time.time() + 120

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lcrag.pipeline.config import ChunkConfig, EncoderConfig
-from lcrag.pipeline.ingest.late_chunking import (
+from lcrag.retrievers.encoders.late_chunking import (
     TokenEmbeddings,
     pool_spans,
     stitch_windows,
@@ -169,7 +169,7 @@ LONG = " ".join(LONG_SENTENCES)
 
 def small_encoder(window: int, overlap: int):
     """An encoder with a small window, loaded the ordinary way."""
-    from lcrag.pipeline.ingest.encoder import TransformerEncoder
+    from lcrag.retrievers.encoders.encoder import TransformerEncoder
 
     return TransformerEncoder(EncoderConfig(window=window, window_overlap=overlap, batch_tokens=window)).warm_up()
 
@@ -281,7 +281,7 @@ def test_late_unit_context_vectors_are_span_means_of_the_unit_pass(encoder):
 def test_embed_equals_sentence_transformers(encoder):
     from sentence_transformers import SentenceTransformer
 
-    from lcrag.pipeline.ingest.encoder import resolve_model_path
+    from lcrag.retrievers.encoders.encoder import resolve_model_path
 
     texts = [SHORT, "Who discovered radium?", LONG_SENTENCES[0], "x", LONG]
     model = SentenceTransformer(str(resolve_model_path("all-MiniLM-L6-v2")), device="cpu")
@@ -317,7 +317,7 @@ def test_a_cold_encoder_used_by_many_threads_at_once_loads_once(encoder):
     """API request threads can be the first users of a generation's encoder."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lcrag.pipeline.ingest.encoder import TransformerEncoder
+    from lcrag.retrievers.encoders.encoder import TransformerEncoder
 
     cold = TransformerEncoder(EncoderConfig())
     loads = []
@@ -334,7 +334,7 @@ def test_embed_equals_sentence_transformers_past_max_seq_length(encoder):
     """sentence-transformers truncates at the model's max_seq_length (256 here), not the window."""
     from sentence_transformers import SentenceTransformer
 
-    from lcrag.pipeline.ingest.encoder import resolve_model_path
+    from lcrag.retrievers.encoders.encoder import resolve_model_path
 
     longer = " ".join([LONG] * 4)
     assert 256 < len(ids_of(encoder, longer)) < encoder.window
@@ -345,7 +345,7 @@ def test_embed_equals_sentence_transformers_past_max_seq_length(encoder):
 def test_prefixed_embed_equals_sentence_transformers_prompts():
     from sentence_transformers import SentenceTransformer
 
-    from lcrag.pipeline.ingest.encoder import TransformerEncoder, resolve_model_path
+    from lcrag.retrievers.encoders.encoder import TransformerEncoder, resolve_model_path
 
     query, document = "search_query: ", "search_document: "
     prefixed = TransformerEncoder(EncoderConfig(query_prefix=query, document_prefix=document)).warm_up()

@@ -10,10 +10,10 @@ import duckdb
 import httpx
 from typer.testing import CliRunner
 
-from lcrag.pipeline.cli.app import app
+from lcrag.app.cli.app import app
 from lcrag.pipeline.index.live import LiveIndex
 from lcrag.pipeline.ledger import Ledger
-from lcrag.pipeline.service.server import background_server
+from lcrag.app.service.server import background_server
 from lcrag.readers.fake import FakeReader
 from tests.service_support import AUTH, build_index, make_app
 from tests.test_evaluation import write_hotpot

@@ -12,8 +12,8 @@ from types import MappingProxyType
 import pytest
 from scipy.stats import binomtest
 
-from lcrag.pipeline.evaluation import verdict
-from lcrag.pipeline.evaluation.letter_bias import (
+from lcrag.pipeline.statistics import verdict
+from lcrag.pipeline.statistics.letter_bias import (
     OTHER_KINDS,
     UNLABELLED,
     LetterBiasError,

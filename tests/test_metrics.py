@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lcrag.pipeline.answer.scoring import (
+from lcrag.pipeline.scoring.metrics import (
     answer_recall,
     best_over_golds,
     exact_match,

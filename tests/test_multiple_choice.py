@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lcrag.pipeline.answer import Context, Outcome, Question
-from lcrag.pipeline.answer.recording import RunLabels, ledger_row
+from lcrag.pipeline.strategies import Context, Outcome, Question
+from lcrag.pipeline.recording import RunLabels, ledger_row
 from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lcrag.pipeline.answer.scoring import normalize_answer
+from lcrag.pipeline.scoring.metrics import normalize_answer
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError
 from lcrag.pipeline.evaluation.job import EvalRequest

@@ -397,7 +397,7 @@ def test_lcrag_encoder_reads_the_converted_folder_as_sentence_transformers_does(
     from sentence_transformers import SentenceTransformer
 
     from lcrag.pipeline.config import EncoderConfig
-    from lcrag.pipeline.ingest.encoder import TransformerEncoder
+    from lcrag.retrievers.encoders.encoder import TransformerEncoder
 
     _, folder, _ = tiny_model
     texts = ["hello world", "things unthing !"]
@@ -427,7 +427,7 @@ def require_converted_model() -> Path:
 
 
 def test_unconverted_model_names_the_set_up(tmp_path, monkeypatch):
-    from lcrag.pipeline.ingest.encoder import EncoderError, resolve_model_path
+    from lcrag.retrievers.encoders.encoder import EncoderError, resolve_model_path
 
     monkeypatch.setenv("LCRAG_HOME", str(tmp_path))
     with pytest.raises(EncoderError, match="make encoder-setup"):
@@ -440,7 +440,7 @@ def test_unconverted_model_names_the_set_up(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def nomic_encoder():
     from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.ingest.encoder import TransformerEncoder
+    from lcrag.retrievers.encoders.encoder import TransformerEncoder
 
     require_converted_model()
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "nomic.yaml")

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from lcrag.pipeline.ledger import Ledger
-from lcrag.pipeline.service.chat import (
+from lcrag.app.service.chat import (
     HISTORY_OPENING,
     QUESTION_OPENING,
     Conversation,
@@ -32,10 +32,10 @@ from lcrag.pipeline.service.chat import (
     sources_text,
     without_sources,
 )
-from lcrag.pipeline.service.querying import CANCELLED, QuestionTooLong
-from lcrag.pipeline.service.schemas import Citation
-from lcrag.pipeline.service.server import background_server
-from lcrag.pipeline.service.streaming import ReadCancelled, Relay, StreamingTap, last_read_known, may_give_the_answer
+from lcrag.app.service.querying import CANCELLED, QuestionTooLong
+from lcrag.app.service.schemas import Citation
+from lcrag.app.service.server import background_server
+from lcrag.app.service.streaming import ReadCancelled, Relay, StreamingTap, last_read_known, may_give_the_answer
 from lcrag.readers.base import TAKE_NOTES, Answer, Passage, Prompt, ReaderError
 from lcrag.readers.fake import FakeReader
 from tests.service_support import AUTH, KEY, BlockingReader, DownReader, make_app
@@ -542,7 +542,7 @@ def test_at_the_connection_cap_requests_get_503_with_retry_after_not_a_hang(live
 
 
 def test_serve_passes_the_connection_cap_to_uvicorn():
-    from lcrag.pipeline.service.server import uvicorn_config
+    from lcrag.app.service.server import uvicorn_config
 
     config = uvicorn_config(lambda scope, receive, send: None, "127.0.0.1", 0, max_connections=9, retry_after_s=4)
     assert config.limit_concurrency == 9

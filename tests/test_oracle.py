@@ -14,8 +14,8 @@ import pytest
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document
-from lcrag.pipeline.answer import ALL, CONTROL_NAMES, REGISTRY, Evidence, Question, Toolkit, asks, get_strategy, resolve_names
-from lcrag.pipeline.answer.recording import RunLabels, answer_and_record
+from lcrag.pipeline.strategies import ALL, CONTROL_NAMES, REGISTRY, Evidence, Question, Toolkit, asks, get_strategy, resolve_names
+from lcrag.pipeline.recording import RunLabels, answer_and_record
 from lcrag.pipeline.config import StrategyConfig
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.diagnosis import (
@@ -29,7 +29,7 @@ from lcrag.pipeline.evaluation.diagnosis import (
     wilson_upper,
 )
 from lcrag.pipeline.evaluation.items import EvalDataError
-from lcrag.pipeline.evaluation.paired_tests import wilson_lower
+from lcrag.pipeline.statistics.paired_tests import wilson_lower
 from lcrag.pipeline.report.model import build_report
 from lcrag.pipeline.report.render import render_html, render_markdown, verdict_json
 from lcrag.readers.base import Passage
@@ -317,7 +317,7 @@ def test_questions_without_evidence_are_not_asked_and_a_rerun_does_not_wait_for_
 def test_cli_eval_says_how_many_questions_the_oracle_was_not_asked(tmp_path):
     from typer.testing import CliRunner
 
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     path = tmp_path / "hotpot.json"
     path.write_text(json.dumps([HOTPOT, {**HOTPOT, "_id": "h2", "supporting_facts": []}]))

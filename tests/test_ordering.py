@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lcrag.pipeline.answer.ordering import (
+from lcrag.pipeline.strategies.ordering import (
     attention_order,
     cut_middle,
     document_order,

@@ -106,7 +106,7 @@ def test_the_wheel_declares_the_lcrag_command(wheel):
         text = archive.read(f"lcrag-{VERSION}.dist-info/entry_points.txt").decode()
     entry_points = configparser.ConfigParser()
     entry_points.read_string(text)
-    assert dict(entry_points["console_scripts"]) == {"lcrag": "lcrag.pipeline.cli.app:main"}
+    assert dict(entry_points["console_scripts"]) == {"lcrag": "lcrag.app.cli.app:main"}
 
 
 # Run by the fresh venv's interpreter: where lcrag comes from, and that nothing of the
@@ -212,7 +212,7 @@ def test_the_wheel_works_in_a_fresh_venv(wheel, tmp_path):
 
 
 def test_version_and_info_report_lcrag_home(tmp_path):
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     home = tmp_path / "state home"
     runner = CliRunner()

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from lcrag.core.errors import LcragError
-from lcrag.pipeline.evaluation.paired_tests import (
+from lcrag.pipeline.statistics.paired_tests import (
     MIN_CLUSTERS,
     GlobalTest,
     NonInferiority,

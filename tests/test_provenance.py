@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lcrag.pipeline.answer import Question, Toolkit
-from lcrag.pipeline.answer.recording import RunLabels, answer_and_record
+from lcrag.pipeline.strategies import Question, Toolkit
+from lcrag.pipeline.recording import RunLabels, answer_and_record
 from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.evaluation import DATASETS, EvalRun, run_evaluation
 from lcrag.pipeline.index.folder import read_manifest
@@ -57,7 +57,7 @@ def test_answer_and_record_with_another_config_records_the_index_fingerprint(ind
 
 
 def test_cli_ask_with_another_config_records_the_index_fingerprint(index, index_fingerprint, tmp_path):
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"reader": {"backend": "fake"}}))
@@ -70,7 +70,7 @@ def test_cli_ask_with_another_config_records_the_index_fingerprint(index, index_
 
 
 def test_cli_ask_budget_caps_the_context_and_refuses_more_than_the_window(index, tmp_path):
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"reader": {"backend": "fake", "max_model_len": 2048}}))
@@ -88,7 +88,7 @@ def test_cli_ask_budget_caps_the_context_and_refuses_more_than_the_window(index,
 
 def test_api_with_another_config_records_the_generation_fingerprint(index, index_fingerprint, encoder, tmp_path):
     from lcrag.pipeline.index.live import LiveIndex
-    from lcrag.pipeline.service.server import background_server
+    from lcrag.app.service.server import background_server
 
     ledger = tmp_path / "ledger.duckdb"
     with (

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from lcrag.pipeline.answer import ALL, Question, Toolkit
-from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
+from lcrag.pipeline.strategies import ALL, Question, Toolkit
+from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget
 from lcrag.pipeline.config import Config, StrategyConfig, config_from_dict
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
@@ -101,7 +101,7 @@ def test_read_many_keeps_several_questions_in_flight(reader):
 
 
 def test_cli_ask_all_strategies_prints_json_and_records_rows(index_dir, live_reader, tmp_path):
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"reader": {"port": live_reader.port, "max_tokens": 16, "model": live_reader.model, "model_dir": live_reader.model_dir}, "strategies": {"budget_tokens": 1000}}))
@@ -116,7 +116,7 @@ def test_cli_ask_all_strategies_prints_json_and_records_rows(index_dir, live_rea
 
 
 def test_cli_ask_with_the_reader_down_is_one_clear_line(index_dir, tmp_path):
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
     from tests.conftest import free_port
 
     config = tmp_path / "config.yaml"

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lcrag.pipeline.cli.reader import reader_app
+from lcrag.app.cli.reader import reader_app
 from lcrag.pipeline.config import ReaderConfig
 from lcrag.readers.server import (
     ReaderServer,

@@ -12,8 +12,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lcrag.pipeline.cli.app import app
-from lcrag.pipeline.evaluation.verdict import VerdictSettings
+from lcrag.app.cli.app import app
+from lcrag.pipeline.statistics.verdict import VerdictSettings
 from lcrag.pipeline.ledger import Ledger
 from lcrag.pipeline.report.cost import (
     DocumentReads,

@@ -12,7 +12,7 @@ import json
 
 from typer.testing import CliRunner
 
-from lcrag.pipeline.cli.app import app
+from lcrag.app.cli.app import app
 from lcrag.pipeline.ledger import Ledger
 from lcrag.pipeline.report.model import ALL_QUESTIONS, CLOSED_BOOK_MISSES, build_report, subset_name
 from lcrag.pipeline.report.render import findings, render_html, render_markdown

@@ -12,12 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lcrag.pipeline.answer.base import Question
-from lcrag.pipeline.answer.confidence import reply_confidence
-from lcrag.pipeline.answer.features import FEATURE_NAMES, PRE_READ_NAMES, question_form, retrieval_features
-from lcrag.pipeline.answer.router import FittedRouter, Node, RouterError, load_router, save_router
-from lcrag.pipeline.answer.routing import falls_back
-from lcrag.pipeline.cli.app import app
+from lcrag.pipeline.strategies.base import Question
+from lcrag.pipeline.routing.confidence import reply_confidence
+from lcrag.pipeline.routing.features import FEATURE_NAMES, PRE_READ_NAMES, question_form, retrieval_features
+from lcrag.pipeline.routing.router import FittedRouter, Node, RouterError, load_router, save_router
+from lcrag.pipeline.routing.strategies import falls_back
+from lcrag.app.cli.app import app
 from lcrag.pipeline.ledger import FeatureRow
 from lcrag.pipeline.routing.calibrate import ALWAYS, CalibrationItem, calibrate, candidate_thresholds
 from lcrag.pipeline.routing.fit import cross_validated, fit_router, folds, policy_summaries, score_router
@@ -210,7 +210,7 @@ def test_oracle_takes_the_cheapest_best_and_breaks_ties_by_candidate_order(score
     ([1.0, 0.0] * 10 + [1.0] * 20, "n"),     # a tie on average, wide interval: a size to reach
 ])
 def test_an_undetermined_policy_says_how_many_questions_would_tell(policy_scores, needed):
-    from lcrag.pipeline.evaluation.verdict import questions_needed
+    from lcrag.pipeline.statistics.verdict import questions_needed
     from lcrag.pipeline.report.render import routing_cells
     from lcrag.pipeline.routing.policies import PolicyResult, summarise
 
@@ -263,14 +263,14 @@ def test_fit_router_stores_its_run_threshold_and_held_out_scores(tmp_path):
     ("", False, True),
 ])
 def test_a_threshold_applies_only_to_the_answer_kind_it_was_calibrated_on(fitted_metric, is_choice, fits):
-    from lcrag.pipeline.answer.router import threshold_fits_kind
+    from lcrag.pipeline.routing.router import threshold_fits_kind
 
     assert threshold_fits_kind(fitted_metric, is_choice) is fits
 
 
 def test_the_choice_metric_is_the_verdicts_multiple_choice_metric():
-    from lcrag.pipeline.answer.router import CHOICE_METRIC
-    from lcrag.pipeline.evaluation.verdict import KINDS
+    from lcrag.pipeline.routing.router import CHOICE_METRIC
+    from lcrag.pipeline.statistics.verdict import KINDS
 
     assert KINDS["multiple_choice"].metric == CHOICE_METRIC
 
@@ -284,7 +284,7 @@ def test_the_choice_metric_is_the_verdicts_multiple_choice_metric():
 def test_self_route_uses_the_fitted_threshold_only_for_its_answer_kind(configured, options, expected):
     from types import SimpleNamespace
 
-    from lcrag.pipeline.answer.routing import OTHER_KIND, self_route_threshold, threshold_skipped
+    from lcrag.pipeline.routing.strategies import OTHER_KIND, self_route_threshold, threshold_skipped
 
     tools = SimpleNamespace(config=SimpleNamespace(self_route_threshold=configured),
                             router=tiny_router(self_route_threshold=0.885, metric="answer_recall"))
@@ -503,7 +503,7 @@ class BlindReader:
 
 
 def test_routing_without_logprobs_says_so_in_the_route(tmp_path, encoder):
-    from lcrag.pipeline.answer import Toolkit, get_strategy
+    from lcrag.pipeline.strategies import Toolkit, get_strategy
     from lcrag.pipeline.config import StrategyConfig
     from lcrag.pipeline.index.search import IndexReader
     from tests.service_support import build_index
@@ -670,7 +670,7 @@ def test_repeated_cross_validation_is_deterministic_and_averages_the_repeats():
 
 
 def test_the_route_command_and_the_library_agree_on_defaults():
-    from lcrag.pipeline.cli import route
+    from lcrag.app.cli import route
     from lcrag.pipeline.routing import decision, fit
 
     assert (route.REPEATS, route.INSTALL_CHOICES, route.AUTO) == (fit.REPEATS, decision.INSTALL_CHOICES, decision.AUTO)
@@ -737,7 +737,7 @@ def test_route_fit_that_installs_nothing_leaves_the_index_router_alone(tmp_path)
 
 @pytest.mark.parametrize("strategy, reads", [("lc", 1), ("rag", 1)])
 def test_auto_with_a_constant_router_reads_with_that_strategy_alone(tmp_path, encoder, strategy, reads):
-    from lcrag.pipeline.answer import Toolkit, get_strategy
+    from lcrag.pipeline.strategies import Toolkit, get_strategy
     from lcrag.pipeline.config import StrategyConfig
     from lcrag.pipeline.index.search import IndexReader
     from lcrag.pipeline.routing.fit import constant_tree

@@ -84,7 +84,7 @@ def schedule_args(source: Path, index: Path, *options: str) -> list[str]:
     ],
 )
 def test_bad_schedule_options_are_one_line_errors(options, expected, tmp_path):
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     result = CliRunner().invoke(app, schedule_args(tmp_path, tmp_path / "idx", *options))
     assert result.exit_code == 2, result.output
@@ -93,7 +93,7 @@ def test_bad_schedule_options_are_one_line_errors(options, expected, tmp_path):
 
 
 def test_missing_source_is_reported_before_any_server_is_asked(tmp_path):
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     result = CliRunner().invoke(app, schedule_args(tmp_path / "nowhere", tmp_path / "idx", "--every", "60"))
     assert result.exit_code == 2 and "does not exist" in result.output
@@ -106,7 +106,7 @@ def test_missing_source_is_reported_before_any_server_is_asked(tmp_path):
 def test_without_a_reachable_server_it_says_how_to_start_one(api_url, expected, tmp_path):
     extra = {"PREFECT_API_URL": api_url.format(port=free_port())} if api_url else {}
     result = subprocess.run(
-        [sys.executable, "-m", "lcrag.pipeline.cli.app", *schedule_args(tmp_path, tmp_path / "idx", "--every", "60")],
+        [sys.executable, "-m", "lcrag.app.cli.app", *schedule_args(tmp_path, tmp_path / "idx", "--every", "60")],
         env=clean_env(tmp_path / "prefect-home", **extra), cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2, result.stderr
@@ -175,7 +175,7 @@ def test_scheduled_ingestion_publishes_a_searchable_generation(prefect_server, t
     log = tmp_path / "schedule.log"
     started = time.monotonic()
     command = start_group(
-        [sys.executable, "-m", "lcrag.pipeline.cli.app", *schedule_args(topic_corpus, index, "--every", "5"),
+        [sys.executable, "-m", "lcrag.app.cli.app", *schedule_args(topic_corpus, index, "--every", "5"),
          "--config", str(config), "--name", DEPLOYMENT],
         clean_env(tmp_path / "prefect-client-home", PREFECT_API_URL=prefect_server, PREFECT_LOGGING_LEVEL="INFO"), log,
     )
@@ -238,7 +238,7 @@ def test_a_killed_schedule_is_recovered_by_the_next_one(prefect_server, tmp_path
     config.write_text(SMALL_CONFIG)
     index = tmp_path / "idx"
     deployment = f"{DEPLOYMENT}-killed"
-    args = [sys.executable, "-m", "lcrag.pipeline.cli.app", *schedule_args(corpus, index, "--every", "5"),
+    args = [sys.executable, "-m", "lcrag.app.cli.app", *schedule_args(corpus, index, "--every", "5"),
             "--config", str(config), "--name", deployment]
     env = clean_env(tmp_path / "prefect-client-home", PREFECT_API_URL=prefect_server, PREFECT_LOGGING_LEVEL="INFO")
 

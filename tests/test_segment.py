@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from lcrag.pipeline.ingest.segment import (
+from lcrag.pipeline.ingest.sentences import (
     chunk_ranges,
     count_tokens,
     cut_ranges,

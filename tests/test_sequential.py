@@ -14,7 +14,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from lcrag.pipeline.evaluation.paired_tests import spending_schedule
+from lcrag.pipeline.statistics.paired_tests import spending_schedule
 from lcrag.pipeline.evaluation.sequential import (
     EXHAUSTED,
     FUTILE,
@@ -27,7 +27,7 @@ from lcrag.pipeline.evaluation.sequential import (
     settled,
     stop_reason,
 )
-from lcrag.pipeline.evaluation.verdict import VerdictSettings
+from lcrag.pipeline.statistics.verdict import VerdictSettings
 from tests.helpers import make_row
 
 SETTINGS = VerdictSettings()
@@ -275,7 +275,7 @@ def z_test(rows, settings):
 
 
 def the_verdict(rows, settings):
-    from lcrag.pipeline.evaluation.verdict import verdicts
+    from lcrag.pipeline.statistics.verdict import verdicts
 
     return verdicts(rows, settings=settings)
 
@@ -362,7 +362,7 @@ def test_round_order_is_seeded_and_ignores_the_loaders_order():
 
 
 def fifty_questions():
-    from lcrag.pipeline.answer import Question
+    from lcrag.pipeline.strategies import Question
     from lcrag.pipeline.evaluation.items import EvalItem, EvalSet
 
     items = tuple(EvalItem(Question(f"q{i:02d}", f"Question {i}?"), ("a",), f"c{i}") for i in range(50))
@@ -415,7 +415,7 @@ def test_rounds_stop_once_decided_and_a_rerun_rederives_the_same_looks(tmp_path,
 def test_cli_eval_until_decided_answers_in_rounds_and_stops(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
     from lcrag.pipeline.evaluation import job
     from tests.test_evaluation import write_hotpot
 
@@ -450,7 +450,7 @@ def test_cli_eval_until_decided_answers_in_rounds_and_stops(tmp_path, monkeypatc
 def test_cli_until_decided_refuses_what_it_cannot_use(tmp_path, args, message):
     from typer.testing import CliRunner
 
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
     from tests.test_evaluation import write_hotpot
 
     config = tmp_path / "config.yaml"

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from lcrag.pipeline.answer import REGISTRY
+from lcrag.pipeline.strategies import REGISTRY
 from lcrag.pipeline.config import ConfigError, ServiceConfig, config_from_dict
 from lcrag.pipeline.ledger import Ledger
-from lcrag.pipeline.service.auth import API_KEY_ENV, resolve_api_key
-from lcrag.pipeline.service.server import background_server
+from lcrag.app.service.auth import API_KEY_ENV, resolve_api_key
+from lcrag.app.service.server import background_server
 from lcrag.readers.fake import FakeReader
 from tests.conftest import CountingReader
 from tests.service_support import (
@@ -115,7 +115,7 @@ def test_api_key_comes_from_environment_first_and_is_required():
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path):
-    from lcrag.pipeline.cli.app import app
+    from lcrag.app.cli.app import app
 
     env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
     result = CliRunner().invoke(app, ["serve", "--index", str(tmp_path)], env=env)
@@ -445,7 +445,7 @@ def _rows(n):
 
 
 def test_concurrent_rows_are_committed_together_and_stored_before_record_returns(tmp_path):
-    from lcrag.pipeline.service.ledger_writer import GroupCommitLedger
+    from lcrag.app.service.ledger_writer import GroupCommitLedger
 
     slow = SlowLedger(tmp_path / "ledger.duckdb")
     writer = GroupCommitLedger(slow)
@@ -463,7 +463,7 @@ def test_concurrent_rows_are_committed_together_and_stored_before_record_returns
 
 def test_a_failed_group_write_reaches_every_waiter(tmp_path):
     from lcrag.pipeline.ledger import LedgerError
-    from lcrag.pipeline.service.ledger_writer import GroupCommitLedger
+    from lcrag.app.service.ledger_writer import GroupCommitLedger
 
     writer = GroupCommitLedger(SlowLedger(tmp_path / "ledger.duckdb", fail=True))
     with ThreadPoolExecutor(4) as pool:
@@ -491,7 +491,7 @@ def test_lcrag_serve_runs_the_api_until_stopped(tmp_path, encoder):
     config.write_text(yaml.safe_dump({"reader": {"backend": "fake"}, "service": {"max_k": 7}}))
     port = free_port()
     env = {**os.environ, API_KEY_ENV: KEY, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "lcrag.pipeline.cli.app", "serve", "--index", str(index), "--port", str(port),
+    cmd = [sys.executable, "-m", "lcrag.app.cli.app", "serve", "--index", str(index), "--port", str(port),
            "--config", str(config), "--ledger", str(tmp_path / "ledger.duckdb"), "--log-level", "warning"]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

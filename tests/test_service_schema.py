@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from lcrag.pipeline.service.server import background_server
+from lcrag.app.service.server import background_server
 from lcrag.readers.fake import FakeReader
 from tests.service_support import AUTH, build_index, make_app
 

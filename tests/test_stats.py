@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from lcrag.pipeline.evaluation.stats import (
+from lcrag.pipeline.statistics.intervals import (
     Interval,
     PairedDifference,
     abstention_accuracy,

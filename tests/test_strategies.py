@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from lcrag.pipeline.answer import (
+from lcrag.pipeline.strategies import (
     ALL,
     REGISTRY,
     Question,
@@ -17,8 +17,8 @@ from lcrag.pipeline.answer import (
     get_strategy,
     resolve_names,
 )
-from lcrag.pipeline.answer.base import QUESTION_ALLOWANCE
-from lcrag.pipeline.answer.recording import RunLabels, answer_and_record, context_budget
+from lcrag.pipeline.strategies.base import QUESTION_ALLOWANCE
+from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget
 from lcrag.pipeline.config import ReaderConfig, StrategyConfig, config_from_dict
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
@@ -269,7 +269,7 @@ def test_without_may_abstain_plain_strategies_never_offer_abstention(corpus):
 
 
 def _outcome(text: str):
-    from lcrag.pipeline.answer import Context, Outcome
+    from lcrag.pipeline.strategies import Context, Outcome
     from lcrag.readers.base import Answer
 
     return Outcome(CAT, "rag", "rag", Answer(text, 10, 2, 1.0, "m"), Context((), 0), 10, 2, 1.0, 0.0)
@@ -289,7 +289,7 @@ def _outcome(text: str):
     ],
 )
 def test_ledger_row_scores_answers_and_abstentions(answer, golds, answerable, expected):
-    from lcrag.pipeline.answer.recording import ledger_row
+    from lcrag.pipeline.recording import ledger_row
 
     row = ledger_row(_outcome(answer), RunLabels("r", "i", "c", "m"), golds, answerable)
     assert (row.em, row.f1, row.recall, row.abstained, row.answerable, row.gold_answers) == expected
@@ -297,7 +297,7 @@ def test_ledger_row_scores_answers_and_abstentions(answer, golds, answerable, ex
 
 @pytest.mark.parametrize("room, from_end", [(0, False), (1, False), (5, True), (9, False), (9, True), (500, False)])
 def test_fitting_length_is_the_longest_prefix_and_asks_the_tokenizer_once(room, from_end):
-    from lcrag.pipeline.answer.ordering import longest_prefix, longest_suffix
+    from lcrag.pipeline.strategies.ordering import longest_prefix, longest_suffix
     from tests.conftest import CountingReader
 
     text = "Volcanoes form where magma reaches the surface of the Earth and lava flows bury towns."
@@ -334,7 +334,7 @@ class FailingOn(FakeReader):
 
 
 def test_reader_failures_become_error_rows_only_when_asked(corpus, tmp_path):
-    from lcrag.pipeline.answer.recording import ReaderFailures
+    from lcrag.pipeline.recording import ReaderFailures
     from lcrag.readers.base import ReaderError
 
     questions = [CAT, VOLCANO, OFF_TOPIC, Question("q-tea", "Is matcha a green tea?")]
@@ -362,7 +362,7 @@ def test_reader_failures_become_error_rows_only_when_asked(corpus, tmp_path):
 
 
 def test_reader_failures_trip_after_the_limit_in_a_row(corpus, tmp_path):
-    from lcrag.pipeline.answer.recording import ReaderFailures
+    from lcrag.pipeline.recording import ReaderFailures
     from lcrag.readers.base import ReaderError
 
     questions = [CAT, VOLCANO, OFF_TOPIC]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lcrag.core.types import Document, Section, Span
-from lcrag.pipeline.ingest.segment import count_tokens, trim
+from lcrag.pipeline.ingest.sentences import count_tokens, trim
 from lcrag.pipeline.ingest.units import (
     Piece,
     build_units,

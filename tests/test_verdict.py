@@ -12,7 +12,7 @@ import pytest
 
 import numpy as np
 
-from lcrag.pipeline.evaluation.verdict import (
+from lcrag.pipeline.statistics.verdict import (
     INFERIOR,
     NON_INFERIOR,
     NON_INFERIORITY_MARGIN,

@@ -39,8 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from lcrag.pipeline.evaluation.paired_tests import paired_non_inferiority, too_few_clusters, wilson_lower
-from lcrag.pipeline.evaluation.verdict import UNLABELLED, metric_for, score_of
+from lcrag.pipeline.statistics.paired_tests import paired_non_inferiority, too_few_clusters, wilson_lower
+from lcrag.pipeline.statistics.verdict import UNLABELLED, metric_for, score_of
 from lcrag.pipeline.ledger import LedgerRow
 
 ORACLE = "oracle"
@@ -141,7 +141,7 @@ def miss_share(scores: Sequence[float]) -> Interval:
     if all(v in (0.0, 1.0) for v in values):
         hits, n = int(sum(values)), len(values)
         return Interval(1.0 - hits / n, 1.0 - wilson_upper(hits, n), 1.0 - wilson_lower(hits, n), "wilson")
-    from lcrag.pipeline.evaluation.stats import bootstrap_mean
+    from lcrag.pipeline.statistics.intervals import bootstrap_mean
 
     boot = bootstrap_mean([1.0 - v for v in values], level=1.0 - 2 * ALPHA)
     return Interval(boot.mean, boot.low, boot.high, "bootstrap")

@@ -16,8 +16,8 @@ from typing import Mapping, Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document, Section
-from lcrag.pipeline.answer import Evidence, Question
-from lcrag.pipeline.answer.choices import parse_gold
+from lcrag.pipeline.strategies import Evidence, Question
+from lcrag.pipeline.scoring.choices import parse_gold
 from lcrag.pipeline.evaluation.longdoc import load_longdoc
 from lcrag.pipeline.ingest.loaders import read_bytes, read_json
 from lcrag.pipeline.ingest.loaders.hotpotqa import hotpotqa_from_payload

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lcrag.core.paths import default_ledger, state_home
-from lcrag.pipeline.answer import CONTROL_NAMES, resolve_names
-from lcrag.pipeline.answer.recording import context_budget, new_run_id
+from lcrag.pipeline.strategies import CONTROL_NAMES, resolve_names
+from lcrag.pipeline.recording import context_budget, new_run_id
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalSet, reply_tokens_needed
@@ -36,8 +36,8 @@ from lcrag.pipeline.evaluation.sequential import (
     looks,
     round_order,
 )
-from lcrag.pipeline.evaluation.verdict import VerdictSettings
-from lcrag.pipeline.ingest.encoder import make_encoder
+from lcrag.pipeline.statistics.verdict import VerdictSettings
+from lcrag.retrievers.encoders.encoder import make_encoder
 from lcrag.pipeline.ledger import Ledger
 from lcrag.readers import connect_reader, make_attention
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import content_hash
-from lcrag.pipeline.answer.choices import LETTERS, parse_gold, strip_option_letter
+from lcrag.pipeline.scoring.choices import LETTERS, parse_gold, strip_option_letter
 from lcrag.pipeline.ingest.loaders import read_bytes
 from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines
 

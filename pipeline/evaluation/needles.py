@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Sequence
 
 from lcrag.core.types import Document
-from lcrag.pipeline.answer import Evidence, Question
-from lcrag.pipeline.answer.scoring import normalize_answer
+from lcrag.pipeline.strategies import Evidence, Question
+from lcrag.pipeline.scoring.metrics import normalize_answer
 from lcrag.pipeline.evaluation.items import CorpusSpec, EvalDataError, EvalItem, EvalSet
 
 

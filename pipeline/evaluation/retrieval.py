@@ -1,6 +1,6 @@
 """Retrieval-only evaluation (BEIR data sets): each judged query ranked by each
 retrieval method over one index of the corpus, judged against the qrels with
-nDCG@10, Recall@k and MRR (trec_eval's definitions, ``lcrag.pipeline.evaluation.stats``). No
+nDCG@10, Recall@k and MRR (trec_eval's definitions, ``lcrag.pipeline.statistics.intervals``). No
 reader is involved, so rows go to the ledger's ``retrieval`` table.
 """
 
@@ -15,7 +15,7 @@ from lcrag.core.types import Document
 from lcrag.pipeline.config import MODE_CHOICES, Config
 from lcrag.pipeline.evaluation.items import EvalDataError, sample
 from lcrag.pipeline.evaluation.runner import index_folder
-from lcrag.pipeline.evaluation.stats import mrr, ndcg_at_k, recall_at_k
+from lcrag.pipeline.statistics.intervals import mrr, ndcg_at_k, recall_at_k
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import LoadResult, load_source

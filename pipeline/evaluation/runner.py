@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lcrag.core.errors import LcragError
-from lcrag.pipeline.answer import Question, Toolkit, asks
-from lcrag.pipeline.answer.features import pre_read_features
-from lcrag.pipeline.answer.recording import ReaderFailures, RunLabels, answer_and_record
-from lcrag.pipeline.answer.router import load_router, router_path
+from lcrag.pipeline.strategies import Question, Toolkit, asks
+from lcrag.pipeline.routing.features import pre_read_features
+from lcrag.pipeline.recording import ReaderFailures, RunLabels, answer_and_record
+from lcrag.pipeline.routing.router import load_router, router_path
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet, changed_questions
 from lcrag.pipeline.index.search import IndexReader

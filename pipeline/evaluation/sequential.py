@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from lcrag.core.errors import LcragError
-from lcrag.pipeline.evaluation.paired_tests import spending_schedule
-from lcrag.pipeline.evaluation.verdict import VerdictSettings, verdicts
+from lcrag.pipeline.statistics.paired_tests import spending_schedule
+from lcrag.pipeline.statistics.verdict import VerdictSettings, verdicts
 
 if TYPE_CHECKING:
     from lcrag.pipeline.ledger import LedgerRow
@@ -39,7 +39,7 @@ UNLABELLED = "unlabelled"  # data set name of rows whose dataset is None (as the
 RESOLVED, FUTILE, EXHAUSTED = "resolved", "futile", "exhausted"  # why a sequence of looks stopped
 
 # decide(rows, settings) -> {data set or part: verdict}; a verdict needs status, resolved,
-# use, questions_needed and describe() (``lcrag.pipeline.evaluation.verdict.Verdict``)
+# use, questions_needed and describe() (``lcrag.pipeline.statistics.verdict.Verdict``)
 Decide = Callable[[Sequence["LedgerRow"], VerdictSettings], Mapping[str, Any]]
 # spend(alpha, fractions) -> the alpha each look is tested at (default ``spending_schedule``)
 Spend = Callable[[float, Sequence[float]], Sequence[float]]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lcrag.core.types import Chunk, Document
-from lcrag.pipeline.answer.scoring import answer_recall, token_f1
+from lcrag.pipeline.scoring.metrics import answer_recall, token_f1
 from lcrag.pipeline.evaluation.items import SYNTHETIC
 from lcrag.readers.base import WRITE_QUESTION, Passage, Prompt, Reader
 

@@ -10,7 +10,7 @@ late-chunk vectors without leaving LlamaIndex.
 - ``lcrag_query_engine``: a ``RetrieverQueryEngine`` over the retriever, the LLM passed
   in explicitly; nothing here reads or sets LlamaIndex's global ``Settings.llm``.
 
-The orderings are lcrag's own pure functions (``lcrag.pipeline.answer.ordering``); the
+The orderings are lcrag's own pure functions (``lcrag.pipeline.strategies.ordering``); the
 postprocessors only adapt nodes to them. This module is a leaf: nothing in lcrag
 imports it, so LlamaIndex stays out of every other code path.
 """
@@ -29,7 +29,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
 
 from lcrag.core.types import LEVELS, Hit, Level
-from lcrag.pipeline.answer.ordering import document_order, reorder_ends
+from lcrag.pipeline.strategies.ordering import document_order, reorder_ends
 from lcrag.pipeline.index.search import MODE_CHOICES, IndexReader, SearchError
 
 ORDERING_CHOICES = ("reorder", "op-rag")

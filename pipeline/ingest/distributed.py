@@ -40,7 +40,7 @@ import numpy as np
 from lcrag.core.types import Chunk, Document, Unit
 from lcrag.pipeline.config import ChunkConfig, EncoderConfig
 from lcrag.pipeline.ingest.embedding import embed_units
-from lcrag.pipeline.ingest.encoder import make_encoder
+from lcrag.retrievers.encoders.encoder import make_encoder
 from lcrag.pipeline.ingest.ingestion import (
     EmbedReport,
     IndexWriter,

@@ -15,8 +15,8 @@ import numpy as np
 
 from lcrag.core.types import Chunk, Document, Unit, chunk_id_for
 from lcrag.pipeline.config import ChunkConfig
-from lcrag.pipeline.ingest.late_chunking import pool_spans
-from lcrag.pipeline.ingest.segment import chunk_ranges, count_tokens
+from lcrag.retrievers.encoders.late_chunking import pool_spans
+from lcrag.pipeline.ingest.sentences import chunk_ranges, count_tokens
 
 
 def plan_chunks(unit: Unit, docs: Mapping[str, Document], offsets: Mapping[str, np.ndarray], target: int) -> list[Chunk]:

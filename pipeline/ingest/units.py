@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lcrag.core.types import Document, Span, Unit, unit_id_for
-from lcrag.pipeline.ingest.segment import count_tokens, cut_ranges, trim
+from lcrag.pipeline.ingest.sentences import count_tokens, cut_ranges, trim
 
 
 @dataclass(frozen=True)

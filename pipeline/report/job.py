@@ -11,8 +11,8 @@ from typing import Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.config import Config
-from lcrag.pipeline.evaluation.stats import bootstrap_mean
-from lcrag.pipeline.evaluation.verdict import VerdictSettings
+from lcrag.pipeline.statistics.intervals import bootstrap_mean
+from lcrag.pipeline.statistics.verdict import VerdictSettings
 from lcrag.pipeline.ledger import Ledger
 from lcrag.pipeline.report.model import build_report
 from lcrag.pipeline.report.render import verdict_json, write_report

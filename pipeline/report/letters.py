@@ -2,7 +2,7 @@
 
 Formatting only: every number and every decision (which strategies are above
 chance, the best one, the letters nobody got right) comes from
-``lcrag.pipeline.evaluation.letter_bias``. The table style follows ``render``
+``lcrag.pipeline.statistics.letter_bias``. The table style follows ``render``
 (``table-wrap``, ``tr.best``, ``ul.findings``, ``p.note``); escaping and tables come
 from ``markup``, as for every section."""
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from lcrag.pipeline.evaluation.letter_bias import (
+from lcrag.pipeline.statistics.letter_bias import (
     ALPHA,
     CONTROL,
     LetterFindings,

@@ -18,8 +18,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lcrag.pipeline.evaluation.diagnosis import Diagnosis, diagnoses
-from lcrag.pipeline.evaluation.letter_bias import LetterProfile, closed_book_is_guessing, letter_profiles
-from lcrag.pipeline.evaluation.verdict import (
+from lcrag.pipeline.statistics.letter_bias import LetterProfile, closed_book_is_guessing, letter_profiles
+from lcrag.pipeline.statistics.verdict import (
     CONTROLS,
     NON_INFERIORITY_MARGIN,
     CommonSet,
@@ -326,7 +326,7 @@ def default_accuracy(row: LedgerRow) -> float | None:
 def default_interval(values: Sequence[float], *, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """Percentile bootstrap of the mean (95%), deterministic for a given seed, so a
     report rebuilt from the same rows shows the same intervals."""
-    from lcrag.pipeline.evaluation.stats import bootstrap_mean
+    from lcrag.pipeline.statistics.intervals import bootstrap_mean
 
     interval = bootstrap_mean(list(values), resamples=resamples, seed=seed)
     return interval.mean, interval.low, interval.high
@@ -417,7 +417,7 @@ def route_shares(rows: Sequence[LedgerRow]) -> tuple[RouteShare, ...]:
 
 def abstention_rows(rows: Sequence[LedgerRow], interval_fn: IntervalFn) -> tuple[AbstentionRow, ...]:
     """Per data set and strategy, over rows that record both answerability and abstention."""
-    from lcrag.pipeline.evaluation.stats import abstention_accuracy
+    from lcrag.pipeline.statistics.intervals import abstention_accuracy
 
     scored = [r for r in rows if r.answerable is not None and r.abstained is not None and r.error is None]
     out: list[AbstentionRow] = []
@@ -456,7 +456,7 @@ def paired_rows(rows: Sequence[LedgerRow], reference: str = "lc") -> tuple[Paire
     """Per data set, every strategy's F1 minus the reference's on shared questions.
     A pair is one question in one run: two runs may differ in reader or settings, so a
     question answered by ``rag`` in one run is never matched with ``lc`` in another."""
-    from lcrag.pipeline.evaluation.stats import paired_against
+    from lcrag.pipeline.statistics.intervals import paired_against
 
     out: list[PairedRow] = []
     for dataset, group in sorted(_by(rows, lambda r: r.dataset or UNLABELLED).items()):
@@ -585,7 +585,7 @@ def build_report(
     settings: VerdictSettings | None = None,
     questions_per_document: float | None = None,
 ) -> Report:
-    """All report data from ledger rows. ``interval_fn`` may be ``lcrag.pipeline.evaluation.stats.bootstrap_mean``
+    """All report data from ledger rows. ``interval_fn`` may be ``lcrag.pipeline.statistics.intervals.bootstrap_mean``
     or anything returning (mean, low, high); ``generated_at`` defaults to now (UTC).
 
     Like with like: every comparison (tables, pooled summary, frontier, paired rows,

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from lcrag.pipeline.evaluation.stats import PairedDifference, paired_difference
-from lcrag.pipeline.evaluation.verdict import LEVEL, NON_INFERIOR, NON_INFERIORITY_MARGIN, outcome_of
+from lcrag.pipeline.statistics.intervals import PairedDifference, paired_difference
+from lcrag.pipeline.statistics.verdict import LEVEL, NON_INFERIOR, NON_INFERIORITY_MARGIN, outcome_of
 
 ALWAYS = 1.000001  # a threshold above every probability: every answered question falls back
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
-from lcrag.pipeline.evaluation.stats import PairedDifference, paired_difference
-from lcrag.pipeline.evaluation.verdict import LEVEL, NON_INFERIOR, NON_INFERIORITY_MARGIN, outcome_of
+from lcrag.pipeline.statistics.intervals import PairedDifference, paired_difference
+from lcrag.pipeline.statistics.verdict import LEVEL, NON_INFERIOR, NON_INFERIORITY_MARGIN, outcome_of
 from lcrag.pipeline.routing.policies import CONSTANT_PREFIX, PolicyResult
 from lcrag.pipeline.routing.table import CHEAP
 

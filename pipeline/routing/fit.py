@@ -31,9 +31,9 @@ from typing import Mapping, Sequence
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
-from lcrag.pipeline.answer.features import FEATURE_NAMES
-from lcrag.pipeline.answer.router import CHOICE_METRIC, FittedRouter, Node
-from lcrag.pipeline.evaluation.verdict import NON_INFERIORITY_MARGIN, PairKey
+from lcrag.pipeline.routing.features import FEATURE_NAMES
+from lcrag.pipeline.routing.router import CHOICE_METRIC, FittedRouter, Node
+from lcrag.pipeline.statistics.verdict import NON_INFERIORITY_MARGIN, PairKey
 from lcrag.pipeline.routing.calibrate import calibrate
 from lcrag.pipeline.routing.decision import AUTO, CONSTANT, Decision, decide
 from lcrag.pipeline.routing.policies import (

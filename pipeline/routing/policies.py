@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
-from lcrag.pipeline.evaluation.stats import PairedDifference, paired_difference
-from lcrag.pipeline.evaluation.verdict import (
+from lcrag.pipeline.statistics.intervals import PairedDifference, paired_difference
+from lcrag.pipeline.statistics.verdict import (
     LEVEL,
     NON_INFERIORITY_MARGIN,
     UNDETERMINED,

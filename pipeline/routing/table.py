@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from lcrag.core.errors import LcragError
-from lcrag.pipeline.answer.features import PRE_READ_NAMES, with_cheap_read
-from lcrag.pipeline.answer.routing import DESTINATIONS
-from lcrag.pipeline.evaluation.verdict import UNLABELLED, PairKey, common_questions
+from lcrag.pipeline.routing.features import PRE_READ_NAMES, with_cheap_read
+from lcrag.pipeline.routing.strategies import DESTINATIONS
+from lcrag.pipeline.statistics.verdict import UNLABELLED, PairKey, common_questions
 from lcrag.pipeline.ledger import FeatureRow, LedgerRow
 
 CHEAP = "rag"  # the cheap read every routed question gets first

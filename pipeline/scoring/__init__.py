@@ -1,0 +1,1 @@
+"""Answer quality: metrics as pure functions and multiple-choice parsing."""

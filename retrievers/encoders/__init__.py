@@ -1,0 +1,1 @@
+"""The encoder role: token embeddings for late chunking, pooled vectors for search."""
