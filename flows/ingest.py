@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lcrag.core.errors import ConfigError
 from lcrag.pipeline.config import EncoderConfig, load_config
+from lcrag.pipeline.session import Session
 from lcrag.pipeline.index.generations import (
     is_generational,
     live_name,
@@ -44,7 +45,6 @@ from lcrag.pipeline.ingest.distributed import (
     embed_pending_distributed,
     worker_name,
 )
-from lcrag.retrievers.encoders.encoder import make_encoder
 from lcrag.pipeline.ingest.ingestion import (
     EmbedReport,
     IndexWriter,
@@ -194,7 +194,7 @@ def ingest_flow(
     use_generations = generations or is_generational(root)
     live_before = live_name(root) if use_generations else None
     target = start_generation(root) if use_generations else root
-    with IndexWriter(target, config, make_encoder(config.encoder)) as writer:
+    with IndexWriter(target, config, Session(config).encoder) as writer:
         plan_report = plan_task(writer, loaded, name or default_source_name(Path(source)))
         if workers.runner == "dask" and pending_tokens(writer):
             embed_report, embedded_by = embed_on_workers(writer, workers)

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 from lcrag.core import paths
 from lcrag.core.errors import LcragError
+from lcrag.core.files import rename_durable, write_json_atomic
 from lcrag.readers.config import NATIVE_BF16_FLAGS, ReaderConfig
 
 STATE_SUBDIR = Path("reader")
@@ -60,6 +61,9 @@ class ServerStatus:
         data = asdict(self)
         data["log_path"] = str(self.log_path)
         return data
+
+
+EXECUTE_MODEL_TIMEOUT_S = 3600
 
 
 def local_url(config: ReaderConfig) -> str:
@@ -135,6 +139,10 @@ def server_env(config: ReaderConfig, cpus: Sequence[int] | None = None) -> dict[
         "TRANSFORMERS_OFFLINE": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
+        # vLLM kills its engine when one model step takes over 300 s; on 2 cores shared with
+        # an ingestion or a test run, a long prefill's first step can, and a dead server
+        # loses more than a slow one.
+        "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": str(EXECUTE_MODEL_TIMEOUT_S),
     }
 
 
@@ -263,7 +271,7 @@ class ReaderServer:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.log_path.exists():
-            os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
+            rename_durable(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
         env = {**os.environ, **server_env(self.config)}
         with open(self.log_path, "wb") as log:
             log.write(f"$ {' '.join(_redact(command))}\n".encode())
@@ -416,9 +424,7 @@ class ReaderServer:
             "started_at": time.time(),
             "start_ticks": _start_ticks(pid),
         }
-        tmp = self.pid_path.with_name(self.pid_path.name + ".tmp")
-        tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
-        os.replace(tmp, self.pid_path)
+        write_json_atomic(self.pid_path, record)
 
     def _remove_pid_file(self) -> None:
         try:

@@ -11,6 +11,7 @@ import pytest
 
 from lcrag.pipeline.config import ReaderConfig, config_from_dict
 from lcrag.pipeline.evaluation import DATASETS, EvalRun, move_gold, run_evaluation
+from lcrag.pipeline.session import Session
 from lcrag.pipeline.evaluation.items import EvalDataError
 from lcrag.pipeline.ledger import Ledger
 from lcrag.readers.fake import FakeReader
@@ -101,13 +102,13 @@ def test_run_answers_every_pair_once_and_resumes(tmp_path, encoder):
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     strategies = ("rag", "lc", "self-route")
     run = EvalRun("r1", "hotpotqa", strategies, tmp_path / "work", workers=2)
-    answered = run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400)
+    answered = run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400)
     assert answered == 2 * len(strategies)
     rows = ledger.rows("r1")
     asked = [i.question.qid for i in evalset.items]
     assert sorted((r.question_id, r.strategy) for r in rows) == sorted((q, s) for q in asked for s in strategies)
     assert all(r.gold_answers == ("Strelsau River",) and r.f1 is not None and r.dataset == "hotpotqa" for r in rows)
-    again = run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400)
+    again = run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400)
     assert again == 0 and ledger.count("r1") == 6
 
 
@@ -116,17 +117,17 @@ def test_a_resumed_run_refuses_questions_that_read_differently_now(tmp_path, enc
     ledger = Ledger(tmp_path / "eval.duckdb")
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     run = EvalRun("r1", "hotpotqa", ("rag",), tmp_path / "work")
-    run_evaluation(DATASETS["hotpotqa"](path), run, config, encoder, FakeReader(), None, ledger, budget=400)
+    run_evaluation(DATASETS["hotpotqa"](path), run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400)
     records = json.loads(path.read_text())
     records[1]["question"] = "Which river flows through Strelsau?"  # an edited question file, same ids
     path.write_text(json.dumps(records))
     edited = DATASETS["hotpotqa"](path)
     with pytest.raises(EvalDataError, match=r"run r1 already answered 1 question\(s\) that read differently now "
                                             r"\(first: q1: .*Ruritania\?' -> 'Which river flows through Strelsau\?'\).*new --run-id"):
-        run_evaluation(edited, run, config, encoder, FakeReader(), None, ledger, budget=400)
+        run_evaluation(edited, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400)
     assert ledger.count("r1") == 3  # nothing answered, nothing lost
     fresh = EvalRun("r2", "hotpotqa", ("rag",), tmp_path / "work")
-    assert run_evaluation(edited, fresh, config, encoder, FakeReader(), None, ledger, budget=400) == 3
+    assert run_evaluation(edited, fresh, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400) == 3
 
 
 @pytest.mark.parametrize("asked, current, changed", [
@@ -154,7 +155,7 @@ def test_squad2_run_scores_abstention_on_both_kinds(tmp_path, encoder):
     ledger = Ledger(tmp_path / "ledger.duckdb")
     run = EvalRun("sq", "squad2", ("rag",), tmp_path / "work")
     reader = FakeReader()
-    run_evaluation(evalset, run, config_from_dict({"chunking": {"target_tokens": 16}}), encoder, reader, None, ledger, budget=400)
+    run_evaluation(evalset, run, Session(config_from_dict({"chunking": {"target_tokens": 16}}), encoder=encoder, reader=reader, attention=None, ledger=ledger), budget=400)
     assert all(p.allow_unanswerable for p in reader.calls)
     rows = {r.question_id: r for r in ledger.rows("sq")}
     assert (rows["a"].answerable, rows["a"].abstained, rows["a"].gold_answers) == (True, False, ("Strelsau",))
@@ -438,7 +439,7 @@ def test_reader_failures_become_error_rows_and_a_resumed_run_retries_exactly_the
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     run = EvalRun("flaky", "hotpotqa", ("rag", "lc"), tmp_path / "work", workers=2)
     reader = FlakyReader("(case 1)")
-    assert run_evaluation(evalset, run, config, encoder, reader, None, ledger, budget=400) == 4
+    assert run_evaluation(evalset, run, Session(config, encoder=encoder, reader=reader, attention=None, ledger=ledger), budget=400) == 4
     rows = ledger.rows("flaky")
     assert len(rows) == 6
     failed = sorted((r.question_id, r.strategy) for r in rows if r.error)
@@ -456,7 +457,7 @@ def test_reader_failures_become_error_rows_and_a_resumed_run_retries_exactly_the
 
     reader.failing.clear()
     reader.calls.clear()
-    assert run_evaluation(evalset, run, config, encoder, reader, None, ledger, budget=400) == 2
+    assert run_evaluation(evalset, run, Session(config, encoder=encoder, reader=reader, attention=None, ledger=ledger), budget=400) == 2
     retried = {i.question.text for i in evalset.items if i.question.qid == "q1"}
     assert {p.question for p in reader.calls} == retried  # only the failed ones again
     rows = ledger.rows("flaky")
@@ -476,12 +477,12 @@ def test_a_reader_that_is_down_stops_the_run_after_recording_the_failures(tmp_pa
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     run = EvalRun("down", "hotpotqa", ("rag", "lc"), tmp_path / "work", workers=1, max_consecutive_failures=3)
     with pytest.raises(ReaderError, match="failed on 3 questions in a row .*rerun with the same run id"):
-        run_evaluation(evalset, run, config, encoder, FlakyReader("case"), None, ledger, budget=400)
+        run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FlakyReader("case"), attention=None, ledger=ledger), budget=400)
     rows = ledger.rows("down")
     assert len(rows) == 3 and all(r.error for r in rows)  # recorded, then stopped: the rest never tried
     assert ledger.done_keys("down") == set()
 
-    assert run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400) == 8
+    assert run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400) == 8
     rows = ledger.rows("down")
     assert len(rows) == 8 and not [r for r in rows if r.error]
 
@@ -501,10 +502,10 @@ def test_an_interrupted_run_stops_at_once_and_resumes(tmp_path, encoder):
     run = EvalRun("stop", "hotpotqa", ("rag", "lc"), tmp_path / "work", workers=1)
     order = [i.question.qid for i in evalset.items]
     with pytest.raises(KeyboardInterrupt):
-        run_evaluation(evalset, run, config, encoder, InterruptingReader(), None, ledger, budget=400)
+        run_evaluation(evalset, run, Session(config, encoder=encoder, reader=InterruptingReader(), attention=None, ledger=ledger), budget=400)
     before = order[: order.index("q1")]  # corpora answered before the interrupted one, in submission order
     assert ledger.done_keys("stop") == {(q, s) for q in before for s in ("rag", "lc")}
-    assert run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400) == 2 * (4 - len(before))
+    assert run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400) == 2 * (4 - len(before))
     assert ledger.done_keys("stop") == {(q, s) for q in order for s in ("rag", "lc")}
 
 
@@ -533,13 +534,13 @@ def test_one_corpus_is_answered_in_recorded_windows_so_a_stop_keeps_the_finished
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     run = EvalRun("batched", "squad2", ("rag", "lc"), tmp_path / "work", batch_size=2)
     with pytest.raises(KeyboardInterrupt):
-        run_evaluation(evalset, run, config, encoder, InterruptingReader(), None, ledger, budget=400)
+        run_evaluation(evalset, run, Session(config, encoder=encoder, reader=InterruptingReader(), attention=None, ledger=ledger), budget=400)
     stopped_window = order.index("q3") // 2
     kept = order[: 2 * stopped_window]
     assert kept and ledger.done_keys("batched") == {(q, s) for q in kept for s in ("rag", "lc")}
 
     steps, reader = [], FakeReader()
-    answered = run_evaluation(evalset, run, config, encoder, reader, None, ledger, budget=400, progress=steps.append)
+    answered = run_evaluation(evalset, run, Session(config, encoder=encoder, reader=reader, attention=None, ledger=ledger), budget=400, progress=steps.append)
     assert answered == 2 * (len(order) - len(kept))
     rest = len(order) - len(kept)
     windows = [min(2, rest - start) for start in range(0, rest, 2)]
@@ -565,5 +566,5 @@ def test_a_reader_bug_is_not_recorded_as_an_error_row(tmp_path, encoder):
     ledger = Ledger(tmp_path / "eval.duckdb")
     run = EvalRun("bug", "hotpotqa", ("rag",), tmp_path / "work")
     with pytest.raises(ValueError, match="a bug"):
-        run_evaluation(evalset, run, config_from_dict({}), encoder, BuggyReader(), None, ledger, budget=400)
+        run_evaluation(evalset, run, Session(config_from_dict({}), encoder=encoder, reader=BuggyReader(), attention=None, ledger=ledger), budget=400)
     assert ledger.count("bug") == 0

@@ -7,7 +7,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow  # a Prefect server
 def test_ingest_flow_builds_then_skips_unchanged(prefect_harness, topic_corpus, tmp_path):
     from lcrag.flows.ingest import ingest_flow
 
@@ -26,6 +29,7 @@ def test_ingest_flow_builds_then_skips_unchanged(prefect_harness, topic_corpus, 
     assert second["embedded_units"] == 0 and second["generation"] == first["generation"]
 
 
+@pytest.mark.slow  # a Prefect server
 def test_ingest_flow_with_generations_publishes_a_live_generation(prefect_harness, topic_corpus, tmp_path):
     from lcrag.flows.ingest import ingest_flow
     from lcrag.pipeline.index.generations import live_name
@@ -49,6 +53,7 @@ def test_flow_tasks_retry_the_resumable_steps():
     assert not load_task.retries  # a bad file is reported, never retried
 
 
+@pytest.mark.slow  # a Prefect server
 def test_evaluate_flow_records_every_pair_and_resumes(prefect_harness, tmp_path):
     """The flow's wiring (data set -> runner -> ledger) with the fake reader backend;
     the real reader is exercised by tests/test_reader_integration.py."""
@@ -62,9 +67,13 @@ def test_evaluate_flow_records_every_pair_and_resumes(prefect_harness, tmp_path)
     kwargs = dict(dataset="hotpotqa", path=str(write_hotpot(tmp_path)), strategies="rag,lc", limit=2, run_id="flow-run",
                   config_file=str(config), ledger=str(ledger), work=str(tmp_path / "work"))
     first = evaluate_flow(**kwargs)
-    assert first == {"run_id": "flow-run", "questions": 2, "answered": 4}
+    assert first == {"run_id": "flow-run", "questions": 2, "answered": 4, "looks": []}
     assert Ledger(ledger).count("flow-run") == 4
     assert evaluate_flow(**kwargs)["answered"] == 0
+    # lcrag eval's sequential option reaches the flow: one look per round of one question
+    rounds = evaluate_flow(**{**kwargs, "run_id": "flow-rounds", "until_decided": True, "round_size": 1})
+    assert 1 <= len(rounds["looks"]) <= 2 and rounds["answered"] == 2 * len(rounds["looks"])
+    assert all(isinstance(line, str) and line for line in rounds["looks"])
 
     from lcrag.flows.report import report_flow
 

@@ -12,7 +12,7 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeRelationship, NodeWithScore, RelatedNodeInfo, TextNode
 
-from lcrag.pipeline.index.llamaindex import (
+from lcrag.app.llamaindex import (
     LcragRetriever,
     OrderPreservingPostprocessor,
     ReorderPostprocessor,

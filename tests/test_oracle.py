@@ -18,6 +18,7 @@ from lcrag.pipeline.strategies import ALL, CONTROL_NAMES, REGISTRY, Evidence, Qu
 from lcrag.pipeline.recording import RunLabels, answer_and_record
 from lcrag.pipeline.config import StrategyConfig
 from lcrag.pipeline.evaluation import DATASETS
+from lcrag.pipeline.session import Session
 from lcrag.pipeline.evaluation.diagnosis import (
     BIGGER_READER,
     CANNOT_TELL,
@@ -305,13 +306,13 @@ def test_questions_without_evidence_are_not_asked_and_a_rerun_does_not_wait_for_
     run = EvalRun("r", "hotpotqa", ("rag", "oracle"), tmp_path / "work")
     assert pending_pairs(evalset.items, run.strategies, set()) == 3 and not_asked(evalset.items, run.strategies) == {"oracle": 1}
     config = config_from_dict({"chunking": {"target_tokens": 16}})
-    assert run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400) == 3
+    assert run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400) == 3
     rows = ledger.rows("r")
     assert sorted((r.question_id, r.strategy) for r in rows) == [("h1", "oracle"), ("h1", "rag"), ("h2", "rag")]
     oracle = next(r for r in rows if r.strategy == "oracle")
     assert oracle.error is None and oracle.f1 is not None and oracle.used_ids == ("Ruritania@24", "Strelsau@0")
     assert pending_pairs(evalset.items, run.strategies, ledger.done_keys("r")) == 0
-    assert run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400) == 0
+    assert run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400) == 0
 
 
 def test_cli_eval_says_how_many_questions_the_oracle_was_not_asked(tmp_path):

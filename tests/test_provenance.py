@@ -15,6 +15,7 @@ from lcrag.pipeline.strategies import Question, Toolkit
 from lcrag.pipeline.recording import RunLabels, answer_and_record
 from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.evaluation import DATASETS, EvalRun, run_evaluation
+from lcrag.pipeline.session import Session
 from lcrag.pipeline.index.folder import read_manifest
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ledger import Ledger
@@ -109,7 +110,7 @@ def test_eval_over_an_existing_index_records_its_fingerprint(index, index_finger
     evalset = DATASETS["qa-jsonl"](path)
     ledger = Ledger(tmp_path / "ledger.duckdb")
     run = EvalRun("ev", "qa-jsonl", ("rag",), tmp_path / "work", existing_index=index)
-    assert run_evaluation(evalset, run, COMMAND, encoder, FakeReader(), None, ledger, budget=400) == 2
+    assert run_evaluation(evalset, run, Session(COMMAND, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400) == 2
     rows = ledger.rows("ev")
     assert len(rows) == 2 and {r.config_hash for r in rows} == {index_fingerprint}
 
@@ -120,8 +121,7 @@ def test_eval_indexes_it_builds_carry_their_own_fingerprint(encoder, tmp_path):
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     evalset = DATASETS["hotpotqa"](write_hotpot(tmp_path), limit=1)
     ledger = Ledger(tmp_path / "ledger.duckdb")
-    run_evaluation(evalset, EvalRun("built", "hotpotqa", ("rag",), tmp_path / "work"), config, encoder, FakeReader(),
-                   None, ledger, budget=400)
+    run_evaluation(evalset, EvalRun("built", "hotpotqa", ("rag",), tmp_path / "work"), Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400)
     manifests = [read_manifest(folder).fingerprint for folder in (tmp_path / "work" / "indexes").iterdir()]
     (row,) = ledger.rows("built")
     assert row.config_hash in manifests and row.index_id.startswith("hotpotqa:")

@@ -139,6 +139,8 @@ def test_server_env(cpus, threads, bind):
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == bind
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "3"
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
+    # a slow step on a loaded machine must not kill the engine at vLLM's 300 s default
+    assert int(env["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"]) > 300
 
 
 def test_server_env_defaults_to_this_machine():

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from lcrag.pipeline.session import Session
 from lcrag.pipeline.strategies.base import Question
 from lcrag.pipeline.routing.confidence import reply_confidence
 from lcrag.pipeline.routing.features import FEATURE_NAMES, PRE_READ_NAMES, question_form, retrieval_features
@@ -475,13 +476,13 @@ def test_eval_with_a_router_file_routes_auto_on_every_corpus(tmp_path, encoder):
     ledger = Ledger(tmp_path / "l.duckdb")
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     run = EvalRun("routed", "hotpotqa", ("auto",), tmp_path / "work", router=router)
-    run_evaluation(evalset, run, config, encoder, FakeReader(), None, ledger, budget=400)
+    run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400)
     rows = ledger.rows("routed")
     assert len(rows) == 2 and all(r.route.startswith("router:rag") for r in rows)
     assert len(ledger.feature_rows("routed")) == 2  # features are recorded for every evaluated question
     missing = EvalRun("none", "hotpotqa", ("auto",), tmp_path / "work", router=tmp_path / "absent.json")
     with pytest.raises(ValueError, match="no router file"):
-        run_evaluation(evalset, missing, config, encoder, FakeReader(), None, ledger, budget=400)
+        run_evaluation(evalset, missing, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400)
 
 
 class BlindReader:

@@ -35,47 +35,20 @@ def ask(
     Every strategy uses the same reader (the vLLM server: `lcrag reader start`)
     and writes one ledger row: query it with `duckdb LEDGER "select ..."` (`lcrag info` prints where the ledger is).
     """
-    from dataclasses import replace
-
-    from lcrag.core.errors import ConfigError
-    from lcrag.core.paths import default_ledger, state_home
-    from lcrag.pipeline.strategies import (
-        Question,
-        Toolkit,
-        resolve_names,
-    )
-    from lcrag.pipeline.recording import (
-        RunLabels,
-        answer_and_record,
-        context_budget,
-        new_run_id,
-    )
-    from lcrag.pipeline.routing.router import load_router, router_path
-    from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.index.search import IndexReader
-    from lcrag.retrievers.encoders.encoder import make_encoder
-    from lcrag.pipeline.ledger import Ledger
-    from lcrag.readers import connect_reader, make_attention
+    from lcrag.pipeline.recording import RunLabels, answer_and_record, new_run_id
+    from lcrag.pipeline.session import Session
+    from lcrag.pipeline.strategies import Question, resolve_names
 
     try:
         names = resolve_names(strategy)
-        config = load_config(config_file)
-        window_budget = context_budget(config.reader, replace(config.strategies, budget_tokens=0))
-        if budget is not None and budget > window_budget:
-            raise ConfigError(
-                f"--budget {budget} is over what the reader's window leaves ({window_budget} tokens of "
-                f"reader.max_model_len {config.reader.max_model_len}); lower it or raise reader.max_model_len"
-            )
-        reader = connect_reader(config.reader, state_home())
-        ledger = Ledger(ledger_file or default_ledger())
-        with IndexReader(index, make_encoder) as corpus:
-            tools = Toolkit(
-                corpus, reader, config.strategies, budget or context_budget(config.reader, config.strategies),
-                make_attention(config.reader, state_home()), router=load_router(router_path(index)),
-            )
-            labels = RunLabels.for_corpus(corpus, run_id or new_run_id(), reader.model)  # the index's fingerprint
-            with console.status(f"answering with {', '.join(names)} ..."):
-                results = answer_and_record([Question("cli", question)], names, tools, ledger, labels)
+        with Session.from_file(config_file, ledger_path=ledger_file) as session:
+            context_tokens, model = session.budget(budget), session.reader.model  # refused before the index loads
+            with session.open_index(index) as corpus:
+                tools = session.toolkit(corpus, budget=context_tokens, router=session.router_for(index))
+                labels = RunLabels.for_corpus(corpus, run_id or new_run_id(), model)  # the index's fingerprint
+                with console.status(f"answering with {', '.join(names)} ..."):
+                    results = answer_and_record([Question("cli", question)], names, tools, session.ledger, labels)
+            ledger_path = session.ledger.path
     except LcragError as err:
         fail(str(err))
 
@@ -93,7 +66,7 @@ def ask(
             snippet = " ".join(p.text.split())[:100]
             table.add_row(f"[{number}]", f"{p.doc_id} {p.start}-{p.end}: {snippet}")
         out.print(table)
-    out.print(f"ledger run {labels.run_id}: {len(outcomes)} row(s) in {ledger.path}", highlight=False)
+    out.print(f"ledger run {labels.run_id}: {len(outcomes)} row(s) in {ledger_path}", highlight=False)
 
 
 def outcome_dict(name: str, outcome) -> dict:

@@ -45,36 +45,31 @@ def serve(
 
     OpenAPI schema at /openapi.json, interactive docs at /docs.
     """
-    from lcrag.core.paths import anchored, default_ledger, state_home
-    from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.index.live import LiveIndex
-    from lcrag.retrievers.encoders.encoder import make_encoder
-    from lcrag.pipeline.ledger import Ledger
     from lcrag.app.service import create_app
     from lcrag.app.service.auth import resolve_api_key
     from lcrag.app.service.server import uvicorn_config
-    from lcrag.readers import make_attention, make_reader
+    from lcrag.pipeline.index.live import LiveIndex
+    from lcrag.pipeline.session import Session
 
     if not 1 <= port <= 65535:
         fail(f"--port must be a TCP port (1-65535), got {port}")
     if log_level not in LOG_LEVELS:
         fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     try:
-        config = load_config(config_file)
+        session = Session.from_file(config_file, ledger_path=ledger_file, wait_for_reader=False)
+        config = session.config
         service = replace(config.service, api_key=resolve_api_key(config.service, os.environ))
-        ledger = Ledger(ledger_file or default_ledger())
+        ledger = session.ledger
         ledger.migrate()  # a wrong or locked ledger file is reported now, not on the first question
-        reader = make_reader(config.reader, state_home())
+        reader = session.reader
         if not reader.healthy():
             console.print(
                 f"[yellow]warning:[/] no reader answers at {config.reader.url} yet; questions get 503 until it does "
                 "(`lcrag reader start`)", highlight=False,
             )
-        attention = None
-        if config.reader.backend == "vllm" and (anchored(config.reader.model_dir, state_home()) / "config.json").is_file():
-            attention = make_attention(config.reader, state_home())
+        attention = session.optional_attention()
         with console.status(f"opening {index} and loading the encoder ..."):
-            live = LiveIndex(index, make_encoder)
+            live = LiveIndex(index, session.encoder_for)
             with live.acquire() as generation:  # load the encoder before the first question
                 generation.corpus.search("warm up", k=1)
     except LcragError as err:
@@ -99,8 +94,7 @@ def serve(
     finally:
         signal.signal(signal.SIGTERM, previous)
         live.close()
-        if hasattr(reader, "close"):
-            reader.close()
+        session.close()
     console.print("stopped", highlight=False)
 
 

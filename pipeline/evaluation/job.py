@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from lcrag.core.paths import default_ledger, state_home
 from lcrag.pipeline.strategies import CONTROL_NAMES, resolve_names
-from lcrag.pipeline.recording import context_budget, new_run_id
+from lcrag.pipeline.recording import new_run_id
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalSet, reply_tokens_needed
@@ -37,9 +37,8 @@ from lcrag.pipeline.evaluation.sequential import (
     round_order,
 )
 from lcrag.pipeline.statistics.verdict import VerdictSettings
-from lcrag.retrievers.encoders.encoder import make_encoder
+from lcrag.pipeline.session import Session
 from lcrag.pipeline.ledger import Ledger
-from lcrag.readers import connect_reader, make_attention
 
 RETRIEVAL_DATASET = "beir"
 NEEDLE_DATASETS = ("niah", "niah-agg")  # take --niah-lengths / --niah-questions
@@ -187,9 +186,9 @@ def evaluate(
     if request.until_decided and len(candidates := compared_strategies(names)) < 2:
         raise EvalDataError("--until-decided stops once the verdict between strategies is settled: name at least two "
                             f"strategies to compare (got {', '.join(candidates) or 'none'}; closed-book is a control)")
-    reader = connect_reader(config.reader, state_home())
     rounds: tuple = ()
-    try:
+    with Session(config, ledger=ledger) as session:
+        session.reader  # noqa: B018 -- a reader that answers now, or the error naming `lcrag reader start`
         run = EvalRun(run_id, evalset.name, names, work, request.index, router=request.router)
         done = ledger.done_keys(run.run_id)
         total = pending_pairs(evalset.items, names, done)
@@ -197,19 +196,17 @@ def evaluate(
         unasked = not_asked(evalset.items, names)
         for name, count in unasked.items():
             announce(f"{name}: {count} of {len(evalset.items)} questions carry no gold evidence and are not asked")
-        encoder, attention = make_encoder(config.encoder).warm_up(), make_attention(config.reader, state_home())
-        budget, bar = context_budget(config.reader, config.strategies), progress("questions x strategies", total)
+        session.encoder  # noqa: B018 -- loaded before the progress bar starts
+        budget, bar = session.budget(), progress("questions x strategies", total)
 
         def answer(subset: EvalSet) -> int:
-            return run_evaluation(subset, run, config, encoder, reader, attention, ledger, budget, bar)
+            return run_evaluation(subset, run, session, budget, bar)
 
         if request.until_decided:
             answered, rounds = answer_until_decided(evalset, run_id, names, ledger, answer, round_size=request.round_size,
                                                     seed=request.seed, announce=announce)
         else:
             answered = answer(evalset)
-    finally:
-        reader.close()
     ledger.compact()  # rows that waited in segments (the file was held) join the file for plain SQL
     return EvalOutcome(run_id, ledger.path, "answers", len(evalset.items), answered, answer_summary(ledger, run_id),
                        rounds, tuple(unasked.items()))
@@ -269,22 +266,19 @@ def synthesize(request: EvalRequest, config: Config, run_id: str, work: Path, pr
     """The run's synthetic question file (``work/synth/RUN.jsonl``): written once, reused
     when the run resumes (so a user's edits to it stand)."""
     from lcrag.pipeline.evaluation.synth import MAX_ATTEMPTS_PER_QUESTION, generate, sample_passages, to_qa_jsonl
-    from lcrag.pipeline.index.search import IndexReader
 
     path = work / "synth" / f"{run_id}.jsonl"
     if path.is_file():
         announce(f"reusing the synthetic questions in {path}")
         return path
     wanted = int(request.path.name)
-    reader = connect_reader(config.reader, state_home())
-    try:
-        with IndexReader(request.index, make_encoder) as corpus:
+    with Session(config) as session:
+        session.reader  # noqa: B018 -- a reader that answers now, before the index loads
+        with session.open_index(request.index) as corpus:
             chunks = list(corpus.catalog.iter_chunks())
             documents = corpus.documents(corpus.doc_ids())
             passages = sample_passages(chunks, documents, wanted * MAX_ATTEMPTS_PER_QUESTION, request.seed)
-        result = generate(passages, reader, wanted, progress("passages -> questions", len(passages)))
-    finally:
-        reader.close()
+        result = generate(passages, session.reader, wanted, progress("passages -> questions", len(passages)))
     if not result.kept:
         raise EvalDataError(f"the reader wrote no question that survived the round trip ({result.attempted} passages "
                             f"tried, {result.unparsed} replies without a question and an answer); try a larger reader")
@@ -303,7 +297,7 @@ def _judge_retrieval(request: EvalRequest, config: Config, ledger: Ledger, run_i
     methods = resolve_methods(request.strategies)
     rset = beir(request.path, request.limit, request.seed)
     announce(f"run {run_id}: {len(rset.queries)} judged queries x {len(methods)} methods over {len(rset.documents)} documents")
-    judged = run_retrieval(rset, run_id, methods, work, config, make_encoder(config.encoder).warm_up(), ledger,
+    judged = run_retrieval(rset, run_id, methods, work, config, Session(config, ledger=ledger).encoder, ledger,
                            k=request.k, progress=progress("queries x methods", len(rset.queries) * len(methods)))
     return EvalOutcome(run_id, ledger.path, "retrieval", len(rset.queries), judged, retrieval_summary(ledger, run_id))
 

@@ -36,12 +36,11 @@ from lcrag.pipeline.strategies import Question, Toolkit, asks
 from lcrag.pipeline.routing.features import pre_read_features
 from lcrag.pipeline.recording import ReaderFailures, RunLabels, answer_and_record
 from lcrag.pipeline.routing.router import load_router, router_path
-from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet, changed_questions
-from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import LoadResult
-from lcrag.pipeline.ledger import FeatureRow, Ledger
+from lcrag.pipeline.ledger import FeatureRow
+from lcrag.pipeline.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +100,15 @@ def feature_rows(questions: Sequence[Question], tools: Toolkit, labels: RunLabel
 def run_evaluation(
     evalset: EvalSet,
     run: EvalRun,
-    config: Config,
-    encoder,
-    reader,
-    attention,
-    ledger: Ledger,
+    session: Session,
     budget: int,
     progress: Progress | None = None,
 ) -> int:
-    """Answer every pending (question, strategy) pair; returns how many were answered
-    (pairs the reader failed on are recorded as errors and not counted). Raises
-    ``ReaderError`` when the reader fails ``run.max_consecutive_failures`` times in a row."""
+    """Answer every pending (question, strategy) pair with the session's reader, encoder
+    and ledger; returns how many were answered (pairs the reader failed on are recorded
+    as errors and not counted). Raises ``ReaderError`` when the reader fails
+    ``run.max_consecutive_failures`` times in a row."""
+    config, encoder, reader, ledger = session.config, session.encoder, session.reader, session.ledger
     done = ledger.done_keys(run.run_id)
     changed = changed_questions(ledger.asked_questions(run.run_id), evalset.items)
     if changed:
@@ -150,9 +147,8 @@ def run_evaluation(
                 ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, config, encoder, "eval")
         router = fixed_router if run.router else (
             load_router(router_path(run.existing_index)) if key == "existing" and run.existing_index else None)
-        with IndexReader(index, lambda _: encoder) as corpus:
-            tools = Toolkit(corpus, reader, config.strategies, budget, attention, may_abstain=evalset.may_abstain,
-                            router=router)
+        with session.open_index(index) as corpus:
+            tools = session.toolkit(corpus, budget=budget, may_abstain=evalset.may_abstain, router=router)
             labels = RunLabels.for_corpus(corpus, run.run_id, reader.model, evalset.name, index_id=f"{evalset.name}:{key}")
             ledger.record_features(feature_rows([i.question for i in unfeatured], tools, labels))
             for start in range(0, len(items), run.batch_size):

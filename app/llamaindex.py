@@ -9,6 +9,9 @@ late-chunk vectors without leaving LlamaIndex.
 - ``OrderPreservingPostprocessor``: OP-RAG, nodes in corpus order (document, then offset).
 - ``lcrag_query_engine``: a ``RetrieverQueryEngine`` over the retriever, the LLM passed
   in explicitly; nothing here reads or sets LlamaIndex's global ``Settings.llm``.
+- ``open_retriever``: a retriever over an index opened by a ``Session`` (the composition
+  root), so the encoder is the one the index was built with:
+  ``with Session.from_file(cfg) as s, open_retriever(s, folder) as retriever: ...``
 
 The orderings are lcrag's own pure functions (``lcrag.pipeline.strategies.ordering``); the
 postprocessors only adapt nodes to them. This module is a leaf: nothing in lcrag
@@ -18,7 +21,9 @@ imports it, so LlamaIndex stays out of every other code path.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -29,6 +34,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
 
 from lcrag.core.types import LEVELS, Hit, Level
+from lcrag.pipeline.session import Session
 from lcrag.pipeline.strategies.ordering import document_order, reorder_ends
 from lcrag.pipeline.index.search import MODE_CHOICES, IndexReader, SearchError
 
@@ -178,3 +184,11 @@ def lcrag_query_engine(
     postprocessors = ordering_postprocessors(ordering)
     retriever = LcragRetriever(reader, k=k, level=level, mode=mode)
     return RetrieverQueryEngine.from_args(retriever, llm=llm, node_postprocessors=postprocessors, **engine_args)
+
+
+@contextmanager
+def open_retriever(session: Session, index: Path, **options: Any) -> Iterator[LcragRetriever]:
+    """An ``LcragRetriever`` over ``index`` opened through the session; the index is
+    closed on exit. ``options`` are the retriever's (k, level, mode)."""
+    with session.open_index(index) as reader:
+        yield LcragRetriever(reader, **options)
