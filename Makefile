@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # an installed lcrag without LCRAG_HOME uses ~/.local/share/lcrag (lcrag info prints it).
 export LCRAG_HOME ?= $(CURDIR)/.state
 
-.PHONY: setup reader-setup test-tools demo test bench prefect-server
+.PHONY: setup reader-setup test-tools demo test bench prefect-server docs
 
 setup: .venv/.lcrag-installed
 
@@ -34,6 +34,12 @@ test-tools:
 # LCRAG_REQUIRE_*=1: the real-reader and browser tests fail, never skip, when set-up is missing.
 test: setup reader-setup encoder-setup test-tools
 	LCRAG_REQUIRE_READER=1 LCRAG_REQUIRE_CHROMIUM=1 LCRAG_REQUIRE_ENCODER=1 .venv/bin/python -m pytest -q
+
+# The documentation site (docs/, mkdocs.yml); --strict fails on any warning (a page missing
+# from the nav, a broken link or anchor). Output stays in the state folder, out of git.
+docs: setup
+	.venv/bin/python -m pip install --quiet -e ".[docs]"
+	.venv/bin/python -m mkdocs build --strict --site-dir .state/site
 
 bench: setup
 	.venv/bin/python -m pip install --quiet -e ".[bench]"
