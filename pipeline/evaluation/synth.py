@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from lcrag.core.files import write_text_atomic
 from lcrag.core.types import Chunk, Document
 from lcrag.pipeline.scoring.metrics import answer_recall, token_f1
 from lcrag.pipeline.evaluation.items import SYNTHETIC
@@ -159,7 +160,4 @@ def to_qa_jsonl(result: SynthResult, path: Path) -> Path:
         "evidence": {"doc_id": q.passage.doc_id, "chunk_id": q.passage.passage_id, "start": q.passage.start,
                      "end": q.passage.end, "text": q.passage.text, "title": q.passage.title},
     }, ensure_ascii=False) for q in result.kept]
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    partial.replace(path)
-    return path
+    return write_text_atomic(path, "".join(line + "\n" for line in lines))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lcrag.core.errors import LcragError
+from lcrag.core.files import write_json_atomic
 from lcrag.pipeline.config import Config, config_from_dict
 from lcrag.retrievers.bm25.publish import remove_unreferenced
 from lcrag.retrievers.bm25.state import SHARED_STORE
@@ -177,12 +178,7 @@ def open_vectors(root: Path, store: StoreConfig) -> ChunkVectorStore:
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
     """Atomic: a reader sees the old manifest or the new one, never a torn file."""
-    path = IndexPaths(root).manifest
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(manifest), indent=2), encoding="utf-8")
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(IndexPaths(root).manifest, dataclasses.asdict(manifest), newline=False, indent=2)
 
 
 class WriterLock:

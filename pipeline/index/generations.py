@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import shutil
 import time
 import uuid
 from pathlib import Path
 
+from lcrag.core.files import replace_dir_atomic, write_text_atomic
 from lcrag.pipeline.index.copying import copy_index_file
 from lcrag.pipeline.index.folder import (
     IN_PROGRESS,
@@ -143,22 +143,8 @@ def start_generation(root: Path) -> Path:
         ignore=shutil.ignore_patterns(LOCK, ".lock", RETIRED, IN_PROGRESS),
         copy_function=copy_index_file,  # holes stay holes, immutable BM25 segments are linked
     )
-    os.replace(staging, target)
+    replace_dir_atomic(staging, target)
     return target
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def publish_generation(root: Path, folder: Path) -> str:
@@ -169,7 +155,7 @@ def publish_generation(root: Path, folder: Path) -> str:
         raise IndexStateError(f"{folder} is not a generation of {root}")
     require_finished(folder)
     previous = live_name(root)
-    _write_atomically(root / LIVE, folder.name + "\n")
+    write_text_atomic(root / LIVE, folder.name + "\n")
     if previous and previous != folder.name and generation_path(root, previous).is_dir():
         (generation_path(root, previous) / RETIRED).write_text(f"{time.time()}\n", encoding="utf-8")
     return folder.name

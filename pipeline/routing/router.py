@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lcrag.core.errors import LcragError
+from lcrag.core.files import write_text_atomic
 from lcrag.pipeline.routing.features import FEATURE_NAMES, FEATURES_VERSION
 
 log = logging.getLogger(__name__)
@@ -176,10 +177,7 @@ def save_router(router: FittedRouter, path: Path) -> Path:
     """Write atomically (a crash never leaves half a router)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(router.to_json() + "\n", encoding="utf-8")
-    partial.replace(path)
-    return path
+    return write_text_atomic(path, router.to_json() + "\n")
 
 
 def load_router(path: Path) -> FittedRouter | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lcrag.core.files import replace_dir_atomic
 from lcrag.retrievers.bm25.errors import BM25FormatError, rebuild_hint
 
 STAGING = ".partial"  # suffix of a folder being written
@@ -62,9 +63,4 @@ def move_into_place(staging: Path, final: Path) -> None:
     """Rename a finished staging folder to FINAL, replacing an unreferenced leftover of that name."""
     if final.exists():
         shutil.rmtree(final)
-    os.replace(staging, final)
-    directory = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    replace_dir_atomic(staging, final)

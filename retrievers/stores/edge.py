@@ -11,7 +11,6 @@ points are searched by an exact scan, as are segments below the indexing thresho
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lcrag.core.files import replace_dir_atomic
 from lcrag.core.types import Chunk
 from lcrag.retrievers.base import ScoredChunk
 from lcrag.retrievers.config import StoreConfig
@@ -106,7 +106,7 @@ class EdgeChunkStore:
             shard.update(UpdateOperation.create_field_index("unit_id", PayloadSchemaType.Keyword))
         finally:
             shard.close()
-        os.replace(staging, self.path)
+        replace_dir_atomic(staging, self.path)
         self._shard = self._load()
 
     def flush(self) -> None:
