@@ -397,6 +397,7 @@ def chromium(args: list[str], profile: Path, deadline: float) -> subprocess.Comp
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 def test_chromium_renders_report(tmp_path):
     if not CHROMIUM.exists():
         if os.environ.get("LCRAG_REQUIRE_CHROMIUM") == "1":

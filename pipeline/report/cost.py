@@ -42,7 +42,7 @@ is at most rag's; None when it never is, when lc or rag is missing, or when no
 document had a second lc question to measure the warm cost on.
 
 Pure: frozen records from ledger rows, and their text, Markdown, HTML and JSON
-forms (escaping and tables from ``markup``, as for every section).
+forms (laid out by ``templates/cost.*.j2``, escaped by ``markup``, as every section).
 """
 
 from __future__ import annotations
@@ -54,9 +54,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from lcrag.pipeline.ledger import LedgerRow
-from lcrag.pipeline.report.markup import html_text as _e
-from lcrag.pipeline.report.markup import md_table as _md_table
-from lcrag.pipeline.report.markup import md_text as _md
+from lcrag.pipeline.report.markup import md_lines, render
 
 LC = "lc"
 RAG = "rag"
@@ -417,31 +415,23 @@ def cost_cells(s: StrategyCost, q: float) -> tuple[str, ...]:
             f"{s.reading_s:.2f}", f"{s.calls:.2f}", "–" if projected is None else _n(projected))
 
 
+def cost_view(sections: Sequence[CostSection], axis: str) -> dict:
+    """What both Cost templates show, as plain text: the two notes, then per data set its
+    heading, the Q line, the table (with the projection's column) and the break-even."""
+    return {"axis_note": axis_note(axis), "model_note": MODEL_NOTE, "sections": [
+        {"dataset": section.dataset, "line": section_line(section), "headers": (*HEADERS, projection_header(section)),
+         "rows": [cost_cells(s, section.q) for s in section.strategies], "break_even": section.break_even.sentence}
+        for section in sections]}
+
+
 def cost_markdown(sections: Sequence[CostSection], axis: str) -> list[str]:
     """The Cost section as Markdown lines (a ``## Cost`` heading first)."""
-    out = ["## Cost", "", _md(axis_note(axis)), "", _md(MODEL_NOTE)]
-    for section in sections:
-        headers = (*HEADERS, projection_header(section))
-        out += ["", f"### {_md(section.dataset)}", "", _md(section_line(section)), ""]
-        out += _md_table(headers, [cost_cells(s, section.q) for s in section.strategies])
-        out += ["", _md(section.break_even.sentence)]
-    return out
+    return md_lines(render("cost.md.j2", cost=cost_view(sections, axis)))
 
 
 def cost_html(sections: Sequence[CostSection], axis: str) -> str:
     """The same as ``cost_markdown``: a ``<section id="cost">``, every text escaped."""
-    parts = ['<section id="cost"><h2>Cost</h2>', f'<p class="note">{_e(axis_note(axis))}</p>',
-             f'<p class="note">{_e(MODEL_NOTE)}</p>']
-    for section in sections:
-        headers = (*HEADERS, projection_header(section))
-        head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cost_cells(s, section.q)) + "</tr>"
-                       for s in section.strategies)
-        parts.append(f"<h3>{_e(section.dataset)}</h3><p class=\"note\">{_e(section_line(section))}</p>"
-                     f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-                     f"<p>{_e(section.break_even.sentence)}</p>")
-    parts.append("</section>")
-    return "".join(parts)
+    return render("cost.html.j2", cost=cost_view(sections, axis))
 
 
 def cost_json(section: CostSection | None, axis: str = "tokens") -> dict:

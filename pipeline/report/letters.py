@@ -2,14 +2,15 @@
 
 Formatting only: every number and every decision (which strategies are above
 chance, the best one, the letters nobody got right) comes from
-``lcrag.pipeline.statistics.letter_bias``. The table style follows ``render``
-(``table-wrap``, ``tr.best``, ``ul.findings``, ``p.note``); escaping and tables come
-from ``markup``, as for every section."""
+``lcrag.pipeline.statistics.letter_bias``. The layout is in ``templates/letters.html.j2``
+and ``letters.md.j2`` (the table style follows the report's: ``table-wrap``, ``tr.best``,
+``ul.findings``, ``p.note``); escaping comes from ``markup``, as for every section."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from lcrag.pipeline.report.markup import md_lines, render
 from lcrag.pipeline.statistics.letter_bias import (
     ALPHA,
     CONTROL,
@@ -17,9 +18,6 @@ from lcrag.pipeline.statistics.letter_bias import (
     LetterProfile,
     letter_findings,
 )
-from lcrag.pipeline.report.markup import html_text as _e
-from lcrag.pipeline.report.markup import md_table as _md_table
-from lcrag.pipeline.report.markup import md_text as _md
 
 HEADERS = (
     "Strategy",
@@ -102,43 +100,33 @@ def sentences(findings: LetterFindings, profiles: Mapping[str, LetterProfile]) -
     return out
 
 
-# ------------------------------------------------------------------- Markdown
+# ------------------------------------------------------------------- templates
+
+
+def letter_view(
+    dataset: str, profiles: Mapping[str, LetterProfile], control: str = CONTROL, alpha: float = ALPHA
+) -> dict:
+    """What both templates show for one data set, as plain text: the heading and, when it
+    has answers (else ``rows`` is None), the note, the table, which rows are the best
+    strategies (bold in HTML) and the findings."""
+    view: dict = {"dataset": dataset, "heading": heading(dataset), "rows": None}
+    if profiles:
+        findings = letter_findings(profiles, control, alpha)
+        view.update(note=NOTE, headers=HEADERS, rows=[cells(p) for p in profiles.values()],
+                    best={i for i, p in enumerate(profiles.values()) if p.strategy in findings.best},
+                    sentences=sentences(findings, profiles))
+    return view
 
 
 def letter_markdown(
     dataset: str, profiles: Mapping[str, LetterProfile], control: str = CONTROL, alpha: float = ALPHA
 ) -> list[str]:
     """A heading line, the letter table and one bullet per finding."""
-    out = [f"### {_md(heading(dataset))}", ""]
-    if not profiles:
-        return out + ["No multiple-choice answers."]
-    findings = letter_findings(profiles, control, alpha)
-    out += [NOTE, ""]
-    out += _md_table(HEADERS, [cells(p) for p in profiles.values()])
-    out += [""] + [f"- {_md(line)}" for line in sentences(findings, profiles)]
-    return out
-
-
-# ----------------------------------------------------------------------- HTML
+    return md_lines(render("letters.md.j2", section=letter_view(dataset, profiles, control, alpha)))
 
 
 def letter_html(
     dataset: str, profiles: Mapping[str, LetterProfile], control: str = CONTROL, alpha: float = ALPHA
 ) -> str:
     """The same as ``letter_markdown``: a ``<section>`` fragment, every text escaped."""
-    parts = [f'<section id="letters-{_e(dataset)}" class="letters"><h3>{_e(heading(dataset))}</h3>']
-    if not profiles:
-        parts.append('<p class="note">No multiple-choice answers.</p></section>')
-        return "".join(parts)
-    findings = letter_findings(profiles, control, alpha)
-    parts.append(f'<p class="note">{_e(NOTE)}</p>')
-    head = "".join(f"<th>{_e(h)}</th>" for h in HEADERS)
-    body = []
-    for p in profiles.values():
-        attr = ' class="best"' if p.strategy in findings.best else ""
-        body.append(f"<tr{attr}>" + "".join(f"<td>{_e(c)}</td>" for c in cells(p)) + "</tr>")
-    parts.append(f'<div class="table-wrap"><table class="text"><thead><tr>{head}</tr></thead>'
-                 f'<tbody>{"".join(body)}</tbody></table></div>')
-    parts.append('<ul class="findings">' + "".join(f"<li>{_e(s)}</li>" for s in sentences(findings, profiles)) + "</ul>")
-    parts.append("</section>")
-    return "".join(parts)
+    return render("letters.html.j2", section=letter_view(dataset, profiles, control, alpha))

@@ -1,38 +1,64 @@
-"""Text and tables for the report's sections (render, letters, cost, svg): escaping for
-HTML and Markdown in one place, so every section escapes alike."""
+"""The report's text machinery in one place, so every section (render, letters, cost,
+svg) escapes alike: the one HTML escape, the one Markdown cell escape, and the Jinja
+environment that renders the templates in ``templates/`` (HTML ones autoescaped)."""
 
 from __future__ import annotations
 
-from html import escape
-from typing import Iterable, Sequence
+import html
+from functools import lru_cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_eval_context, select_autoescape
+from markupsafe import Markup
 
 
-def html_text(text: object) -> str:
-    """Text safe inside HTML elements and attribute values."""
-    return escape(str(text), quote=True)
+def escape(text: object) -> Markup:
+    """The report's one HTML escape, for element text and attribute values alike. It
+    writes the standard library's entities (``&quot;``, ``&#x27;``), which earlier reports
+    and the tests pin and markupsafe spells differently (``&#34;``, ``&#39;``); markup
+    (``__html__``) passes as is, so nothing is escaped twice."""
+    if hasattr(text, "__html__"):
+        return Markup(text.__html__())
+    return Markup(html.escape(str(text), quote=True))
 
 
-def md_text(text: object) -> str:
-    """Table-safe Markdown text; a '<' outside code would start raw HTML."""
-    out = str(text).replace("|", "\\|").replace("\n", " ")
+def md_cell(text: object, code: bool = False) -> str:
+    """Markdown text that stays in its table cell (``code``: set in backticks): a '|' would
+    end the cell and a newline the row; a '<' outside code would start raw HTML."""
+    out = (f"`{text}`" if code else str(text)).replace("|", "\\|").replace("\n", " ")
     return out if out.startswith("`") else out.replace("<", "\\<")
 
 
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """A Markdown table: the first column left-aligned, the others right-aligned."""
-    out = ["| " + " | ".join(md_text(h) for h in headers) + " |",
-           "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
-    out += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in rows]
-    return out
+def md_lines(text: str) -> list[str]:
+    """A rendered Markdown fragment as its lines (every line of it ends with a newline)."""
+    return text.removesuffix("\n").split("\n")
 
 
-def html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "", row_classes: Sequence[str] = ()) -> str:
-    """An HTML table; cells are trusted HTML (already escaped by the caller)."""
-    head = "".join(f"<th>{html_text(h)}</th>" for h in headers)
-    body = []
-    for i, row in enumerate(rows):
-        rc = row_classes[i] if i < len(row_classes) else ""
-        attr = f' class="{rc}"' if rc else ""
-        body.append(f"<tr{attr}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
-    cls_attr = f' class="{cls}"' if cls else ""
-    return f'<div class="table-wrap"><table{cls_attr}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+@pass_eval_context
+def _finalize(eval_ctx, value: object) -> object:
+    """Every ``{{ value }}`` of an autoescaped template goes through ``escape`` (so the
+    entities are the report's own); Markdown templates print values as they are."""
+    return escape(value) if eval_ctx.autoescape else value
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The templates' environment, built on first use rather than at import. Autoescape
+    follows the template's name: ``*.html.j2`` escapes, ``*.md.j2`` does not (Markdown
+    escapes its cells with the ``md_cell`` filter), anything else escapes to be safe.
+    Undefined names fail loudly: a typo must not render as an empty cell."""
+    env = Environment(
+        loader=PackageLoader("lcrag.pipeline.report", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), disabled_extensions=("md.j2",), default=True),
+        finalize=_finalize,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md_cell"] = md_cell
+    return env
+
+
+def render(template: str, **context: object) -> str:
+    """One template of ``templates/`` rendered with ``context``."""
+    return environment().get_template(template).render(**context)

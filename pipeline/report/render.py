@@ -1,22 +1,25 @@
 """Render a ``Report`` as one self-contained HTML file (inline CSS and SVG, no
 scripts, no external references, so it opens offline and can be mailed or
-archived as is) and as Markdown with the same tables for diffs and PRs."""
+archived as is) and as Markdown with the same tables for diffs and PRs.
+
+This module turns the report into plain text (cells, sentences, notes); the layout is
+in ``templates/report.html.j2`` and ``report.md.j2``, where Jinja escapes the HTML
+(``markup``) and the ``md_cell`` filter the Markdown."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from lcrag.pipeline.report.letters import letter_html, letter_markdown
-from lcrag.pipeline.report.markup import html_table as _html_table
-from lcrag.pipeline.report.markup import html_text as _e
-from lcrag.pipeline.report.markup import md_table as _md_table
-from lcrag.pipeline.report.markup import md_text as _md
+from markupsafe import Markup
+
 from lcrag.pipeline.report import svg
+from lcrag.pipeline.report.cost import cost_json, cost_view
+from lcrag.pipeline.report.letters import letter_view
+from lcrag.pipeline.report.markup import render
 from lcrag.pipeline.report.model import CLOSED_BOOK_MISSES, Estimate, Report, StrategyStats
-from lcrag.pipeline.report.cost import cost_html, cost_json, cost_markdown
 
 HEADERS = (
     "Strategy",
@@ -41,40 +44,6 @@ CAPTIONS = {
     "heatmap": "Needle-in-a-haystack accuracy by needle depth (% into the context) and haystack length (tokens), "
     "all strategies pooled (ids ending in @dD@LN).",
 }
-
-CSS = """
-:root { --ink:#222; --muted:#666; --line:#ddd; --soft:#f6f7f9; --accent:#0072B2; }
-* { box-sizing: border-box; }
-body { margin:0; background:#fff; color:var(--ink);
-  font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 28px 32px 64px; }
-h1 { font-size: 28px; margin: 0 0 4px; }
-h2 { font-size: 21px; margin: 40px 0 12px; padding-bottom: 6px; border-bottom: 2px solid var(--line); }
-h3 { font-size: 17px; margin: 24px 0 8px; }
-.meta { color: var(--muted); margin: 0 0 12px; }
-nav { margin: 12px 0 0; font-size: 14px; }
-nav a { color: var(--accent); text-decoration: none; margin-right: 14px; }
-ul.findings { padding-left: 20px; margin: 8px 0 16px; }
-ul.findings li { margin: 3px 0; }
-.table-wrap { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 14px; font-variant-numeric: tabular-nums; }
-th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
-th { background: var(--soft); font-weight: 600; border-bottom: 2px solid #ccc; white-space: normal; vertical-align: bottom; }
-th:first-child, td:first-child { text-align: left; }
-tbody tr:nth-child(even) { background: #fbfbfc; }
-tr.best td:first-child { font-weight: 700; }
-.ci { color: var(--muted); font-size: 12px; margin-left: 4px; }
-table.text th, table.text td { text-align: left; white-space: normal; }
-table.kv td { text-align: left; white-space: normal; word-break: break-all; }
-table.kv th { text-align: left; }
-table.kv td:first-child { white-space: nowrap; word-break: normal; width: 30%; }
-code { font-family: ui-monospace, 'SFMono-Regular', Menlo, Consolas, monospace; font-size: 13px; }
-figure { margin: 16px 0 8px; padding: 12px; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
-figure svg { display: block; margin: 0 auto; }
-figcaption { color: var(--muted); font-size: 13px; margin-top: 8px; }
-figcaption b { color: var(--ink); }
-.note { color: var(--muted); font-size: 14px; }
-"""
 
 
 # ----------------------------------------------------------- cell formats
@@ -256,8 +225,9 @@ def _difference(diff) -> dict | None:
 # ---------------------------------------------------------------- figures
 
 
-def figures(report: Report) -> dict[str, str]:
-    """The SVG of every figure the report has data for, keyed by figure name."""
+def figures(report: Report) -> dict[str, Markup]:
+    """The SVG of every figure the report has data for, keyed by figure name; marked safe
+    for the HTML template because svg.py escaped every text in it (``markup.escape``)."""
     out: dict[str, str] = {}
     colours = {name: svg.colour(i) for i, name in enumerate(report.strategies)}
     metrics = [(name, attr) for name, attr in (("EM", "em"), ("F1", "f1"), ("Recall", "recall"))
@@ -289,36 +259,23 @@ def figures(report: Report) -> dict[str, str]:
             "needle depth (%)",
             "Needle in a haystack",
         )
-    return out
+    return {name: Markup(text) for name, text in out.items()}
 
 
 def _triple(est: Estimate | None) -> tuple[float, float, float] | None:
     return None if est is None else (est.mean, est.low, est.high)
 
 
-# ------------------------------------------------------------------- HTML
+# ------------------------------------------------------------- table rows
 
 
-def _html_estimate(est: Estimate | None) -> str:
-    if est is None:
-        return "–"
-    return f'{est.mean:.3f}<span class="ci">[{est.low:.3f}, {est.high:.3f}]</span>'
-
-
-
-def _stats_table(stats: Sequence[StrategyStats]) -> str:
+def stat_rows(stats: Sequence[StrategyStats]) -> list[dict[str, Any]]:
+    """A results table's rows for the templates: the plain cells (Markdown prints them as
+    they are), the quality estimates (HTML sets each interval in small type) and whether
+    the row has the best mean F1 (bold in HTML)."""
     best = best_f1(stats)
-    rows = []
-    for s in stats:
-        plain = stat_cells(s)
-        rows.append((_e(plain[0]), _e(plain[1]), _html_estimate(s.em), _html_estimate(s.f1), _html_estimate(s.recall),
-                     *(_e(c) for c in plain[5:])))
-    marks = ["best" if best is not None and s.strategy == best.strategy else "" for s in stats]
-    return _html_table(HEADERS, rows, row_classes=marks)
-
-
-def _figure(name: str, svg_text: str, number: int) -> str:
-    return f'<figure id="fig-{name}">{svg_text}<figcaption><b>Figure {number} ({_e(name)}).</b> {_e(CAPTIONS[name])}</figcaption></figure>'
+    return [{"cells": stat_cells(s), "estimates": (s.em, s.f1, s.recall),
+             "best": best is not None and s.strategy == best.strategy} for s in stats]
 
 
 PAIRED_HEADERS = ("Dataset", "Strategy", "F1 minus lc [95% CI]", "Pairs", "Wins / losses / ties", "Prompt tokens vs lc")
@@ -407,180 +364,70 @@ def routing_rows(section) -> list[tuple[str, ...]]:
     return [routing_cells(p, best) for p in section.policies]
 
 
+# -------------------------------------------------------------- templates
+
+
+FIGURE_TITLES = {"frontier": "Cost / quality frontier", "position": "Evidence position", "heatmap": "Needle in a haystack"}
+ROUTE_HEADERS = ("Strategy", "Routes (share of answers)", "Fall-back rate")
+
+
+def meta_line(report: Report) -> str:
+    """The line under the title: when, which runs, which readers, how many rows."""
+    return (f"Generated {report.generated_at} · runs: {', '.join(report.run_ids) or 'none'} · "
+            f"reader: {', '.join(report.readers) or 'none'} · {report.n_rows} ledger rows")
+
+
+def contents(report: Report, figs: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The HTML sections the report has, in order, with their link text: the nav lists
+    them and the body renders them from the same list, so the two cannot disagree."""
+    optional = (("cost", "Cost", report.cost), ("diagnosis", "Diagnosis", report.diagnosis),
+                ("routes", "Router choices", True), ("letters", "Multiple choice", report.letters),
+                ("routing", "Routing policies", report.routing), ("paired", "Against long context", report.paired),
+                ("retrieval", "Retrieval", report.retrieval), ("abstention", "Unanswerable questions", report.abstention),
+                ("config", "Configuration", True))
+    return ([("verdict", "Verdict"), ("summary", "Summary"), ("datasets", "Results by dataset")]
+            + [(name, title) for name, title in FIGURE_TITLES.items() if name in figs]
+            + [(key, label) for key, label, present in optional if present])
+
+
+def _routing_view(section) -> dict[str, Any]:
+    """One routing table: its caption, rows and the router's decision (None without one)."""
+    decision = None if section.decision is None else decision_line(section.decision, section.repeats)
+    return {"caption": routing_caption(section), "rows": routing_rows(section), "decision": decision}
+
+
+def report_view(report: Report) -> dict[str, Any]:
+    """Everything both templates show, as plain text the templates escape (only the
+    figures are markup), so HTML and Markdown say the same things."""
+    figs = figures(report)
+    return {
+        "title": report.title, "meta": meta_line(report), "toc": contents(report, figs),
+        "rule_note": rule_note(report), "verdicts": [verdict_text(line) for line in report.verdicts],
+        "findings": findings(report), "overall": stat_rows(report.overall),
+        "tables": [{"dataset": table.dataset, "rows": stat_rows(table.rows)} for table in report.tables],
+        "figures": {name: {"svg": text, "number": i + 1, "caption": CAPTIONS[name]} for i, (name, text) in enumerate(figs.items())},
+        "cost": cost_view(report.cost, report.settings.cost) if report.cost else None,
+        "diagnosis_note": DIAGNOSIS_NOTE, "diagnosis": [diagnosis_cells(d) for d in report.diagnosis],
+        "routes": _route_rows(report),
+        "letters": [letter_view(name, profiles) for name, profiles in report.letters],
+        "routing_note": ROUTING_NOTE, "routing": [_routing_view(section) for section in report.routing],
+        "paired": [paired_cells(r) for r in report.paired],
+        "retrieval": [retrieval_cells(r) for r in report.retrieval],
+        "abstention": [abstention_cells(r) for r in report.abstention],
+        "config": flatten(report.config), "hashes": sorted(report.data_hashes.items()),
+        "headers": {"stats": HEADERS, "diagnosis": DIAGNOSIS_HEADERS, "routes": ROUTE_HEADERS, "routing": ROUTING_HEADERS,
+                    "paired": PAIRED_HEADERS, "retrieval": RETRIEVAL_HEADERS, "abstention": ABSTENTION_HEADERS},
+    }
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
-    figs = figures(report)
-    numbers = {name: i + 1 for i, name in enumerate(figs)}
-    sections: list[str] = []
-    toc = [("summary", "Summary"), ("datasets", "Results by dataset")]
-
-    toc.insert(0, ("verdict", "Verdict"))
-    verdict = ['<section id="verdict"><h2>Verdict</h2>',
-               f'<p class="note">{_e(rule_note(report))}</p><ul class="findings">']
-    verdict += [f"<li>{_e(verdict_text(line))}</li>" for line in report.verdicts] or ["<li>No scored questions to decide on.</li>"]
-    verdict.append("</ul></section>")
-    sections.append("".join(verdict))
-
-    summary = ['<section id="summary"><h2>Summary</h2><ul class="findings">']
-    summary += [f"<li>{_e(line)}</li>" for line in findings(report)]
-    summary.append("</ul><h3>All datasets pooled (strategies every data set ran, on each one's common questions)</h3>")
-    summary.append(_stats_table(report.overall))
-    if "quality" in figs:
-        summary.append(_figure("quality", figs["quality"], numbers["quality"]))
-    summary.append("</section>")
-    sections.append("".join(summary))
-
-    per = ['<section id="datasets"><h2>Results by dataset</h2>'
-           '<p class="note">Quality cells: mean [95% bootstrap interval]; means skip unscored answers. '
-           "Latency is retrieval plus reading, per question. Errors: answers the reader failed on "
-           "(counted in n, unscored). Bold: best mean F1.</p>"]
-    for table in report.tables:
-        per.append(f'<h3 id="dataset-{_e(table.dataset)}">{_e(table.dataset)}</h3>')
-        per.append(_stats_table(table.rows))
-    per.append("</section>")
-    sections.append("".join(per))
-
-    titles = {"frontier": "Cost / quality frontier", "position": "Evidence position", "heatmap": "Needle in a haystack"}
-    for name in ("frontier", "position", "heatmap"):
-        if name in figs:
-            toc.append((name, titles[name]))
-            sections.append(f'<section id="{name}"><h2>{_e(titles[name])}</h2>{_figure(name, figs[name], numbers[name])}</section>')
-
-    if report.cost:
-        toc.append(("cost", "Cost"))
-        sections.append(cost_html(report.cost, report.settings.cost))
-    if report.diagnosis:
-        toc.append(("diagnosis", "Diagnosis"))
-        sections.append('<section id="diagnosis"><h2>Diagnosis: where quality is lost</h2>'
-                        f'<p class="note">{_e(DIAGNOSIS_NOTE)}</p>'
-                        + _html_table(DIAGNOSIS_HEADERS, [tuple(_e(c) for c in diagnosis_cells(d)) for d in report.diagnosis],
-                                      cls="text")
-                        + "</section>")
-    toc.append(("routes", "Router choices"))
-    sections.append(
-        '<section id="routes"><h2>Router choices</h2>'
-        '<p class="note">Which path produced each strategy\'s answers, and how often a routing strategy '
-        "(self-route) fell back to long context.</p>"
-        + _html_table(("Strategy", "Routes (share of answers)", "Fall-back rate"),
-                      [tuple(_e(c) for c in row) for row in _route_rows(report)], cls="text")
-        + "</section>"
-    )
-
-    if report.letters:
-        toc.append(("letters", "Multiple choice"))
-        sections.append('<section id="letters"><h2>Multiple choice: letter bias</h2>'
-                        + "".join(letter_html(name, profiles) for name, profiles in report.letters) + "</section>")
-
-    if report.routing:
-        toc.append(("routing", "Routing policies"))
-        parts = [f'<section id="routing"><h2>Routing policies</h2><p class="note">{_e(ROUTING_NOTE)}</p>']
-        for section in report.routing:
-            parts.append(f"<h3>{_e(routing_caption(section))}</h3>")
-            parts.append(_html_table(ROUTING_HEADERS, [tuple(_e(c) for c in row) for row in routing_rows(section)],
-                                     cls="text"))
-            if section.decision is not None:
-                parts.append(f'<p class="note">{_e(decision_line(section.decision, section.repeats))}</p>')
-        parts.append("</section>")
-        sections.append("".join(parts))
-
-    tables = (
-        ("paired", "Against long context", "Against long context",
-         "Each strategy minus <code>lc</code> on the same questions (paired bootstrap interval), "
-         "and the prompt tokens it spent relative to <code>lc</code> on those questions.",
-         PAIRED_HEADERS, paired_cells, report.paired),
-        ("retrieval", "Retrieval", "Retrieval (judged by relevance labels)",
-         "Retrieval-only data sets: each method's document ranking against the qrels, "
-         "trec_eval's nDCG@10, Recall@k and MRR, mean [95% bootstrap interval] over queries.",
-         RETRIEVAL_HEADERS, retrieval_cells, report.retrieval),
-        ("abstention", "Unanswerable questions", "Unanswerable questions",
-         'Where some questions have no answer, every strategy may reply "unanswerable". '
-         "Right call: declined exactly the unanswerable ones (mean [95% interval]); an unanswerable "
-         "question scores 1 on EM/F1 when declined, SQuAD 2.0's convention.",
-         ABSTENTION_HEADERS, abstention_cells, report.abstention),
-    )
-    for key, label, heading, note, headers, cells, rows in tables:
-        if rows:
-            toc.append((key, label))
-            sections.append(
-                f'<section id="{key}"><h2>{_e(heading)}</h2><p class="note">{note}</p>'
-                + _html_table(headers, [tuple(_e(c) for c in cells(r)) for r in rows], cls="text")
-                + "</section>"
-            )
-
-    toc.append(("config", "Configuration"))
-    config_rows = [(f"<code>{_e(k)}</code>", f"<code>{_e(v)}</code>") for k, v in flatten(report.config)]
-    hash_rows = [(f"<code>{_e(k)}</code>", f"<code>{_e(v)}</code>") for k, v in sorted(report.data_hashes.items())]
-    sections.append(
-        '<section id="config"><h2>Configuration and data</h2><h3>Configuration</h3>'
-        + (_html_table(("Key", "Value"), config_rows, cls="kv") if config_rows else '<p class="note">No configuration recorded.</p>')
-        + "<h3>Data hashes</h3>"
-        + (_html_table(("Data", "Hash"), hash_rows, cls="kv") if hash_rows else '<p class="note">No data hashes recorded.</p>')
-        + "</section>"
-    )
-
-    meta = (f"Generated {_e(report.generated_at)} · runs: {_e(', '.join(report.run_ids) or 'none')} · "
-            f"reader: {_e(', '.join(report.readers) or 'none')} · {report.n_rows} ledger rows")
-    nav = "".join(f'<a href="#{key}">{_e(label)}</a>' for key, label in toc)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(report.title)}</title><style>{CSS}</style></head>\n<body><main>"
-        f'<header><h1>{_e(report.title)}</h1><p class="meta">{meta}</p><nav>{nav}</nav></header>\n'
-        + "\n".join(sections)
-        + "\n</main></body></html>\n"
-    )
-
-
-# --------------------------------------------------------------- Markdown
+    return render("report.html.j2", **report_view(report))
 
 
 def render_markdown(report: Report) -> str:
     """The report's tables in Markdown; figures are named and live in report.html."""
-    out = [f"# {_md(report.title)}", "",
-           (f"Generated {report.generated_at} · runs: {', '.join(report.run_ids) or 'none'} · "
-            f"reader: {', '.join(report.readers) or 'none'} · {report.n_rows} ledger rows"), "",
-           "## Verdict", "",
-           _md(rule_note(report)), ""]
-    out += [f"- {_md(verdict_text(line))}" for line in report.verdicts] or ["- No scored questions to decide on."]
-    out += ["", "## Summary", ""]
-    out += [f"- {line}" for line in findings(report)]
-    out += ["", "### All datasets pooled", ""] + _md_table(HEADERS, [stat_cells(s) for s in report.overall])
-    out += ["", "## Results by dataset", "",
-            ("Quality cells: mean [95% bootstrap interval]; means skip unscored answers. Latency is retrieval plus reading. "
-             "Errors: answers the reader failed on (counted in n, unscored).")]
-    for table in report.tables:
-        out += ["", f"### {_md(table.dataset)}", ""] + _md_table(HEADERS, [stat_cells(s) for s in table.rows])
-    figs = figures(report)
-    out += ["", "## Figures", ""]
-    out += [f"- Figure {i + 1} (`{name}`, in report.html): {CAPTIONS[name]}" for i, name in enumerate(figs)] or ["No figures."]
-    if report.cost:
-        out += [""] + cost_markdown(report.cost, report.settings.cost)
-    if report.diagnosis:
-        out += ["", "## Diagnosis: where quality is lost", "", DIAGNOSIS_NOTE, ""]
-        out += _md_table(DIAGNOSIS_HEADERS, [diagnosis_cells(d) for d in report.diagnosis])
-    out += ["", "## Router choices", ""] + _md_table(("Strategy", "Routes (share of answers)", "Fall-back rate"), _route_rows(report))
-    if report.letters:
-        out += ["", "## Multiple choice: letter bias"]
-        for name, profiles in report.letters:
-            out += [""] + letter_markdown(name, profiles)
-    if report.routing:
-        out += ["", "## Routing policies", "", ROUTING_NOTE]
-        for section in report.routing:
-            out += ["", f"### {_md(routing_caption(section))}", ""]
-            out += _md_table(ROUTING_HEADERS, routing_rows(section))
-            if section.decision is not None:
-                out += ["", _md(decision_line(section.decision, section.repeats))]
-    if report.paired:
-        out += ["", "## Against long context (paired, F1)", ""] + _md_table(PAIRED_HEADERS, [paired_cells(r) for r in report.paired])
-    if report.retrieval:
-        out += ["", "## Retrieval (judged by relevance labels)", ""] + _md_table(RETRIEVAL_HEADERS, [retrieval_cells(r) for r in report.retrieval])
-    if report.abstention:
-        out += ["", "## Unanswerable questions", ""] + _md_table(ABSTENTION_HEADERS, [abstention_cells(r) for r in report.abstention])
-    out += ["", "## Configuration", ""]
-    out += _md_table(("Key", "Value"), [(f"`{k}`", f"`{v}`") for k, v in flatten(report.config)]) if report.config else ["None recorded."]
-    out += ["", "## Data hashes", ""]
-    out += _md_table(("Data", "Hash"), [(f"`{k}`", f"`{v}`") for k, v in sorted(report.data_hashes.items())]) if report.data_hashes else ["None recorded."]
-    return "\n".join(out) + "\n"
+    return render("report.md.j2", **report_view(report))
 
 
 def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:

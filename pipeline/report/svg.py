@@ -2,16 +2,18 @@
 
 Hand-written rather than a plotting library so the report stays one file that
 opens offline: no JavaScript, no web fonts, no external references, only
-generic font families. Every text is escaped; every figure is well-formed XML
-carrying ``data-figure`` so tests (and readers of the DOM) can find it.
+generic font families. Every text is escaped (``markup.escape``, the report's one
+HTML escape, so the HTML template can take a figure as markup); every figure is
+well-formed XML carrying ``data-figure`` so tests (and readers of the DOM) can find it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from html import escape
 from typing import Mapping, Sequence
+
+from lcrag.pipeline.report.markup import escape
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 # Okabe-Ito, minus its yellow (too faint on white): readable for colour-blind readers.
@@ -22,10 +24,6 @@ CHAR_W = 6.6  # average glyph width at 12px, for label placement
 
 def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
-
-
-def _e(text: object) -> str:
-    return escape(str(text), quote=True)
 
 
 def _n(value: float) -> str:
@@ -89,18 +87,18 @@ class Scale:
 
 def _open(width: int, height: int, figure: str, title: str) -> list[str]:
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" data-figure="{_e(figure)}" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" data-figure="{escape(figure)}" role="img" '
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'style="max-width:100%;height:auto" font-family="{_e(FONT)}" font-size="12" fill="{INK}">',
-        f"<title>{_e(title)}</title>",
+        f'style="max-width:100%;height:auto" font-family="{escape(FONT)}" font-size="12" fill="{INK}">',
+        f"<title>{escape(title)}</title>",
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{width / 2:g}" y="22" text-anchor="middle" font-size="15" font-weight="600">{_e(title)}</text>',
+        f'<text x="{width / 2:g}" y="22" text-anchor="middle" font-size="15" font-weight="600">{escape(title)}</text>',
     ]
 
 
 def _text(x: float, y: float, text: object, anchor: str = "middle", **attrs: object) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
-    return f'<text x="{_n(x)}" y="{_n(y)}" text-anchor="{anchor}"{extra}>{_e(text)}</text>'
+    extra = "".join(f' {k.replace("_", "-")}="{escape(v)}"' for k, v in attrs.items())
+    return f'<text x="{_n(x)}" y="{_n(y)}" text-anchor="{anchor}"{extra}>{escape(text)}</text>'
 
 
 def _y_axis(scale: Scale, ticks: Sequence[float], left: float, right: float, label: str, top: float, bottom: float) -> list[str]:
@@ -112,7 +110,7 @@ def _y_axis(scale: Scale, ticks: Sequence[float], left: float, right: float, lab
     mid = (top + bottom) / 2
     parts.append(
         f'<text x="16" y="{_n(mid)}" text-anchor="middle" transform="rotate(-90 16 {_n(mid)})" '
-        f'font-size="13">{_e(label)}</text>'
+        f'font-size="13">{escape(label)}</text>'
     )
     return parts
 
@@ -251,7 +249,7 @@ def scatter(
         ring = f' stroke="{INK}" stroke-width="1.5"' if label in on_front else ' stroke="#ffffff" stroke-width="1"'
         parts.append(
             f'<circle cx="{_n(px)}" cy="{_n(py)}" r="6" fill="{fill}"{ring}>'
-            f"<title>{_e(label)}: {_e(fmt_tick(points[i][1]))} tokens, {points[i][2]:.3f}</title></circle>"
+            f"<title>{escape(label)}: {escape(fmt_tick(points[i][1]))} tokens, {points[i][2]:.3f}</title></circle>"
         )
         # white halo: the label stays readable where the frontier line passes under it
         parts.append(_text(tx, ty, label, anchor, font_weight="600", fill=fill, stroke="#ffffff",
@@ -302,7 +300,7 @@ def lines(
         for x, y in pts:
             parts.append(
                 f'<circle cx="{_n(sx(x))}" cy="{_n(sy(y))}" r="3.5" fill="{ink}">'
-                f"<title>{_e(name)} @ {_e(fmt_tick(x))}: {y:.3f}</title></circle>"
+                f"<title>{escape(name)} @ {escape(fmt_tick(x))}: {y:.3f}</title></circle>"
             )
         entries.append((name, ink, "line"))
     parts += _legend(entries, right + 20, top + 8)
@@ -363,7 +361,7 @@ def heatmap(
             tip = f"{fmt_tick(x)} x {fmt_tick(y)}: " + (f"{cell[2]:.3f}" + (f" (n={cell[3]})" if len(cell) > 3 else "") if cell else "no data")
             parts.append(
                 f'<rect x="{_n(cx)}" y="{_n(cy)}" width="{_n(cell_w)}" height="{_n(cell_h)}" fill="{fill}" '
-                f'stroke="#ffffff" stroke-width="1.5"><title>{_e(tip)}</title></rect>'
+                f'stroke="#ffffff" stroke-width="1.5"><title>{escape(tip)}</title></rect>'
             )
             text = f"{cell[2]:.2f}" if cell else "–"
             parts.append(_text(cx + cell_w / 2, cy + cell_h / 2 + 4, text, fill=_ink_on(fill) if cell else MUTED))
@@ -372,7 +370,7 @@ def heatmap(
     parts.append(_text(left + cell_w * len(xs) / 2, bottom + 42, x_label, font_size="13"))
     mid = (top + bottom) / 2
     parts.append(
-        f'<text x="16" y="{_n(mid)}" text-anchor="middle" transform="rotate(-90 16 {_n(mid)})" font-size="13">{_e(y_label)}</text>'
+        f'<text x="16" y="{_n(mid)}" text-anchor="middle" transform="rotate(-90 16 {_n(mid)})" font-size="13">{escape(y_label)}</text>'
     )
     # colour scale: ten discrete steps (no gradient ids that could clash between figures)
     lx, steps, bar_h = width - legend_w + 10, 10, max(120.0, bottom - top - 20)
@@ -429,7 +427,7 @@ def bars_with_intervals(
             cx = x + bar_w / 2
             parts.append(
                 f'<rect x="{_n(x + 1)}" y="{_n(sy(mean))}" width="{_n(bar_w - 2)}" height="{_n(sy(y_range[0]) - sy(mean))}" '
-                f'fill="{colour(s)}"><title>{_e(category)} {_e(name)}: {mean:.3f} [{low:.3f}, {high:.3f}]</title></rect>'
+                f'fill="{colour(s)}"><title>{escape(category)} {escape(name)}: {mean:.3f} [{low:.3f}, {high:.3f}]</title></rect>'
             )
             cap = min(6.0, bar_w / 3)
             parts.append(
@@ -440,7 +438,7 @@ def bars_with_intervals(
         lx, ly = left + (c + 0.5) * group_w, bottom + 18
         if rotate:
             parts.append(
-                f'<text x="{_n(lx)}" y="{_n(ly)}" text-anchor="end" transform="rotate(-30 {_n(lx)} {_n(ly)})">{_e(category)}</text>'
+                f'<text x="{_n(lx)}" y="{_n(ly)}" text-anchor="end" transform="rotate(-30 {_n(lx)} {_n(ly)})">{escape(category)}</text>'
             )
         else:
             parts.append(_text(lx, ly, category))
