@@ -1,26 +1,13 @@
-"""LLM readers, one backend per module; ``reader.backend`` in the config picks one."""
+"""LLM readers, one backend per module; ``reader.backend`` in the config picks one of
+the ``lcrag.readers`` entry point group (``readers.registry``: lcrag's own and plugins')."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
+from lcrag.core.errors import ConfigError
 from lcrag.readers.config import ReaderConfig
-
-
-def _vllm(config: ReaderConfig, home: Path):
-    from lcrag.readers.vllm import VLLMReader
-
-    return VLLMReader(config, home=home)
-
-
-def _fake(config: ReaderConfig, home: Path):
-    from lcrag.readers.fake import FakeReader
-
-    return FakeReader()
-
-
-READERS: dict[str, Callable[[ReaderConfig, Path], object]] = {"vllm": _vllm, "fake": _fake}
+from lcrag.readers.registry import reader_backends
 
 
 def _resolved(config: ReaderConfig, home: Path) -> ReaderConfig:
@@ -32,9 +19,10 @@ def _resolved(config: ReaderConfig, home: Path) -> ReaderConfig:
 
 def make_reader(config: ReaderConfig, home: Path):
     config = _resolved(config, home)
-    if config.backend not in READERS:
-        raise ValueError(f"unknown reader backend {config.backend!r}; choose one of {', '.join(READERS)}")
-    return READERS[config.backend](config, home)
+    factories = reader_backends()
+    if config.backend not in factories:
+        raise ConfigError(f"unknown reader backend {config.backend!r}; choose one of {', '.join(factories)}")
+    return factories[config.backend](config, home)
 
 
 def connect_reader(config: ReaderConfig, home: Path):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from lcrag.core.errors import check as _check
+from lcrag.readers.registry import reader_backends
 
 
 DTYPES = ("auto", "bfloat16", "float32", "float16")
@@ -36,7 +37,7 @@ class ReaderConfig:
     converted local weights (used to start the local server, count tokens with the
     reader's own tokenizer, and read attention on the transformers path)."""
 
-    backend: str = "vllm"  # vllm | fake (unit tests only)
+    backend: str = "vllm"  # a name of the lcrag.readers entry point group: vllm, fake (tests only), or a plugin's
     # Qwen2.5-Coder-0.5B-Instruct reads: given the gold paragraph it answers 0.73 of SQuAD 2.0
     # questions, SmolLM2-135M 0.18 (README). SmolLM2 stays available as the fast reader.
     model: str = AUTO  # served model name; auto = ``choose_reader`` on this machine (resolved when a config is loaded)
@@ -63,7 +64,8 @@ class ReaderConfig:
     startup_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
-        _check(self.backend in ("vllm", "fake"), f"reader.backend must be vllm or fake, got {self.backend!r}")
+        backends = reader_backends()
+        _check(self.backend in backends, f"reader.backend must be one of {', '.join(backends)}, got {self.backend!r}")
         _check(1 <= self.port <= 65535, f"reader.port must be a TCP port, got {self.port}")
         _check(self.max_model_len >= 256, f"reader.max_model_len must be >= 256, got {self.max_model_len}")
         _check(self.max_tokens >= 1, f"reader.max_tokens must be >= 1, got {self.max_tokens}")

@@ -1,6 +1,7 @@
 """Every vector store backend keeps the ChunkVectorStore contract that ingestion and
-search rely on: one point per chunk (a rewrite replaces it), cosine ranking, deletion by
-unit, exact counts, everything kept across close and reopen, and acknowledged writes
+search rely on (``VectorStoreContract``, from ``lcrag.testing`` where a store plugin's
+tests find it too): one point per chunk (a rewrite replaces it), cosine ranking, deletion
+by unit, exact counts, everything kept across close and reopen, and acknowledged writes
 kept across a SIGKILL. qdrant-server runs when LCRAG_TEST_QDRANT_URL names a server.
 Then: Qdrant Edge's HNSW against exact search, and whole ingestions on a backend."""
 
@@ -8,38 +9,27 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
 
 import numpy as np
 import pytest
 
 from lcrag.core.errors import ConfigError
-from lcrag.core.types import Chunk
 from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.index.folder import IndexPaths, IndexStateError, open_vectors
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import load_source
-from lcrag.retrievers.config import BACKEND_CHOICES, StoreConfig
+from lcrag.retrievers.config import StoreConfig
 from lcrag.retrievers.dense import QdrantChunkStore, VectorStoreError, point_id
-from lcrag.retrievers.stores import BACKENDS, open_store
+from lcrag.retrievers.registry import store_backends
+from lcrag.retrievers.stores import open_store
 from lcrag.retrievers.stores.edge import EdgeChunkStore, EdgeTuning
+from lcrag.testing import VectorStoreContract
+from lcrag.testing.contracts import chunks_of, unit_rows
 from tests.helpers import small_config
 
-DIM = 16
 SERVER_URL = os.environ.get("LCRAG_TEST_QDRANT_URL", "")
-
-
-def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
-    rows = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def chunks_of(ids: list[str], unit_of=lambda cid: cid) -> list[Chunk]:
-    return [Chunk(cid, unit_id=unit_of(cid), doc_id=f"doc-{cid}", start=0, end=len(cid), position=i) for i, cid in enumerate(ids)]
 
 
 # ------------------------------------------------------------------ backends
@@ -68,29 +58,19 @@ def store_config(request) -> StoreConfig:
     client.close()
 
 
-@pytest.fixture
-def opener(store_config, tmp_path):
-    """Opens the backend's store on one folder; every store it opened is closed at the end."""
-    opened = []
-
-    def open_():
-        store = open_store(store_config, tmp_path / "vectors")
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
+def test_every_backend_of_the_group_opens_a_store(tmp_path):
+    """lcrag's own backends are the lcrag.stores entry points; each opens (a server's client lazily)."""
+    assert {"qdrant-local", "qdrant-server", "qdrant-edge"} <= set(store_backends())
+    for backend in ("qdrant-local", "qdrant-edge"):
+        store = open_store(StoreConfig(backend=backend), tmp_path / backend)
+        assert store.count() == 0
         store.close()
-
-
-def test_every_configurable_backend_has_an_opener():
-    assert tuple(BACKENDS) == BACKEND_CHOICES
 
 
 def test_an_unknown_backend_is_refused_with_the_choices():
     with pytest.raises(ConfigError) as err:
         config_from_dict({"store": {"backend": "faiss"}})
-    assert "store.backend" in str(err.value) and all(name in str(err.value) for name in BACKEND_CHOICES)
+    assert "store.backend" in str(err.value) and all(name in str(err.value) for name in store_backends())
 
 
 def test_a_url_means_the_server_and_needs_it():
@@ -109,148 +89,8 @@ def test_the_old_names_still_import():
 # ------------------------------------------------------------------ the contract
 
 
-def test_an_empty_store_answers_empty(opener):
-    store = opener()
-    assert store.count() == 0 and store.unit_ids() == set()
-    assert store.search(unit_rows(1, DIM, 0)[0], 5) == []
-    store.delete_units(["nothing"])
-
-
-def test_ensure_collection_checks_the_dimension(opener):
-    store = opener()
-    store.ensure_collection(DIM)
-    store.ensure_collection(DIM)
-    with pytest.raises(VectorStoreError, match=f"{DIM}-d"):
-        store.ensure_collection(DIM * 2)
-    store.close()
-    with pytest.raises(VectorStoreError, match=f"{DIM}-d"):
-        opener().ensure_collection(DIM * 2)
-
-
-def test_upsert_again_replaces_never_duplicates(opener):
-    store = opener()
-    store.ensure_collection(DIM)
-    ids = [f"c{i}" for i in range(40)]
-    vectors = unit_rows(40, DIM, 1)
-    store.upsert(chunks_of(ids), vectors)
-    store.upsert(chunks_of(ids), vectors)
-    assert store.count() == 40 and store.unit_ids() == set(ids)
-    moved = unit_rows(1, DIM, 2)
-    store.upsert(chunks_of(["c0"]), moved)  # a new vector for the same chunk
-    assert store.count() == 40
-    best = store.search(moved[0], 1)[0]
-    assert best.chunk_id == "c0" and best.score == pytest.approx(1.0, abs=1e-5)
-
-
-def test_search_ranks_by_exact_cosine(opener):
-    store = opener()
-    store.ensure_collection(DIM)
-    ids = [f"c{i}" for i in range(300)]
-    vectors = unit_rows(300, DIM, 3)
-    store.upsert(chunks_of(ids), vectors * 3.0)  # unnormalised: cosine must not care
-    for query in unit_rows(10, DIM, 4):
-        cosine = vectors @ query
-        order = np.argsort(-cosine)[:10]
-        for exact in (False, True):
-            hits = store.search(query * 0.5, 10, exact=exact)
-            assert [h.chunk_id for h in hits] == [ids[i] for i in order]
-            np.testing.assert_allclose([h.score for h in hits], cosine[order], atol=1e-5)
-
-
-def test_delete_units_removes_all_their_points(opener):
-    store = opener()
-    store.ensure_collection(DIM)
-    ids = [f"u{u}-c{i}" for u in range(6) for i in range(5)]
-    store.upsert(chunks_of(ids, unit_of=lambda cid: cid.split("-")[0]), unit_rows(30, DIM, 5))
-    store.delete_units(["u1", "u4", "not-there"])
-    assert store.unit_ids() == {"u0", "u2", "u3", "u5"} and store.count() == 20
-    found = {h.chunk_id for h in store.search(unit_rows(1, DIM, 6)[0], 30)}
-    assert len(found) == 20 and not {c for c in found if c.startswith(("u1-", "u4-"))}
-
-
-def test_close_and_reopen_keep_everything(opener):
-    store = opener()
-    store.ensure_collection(DIM)
-    ids = [f"c{i}" for i in range(200)]
-    store.upsert(chunks_of(ids, unit_of=lambda cid: f"u{int(cid[1:]) % 7}"), unit_rows(200, DIM, 7))
-    store.delete_units(["u3"])
-    queries = unit_rows(5, DIM, 8)
-    before = [store.search(q, 10) for q in queries]
-    units, count = store.unit_ids(), store.count()
-    store.close()
-    again = opener()
-    again.ensure_collection(DIM)
-    assert again.unit_ids() == units and again.count() == count
-    for query, hits in zip(queries, before):
-        after = again.search(query, 10)
-        assert [h.chunk_id for h in after] == [h.chunk_id for h in hits]
-        np.testing.assert_allclose([h.score for h in after], [h.score for h in hits], atol=1e-6)
-
-
-def test_a_second_open_of_the_same_folder_is_refused_clearly(store_config, opener):
-    if store_config.backend == "qdrant-server":
-        pytest.skip("a server serves many clients")
-    store = opener()
-    store.ensure_collection(DIM)
-    with pytest.raises(VectorStoreError, match="open"):
-        opener()
-
-
-CRASH_WRITER = """
-import sys
-from pathlib import Path
-import numpy as np
-from lcrag.core.types import Chunk
-from lcrag.retrievers.config import StoreConfig
-from lcrag.retrievers.stores import open_store
-
-backend, folder, url, collection, dim, size = sys.argv[1:]
-dim, size = int(dim), int(size)
-store = open_store(StoreConfig(backend=backend, qdrant_url=url, collection=collection), Path(folder))
-store.ensure_collection(dim)
-rng = np.random.default_rng(0)
-batch = 0
-while True:
-    ids = [f"b{batch}-c{i}" for i in range(size)]
-    store.upsert([Chunk(c, unit_id=c, doc_id="d", start=0, end=1, position=i) for i, c in enumerate(ids)],
-                 rng.normal(size=(size, dim)).astype(np.float32))
-    print(batch, flush=True)
-    batch += 1
-"""
-
-
-def test_acknowledged_writes_survive_a_sigkill(store_config, tmp_path, opener):
-    """The writer prints each batch number once upsert returned; it is killed after the
-    third. Every chunk is its own unit, so unit_ids() lists the chunks present."""
-    size = 64
-    child = subprocess.Popen(
-        [sys.executable, "-c", CRASH_WRITER, store_config.backend, str(tmp_path / "vectors"),
-         store_config.qdrant_url, store_config.collection, str(DIM), str(size)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    acknowledged = -1
-    try:
-        for line in child.stdout:
-            acknowledged = int(line)
-            if acknowledged >= 2:
-                break
-    finally:
-        child.send_signal(signal.SIGKILL)
-        _, errors = child.communicate(timeout=60)
-    assert acknowledged >= 2, f"the writer stopped before its third batch:\n{errors}"
-
-    store = opener()
-    store.ensure_collection(DIM)
-    present = store.unit_ids()
-    promised = {f"b{b}-c{i}" for b in range(acknowledged + 1) for i in range(size)}
-    assert promised <= present
-    assert store.count() == len(present)  # one point per chunk: no duplicates, no half-written ones
-    stray = present - promised  # what reconcile() would drop: writes after the last acknowledgement
-    store.delete_units(stray)
-    fresh = unit_rows(3, DIM, 9)
-    store.upsert(chunks_of(["after-0", "after-1", "after-2"]), fresh)
-    assert store.count() == len(promised) + 3
-    assert store.search(fresh[1], 1)[0].chunk_id == "after-1"
+class TestVectorStores(VectorStoreContract):
+    """Every backend above (the ``store_config`` fixture) against the shared contract."""
 
 
 # ------------------------------------------------------------------ Qdrant Edge's index
