@@ -24,6 +24,12 @@ reader-setup:
 encoder-setup: setup
 	bash scripts/setup_encoder.sh
 
+# ONNX exports of MiniLM and nomic for encoder.runtime onnx-fp32 / onnx-int8, into $LCRAG_HOME/models/<model>-onnx (idempotent).
+.PHONY: encoder-runtimes
+encoder-runtimes: encoder-setup
+	.venv/bin/python -m pip install --quiet -e ".[onnx]"
+	.venv/bin/python scripts/export_onnx.py
+
 demo: setup reader-setup
 	bash scripts/demo.sh
 
@@ -34,6 +40,12 @@ test-tools:
 # LCRAG_REQUIRE_*=1: the real-reader and browser tests fail, never skip, when set-up is missing.
 test: setup reader-setup encoder-setup test-tools
 	LCRAG_REQUIRE_READER=1 LCRAG_REQUIRE_CHROMIUM=1 LCRAG_REQUIRE_ENCODER=1 .venv/bin/python -m pytest -q
+
+# The fast tier: every test that needs no vLLM reader, no Chromium, no nomic encoder model and
+# no Prefect server (MiniLM is in); a few minutes on 2 cores.
+.PHONY: check
+check: setup
+	.venv/bin/python -m pytest -q -m "not slow and not reader and not browser and not nomic"
 
 # The documentation site (docs/, mkdocs.yml); --strict fails on any warning (a page missing
 # from the nav, a broken link or anchor). Output stays in the state folder, out of git.

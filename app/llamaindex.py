@@ -26,12 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.callbacks import CallbackManager
-from llama_index.core.llms import LLM
-from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
+try:
+    from llama_index.core.base.base_retriever import BaseRetriever
+    from llama_index.core.callbacks import CallbackManager
+    from llama_index.core.llms import LLM
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.query_engine import RetrieverQueryEngine
+    from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
+except ImportError as missing:  # an optional extra: say how to get it, not just what is missing
+    raise ImportError(f"lcrag's LlamaIndex adapter needs llama-index-core: pip install 'lcrag[llamaindex]' ({missing})") from missing
 
 from lcrag.core.types import LEVELS, Hit, Level
 from lcrag.pipeline.session import Session

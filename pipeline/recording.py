@@ -80,10 +80,13 @@ class RunLabels:
         return cls(run_id, index_id or corpus.index_id, corpus.fingerprint, model, dataset)
 
     def row_fields(self, question: Question) -> dict:
-        """The fields every row of this run shares, for ``question``."""
+        """The fields every row of this run shares, for ``question``: with what its data
+        set says of it (answer kind, evidence placement) as columns, never parsed from its id."""
         return {
             "run_id": self.run_id, "question_id": question.qid, "question": question.text, "index_id": self.index_id,
             "config_hash": self.config_hash, "model": self.model, "dataset": self.dataset,
+            "answer_kind": question.answer_kind, "evidence_position": question.evidence_position,
+            "needle_depths": question.needle_depths or None, "haystack_length": question.haystack_length,
         }
 
 
@@ -116,6 +119,8 @@ def ledger_row(
         **labels.row_fields(outcome.question),
         strategy=outcome.strategy,
         route=outcome.route,
+        route_steps=outcome.steps,
+        route_reason=outcome.route_reason,
         answer=outcome.answer.text,
         retrieved_ids=tuple(outcome.context.retrieved_ids),
         used_ids=tuple(p.passage_id for p in outcome.context.passages),
@@ -174,6 +179,7 @@ def error_row(
         **labels.row_fields(question),
         strategy=strategy,
         route=ERROR_ROUTE,
+        route_steps=(),  # no path answered
         answer="",
         retrieved_ids=(),
         used_ids=(),

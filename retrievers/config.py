@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lcrag.core.errors import ConfigError
 from lcrag.core.errors import check as _check
+from lcrag.retrievers.registry import encoder_models, store_backends
 
 MODE_CHOICES = ("dense", "bm25", "hybrid")
 FUSION_CHOICES = ("rrf", "convex")  # hybrid: reciprocal rank fusion, or a convex combination of min-max scores
+RUNTIME_CHOICES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "auto")  # encoder.runtime (retrievers/encoders/runtimes.py)
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """The embedding model. ``model`` is a registered name or a local model folder."""
+    """The embedding model. ``model`` is a registered name (the lcrag.encoders entry point
+    group: lcrag's own and plugins') or a local model folder. Which of the two it is, and
+    whether it holds a model, is settled when the encoder loads (``resolve_model_path``):
+    a config travels with an index to where its folder may be, and an encoder handed in
+    ready-made (bench/scale.py's stand-in) only labels the index with its name."""
 
     model: str = "all-MiniLM-L6-v2"
     window: int = 512  # tokens per encoder pass, special tokens included
@@ -21,9 +28,13 @@ class EncoderConfig:
     threads: int = 0  # torch intra-op threads; 0 = every core
     query_prefix: str = ""  # text put before every query, for models trained with one ("search_query: ")
     document_prefix: str = ""  # text put before every chunk or context encoded ("search_document: ")
+    runtime: str = "torch-fp32"  # what runs the forward pass (lcrag.retrievers.encoders.runtimes); bench results set the default
 
     def __post_init__(self) -> None:
-        _check(bool(self.model), "encoder.model must name a model or a folder")
+        if not self.model:  # the registry is read only to say what to choose
+            raise ConfigError(f"encoder.model must name a model (one of {', '.join(encoder_models())}) or a model folder")
+        _check(self.runtime in RUNTIME_CHOICES,
+               f"encoder.runtime must be one of {', '.join(RUNTIME_CHOICES)}, got {self.runtime!r}")
         for key in ("query_prefix", "document_prefix"):
             value = getattr(self, key)
             _check(isinstance(value, str), f"encoder.{key} must be a string (quote it in YAML), got {value!r}")
@@ -78,10 +89,9 @@ class RetrievalConfig:
         _check(self.candidates >= 1, f"retrieval.candidates must be >= 1, got {self.candidates}")
 
 
-# Vector store backends (lcrag.retrievers.stores registers one opener per name). An
-# index's vectors are in its backend's own format, so an index keeps the backend it was
-# built with; a manifest from before this setting existed names none and means qdrant-local.
-BACKEND_CHOICES = ("qdrant-local", "qdrant-server", "qdrant-edge")
+# Vector store backends: the lcrag.stores entry point group (lcrag's own and plugins'), one
+# opener per name. An index's vectors are in its backend's own format, so an index keeps the
+# backend it was built with; a manifest from before this setting existed names none and means qdrant-local.
 DEFAULT_BACKEND = "qdrant-edge"
 
 
@@ -105,10 +115,8 @@ class StoreConfig:
             not self.qdrant_url or self.qdrant_url.startswith(("http://", "https://")),
             f"store.qdrant_url must start with http:// or https://, got {self.qdrant_url!r}",
         )
-        _check(
-            self.backend in BACKEND_CHOICES,
-            f"store.backend must be one of {', '.join(BACKEND_CHOICES)}, got {self.backend!r}",
-        )
+        backends = store_backends()
+        _check(self.backend in backends, f"store.backend must be one of {', '.join(backends)}, got {self.backend!r}")
         if self.qdrant_url and self.backend == DEFAULT_BACKEND:  # a URL alone means the server
             object.__setattr__(self, "backend", "qdrant-server")
         _check(

@@ -13,13 +13,17 @@ from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.index.catalog import Catalog
 from lcrag.pipeline.index.folder import IndexPaths, open_vectors, read_manifest
 from lcrag.pipeline.ledger import LedgerRow
+from lcrag.pipeline.ledger.migrations import legacy_structure
 from lcrag.retrievers.bm25 import BM25Index
 
 # ------------------------------------------------------------------ ledger
 
 
 def make_row(**overrides) -> LedgerRow:
-    """A valid ledger row; OVERRIDES replace any field."""
+    """A valid ledger row; OVERRIDES replace any field. The columns m009 added (evidence
+    placement, answer kind, route steps) default to what m009 fills a stored row with
+    from its id, gold answers and route, so a row written as ``q3@pos2`` with route
+    ``rag->lc`` is the row a migrated ledger holds."""
     values = dict(
         run_id="run1",
         question_id="q1",
@@ -40,7 +44,8 @@ def make_row(**overrides) -> LedgerRow:
         context_cut=False,
     )
     values.update(overrides)
-    return LedgerRow(**values)
+    filled = legacy_structure(values["question_id"], values["strategy"], values["route"], values.get("gold_answers"))
+    return LedgerRow(**(filled | values))
 
 
 # ------------------------------------------------------------ segmenting

@@ -334,18 +334,10 @@ def test_write_json_atomic_matches_json_dumps(tmp_path):
 # package code and are not checked: scripts/convert_gguf.py runs in the reader virtualenv,
 # where lcrag is not installed, so it cannot import lcrag.core.files.
 
-# Files, or folders (ending in "/"), that may still rename directly. Shrink it: each entry
-# but the first is an area still to convert to lcrag.core.files. A file entry that no
-# longer renames anything fails test_the_allowlist_holds_no_converted_file; folder entries
-# are not checked that way, so remove them by hand once converted.
+# Files, or folders (ending in "/"), that may rename directly: only the helpers. A file entry
+# that no longer renames anything fails test_the_allowlist_holds_no_converted_file.
 ALLOWED_DIRECT = {
     "core/files.py": "the helpers themselves",
-    # the ledger's area (was pipeline/ledger.py): store.py's segment writer runs
-    # COPY ... TO '<final>.partial' and then partial.replace(final) -> atomic_path(final)
-    "pipeline/ledger/": "to convert: the Parquet segment writer",
-    # the report's area: no rename today, but its writer puts the html/md files in place
-    # directly (not atomically) -> write_text_atomic
-    "pipeline/report/": "to review: the report writer",
 }
 
 RENAMES = {"replace", "rename", "renames"}

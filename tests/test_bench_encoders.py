@@ -97,3 +97,33 @@ def test_a_tiny_run_writes_records_with_the_promised_keys_and_resumes(tmp_path, 
     before = results.read_text()
     encoders.main()
     assert results.read_text() == before
+
+
+def runtime_record(runtime: str, mode: str, ingest: int, forward: int) -> dict:
+    return {"encoder": "MiniLM", "runtime": runtime, "chunking": "late", "context": "document", "mode": mode,
+            "run_id": f"MiniLM-{runtime}", "ndcg_at_10": 0.5, "ingest_tokens_per_s": ingest, "forward_tokens_per_s": forward,
+            "query_embed_p50_ms": 5.0, "peak_rss_mib": 700}
+
+
+def test_runtime_rows_pair_each_runtime_with_float32_and_the_baselines(tmp_path):
+    ledger = ScoresLedger({"MiniLM-torch-fp32": {"q1": 0.5, "q2": 1.0, "q3": 0.0},
+                           "MiniLM-onnx-int8": {"q1": 0.5, "q2": 0.0, "q3": 0.0}})
+    result = {"records": [runtime_record("torch-fp32", "dense", 900, 1000), runtime_record("onnx-int8", "dense", 2000, 2100)],
+              "llamaindex": {"MiniLM": {"tokens_per_second": 800, "peak_rss_mib": 900, "encoder": "MiniLM"}},
+              "unavailable": [{"encoder": "MiniLM", "runtime": "torch-bf16", "reason": "no native bfloat16"}],
+              "machine": {"cpu": "test CPU", "cores": 2, "features": ["avx2"], "native_bf16": False,
+                          "load_average_at_start": [0.1, 0.2, 0.3]},
+              "queries": 3, "documents": 10, "chunking": "late-document"}
+    fp32, int8 = encoders.runtime_rows(result, ledger)
+    assert (fp32["ratio_to_fp32_forward"], fp32["ratio_to_llamaindex"], fp32["ndcg_delta_vs_fp32"]) == (0.9, 1.125, 0.0)
+    assert (int8["ratio_to_fp32_forward"], int8["ratio_to_llamaindex"]) == (2.0, 2.5)
+    assert int8["ndcg_delta_vs_fp32"] == pytest.approx(-1 / 3, abs=1e-4) and int8["wins_losses_vs_fp32"] == [0, 1]
+    assert int8["ndcg_delta_ci95"][0] <= int8["ndcg_delta_vs_fp32"] <= int8["ndcg_delta_ci95"][1]
+    assert int8["within_gate"] is False and fp32["within_gate"] is True
+    md = tmp_path / "runtimes.md"
+    encoders.write_runtimes_markdown(md, result)
+    text = md.read_text()
+    assert "CPU features: avx2 (native bfloat16: no)" in text
+    assert "| MiniLM | onnx-int8 | 2000 | 2.0 | 2.5 |" in text and "(reference)" in text
+    assert "| MiniLM | torch-bf16 | unavailable here: no native bfloat16 |" in text
+    assert len({line.count("|") for line in text.splitlines() if line.startswith("| MiniLM")}) == 1  # same columns

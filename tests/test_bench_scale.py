@@ -26,6 +26,7 @@ def scale():
     return load_bench_script("scale")
 
 
+@pytest.mark.slow  # a benchmark's build, publish and queries at 2,000 chunks
 def test_tiny_run_then_resume(scale, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["--sizes", "2000", "--backends", "qdrant-edge", "--queries", "20", "--warmup", "2",
             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]

@@ -229,16 +229,16 @@ def test_insert_at_depth_lands_after_a_sentence_end(depth, expected_prefix):
     assert insert_at_depth(words, depth, "NEEDLE").startswith(expected_prefix)
 
 
-def test_niah_cells_carry_depth_and_length_in_their_ids(tmp_path):
+def test_niah_cells_carry_depth_and_length(tmp_path):
     from lcrag.pipeline.evaluation.needles import NEEDLES
-    from lcrag.pipeline.report.model import parse_niah_cell
 
     (tmp_path / "essays").mkdir()
     (tmp_path / "essays" / "a.txt").write_text(" ".join(f"Word{i} is here." for i in range(400)))
     evalset = DATASETS["niah"](tmp_path / "essays", lengths=(300, 900), depths=(0, 50, 100))
     assert len(evalset.items) == 6 * len(NEEDLES) and len({i.question.qid for i in evalset.items}) == len(evalset.items)
     for item in evalset.items:
-        depth, length = parse_niah_cell(item.question.qid)
+        (depth,), length = item.question.needle_depths, item.question.haystack_length
+        assert item.question.qid.endswith(f"@d{depth}@L{length}") and item.question.answer_kind == "exact"
         needle = NEEDLES[int(item.question.qid[len("niah"):].split("@")[0])]
         assert item.question.text == needle.question and item.golds == (needle.answer,)
         text = evalset.corpora[item.corpus].documents[0].text
@@ -284,14 +284,13 @@ def test_every_shipped_needle_answers_its_own_question():
 
 
 def test_kv_items_know_the_gold_index(shared_data):
-    from lcrag.pipeline.report.model import parse_position
-
     evalset = DATASETS["kv"](shared_data / "lost_in_the_middle" / "kv-retrieval-75_keys.jsonl.gz", limit=5)
     assert len(evalset.items) == 5
     for item in evalset.items:
         doc = evalset.corpora[item.corpus].documents[0]
         lines = doc.text.split("\n")
-        gold = parse_position(item.question.qid)
+        gold = item.question.evidence_position
+        assert item.question.qid.endswith(f"@pos{gold}") and item.question.answer_kind == "exact"
         assert len(lines) == 75 and item.golds[0] in lines[gold]
         assert all(doc.text[s.start : s.end] == line for s, line in zip(doc.sections, lines))
     # a UUID is 34 reader tokens: the default reply length would cut every value short

@@ -24,6 +24,7 @@ FOLDERS = {
     "retrievers": "lcrag.retrievers",
     "flows": "lcrag.flows",
     "app": "lcrag.app",
+    "testing": "lcrag.testing",
 }
 # lcrag names that are not Python modules of the tree but may be named (package data).
 DATA_PACKAGES = {"lcrag", "lcrag.configs"}
@@ -35,6 +36,9 @@ ALLOWED = {
     "lcrag.pipeline": {"lcrag.core", "lcrag.readers", "lcrag.retrievers", "lcrag.pipeline"},
     "lcrag.flows": {"lcrag.core", "lcrag.readers", "lcrag.retrievers", "lcrag.pipeline", "lcrag.flows"},
     "lcrag.app": {"lcrag.core", "lcrag.readers", "lcrag.retrievers", "lcrag.pipeline", "lcrag.flows", "lcrag.app"},
+    # what plugin authors test with; no runtime package may import it (none lists it)
+    "lcrag.testing": {"lcrag.core", "lcrag.readers", "lcrag.retrievers", "lcrag.pipeline", "lcrag.flows", "lcrag.app",
+                      "lcrag.testing"},
 }
 
 

@@ -147,7 +147,8 @@ def test_crash_mid_embedding_then_resume_equals_uninterrupted_run(topic_corpus, 
     assert a["bm25"].chunk_ids == b["bm25"].chunk_ids
 
 
-@pytest.mark.parametrize("fail_after", [0, 1, 2])
+# 0 and test_crash_mid_embedding_... (a crash after the first commit) are the fast tier's
+@pytest.mark.parametrize("fail_after", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 def test_injected_fault_leaves_the_index_in_progress_and_the_rerun_resumes(topic_corpus, tmp_path, encoder, fail_after):
     """A deterministic crash after FAIL_AFTER committed batches: never searchable as
     finished; the rerun embeds only what was left and ends with the uninterrupted index."""
@@ -214,6 +215,7 @@ def test_fault_point_is_off_by_default_and_checked(topic_corpus, tmp_path, encod
     assert report.embed.units >= 1 and require_finished(tmp_path / "index") == report.manifest
 
 
+@pytest.mark.slow  # CLI subprocesses (the in-process version: test_injected_fault_...)
 def test_sigkilled_cli_ingest_resumes_to_the_same_index(tmp_path, encoder):
     corpus = generated_corpus(tmp_path / "gen")
     config = small_config(ingest={"commit_tokens": 150})

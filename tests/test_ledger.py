@@ -185,7 +185,7 @@ def test_old_file_is_upgraded_and_keeps_its_rows(tmp_path):
     ledger = Ledger(path)
     assert ledger.migrate() == ["m002_evaluation_columns", "m003_summary_view", "m004_answerable_column",
                                 "m005_retrieval_table", "m006_choice_and_cache_columns",
-                                "m007_confidence_and_features", "m008_scope_read"]
+                                "m007_confidence_and_features", "m008_scope_read", "m009_structure_columns"]
     assert ledger.migrate() == []
     assert applied_names(path) == [name for name, _ in MIGRATIONS]
     (old,) = ledger.rows()
@@ -234,9 +234,8 @@ def test_a_held_file_never_stops_recording_and_reads_need_only_a_read_only_holde
     Ledger(path).migrate()
     holder = hold(path, read_only=False)
     try:
-        started = time.monotonic()
         assert Ledger(path, lock_timeout=0.5).record([make_row()]) == 1  # into a segment, without waiting
-        assert time.monotonic() - started < 5
+        assert holder.poll() is None  # recorded while the file is still held (the holder keeps it 60 s)
         assert len(Ledger(path).segments("ledger")) == 1
         # a read-write holder keeps readers out: reads wait lock_timeout, then say so
         with pytest.raises(LedgerError, match="locked") as info:
@@ -258,11 +257,15 @@ def test_recording_while_a_read_only_session_is_open_loses_nothing(tmp_path):
     ledger = Ledger(path)
     ledger.record([make_row(question_id="q0", strategy="rag", error="reader down")])
     holder = hold(path, read_only=True)
+
+    def writer() -> Ledger:  # waits 0.05 s for the held file, then writes a segment
+        return Ledger(path, write_wait=0.05)
+
     try:
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda i: Ledger(path).record([make_row(question_id=f"q{i}", row_id=f"r{i}")]), range(1, 9)))
-        Ledger(path).record([make_row(question_id="q0", strategy="rag")])  # the retried success
-        Ledger(path).record_features([FeatureRow("run1", "q1", "d", "idx", '{"a": 1.0}')])
+            list(pool.map(lambda i: writer().record([make_row(question_id=f"q{i}", row_id=f"r{i}")]), range(1, 9)))
+        writer().record([make_row(question_id="q0", strategy="rag")])  # the retried success
+        writer().record_features([FeatureRow("run1", "q1", "d", "idx", '{"a": 1.0}')])
         reader = Ledger(path)  # reads work beside the read-only session and see the segments
         assert reader.count("run1") == 9 and len(reader.segments("ledger")) == 9
         assert ("q0", "rag") in reader.done_keys("run1")
@@ -395,6 +398,7 @@ READER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # three Python subprocesses
 def test_two_writer_processes_and_a_reader_lose_nothing(tmp_path):
     path = tmp_path / "shared.duckdb"
     Ledger(path).migrate()

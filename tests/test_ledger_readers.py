@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import duckdb
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from lcrag.app.cli.app import app
@@ -20,6 +21,7 @@ from tests.test_evaluation import write_hotpot
 from tests.test_ledger import hold
 
 
+@pytest.mark.slow  # lcrag eval, an API server and a holder subprocess
 def test_eval_and_the_api_record_beside_a_read_only_session(tmp_path, encoder):
     path = tmp_path / "ledger.duckdb"
     Ledger(path).migrate()

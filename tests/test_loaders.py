@@ -565,6 +565,7 @@ def test_real_squad():
     assert sum(len(d.sections) for d in result.documents) == 1204
 
 
+@pytest.mark.slow  # the whole HotpotQA dev set
 def test_real_hotpotqa():
     path = data_path("hotpotqa_dev_distractor/hotpot_dev_distractor_v1.json.gz")
     result = load_source(path)

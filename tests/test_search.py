@@ -71,7 +71,7 @@ def test_one_reader_serves_many_threads_as_it_serves_one(reader):
     under concurrency must equal the serial ones (catalog, Qdrant, BM25 and encoder)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    requests = [(q, mode, level) for q in ("purring cats", "lava flows", "kittens hunt", "magma surface")
+    requests = [(q, mode, level) for q in ("purring cats", "lava flows")
                 for mode in ("dense", "bm25", "hybrid") for level in ("chunk", "unit", "doc")]
     docs = reader.doc_ids()
 
@@ -82,5 +82,5 @@ def test_one_reader_serves_many_threads_as_it_serves_one(reader):
 
     expected = [run(r) for r in requests]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for _ in range(3):
+        for _ in range(2):
             assert list(pool.map(run, requests * 4)) == expected * 4

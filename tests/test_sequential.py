@@ -331,12 +331,14 @@ LIMIT = SETTINGS.alpha + 3 * math.sqrt(SETTINGS.alpha * (1 - SETTINGS.alpha) / R
 
 @pytest.mark.parametrize("decider", list(DECIDERS))
 @pytest.mark.parametrize("futility", [True, False])
+@pytest.mark.slow  # Monte Carlo: thousands of simulated runs
 def test_peeking_after_every_round_at_its_spent_share_keeps_the_error_rate(wrong, decider, futility):
     share = len(wrong[decider, "spent", futility]) / RUNS
     assert share <= LIMIT, f"alpha spending let {share:.4f} of runs recommend the worse strategy (limit {LIMIT:.4f})"
 
 
 @pytest.mark.parametrize("decider", list(DECIDERS))
+@pytest.mark.slow  # Monte Carlo: thousands of simulated runs
 def test_peeking_at_the_full_alpha_every_round_inflates_the_error_rate(wrong, decider):
     naive_share, spent_share = (len(wrong[decider, s, False]) / RUNS for s in ("naive", "spent"))
     assert naive_share > LIMIT and naive_share > spent_share, (naive_share, spent_share)
@@ -344,6 +346,7 @@ def test_peeking_at_the_full_alpha_every_round_inflates_the_error_rate(wrong, de
 
 @pytest.mark.parametrize("decider", list(DECIDERS))
 @pytest.mark.parametrize("schedule", ["spent", "naive"])
+@pytest.mark.slow  # Monte Carlo: thousands of simulated runs
 def test_stopping_for_futility_never_adds_a_wrong_recommendation(wrong, decider, schedule):
     # the same runs, the same looks: a futility stop only takes later looks away
     assert wrong[decider, schedule, True] <= wrong[decider, schedule, False]

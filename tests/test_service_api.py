@@ -289,9 +289,10 @@ def test_saturated_server_answers_429_with_retry_after_at_once(live, tmp_path):
         try:
             first = pool.submit(ask, client, question=VOLCANO, strategy="rag")
             assert reader.entered.wait(30), "the first question never reached the reader"
-            started = time.perf_counter()
             refused = ask(client, question=VOLCANO, strategy="rag")
-            assert time.perf_counter() - started < 2.0  # refused, not queued until a timeout
+            # refused while the first still holds the only slot (it cannot finish before the
+            # release below), not queued until a timeout
+            assert not first.done() and not reader.release.is_set()
             assert refused.status_code == 429
             assert refused.headers["retry-after"] == "7"
             assert set(refused.json()) == {"error"}
@@ -309,7 +310,7 @@ def test_queued_question_waits_for_a_slot_and_the_next_is_refused(live, tmp_path
             first = pool.submit(ask, client, question=VOLCANO, strategy="rag")
             assert reader.entered.wait(30)
             second = pool.submit(ask, client, question=VOLCANO, strategy="rag")
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30  # a hang guard
             while client.get("/v1/health").json()["queued"] != 1:
                 assert time.monotonic() < deadline, "the second question was never queued"
                 time.sleep(0.02)
@@ -404,7 +405,7 @@ def test_new_generation_is_served_without_restart_and_in_flight_questions_keep_t
             old = in_flight.result(timeout=30).json()
             assert old["generation"] == first
             assert "glaciers.txt" not in {c["doc_id"] for c in old["citations"]}
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30  # a hang guard
             while (new := ask(client, question=question, strategy="rag").json())["generation"] != second:
                 assert time.monotonic() < deadline, "the server never switched to the new generation"
                 time.sleep(0.1)
@@ -478,6 +479,7 @@ def test_a_failed_group_write_reaches_every_waiter(tmp_path):
 # ----------------------------------------------------------------- the command
 
 
+@pytest.mark.slow  # a `lcrag serve` subprocess
 def test_lcrag_serve_runs_the_api_until_stopped(tmp_path, encoder):
     import subprocess
     import sys

@@ -160,6 +160,8 @@ def test_self_route_falls_back_exactly_when_the_first_answer_is_unanswerable(cor
     answered, declined = get_strategy("self-route").run_batch([CAT, OFF_TOPIC], tools)
     assert answered.route == "rag" and answered.fell_back is False and answered.calls == 1
     assert declined.route == "rag->lc" and declined.fell_back is True and declined.calls == 2
+    assert (answered.steps, declined.steps) == (("self-route", "rag"), ("self-route", "rag", "lc"))
+    assert_steps_read_as_routes([answered, declined])
     first_calls = [c for c in tools.reader.calls if c.allow_unanswerable]
     assert len(first_calls) == 2 and len(tools.reader.calls) == 3  # only the declined question is read again
     lc_prompt = tools.reader.calls[-1]
@@ -176,6 +178,18 @@ def test_auto_reads_small_corpora_whole_and_routes_large_ones(corpus):
     large = get_strategy("auto").run_batch([CAT, OFF_TOPIC], tools_for(corpus, budget=5000, auto_lc_max_tokens=10,
                                                                       auto_coa_windows=0))
     assert [o.route for o in large] == ["rule:self-route:rag", "rule:self-route:rag->lc"]
+    assert [small.steps, middle.steps] + [o.steps for o in large] == [
+        ("auto", "lc"), ("auto", "coa"), ("auto", "self-route", "rag"), ("auto", "self-route", "rag", "lc")]
+    assert_steps_read_as_routes([small, middle, *large])
+
+
+def assert_steps_read_as_routes(outcomes):
+    """The steps and reason an outcome carries are what its route's text says (as the
+    legacy reader of rows recorded before the columns, ledger m009, reads it)."""
+    from lcrag.pipeline.ledger.migrations import legacy_route
+
+    for outcome in outcomes:
+        assert legacy_route(outcome.strategy, outcome.route) == (outcome.steps, outcome.route_reason), outcome.route
 
 
 def test_unknown_strategy_lists_the_registry():

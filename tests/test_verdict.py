@@ -36,15 +36,19 @@ from lcrag.pipeline.statistics.verdict import (
     verdicts,
 )
 from lcrag.pipeline.ledger import LedgerRow
+from lcrag.pipeline.ledger.migrations import legacy_structure
 
 
 def row(strategy, qid, *, dataset="hotpotqa", run="r1", em=None, f1=None, recall=None, tokens=100, error=None,
         golds=("x",)):
+    """A row as a migrated ledger holds it: its answer kind (and the other m009 columns)
+    filled from its id and gold answers."""
     return LedgerRow(
         run_id=run, question_id=qid, question="q?", strategy=strategy, route=strategy, answer="a",
         index_id="i", config_hash="c", model="m", retrieved_ids=(), used_ids=(), context_tokens=0,
         prompt_tokens=tokens, completion_tokens=1, retrieval_ms=0.0, reading_ms=0.0, context_cut=False,
         dataset=dataset, gold_answers=golds, em=em, f1=f1, recall=recall, error=error,
+        **legacy_structure(qid, strategy, strategy, golds),
     )
 
 
@@ -408,6 +412,7 @@ def recommend_rate(n, k, true_gap, runs, seed=0, margin=0.05):
     return cheaper / runs
 
 
+@pytest.mark.slow  # Monte Carlo: thousands of simulated runs
 def test_a_cheaper_strategy_truly_worse_by_the_margin_is_recommended_at_most_alpha():
     """Every cheaper strategy is truly 0.05 worse than lc: recommending one is the error
     the rule controls at 2.5% (checked within 3 simulation standard errors)."""
@@ -416,6 +421,7 @@ def test_a_cheaper_strategy_truly_worse_by_the_margin_is_recommended_at_most_alp
     assert rate <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs), f"false recommendation rate {rate:.4f}"
 
 
+@pytest.mark.slow  # Monte Carlo: thousands of simulated runs
 def test_equal_strategies_are_recommended_with_power_that_grows_with_questions():
     """With every strategy truly equal, how often a cheaper one is recommended (the
     power the README quotes) grows with the questions, and is far above the error rate."""

@@ -1,16 +1,18 @@
 """Evaluation questions and the corpora they are asked over.
 
 A data set becomes ``EvalItem``s (a question, its gold answers, the key of its
-corpus) and ``CorpusSpec``s (the documents of each corpus). Sweeps are encoded in
-question ids (``@pos3`` for the evidence slot) so the ledger alone tells the
-report where each answer's evidence stood.
+corpus) and ``CorpusSpec``s (the documents of each corpus). Each question carries
+what its data set knows of it as data: the kind of its answers (``answer_kind``) and,
+in sweeps, where its evidence was put (``evidence_position``); the ledger records
+both as columns, so the report and the verdict never read them from the id. Sweep
+ids still name the slot (``@pos3``): they must be unique per variant.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,6 +25,7 @@ from lcrag.pipeline.ingest.loaders import read_bytes, read_json
 from lcrag.pipeline.ingest.loaders.hotpotqa import hotpotqa_from_payload
 from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines
 from lcrag.pipeline.ingest.loaders.squad import squad_from_payload
+from lcrag.pipeline.ledger.rows import EXACT, FREE_TEXT, MULTIPLE_CHOICE
 
 
 class EvalDataError(LcragError, ValueError):
@@ -127,15 +130,17 @@ def hotpotqa(path: Path, limit: int | None = None, seed: int = 0, positions: Seq
     records = sample(read_json(path), limit, seed)
     items, corpora = [], {}
     for record in records:
-        variants = [(record["_id"], record)] if not positions else [
-            (f"{record['_id']}@pos{slot}", move_gold(record, slot)) for slot in positions
+        variants = [(record["_id"], None, record)] if not positions else [
+            (f"{record['_id']}@pos{slot}", slot, move_gold(record, slot)) for slot in positions
         ]
-        for key, variant in variants:
+        for key, slot, variant in variants:
             loaded = hotpotqa_from_payload([variant], path)
             corpora[key] = CorpusSpec(key, loaded.documents)
             scope = tuple(d.doc_id for d in loaded.documents)
             evidence = supporting_evidence(variant, loaded.documents)
-            items.append(EvalItem(Question(key, record["question"], scope, evidence=evidence), (record["answer"],), key))
+            question = Question(key, record["question"], scope, evidence=evidence, answer_kind=FREE_TEXT,
+                                evidence_position=slot)
+            items.append(EvalItem(question, (record["answer"],), key))
     # a sweep is its own data set: its rows must not pool with unmoved questions in a report
     return EvalSet("hotpotqa-positions" if positions else "hotpotqa", tuple(items), corpora)
 
@@ -147,8 +152,7 @@ def hotpotqa_pooled(path: Path, limit: int | None = None, seed: int = 0) -> Eval
     for spec in per_question.corpora.values():
         for doc in spec.documents:
             documents.setdefault(doc.doc_id, doc)
-    items = tuple(EvalItem(Question(i.question.qid, i.question.text, evidence=i.question.evidence), i.golds, "pooled")
-                  for i in per_question.items)
+    items = tuple(EvalItem(replace(i.question, doc_scope=()), i.golds, "pooled") for i in per_question.items)
     return EvalSet("hotpotqa-pooled", items, {"pooled": CorpusSpec("pooled", tuple(documents.values()))})
 
 
@@ -170,7 +174,7 @@ def squad2(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
                 questions.append((article["title"], qa["id"], qa["question"], golds, not qa.get("is_impossible", False),
                                   evidence))
     items = tuple(
-        EvalItem(Question(qid, text, (title,), evidence=evidence), golds, "squad2", answerable)
+        EvalItem(Question(qid, text, (title,), evidence=evidence, answer_kind=FREE_TEXT), golds, "squad2", answerable)
         # article order: questions on one article share its prompt prefix (the server's prefix cache)
         for title, qid, text, golds, answerable, evidence in sorted(sample(questions, limit, seed), key=lambda q: q[0])
     )
@@ -249,7 +253,7 @@ def qa_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
                 raise EvalDataError(f"{path}:{number}: 'answer' must name one of the {len(options)} options (a letter or its text)")
             golds = (letters,)
         rows.append((Question(qid, record["question"], options=options, multi_answer=len(golds[0]) > 1 if options else False,
-                              evidence=evidence),
+                              evidence=evidence, answer_kind=MULTIPLE_CHOICE if options else FREE_TEXT),
                      golds, answerable))
     items = tuple(EvalItem(question, golds, "existing", answerable) for question, golds, answerable in sample(rows, limit, seed))
     name = SYNTHETIC if synthetic and rows else "qa-jsonl"  # reports label written questions as such
@@ -272,7 +276,7 @@ def longdoc(path: Path, limit: int | None = None, seed: int = 0, fields: str | N
         golds = (q.letters,) if q.kind == "mc" else tuple(q.answers)
         evidence = tuple(located_evidence(record.doc_id, record.document, text, record.title) for text in q.evidence)
         question = Question(q.qid, q.question, (record.doc_id,), options=q.options, multi_answer=q.multi,
-                            evidence=evidence)
+                            evidence=evidence, answer_kind=MULTIPLE_CHOICE if q.kind == "mc" else FREE_TEXT)
         items.append(EvalItem(question, golds, record.doc_id))
     stem = Path(path).name.split(".")[0]
     skipped = tuple(f"line {line}: {reason}" for line, reason in loaded.skipped)
@@ -298,7 +302,8 @@ KV_REPLY_TOKENS = 64
 def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet:
     """Key-value retrieval ("Lost in the Middle"): each example's UUID pairs are one
     document, a pair per line, in the data set's order; the question asks for one
-    key's value and its id records the gold pair's index (``@posN``)."""
+    key's value and records the gold pair's index as its evidence position (its id
+    too: ``@posN``)."""
     records = []
     for _, record, error in iter_json_lines(read_bytes(path)):
         if error:  # evaluation data must not shrink silently
@@ -320,5 +325,6 @@ def kv_retrieval(path: Path, limit: int | None = None, seed: int = 0) -> EvalSet
         question = f'What is the value of the key "{record["key"]}" in the JSON key-value pairs?'
         gold_line = sections[gold]
         evidence = (Evidence(key, text[gold_line.start:gold_line.end], gold_line.start, gold_line.end, doc.title),)
-        items.append(EvalItem(Question(f"{key}@pos{gold}", question, (key,), evidence=evidence), (record["value"],), key))
+        items.append(EvalItem(Question(f"{key}@pos{gold}", question, (key,), evidence=evidence, answer_kind=EXACT,
+                                       evidence_position=gold), (record["value"],), key))
     return EvalSet("kv", tuple(items), corpora, reply_tokens=KV_REPLY_TOKENS)

@@ -2,16 +2,17 @@
 
 ``niah``: one needle gives one question per (depth, length) cell: 15 with the default
 grid, too few for a paired verdict. Several needles, each in its own stretch of the
-filler, give the grid many independent questions; the ids (``niah{n}@d{depth}@L{length}``)
-keep the cell, so the report still draws the depth x length heat map.
+filler, give the grid many independent questions; each question carries its cell (needle
+depth and haystack length, recorded as ledger columns), so the report still draws the
+depth x length heat map. Ids name the cell too (``niah{n}@d{depth}@L{length}``): one a cell.
 
 ``niah-agg``: aggregation questions. Each question hides two (or more) made-up facts of
 one kind at different depths of one haystack ("The barge Arabrin of the Quorvell fleet
 carries 14 crates of salt." at 10 %, "The barge Belethorn ..." at 60 %) and asks what
 only both together answer: which carries more (the answer is a name, so a reader that
 saw one fact is right by chance only), or how many together (a number none of the facts
-states). Ids are ``niahagg{n}@d{d1}@L{length}@d{d2}``: the report's heat map places them
-at the first named fact's depth; the other depths follow.
+states). Ids are ``niahagg{n}@d{d1}@L{length}@d{d2}``; each question carries its facts'
+depths in the order it names them: the report's heat map places it at the first.
 
 Lengths are words of filler; ``parse_lengths`` also takes thousands of reader tokens
 (``8k``), converted at ``WORDS_PER_TOKEN`` (approximate: English prose runs about 1.3
@@ -30,6 +31,7 @@ from lcrag.core.types import Document
 from lcrag.pipeline.strategies import Evidence, Question
 from lcrag.pipeline.scoring.metrics import normalize_answer
 from lcrag.pipeline.evaluation.items import CorpusSpec, EvalDataError, EvalItem, EvalSet
+from lcrag.pipeline.ledger.rows import EXACT
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,9 @@ def niah(folder: Path, limit: int | None = None, seed: int = 0,
         corpora[key] = CorpusSpec(key, (Document(key, text, title="Essays", source=f"niah:{Path(folder).name}"),))
         at = text.find(needle.sentence)  # the evidence: the needle sentence where it was hidden
         evidence = (Evidence(key, needle.sentence, at, at + len(needle.sentence), "Essays"),)
-        items.append(EvalItem(Question(key, needle.question, (key,), evidence=evidence), (needle.answer,), key))
+        question = Question(key, needle.question, (key,), evidence=evidence, answer_kind=EXACT,
+                            needle_depths=(int(depth),), haystack_length=length)
+        items.append(EvalItem(question, (needle.answer,), key))
     return EvalSet("niah", tuple(items), corpora)
 
 
@@ -394,5 +398,7 @@ def niah_agg(folder: Path, limit: int | None = None, seed: int = 0,
         corpora[key] = CorpusSpec(key, (Document(key, text, title="Essays", source=f"niah-agg:{Path(folder).name}"),))
         evidence = tuple(Evidence(key, fact, start, end, "Essays")
                          for (start, end), fact in sorted(zip(spans, question.facts)))
-        items.append(EvalItem(Question(key, question.question, (key,), evidence=evidence), question.golds, key))
+        asked_here = Question(key, question.question, (key,), evidence=evidence, answer_kind=EXACT,
+                              needle_depths=ds, haystack_length=length)
+        items.append(EvalItem(asked_here, question.golds, key))
     return EvalSet("niah-agg", tuple(items), corpora)

@@ -61,7 +61,16 @@ class Manifest:
         return f"bm25-{self.generation:06d}"
 
     def build_config(self) -> Config:
-        return config_from_dict(with_legacy_backend(self.config))
+        return config_from_dict(with_legacy_runtime(with_legacy_backend(self.config)))
+
+
+def with_legacy_runtime(config: dict[str, Any]) -> dict[str, Any]:
+    """A manifest written before ``encoder.runtime`` existed was built with PyTorch float32,
+    whatever today's default is."""
+    encoder = config.get("encoder")
+    if isinstance(encoder, dict) and "runtime" not in encoder:
+        return {**config, "encoder": {**encoder, "runtime": "torch-fp32"}}
+    return config
 
 
 def with_legacy_backend(config: dict[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,12 @@ from lcrag.core.errors import LcragError
 from lcrag.core.types import LEVELS, Chunk, Document, Hit, Level, Unit
 from lcrag.pipeline.config import FUSION_CHOICES, MODE_CHOICES, Config, RetrievalConfig
 from lcrag.pipeline.index.catalog import Catalog
-from lcrag.pipeline.index.folder import IndexPaths, Manifest, open_vectors, require_finished
+from lcrag.pipeline.index.folder import IndexPaths, IndexStateError, Manifest, open_vectors, require_finished
 from lcrag.pipeline.index.generations import is_generational, live_path
 from lcrag.retrievers.base import ScoredChunk
 from lcrag.retrievers.bm25 import BM25Index, BM25Retriever
 from lcrag.retrievers.dense import DenseRetriever
+from lcrag.retrievers.encoders.runtimes import resolve_runtime
 from lcrag.retrievers.fusion import convex_combination_fusion, max_by_key, reciprocal_rank_fusion
 
 
@@ -56,12 +57,27 @@ class IndexReader:
         paths = IndexPaths(self.root)
         self.catalog = Catalog(paths.catalog, read_only=True)
         self.encoder = encoder_factory(self.config.encoder)
+        self._require_built_runtime()
         self.vectors = open_vectors(self.root, self.config.store)
         self._doc_positions: dict[str, int] | None = None
         self.retrievers = {
             "dense": DenseRetriever(self.vectors, self.encoder),
             "bm25": BM25Retriever(BM25Index.load(paths.bm25(self.manifest))),
         }
+
+    def _require_built_runtime(self) -> None:
+        """Queries are embedded by the runtime that embedded the index, or not at all."""
+        runtime = getattr(self.encoder, "runtime", None)  # a test double may name none
+        built = resolve_runtime(self.config.encoder.runtime)
+        if runtime is not None and runtime != built:
+            self.catalog.close()
+            note = getattr(self.encoder, "runtime_note", None)
+            raise IndexStateError(
+                f"index {self.root} was built with encoder runtime {built}, but the encoder here runs {runtime}"
+                + (f" ({note})" if note else "")
+                + f"; its queries must be embedded by {built} too: make {built} available here, "
+                f"or ingest into a new --index with {runtime}"
+            )
 
     # -- the Corpus protocol strategies read through ------------------------------------
     @property

@@ -40,7 +40,8 @@ import numpy as np
 from lcrag.core.types import Chunk, Document, Unit
 from lcrag.pipeline.config import ChunkConfig, EncoderConfig
 from lcrag.pipeline.ingest.embedding import embed_units
-from lcrag.retrievers.encoders.encoder import make_encoder
+from lcrag.retrievers.encoders.encoder import EncoderError, make_encoder
+from lcrag.retrievers.encoders.runtimes import resolve_runtime
 from lcrag.pipeline.ingest.ingestion import (
     EmbedReport,
     IndexWriter,
@@ -102,7 +103,13 @@ def worker_encoder(config: EncoderConfig):
     with _ENCODERS_LOCK:
         encoder = _ENCODERS.get(config)
         if encoder is None:
-            encoder = _ENCODERS[config] = make_encoder(config).warm_up()
+            encoder = make_encoder(config)
+            runtime = getattr(encoder, "runtime", None)
+            if runtime is not None and runtime != resolve_runtime(config.runtime):
+                # the index records the writer's runtime: another one's vectors must not join it
+                raise EncoderError(f"worker {worker_name()} cannot run the index's encoder runtime "
+                                   f"{config.runtime}: {encoder.runtime_note}")
+            encoder = _ENCODERS[config] = encoder.warm_up()
     return encoder
 
 

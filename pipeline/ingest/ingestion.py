@@ -56,6 +56,7 @@ from lcrag.pipeline.ingest.loaders.base import MIB
 from lcrag.pipeline.ingest.units import build_units
 from lcrag.retrievers.bm25 import Analyzer
 from lcrag.retrievers.bm25.publish import Analyse, AnalysedChunks, is_published, publish_bm25
+from lcrag.retrievers.encoders.runtimes import RUNTIMES
 from lcrag.retrievers.stores import ChunkVectorStore
 
 log = logging.getLogger(__name__)
@@ -138,13 +139,15 @@ class IndexWriter:
     def __init__(self, root: Path, config: Config, encoder) -> None:
         self.root = Path(root)
         self.paths = IndexPaths(self.root)
-        self.config = config
+        self.config = with_encoder_runtime(config, encoder)  # what the index records: the runtime that builds it
         self.encoder = encoder
         self._lock = WriterLock(self.root)
         self.catalog: Catalog | None = None
         self.vectors: ChunkVectorStore | None = None
         self.resumed = False  # an earlier run stopped before publishing: publish must run again
         self.notes: list[str] = []  # said to the user with the report
+        if getattr(encoder, "runtime_note", None):  # the encoder runs float32 instead of the runtime asked for
+            self.notes.append(encoder.runtime_note)
 
     def __enter__(self) -> "IndexWriter":
         self.root.mkdir(parents=True, exist_ok=True)
@@ -156,10 +159,10 @@ class IndexWriter:
             # the manifest's fingerprint, or (first run interrupted) the catalog's
             recorded = existing.fingerprint if existing else self.catalog.get_meta("fingerprint") or None
             if recorded is not None and recorded != self.config.index_fingerprint():
-                raise IndexStateError(
+                raise IndexStateError(self._runtime_mismatch(recorded) or (
                     f"index {self.root} was built with different encoder/unit/chunking/BM25 settings; "
                     "ingest into a new --index, or delete the folder to rebuild it with these settings"
-                )
+                ))
             self.catalog.set_meta("fingerprint", self.config.index_fingerprint())
             self._keep_built_backend()
             self.vectors = open_vectors(self.root, self.config.store)
@@ -170,6 +173,18 @@ class IndexWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _runtime_mismatch(self, recorded: str) -> str | None:
+        """The refusal when only the encoder runtime differs from the one the index was
+        built with (vectors of two runtimes never mix in one index); None otherwise."""
+        for built in RUNTIMES:
+            if built != self.config.encoder.runtime and recorded == with_runtime(self.config, built).index_fingerprint():
+                note = getattr(self.encoder, "runtime_note", None)  # it fell back: the note names the fix
+                fix = f"make {built} available here" if note else f"set encoder.runtime: {built}"
+                return (f"index {self.root} was built with encoder runtime {built}, and this encoder runs "
+                        f"{self.config.encoder.runtime}{f' ({note})' if note else ''}; vectors of two runtimes never "
+                        f"mix in one index: {fix} to update it, or ingest into a new --index")
+        return None
 
     def _keep_built_backend(self) -> None:
         configured = self.config.store.backend
@@ -190,6 +205,18 @@ class IndexWriter:
             self.catalog.close()
             self.catalog = None
         self._lock.__exit__()
+
+
+def with_runtime(config: Config, runtime: str) -> Config:
+    return dataclasses.replace(config, encoder=dataclasses.replace(config.encoder, runtime=runtime))
+
+
+def with_encoder_runtime(config: Config, encoder) -> Config:
+    """``config`` with the runtime ``encoder`` really runs (``auto`` resolved, or torch-fp32
+    after a fallback), so an index records what built it. An encoder that names no
+    runtime (a test double) leaves the config as it is."""
+    runtime = getattr(encoder, "runtime", None)
+    return config if runtime is None or runtime == config.encoder.runtime else with_runtime(config, runtime)
 
 
 def default_source_name(source: Path) -> str:

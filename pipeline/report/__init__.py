@@ -14,8 +14,6 @@ from lcrag.pipeline.report.model import (
     StrategyStats,
     build_report,
     default_interval,
-    parse_niah_cell,
-    parse_position,
 )
 from lcrag.pipeline.report.render import render_html, render_markdown, write_report
 
@@ -30,8 +28,6 @@ __all__ = [
     "StrategyStats",
     "build_report",
     "default_interval",
-    "parse_niah_cell",
-    "parse_position",
     "render_html",
     "render_markdown",
     "write_report",

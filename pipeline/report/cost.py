@@ -12,9 +12,9 @@ verdict's cost leaves them out), and projects prefill to Q questions per documen
 
 The projection is a deliberately simple model, stated in the report:
 
-* A row *reads the document* when its context is the whole document (routes ``lc``,
-  ``coa``, ``longrag``, and a routed strategy's reads that ended there, such as
-  ``rule:lc`` or ``rag->lc``). Its document is a prefix every question on that
+* A row *reads the document* when its context is the whole document: the last of its
+  ``route_steps`` is ``lc``, ``coa`` or ``longrag`` (a routed strategy's reads that
+  ended there too, such as auto's ``rule:lc`` or self-route's ``rag->lc``). Its document is a prefix every question on that
   document shares, so the first question pays it cold and later ones pay only the
   uncached tail (question, instructions, any earlier cheap read).
 * Cold rows are each strategy's first document read per (run, index_id) in
@@ -48,7 +48,6 @@ forms (laid out by ``templates/cost.*.j2``, escaped by ``markup``, as every sect
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
@@ -159,14 +158,11 @@ class CostSection:
 
 # ------------------------------------------------------------------ building
 
-_TAG = re.compile(r"\[[^\]]*\]")
-
-
-def reads_document(route: str) -> bool:
-    """Did the read that answered end on the whole document? The last hop of the route
-    (``rule:self-route:rag->lc`` -> ``lc``; ``longrag@k4`` -> ``longrag``)."""
-    last = _TAG.sub("", route or "").split("->")[-1].split(":")[-1].strip()
-    return last.split("@")[0] in DOCUMENT_ROUTES
+def reads_document(route_steps: Sequence[str] | None) -> bool:
+    """Did the read that answered end on the whole document? The last of the row's
+    ``route_steps`` (auto, self-route, rag, lc -> ``lc``; a top-k variant ``longrag@k4``
+    -> ``longrag``); a row that passed through none (an error) did not."""
+    return bool(route_steps) and route_steps[-1].split("@")[0] in DOCUMENT_ROUTES
 
 
 def prefill(row: LedgerRow) -> int:
@@ -187,7 +183,7 @@ def first_reads(rows: Iterable[LedgerRow]) -> frozenset[str]:
     """``read_key``s of the cold reads: per (strategy, run, index_id) the first answered
     row that read the whole document, in ``created_at`` order (ties by question id)."""
     first: dict[tuple[str, str, str], LedgerRow] = {}
-    for row in sorted((r for r in rows if r.error is None and reads_document(r.route)),
+    for row in sorted((r for r in rows if r.error is None and reads_document(r.route_steps)),
                       key=lambda r: (r.created_at, r.question_id, r.row_id)):
         first.setdefault((row.strategy, row.run_id, row.index_id), row)
     return frozenset(read_key(r) for r in first.values())
@@ -222,8 +218,8 @@ def document_reads(rows: Sequence[LedgerRow], cold_ids: frozenset[str]) -> Docum
 
 def strategy_cost(strategy: str, rows: Sequence[LedgerRow], cold_ids: frozenset[str] = frozenset()) -> StrategyCost:
     """One table row from a strategy's answered rows on a data set's compared questions."""
-    docs = [r for r in rows if reads_document(r.route)]
-    others = [r for r in rows if not reads_document(r.route)]
+    docs = [r for r in rows if reads_document(r.route_steps)]
+    others = [r for r in rows if not reads_document(r.route_steps)]
     return StrategyCost(
         strategy=strategy,
         n=len(rows),

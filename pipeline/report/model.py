@@ -10,7 +10,6 @@ once its pair is answered on a resumed run, so errors counted here are unresolve
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -291,28 +290,18 @@ class Report:
 
 # ------------------------------------------------------------- extractors
 
-_POSITION = re.compile(r"@pos(\d+)(?=@|$)")
-_NIAH = re.compile(r"@d(\d+)@L(\d+)(?=@|$)")
-
-
-def parse_position(question_id: str) -> int | None:
-    """Evidence position from a position-sweep id such as ``q17@pos3`` (else None)."""
-    found = _POSITION.search(question_id)
-    return int(found.group(1)) if found else None
-
-
-def parse_niah_cell(question_id: str) -> tuple[int, int] | None:
-    """(depth %, length tokens) from a needle-in-a-haystack id such as ``n4@d25@L2000``."""
-    found = _NIAH.search(question_id)
-    return (int(found.group(1)), int(found.group(2))) if found else None
-
 
 def default_position_of(row: LedgerRow) -> int | None:
-    return parse_position(row.question_id)
+    """The slot of the row's evidence in a position sweep (its ``evidence_position``), else None."""
+    return row.evidence_position
 
 
 def default_niah_cell_of(row: LedgerRow) -> tuple[int, int] | None:
-    return parse_niah_cell(row.question_id)
+    """(depth %, haystack length) of a needle row: its first named fact's depth (an
+    aggregation question's other facts lie elsewhere) and its haystack; else None."""
+    if not row.needle_depths or row.haystack_length is None:
+        return None
+    return row.needle_depths[0], row.haystack_length
 
 
 def default_accuracy(row: LedgerRow) -> float | None:
@@ -563,9 +552,8 @@ def letter_sections(rows: Sequence[LedgerRow], datasets: Sequence[str]) -> tuple
 
 
 def _is_sweep(rows: Sequence[LedgerRow]) -> bool:
-    """A position sweep or needle grid: every question id carries its slot or cell."""
-    return bool(rows) and all(parse_position(r.question_id) is not None or parse_niah_cell(r.question_id) is not None
-                              for r in rows)
+    """A position sweep or needle grid: every row carries its evidence slot or needle cell."""
+    return bool(rows) and all(default_position_of(r) is not None or default_niah_cell_of(r) is not None for r in rows)
 
 
 def build_report(

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from markupsafe import Markup
 
+from lcrag.core.files import write_text_atomic
 from lcrag.pipeline.report import svg
 from lcrag.pipeline.report.cost import cost_json, cost_view
 from lcrag.pipeline.report.letters import letter_view
@@ -435,6 +436,6 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out / "report.html", out / "report.md"
-    html_path.write_text(render_html(report), encoding="utf-8")
-    md_path.write_text(render_markdown(report), encoding="utf-8")
+    write_text_atomic(html_path, render_html(report))  # a reader of the folder never sees half a report
+    write_text_atomic(md_path, render_markdown(report))
     return html_path, md_path

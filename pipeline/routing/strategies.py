@@ -29,9 +29,12 @@ from lcrag.pipeline.routing.router import RouterError
 from lcrag.readers.base import Answer
 
 
-NO_CONFIDENCE = "[no confidence]"  # in a route: the reader gave no logprobs, so confidence could not decide
-# in a route: the fitted threshold was calibrated on the other answer kind (choices / free text), so declines only
-OTHER_KIND = "[threshold of another answer kind]"
+# A route's reason (``Outcome.route_reason``), and in brackets in its text:
+NO_CONFIDENCE_REASON = "no confidence"  # the reader gave no logprobs, so confidence could not decide
+# the fitted threshold was calibrated on the other answer kind (choices / free text), so declines only
+OTHER_KIND_REASON = "threshold of another answer kind"
+NO_CONFIDENCE = f"[{NO_CONFIDENCE_REASON}]"
+OTHER_KIND = f"[{OTHER_KIND_REASON}]"
 
 
 def self_route_threshold(tools: Toolkit, question: Question) -> float | None:
@@ -80,24 +83,29 @@ class SelfRouteStrategy:
             if i not in second:
                 # with a threshold but no confidence to compare (no logprobs), say so in the route
                 blind = thresholds[i] is not None and reply_confidence(question, answer) is None
-                tag = NO_CONFIDENCE if blind else OTHER_KIND if threshold_skipped(tools, question) else ""
-                outcomes.append(Outcome(question, self.name, "rag" + tag, answer, context,
+                reason = NO_CONFIDENCE_REASON if blind else OTHER_KIND_REASON if threshold_skipped(tools, question) else None
+                outcomes.append(Outcome(question, self.name, rag.name + (f"[{reason}]" if reason else ""), answer, context,
                                         answer.prompt_tokens,
-                                        answer.completion_tokens, answer.latency_ms, context.retrieval_ms, 1, False))
+                                        answer.completion_tokens, answer.latency_ms, context.retrieval_ms, 1, False,
+                                        route_steps=(self.name, rag.name), route_reason=reason))
                 continue
-            outcomes.append(chained(first=Outcome(question, self.name, "rag", answer, context, answer.prompt_tokens,
-                                                  answer.completion_tokens, answer.latency_ms, context.retrieval_ms),
-                                    then=single(question, second[i], lc_contexts[i]), route="rag->lc"))
+            outcomes.append(chained(first=Outcome(question, self.name, rag.name, answer, context, answer.prompt_tokens,
+                                                  answer.completion_tokens, answer.latency_ms, context.retrieval_ms,
+                                                  route_steps=(self.name, rag.name)),
+                                    then=single(question, second[i], lc_contexts[i], lc.name),
+                                    route=f"{rag.name}->{lc.name}"))
         return outcomes
 
 
-def single(question: Question, answer: Answer, context) -> Outcome:
+def single(question: Question, answer: Answer, context, step: str) -> Outcome:
+    """A read by strategy ``step`` that another outcome goes on to (``chained``)."""
     return Outcome(question, "", "", answer, context, answer.prompt_tokens, answer.completion_tokens,
-                   answer.latency_ms, context.retrieval_ms)
+                   answer.latency_ms, context.retrieval_ms, route_steps=(step,))
 
 
 def chained(first: Outcome, then: Outcome, route: str) -> Outcome:
-    """The second read's answer, charged for both reads."""
+    """The second read's answer, charged for both reads; its route passed through the
+    first read's steps, then the second's."""
     return Outcome(
         first.question, first.strategy, route, then.answer, then.context,
         first.prompt_tokens + then.prompt_tokens,
@@ -105,6 +113,8 @@ def chained(first: Outcome, then: Outcome, route: str) -> Outcome:
         first.reading_ms + then.reading_ms,
         first.retrieval_ms + then.retrieval_ms,
         first.calls + then.calls, True,
+        route_steps=first.steps + then.steps,
+        route_reason=first.route_reason or then.route_reason,
     )
 
 
@@ -148,12 +158,15 @@ class AutoStrategy:
         cheap = DESTINATIONS[router.classes[0]]().run_batch(list(questions), tools)
         confidences = [reply_confidence(q, o.answer) for q, o in zip(questions, cheap)]
         chosen = [router.choose(with_cheap_read(f, c, o.answer.unanswerable)) for f, c, o in zip(features, confidences, cheap)]
-        tags = ["router" + (NO_CONFIDENCE if c is None else "") for c in confidences]
-        results = {i: relabel(o, self.name, f"{tags[i]}:{o.route}") for i, o in enumerate(cheap) if chosen[i] == router.classes[0]}
+        reasons = [NO_CONFIDENCE_REASON if c is None else None for c in confidences]
+        tags = ["router" + (f"[{r}]" if r else "") for r in reasons]
+        results = {i: relabel(o, self.name, f"{tags[i]}:{o.route}", reasons[i])
+                   for i, o in enumerate(cheap) if chosen[i] == router.classes[0]}
         for name in dict.fromkeys(c for c in chosen if c != router.classes[0]):
             picked = [i for i, c in enumerate(chosen) if c == name]
             for i, outcome in zip(picked, DESTINATIONS[name]().run_batch([questions[i] for i in picked], tools)):
-                results[i] = relabel(chained(cheap[i], outcome, ""), self.name, f"{tags[i]}:{cheap[i].route}->{outcome.route}")
+                results[i] = relabel(chained(cheap[i], outcome, ""), self.name, f"{tags[i]}:{cheap[i].route}->{outcome.route}",
+                                     reasons[i])
         return [results[i] for i in range(len(questions))]
 
 
@@ -162,5 +175,8 @@ DESTINATIONS = {cls.name: cls for cls in (RagStrategy, LongRagStrategy, OrderPre
                                           LongContextStrategy, ChainOfAgentsStrategy)}
 
 
-def relabel(outcome: Outcome, strategy: str, route: str) -> Outcome:
-    return replace(outcome, strategy=strategy, route=route)
+def relabel(outcome: Outcome, strategy: str, route: str, reason: str | None = None) -> Outcome:
+    """``outcome`` as answered by ``strategy`` (auto) along ``route``: its steps follow
+    ``strategy``'s; ``reason`` (else the outcome's own) is the route's reason."""
+    return replace(outcome, strategy=strategy, route=route, route_steps=(strategy, *outcome.steps),
+                   route_reason=reason or outcome.route_reason)

@@ -37,7 +37,6 @@ always give the same verdict and sentence.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -149,7 +148,7 @@ METRICS: Mapping[str, str] = MappingProxyType({
 })
 
 # data sets this project loads (``lcrag.pipeline.evaluation.DATASETS`` and their
-# EvalSet names) -> kind. Other names are inferred from their rows (``dataset_kind``).
+# EvalSet names) -> kind. Other names take the kind their rows record (``dataset_kind``).
 DATASET_KINDS: Mapping[str, str] = MappingProxyType({
     "kv": "exact",
     "niah": "exact",
@@ -161,16 +160,6 @@ DATASET_KINDS: Mapping[str, str] = MappingProxyType({
     "qa-jsonl": "free_text",
     "synthetic": "free_text",
 })
-
-_EXACT_ID = re.compile(r"^(kv\d+@pos\d+|niah\d*@d\d+@L\d+)$")  # ids the kv and niah loaders write
-_CHOICE = re.compile(r"^\(?[A-J]+\)?$")  # a gold answer that is option letters: "C", "(B)", "BD" (several right)
-
-
-def _is_choice(gold: str) -> bool:
-    """Option letters in strictly increasing order ("BD", as multiple-answer golds are
-    written): a free-text answer in capitals ("BAD") is not mistaken for three options."""
-    letters = gold.strip().strip("()")
-    return bool(_CHOICE.match(gold.strip())) and list(letters) == sorted(set(letters))
 
 
 def _kind(kind: str) -> DatasetKind:
@@ -191,9 +180,11 @@ def secondary_metric(kind: str) -> str | None:
 
 def dataset_kind(dataset: str | None, rows: Iterable[LedgerRow] = ()) -> str:
     """The kind of a data set: by name for the data sets this project loads, else from
-    its rows -- question ids all written by the kv / niah loaders mean ``exact``, gold
-    answers all option letters (A-J) mean ``multiple_choice`` -- else ``free_text``
-    (the safe default: answer recall is defined for any answer with a gold string)."""
+    the ``answer_kind`` its rows record -- ``exact`` when every row says so, ``multiple_choice``
+    when every row that records a kind says so (the data set's loader set it; rows recorded
+    before the column were filled from their ids and gold answers, ``ledger.migrations``)
+    -- else ``free_text`` (the safe default: answer recall is defined for any answer with a
+    gold string)."""
     name = dataset or UNLABELLED
     if name.endswith(" · unanswerable"):
         return "unanswerable"
@@ -202,11 +193,11 @@ def dataset_kind(dataset: str | None, rows: Iterable[LedgerRow] = ()) -> str:
     name = name.split(" · ")[0]  # a per-reader part ("tpo · <model>") is of its data set's kind
     if name in DATASET_KINDS:
         return DATASET_KINDS[name]
-    rows = list(rows)
-    if rows and all(_EXACT_ID.match(r.question_id) for r in rows):
+    kinds = [r.answer_kind for r in rows]
+    if kinds and all(k == "exact" for k in kinds):
         return "exact"
-    golds = [g for r in rows for g in (r.gold_answers or ())]
-    if golds and all(_is_choice(g) for g in golds):
+    recorded = [k for k in kinds if k is not None]
+    if recorded and all(k == "multiple_choice" for k in recorded):
         return "multiple_choice"
     return "free_text"
 

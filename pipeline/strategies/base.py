@@ -50,6 +50,12 @@ class Question:
     options: tuple[str, ...] = ()  # multiple choice: option texts (asked as A., B., ...)
     multi_answer: bool = False  # multiple choice where several options may be right
     evidence: tuple[Evidence, ...] = ()  # gold evidence, when the data set marks it (the oracle control reads it)
+    # What the evaluation data set knows about the question, recorded in its ledger rows as
+    # data (the report and verdict read these columns, never the id):
+    answer_kind: str | None = None  # the answers' kind (ledger ANSWER_KINDS: multiple_choice, exact, free_text)
+    evidence_position: int | None = None  # position sweeps: the slot its evidence was put in (kv: the gold pair's line)
+    needle_depths: tuple[int, ...] = ()  # needle tests: depth (%) of each hidden fact, in the order the question names them
+    haystack_length: int | None = None  # needle tests: the haystack's length in words of filler
 
     def prompt(self, passages: tuple[Passage, ...], allow_unanswerable: bool = False) -> Prompt:
         """What the reader is asked about this question over ``passages``."""
@@ -77,7 +83,7 @@ class Outcome:
 
     question: Question
     strategy: str
-    route: str  # the path that produced the answer: rag, longrag, lc, rag->lc ...
+    route: str  # the path that produced the answer, as text to show: rag, longrag, lc, rag->lc ...
     answer: Answer
     context: Context
     prompt_tokens: int
@@ -86,6 +92,15 @@ class Outcome:
     retrieval_ms: float
     calls: int = 1
     fell_back: bool | None = None
+    # the same path as data: the strategies it passed through (self-route, rag, lc); () = the
+    # route is one step, itself (a plain strategy's route is its name)
+    route_steps: tuple[str, ...] = ()
+    route_reason: str | None = None  # why the route went as it did, where it says ("no confidence")
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The strategies the route passed through (``route_steps``, else the route as one step)."""
+        return self.route_steps or ((self.route,) if self.route else ())
 
 
 class Corpus(Protocol):
@@ -210,6 +225,7 @@ def single_call_outcome(strategy: str, route: str, question: Question, context: 
         reading_ms=answer.latency_ms,
         retrieval_ms=context.retrieval_ms,
         calls=1 + context.passes,
+        route_steps=(route,),
     )
 
 

