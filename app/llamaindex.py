@@ -37,9 +37,9 @@ except ImportError as missing:  # an optional extra: say how to get it, not just
     raise ImportError(f"lcrag's LlamaIndex adapter needs llama-index-core: pip install 'lcrag[llamaindex]' ({missing})") from missing
 
 from lcrag.core.types import LEVELS, Hit, Level
+from lcrag.pipeline.index.search import MODE_CHOICES, IndexReader, SearchError
 from lcrag.pipeline.session import Session
 from lcrag.pipeline.strategies.ordering import document_order, reorder_ends
-from lcrag.pipeline.index.search import MODE_CHOICES, IndexReader, SearchError
 
 ORDERING_CHOICES = ("reorder", "op-rag")
 

@@ -49,8 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from lcrag.readers.fake import FakeReader  # noqa: E402
 from service_load import build_index, load_questions  # noqa: E402  (the same SciFact subset and queries)
+
+from lcrag.readers.fake import FakeReader  # noqa: E402
 
 KEY = "bench-chat-key"
 CHAT = "/v1/chat/completions"
@@ -178,7 +179,7 @@ async def one_client(client, model: str, question: str, stream: bool, timeout_s:
 
     try:
         await asyncio.wait_for(send(), timeout_s)  # the whole answer, however slowly it trickles
-    except (asyncio.TimeoutError, httpx.TimeoutException):
+    except (TimeoutError, httpx.TimeoutException):
         out["status"] = TIMEOUT
     except httpx.HTTPError:
         out["status"] = NO_ANSWER
@@ -245,10 +246,10 @@ def run_bench(live, questions: list[str], ledger_path: Path, *, models=("lcrag-r
               answer_words: int = 20, max_in_flight: int = 4, max_queued: int = 4, max_connections: int = 16,
               retry_after_s: int = 2, timeout_s: float = 60.0, ttft: bool = True, log=print) -> dict:
     """Both parts against one server over ``live`` (a LiveIndex); the result (settings, ttft, load)."""
-    from lcrag.pipeline.config import ServiceConfig, config_from_dict
-    from lcrag.pipeline.ledger import Ledger
     from lcrag.app.service import create_app
     from lcrag.app.service.server import background_server
+    from lcrag.pipeline.config import ServiceConfig, config_from_dict
+    from lcrag.pipeline.ledger import Ledger
 
     models = list(models)
     reader = PacedReader(read_delay_s, piece_delay_s, answer_words)
@@ -303,7 +304,8 @@ def write_results(out: Path, result: dict) -> None:
         "",
         "## Time to first token (openai client, one request at a time)",
         "",
-        "| model | streamed: first token ms | streamed: total ms | first / total | content chunks | plain: total ms | first token / plain total | same reply |",
+        "| model | streamed: first token ms | streamed: total ms | first / total | content chunks "
+        "| plain: total ms | first token / plain total | same reply |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in result["ttft"]:
@@ -321,13 +323,14 @@ def write_results(out: Path, result: dict) -> None:
         "arrives, so a burst above it can be refused whole (503) before any request is answered. Spread: the "
         "clients share one connection pool, so a later client may reuse the connection of one already refused.",
         "",
-        "| clients | starts spread over ms | 200 | 429 | 503 | timeouts | other 5xx | streams cut short | 200 p50 / p95 ms | 429 p50 / p95 ms | 503 p50 / p95 ms | slowest refusal ms | streamed first token p50 ms |",
+        "| clients | starts spread over ms | 200 | 429 | 503 | timeouts | other 5xx | streams cut short "
+        "| 200 p50 / p95 ms | 429 p50 / p95 ms | 503 p50 / p95 ms | slowest refusal ms | streamed first token p50 ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["load"]:
         lat = row["latency_by_status"]
 
-        def pair(status: str) -> str:
+        def pair(status: str, lat: dict = lat) -> str:
             got = lat.get(status)
             return f"{_ms(got['p50_ms'])} / {_ms(got['p95_ms'])}" if got else ""
 

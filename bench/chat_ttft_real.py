@@ -15,13 +15,12 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_load import KEY, ROOT, time_to_first_token  # noqa: E402
-from service_load import build_index, load_questions  # noqa: E402
+from chat_load import KEY, ROOT, time_to_first_token
+from service_load import build_index, load_questions
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -32,14 +31,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from lcrag.app.service import create_app
+    from lcrag.app.service.server import background_server
     from lcrag.core.paths import state_home
     from lcrag.pipeline.config import ServiceConfig, load_config
     from lcrag.pipeline.index.live import LiveIndex
-    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ledger import Ledger
-    from lcrag.app.service import create_app
-    from lcrag.app.service.server import background_server
     from lcrag.readers import connect_reader
+    from lcrag.retrievers.encoders.encoder import make_encoder
 
     config = load_config(None)
     reader = connect_reader(config.reader, state_home())

@@ -157,7 +157,7 @@ def comparisons(records: list[dict]) -> list[tuple[dict, dict]]:
     against the same one of MiniLM (does the long-context encoder pay?)."""
     by_key = {(r["encoder"], r["chunking"], r["context"], r["mode"]): r for r in records}
     pairs = []
-    for (encoder, chunking, context, mode), record in sorted(by_key.items()):
+    for (encoder, chunking, _context, mode), record in sorted(by_key.items()):
         if chunking == "late" and (encoder, "naive", "none", mode) in by_key:
             pairs.append((record, by_key[(encoder, "naive", "none", mode)]))
     for (encoder, chunking, context, mode), record in sorted(by_key.items()):
@@ -321,7 +321,7 @@ def llamaindex_throughput(rset, encoder_name: str, work: Path) -> dict:
                               for d in rset.documents), encoding="utf-8")
     queries.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in rset.queries), encoding="utf-8")
     model = resolve_model_path(ENCODERS[encoder_name]["model"])
-    stdout, seconds, rss = run_with_rss([sys.executable, str(ROOT / "bench" / "llamaindex_baseline.py"), str(corpus),
+    stdout, _seconds, rss = run_with_rss([sys.executable, str(ROOT / "bench" / "llamaindex_baseline.py"), str(corpus),
                                          str(queries), str(folder / "run.trec"), str(folder / "store"), str(model)])
     baseline = json.loads(stdout.strip().splitlines()[-1])
     return {**baseline, "peak_rss_mib": round(rss), "encoder": encoder_name}
@@ -459,7 +459,8 @@ def main() -> None:
     parser.add_argument("--runtimes", help="measure encoder runtimes instead: comma-separated subset of " + ",".join(RUNTIMES)
                         + " (torch-fp32, the reference, is always measured)")
     parser.add_argument("--runtime-chunking", default="late-document", help="--runtimes: the one chunking each index uses")
-    parser.add_argument("--llamaindex", default="MiniLM", help="--runtimes: encoders whose LlamaIndex baseline is measured (comma-separated; empty: none)")
+    parser.add_argument("--llamaindex", default="MiniLM",
+                        help="--runtimes: encoders whose LlamaIndex baseline is measured (comma-separated; empty: none)")
     parser.add_argument("--forward-sample", type=int, default=1000, help="--runtimes: documents of the bare forward-pass timing")
     parser.add_argument("--latency-queries", type=int, default=100, help="--runtimes: queries of the query-embedding latency")
     parser.add_argument("--runtime-worker", nargs=2, metavar=("ENCODER", "RUNTIME"), help=argparse.SUPPRESS)
@@ -473,8 +474,8 @@ def main() -> None:
     if unknown or not chunkings:
         raise SystemExit(f"unknown encoder or mode {unknown}, or no chunking chosen; see --help")
 
-    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ledger import Ledger
+    from lcrag.retrievers.encoders.encoder import make_encoder
 
     rset = load_set(args.data, args.limit_docs, args.limit_queries, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

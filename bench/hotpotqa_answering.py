@@ -49,15 +49,15 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML with reader/strategies sections")
     args = parser.parse_args()
 
-    from lcrag.pipeline.strategies import resolve_names
-    from lcrag.pipeline.recording import context_budget
     from lcrag.pipeline.config import load_config
     from lcrag.pipeline.evaluation import DATASETS, EvalRun, run_evaluation
-    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ledger import Ledger
+    from lcrag.pipeline.recording import context_budget
+    from lcrag.pipeline.strategies import resolve_names
     from lcrag.readers import make_attention
     from lcrag.readers.server import ReaderServer
     from lcrag.readers.vllm import VLLMReader
+    from lcrag.retrievers.encoders.encoder import make_encoder
 
     config = load_config(args.config)
     evalset = DATASETS["hotpotqa"](args.data, args.limit, args.seed)
@@ -84,7 +84,8 @@ def main() -> None:
         print("| " + " | ".join(str(v) for v in row.values()) + " |")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"hotpotqa_{args.run_id}.json").write_text(json.dumps({"sql": SUMMARY_SQL, "rows": rows, "seconds": time.perf_counter() - started}, indent=2, default=str))
+    (out / f"hotpotqa_{args.run_id}.json").write_text(
+        json.dumps({"sql": SUMMARY_SQL, "rows": rows, "seconds": time.perf_counter() - started}, indent=2, default=str))
 
 
 if __name__ == "__main__":

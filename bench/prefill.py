@@ -30,11 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from lcrag.core.paths import state_home  # noqa: E402
 
-WORDS = (
-    "river market winter signal harbor lantern orchard meadow engine copper valley theory museum "
-    "garden journal circuit planet violin ladder canyon pepper bridge forest anchor castle rocket "
-    "pencil island window mirror thunder velvet marble silver candle desert harvest compass"
-).split()
+WORDS = ["river", "market", "winter", "signal", "harbor", "lantern", "orchard", "meadow", "engine",
+         "copper", "valley", "theory", "museum", "garden", "journal", "circuit", "planet", "violin", "ladder", "canyon", "pepper", "bridge", "forest",
+         "anchor", "castle", "rocket", "pencil", "island", "window", "mirror",
+         "thunder", "velvet", "marble", "silver", "candle", "desert", "harvest", "compass"]
 
 
 def filler(tokens: int, seed: int) -> str:

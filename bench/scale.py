@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from scale_fixtures import (
+from scale_fixtures import (  # noqa: E402 (after the sys.path set-up above)
     CHUNK_TARGET_TOKENS,
     Corpus,
     ScaleEncoder,
@@ -68,7 +68,7 @@ from scale_fixtures import (
     vocabulary,
 )
 
-from lcrag.core.paths import state_home
+from lcrag.core.paths import state_home  # noqa: E402 (after the sys.path set-up above)
 
 BACKENDS = ("qdrant-edge", "qdrant-local")
 ENCODER_NAME = "bench-scale-fake"  # in the index fingerprint: never mixed with a real encoder's index
@@ -488,7 +488,8 @@ def write_markdown(path: Path, records: list[dict]) -> None:
         "warm from the build), runs warm-up queries, then each mode over the same queries (2 to 5 Zipf words; "
         "the query vector comes from the stand-in encoder). Hybrid and dense fetch `retrieval.candidates` (300) "
         "chunks from the store, so HNSW searches them with ef = max(hnsw_ef, 300); recall@10 uses k 10 at "
-        f"`store.hnsw_ef` ({', '.join(sorted({str(r.get('hnsw_ef', '')) for r in records}))}). Peak RSS is the serving process's VmHWM after the timed searches "
+        f"`store.hnsw_ef` ({', '.join(sorted({str(r.get('hnsw_ef', '')) for r in records}))}). "
+        "Peak RSS is the serving process's VmHWM after the timed searches "
         "(memory-mapped index files it touched included), before the exact scans of the recall pass."),
         ("- qdrant-local runs only up to 300,000 chunks by default: local mode keeps every vector in Python "
          "and scans them all per query, and qdrant-client writes each point in its own SQLite transaction, so "

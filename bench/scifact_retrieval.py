@@ -210,7 +210,8 @@ def main() -> None:
     if baseline is not None:
         for info in ingests.values():
             info["ratio_to_llamaindex"] = round(info["tokens_per_second"] / baseline["tokens_per_second"], 3)
-    result = {"dataset": "scifact test (300 queries)", "raw_encoder": raw, "llamaindex_baseline": baseline, "ingestion": ingests, "retrieval": rows, "paired": paired,
+    result = {"dataset": "scifact test (300 queries)", "raw_encoder": raw, "llamaindex_baseline": baseline, "ingestion": ingests,
+              "retrieval": rows, "paired": paired,
               "reference_ndcg@10": {"BEIR BM25 (Elasticsearch)": 0.665, "jina late chunking, naive -> late": [0.642, 0.661]}}
     (args.out / "scifact_retrieval.json").write_text(json.dumps(result, indent=2))
     lines = ["# SciFact (test, 300 queries), document level", "", "| run | nDCG@10 | Recall@100 | target |", "|---|---|---|---|"]

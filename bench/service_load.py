@@ -55,14 +55,14 @@ def serve(args: argparse.Namespace) -> None:
 
     import uvicorn
 
-    from lcrag.pipeline.config import Config, ReaderConfig, ServiceConfig
-    from lcrag.pipeline.index.generations import LiveIndex
-    from lcrag.retrievers.encoders.encoder import make_encoder
-    from lcrag.pipeline.ledger import Ledger
     from lcrag.app.service import create_app
     from lcrag.app.service.server import uvicorn_config
+    from lcrag.pipeline.config import Config, ReaderConfig, ServiceConfig
+    from lcrag.pipeline.index.generations import LiveIndex
+    from lcrag.pipeline.ledger import Ledger
     from lcrag.readers import make_reader
     from lcrag.readers.fake import FakeReader
+    from lcrag.retrievers.encoders.encoder import make_encoder
 
     class DelayedReader(FakeReader):
         """The fake reader, taking ``delay`` seconds per read like a remote model would."""
@@ -106,7 +106,7 @@ class ServerProcess:
         ]
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         import httpx
 
         self.proc = subprocess.Popen(self.cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -228,9 +228,9 @@ def run_scenarios(server: ServerProcess, questions: list[str], name: str, reader
 def build_index(data: Path, docs: int, work: Path) -> Path:
     """The first ``docs`` SciFact documents as an lcrag index (default config)."""
     from lcrag.pipeline.config import Config
-    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ingest.ingestion import ingest
     from lcrag.pipeline.ingest.loaders import load_source
+    from lcrag.retrievers.encoders.encoder import make_encoder
 
     subset = work / "scifact-subset"
     subset.mkdir(parents=True, exist_ok=True)
@@ -275,7 +275,8 @@ def write_results(out: Path, result: dict) -> None:
         "(server total minus queued, retrieval and reading is mostly that write). A refused client waits Retry-After "
         f"before its next question. {result['machine']}.",
         "",
-        "| reader | clients | requests | answered/s | p50 ms | p99 ms | errors by status | 429 p50 ms | server p50 ms: queued / retrieval / reading / total |",
+        "| reader | clients | requests | answered/s | p50 ms | p99 ms | errors by status | 429 p50 ms "
+        "| server p50 ms: queued / retrieval / reading / total |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["scenarios"]:

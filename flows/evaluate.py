@@ -17,7 +17,6 @@ from lcrag.pipeline.config import load_config
 from lcrag.pipeline.evaluation.job import ROUND_SIZE, EvalOutcome, EvalRequest, evaluate
 
 
-
 @task(name="evaluate and record", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def evaluate_task(request: EvalRequest, config_file: str | None) -> EvalOutcome:
     logger = get_run_logger()

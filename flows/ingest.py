@@ -32,7 +32,6 @@ from prefect.cache_policies import NO_CACHE
 
 from lcrag.core.errors import ConfigError
 from lcrag.pipeline.config import EncoderConfig, load_config
-from lcrag.pipeline.session import Session
 from lcrag.pipeline.index.generations import (
     is_generational,
     live_name,
@@ -58,6 +57,7 @@ from lcrag.pipeline.ingest.ingestion import (
     publish,
 )
 from lcrag.pipeline.ingest.loaders import LoadOptions, LoadResult, load_source
+from lcrag.pipeline.session import Session
 
 
 @task(name="load documents", cache_policy=NO_CACHE)

@@ -12,9 +12,10 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -22,14 +23,14 @@ from lcrag.core.errors import ConfigError
 from lcrag.core.errors import check as _check
 from lcrag.readers.config import AUTO, ReaderConfig
 from lcrag.retrievers.config import (
-    EncoderConfig,
-    FUSION_CHOICES,
     MODE_CHOICES,
     BM25Config,
+    EncoderConfig,
     RetrievalConfig,
     StoreConfig,
 )
-from lcrag.retrievers.encoders.runtimes import REFERENCE as REFERENCE_RUNTIME, resolve_runtime
+from lcrag.retrievers.encoders.runtimes import REFERENCE as REFERENCE_RUNTIME
+from lcrag.retrievers.encoders.runtimes import resolve_runtime
 
 GROUP_BY_CHOICES = ("neighbours", "source", "directory", "title", "none")
 CHUNKING_CHOICES = ("late", "naive")

@@ -19,20 +19,21 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol
 
-from lcrag.pipeline.strategies import Outcome, Question, Toolkit, get_strategy
-from lcrag.pipeline.scoring.choices import parse_choice, score_choice
+from lcrag.pipeline.config import ReaderConfig, StrategyConfig
+from lcrag.pipeline.ledger import Ledger, LedgerRow
 from lcrag.pipeline.routing.confidence import first_token_probability
+from lcrag.pipeline.scoring.choices import parse_choice, score_choice
 from lcrag.pipeline.scoring.metrics import (
     answer_recall,
     best_over_golds,
     exact_match,
     token_f1,
 )
-from lcrag.pipeline.config import ReaderConfig, StrategyConfig
-from lcrag.pipeline.ledger import Ledger, LedgerRow
+from lcrag.pipeline.strategies import Outcome, Question, Toolkit, get_strategy
 from lcrag.readers.base import ReaderError
 from lcrag.readers.prompts import is_unanswerable
 

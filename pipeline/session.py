@@ -28,7 +28,6 @@ from lcrag.readers import connect_reader, make_attention, make_reader
 from lcrag.retrievers.config import EncoderConfig
 from lcrag.retrievers.encoders.encoder import make_encoder
 
-
 _UNSET: Any = object()  # "build it yourself", as opposed to a part given (even None)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,13 +28,13 @@ class TransformersAttention:
     def __init__(self, model_dir: Path, threads: int = 0) -> None:
         self.model_dir = Path(model_dir)
         self.threads = threads
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None
+        self._tokenizer: Any = None
         # One pass at a time: a pass switches the shared model's attention
         # implementation, so concurrent callers (evaluation threads) must take turns.
         self._lock = threading.Lock()
 
-    def warm_up(self) -> "TransformersAttention":
+    def warm_up(self) -> TransformersAttention:
         with self._lock:
             if self._model is None:
                 self._load()

@@ -7,8 +7,9 @@ measured around the call, so every strategy is charged by the same meter.
 from __future__ import annotations
 
 import math
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generator, Iterator, Protocol, Sequence
+from typing import Protocol
 
 from lcrag.core.errors import LcragError
 

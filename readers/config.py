@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from lcrag.core.errors import check as _check
 from lcrag.readers.registry import reader_backends
-
 
 DTYPES = ("auto", "bfloat16", "float32", "float16")
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})

@@ -15,7 +15,7 @@ import json
 import math
 import re
 import time
-from typing import Generator, Sequence
+from collections.abc import Generator, Sequence
 
 from lcrag.readers.base import TAKE_NOTES, WRITE_QUESTION, Answer, Passage, Prompt, ReadStream
 from lcrag.readers.prompts import UNANSWERABLE, messages

@@ -18,9 +18,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Generator, Iterable, Iterator, Sequence
 
 import httpx
 
@@ -47,7 +47,7 @@ def answer_logprobs(choice: dict, first_line_only: bool = True) -> tuple[tuple[f
     are the reply's own: end-of-turn markers are left out, and with ``first_line_only``
     so is everything after the first line (what ``answer_first_line`` keeps)."""
     content = ((choice.get("logprobs") or {}).get("content")) or []
-    logprobs = []
+    logprobs: list[float] = []
     for entry in content:
         token, logprob = str(entry.get("token", "")), entry.get("logprob")
         if first_line_only and "\n" in token and logprobs:

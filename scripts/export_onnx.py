@@ -36,7 +36,6 @@ time lcrag only checks that the folder and its marker are there
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise SystemExit(f"export_onnx: {exc.name} is not installed; pip install -e '.[onnx]' (make encoder-runtimes does)")
+        raise SystemExit(f"export_onnx: {exc.name} is not installed; pip install -e '.[onnx]' (make encoder-runtimes does)") from exc
     for model in args.model or MODELS:
         export(model, args.home or state_home(), args.force)
     return 0

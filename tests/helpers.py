@@ -128,7 +128,7 @@ def snapshot(index: Path, config=None) -> dict:
 def generated_corpus(folder: Path, n_docs: int = 40) -> Path:
     """N_DOCS documents of random sentences from a small vocabulary (seeded: the same every run)."""
     rng = np.random.default_rng(7)
-    words = "alpha beta gamma delta river mountain forest engine signal protein market harbor lantern orbit".split()
+    words = ["alpha", "beta", "gamma", "delta", "river", "mountain", "forest", "engine", "signal", "protein", "market", "harbor", "lantern", "orbit"]
     for i in range(n_docs):
         sentences = [" ".join(rng.choice(words, size=12)).capitalize() + "." for _ in range(10)]
         (folder / f"doc{i:03d}.txt").parent.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,10 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -140,11 +141,10 @@ def test_an_exception_inside_keeps_the_old_file(tmp_path, helper, monkeypatch):
 def test_atomic_path_body_raising_removes_the_partial_file(tmp_path):
     target = tmp_path / "model.bin"
     target.write_bytes(b"old")
-    with pytest.raises(ValueError, match="checksum"):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half of the new")
-            assert tmp.parent == tmp_path and tmp.exists()
-            raise ValueError("checksum mismatch")
+    with pytest.raises(ValueError, match="checksum"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half of the new")
+        assert tmp.parent == tmp_path and tmp.exists()
+        raise ValueError("checksum mismatch")
     assert target.read_bytes() == b"old"
     assert _entries(tmp_path) == ["model.bin"]
 
@@ -152,9 +152,8 @@ def test_atomic_path_body_raising_removes_the_partial_file(tmp_path):
 def test_atomic_path_body_that_writes_nothing_fails_and_keeps_the_old_file(tmp_path):
     target = tmp_path / "x"
     target.write_text("old")
-    with pytest.raises(FileNotFoundError):
-        with atomic_path(target):
-            pass
+    with pytest.raises(FileNotFoundError), atomic_path(target):
+        pass
     assert target.read_text() == "old" and _entries(tmp_path) == ["x"]
 
 
@@ -363,9 +362,7 @@ def direct_renames(source: str) -> list[tuple[int, str]]:
             owner = func.value
             if isinstance(owner, ast.Name) and owner.id == "os":
                 found.append((node.lineno, f"os.{func.attr}"))
-            elif isinstance(owner, ast.Name) and owner.id == "dataclasses":
-                continue
-            elif isinstance(owner, ast.Constant):  # "a-b".replace(...)
+            elif (isinstance(owner, ast.Name) and owner.id == "dataclasses") or isinstance(owner, ast.Constant):
                 continue
             elif len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred):
                 found.append((node.lineno, f"{ast.unparse(owner)}.{func.attr}"))

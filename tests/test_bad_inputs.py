@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -23,9 +24,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lcrag.core.types import Span, Unit
 from lcrag.app.cli.app import app
 from lcrag.app.cli.index import RunFileError, check_trec_field, search_many, trec_field_problem
+from lcrag.core.types import Span, Unit
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest import ingestion
 from lcrag.pipeline.ingest.loaders import LoadOptions, SourceFormatError, load_source
@@ -288,7 +289,7 @@ def test_long_unpunctuated_document_is_cut_and_named_in_the_summary(ingested, re
     long_units = [r.unit for r in reader.catalog.unit_records() if "long.txt" in r.unit.doc_ids]
     assert len(long_units) >= 3 and all(unit.n_tokens <= 1024 for unit in long_units)
     spans = sorted((s.start, s.end) for unit in long_units for s in unit.spans if s.doc_id == "long.txt")
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # consecutive, non-overlapping cuts
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # consecutive, non-overlapping cuts
 
 
 def test_run_file_refuses_an_id_with_white_space_and_counts_its_lines(reader, tmp_path, capsys):
@@ -570,7 +571,7 @@ def test_fifo_is_refused_without_opening_it(tmp_path, monkeypatch):
 def test_gzip_is_bounded_after_decompression(tmp_path):
     bomb = gzip.compress(b"\x00" * (4 * 2**20))  # 4 MiB of zeros in a few KB
     assert len(bomb) < 2**20
-    with pytest.raises(SourceFormatError, match="decompressed file too large: over the limit of 1.0 MiB"):
+    with pytest.raises(SourceFormatError, match=r"decompressed file too large: over the limit of 1.0 MiB"):
         gunzip(bomb, 2**20)
     path = write(tmp_path / "a.jsonl.gz", gzip.compress(b'{"text": "x"}\n'))
     assert read_bytes(path, 2**20) == b'{"text": "x"}\n'

@@ -48,7 +48,7 @@ def test_tiny_chat_load(live, tmp_path):
             answered = row["latency_by_status"].get("200")
             if answered:
                 assert row["refused_max_ms"] < answered["max_ms"], row
-    for key, row in rows.items():
+    for _key, row in rows.items():
         assert row["refused"] >= 1, row  # 2 or 8 at once over a cap of 1 in flight
     assert rows[(2, 0)]["statuses"] == {"200": 1, "429": 1}, rows[(2, 0)]  # within the connection cap: one answered
 

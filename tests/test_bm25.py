@@ -4,7 +4,7 @@ persistence, the analyzer, and parity on real SciFact documents when present."""
 from __future__ import annotations
 
 import json
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +186,7 @@ def test_search_sorted_by_score_and_omits_zero(k):
             assert hit.score == pytest.approx(scores[ids.index(hit.chunk_id)])
             assert hit.score > 0
         # equal scores come in index order
-        for a, b in zip(hits, hits[1:]):
+        for a, b in pairwise(hits):
             if a.score == b.score:
                 assert ids.index(a.chunk_id) < ids.index(b.chunk_id)
     assert BM25Retriever(index).retrieve("quantum qubit", 2) == index.search("quantum qubit", 2)

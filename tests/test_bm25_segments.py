@@ -186,7 +186,7 @@ def test_incremental_publishes_equal_a_fresh_bm25okapi(tmp_path, policy, config)
         target, report = publish_step(tmp_path, generation, catalog, config, POLICIES[policy])
 
         assert catalog.analysed == list(added), what  # only the new units are analysed, in catalog order
-        assert report.rows == len(catalog.chunk_ids()) and not report.rebuilt or generation == 1, what
+        assert (report.rows == len(catalog.chunk_ids()) and not report.rebuilt) or generation == 1, what
         assert report.tombstoned_rows == removed_rows, what
         index = BM25Index.load(target)
         assert_matches_reference(index, catalog, config)

@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 
 from lcrag.core.types import Document
+from lcrag.pipeline.config import StrategyConfig
+from lcrag.pipeline.recording import RunLabels, ledger_row
 from lcrag.pipeline.strategies import ALL, Question, Toolkit, get_strategy
 from lcrag.pipeline.strategies.chain_of_agents import boundary_before, cut_pieces, notes_allowance, piece_room
-from lcrag.pipeline.recording import RunLabels, ledger_row
-from lcrag.pipeline.config import StrategyConfig
 from lcrag.readers.base import ANSWER, TAKE_NOTES, Passage
 from lcrag.readers.fake import FakeReader
 from lcrag.readers.prompts import CHOOSE_ONE, messages
@@ -97,13 +97,13 @@ def test_a_document_three_budgets_long_is_read_whole_in_order_in_window_sized_pi
     for p in passages:
         assert text[p.start : p.end] == p.text
         assert p.start == 0 or text[p.start - 2 : p.start] == "\n\n"  # split at paragraph breaks
-    for worker, reply in zip(workers, reader.replies):
+    for _worker, reply in zip(workers, reader.replies):
         assert reply.prompt_tokens <= BUDGET  # the whole worker prompt fits the window
     assert outcome.context.tokens == sum(tools.passage_tokens(p) for p in passages)
 
 
 def test_each_worker_is_handed_the_previous_workers_notes():
-    outcome, _, reader = run({"harbour": long_document()})
+    _outcome, _, reader = run({"harbour": long_document()})
     workers = [c for c in reader.calls if c.task == TAKE_NOTES]
     assert workers[0].notes == ""
     for i in range(1, len(workers)):
@@ -114,7 +114,7 @@ def test_each_worker_is_handed_the_previous_workers_notes():
 
 
 def test_outcome_and_ledger_row_charge_the_sum_over_every_call():
-    outcome, tools, reader = run({"harbour": long_document()})
+    outcome, _tools, reader = run({"harbour": long_document()})
     replies = reader.replies
     assert outcome.calls == len(replies) >= 4
     assert outcome.prompt_tokens == sum(a.prompt_tokens for a in replies)

@@ -88,7 +88,8 @@ def test_queries_file_writes_a_trec_run_file(built_index, tmp_path):
     queries.write_text('{"_id": "q1", "text": "rocket engines and orbit"}\n{"_id": "q2", "text": "chess opening gambit"}\n')
     run_file = tmp_path / "out" / "run.trec"
     result = runner.invoke(
-        app, ["search", "--queries", str(queries), "--index", str(built_index), "--level", "doc", "-k", "4", "--run-file", str(run_file), "--tag", "t1"]
+        app, ["search", "--queries", str(queries), "--index", str(built_index), "--level", "doc", "-k", "4",
+              "--run-file", str(run_file), "--tag", "t1"]
     )
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in run_file.read_text().splitlines()]

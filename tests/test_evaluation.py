@@ -11,9 +11,9 @@ import pytest
 
 from lcrag.pipeline.config import ReaderConfig, config_from_dict
 from lcrag.pipeline.evaluation import DATASETS, EvalRun, move_gold, run_evaluation
-from lcrag.pipeline.session import Session
 from lcrag.pipeline.evaluation.items import EvalDataError
 from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.session import Session
 from lcrag.readers.fake import FakeReader
 
 RECORD = {
@@ -92,7 +92,7 @@ def test_squad2_keeps_unanswerable_questions_without_gold(tmp_path):
 def test_qa_jsonl_names_a_missing_field(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text('{"question": "x?", "answers": ["y"]}\n{"answers": ["z"]}\n')
-    with pytest.raises(ValueError, match="qa.jsonl:2: no 'question'"):
+    with pytest.raises(ValueError, match=r"qa.jsonl:2: no 'question'"):
         DATASETS["qa-jsonl"](path)
 
 
@@ -138,8 +138,8 @@ def test_a_resumed_run_refuses_questions_that_read_differently_now(tmp_path, enc
     ({"a": "Who?", "b": "When?"}, {"b": "When? ", "a": "Who?"}, [("b", "When?", "When? ")]),  # exact text
 ])
 def test_changed_questions(asked, current, changed):
-    from lcrag.pipeline.strategies import Question
     from lcrag.pipeline.evaluation.items import EvalItem, changed_questions
+    from lcrag.pipeline.strategies import Question
 
     items = [EvalItem(Question(qid, text), (), "corpus") for qid, text in current.items()]
     assert changed_questions(asked, items) == changed
@@ -155,7 +155,8 @@ def test_squad2_run_scores_abstention_on_both_kinds(tmp_path, encoder):
     ledger = Ledger(tmp_path / "ledger.duckdb")
     run = EvalRun("sq", "squad2", ("rag",), tmp_path / "work")
     reader = FakeReader()
-    run_evaluation(evalset, run, Session(config_from_dict({"chunking": {"target_tokens": 16}}), encoder=encoder, reader=reader, attention=None, ledger=ledger), budget=400)
+    session = Session(config_from_dict({"chunking": {"target_tokens": 16}}), encoder=encoder, reader=reader, attention=None, ledger=ledger)
+    run_evaluation(evalset, run, session, budget=400)
     assert all(p.allow_unanswerable for p in reader.calls)
     rows = {r.question_id: r for r in ledger.rows("sq")}
     assert (rows["a"].answerable, rows["a"].abstained, rows["a"].gold_answers) == (True, False, ("Strelsau",))
@@ -225,7 +226,7 @@ def test_cli_report_after_an_eval_run_writes_html_and_markdown(tmp_path):
 def test_insert_at_depth_lands_after_a_sentence_end(depth, expected_prefix):
     from lcrag.pipeline.evaluation.needles import insert_at_depth
 
-    words = "One. Two three. Four five six.".split()
+    words = ["One.", "Two", "three.", "Four", "five", "six."]
     assert insert_at_depth(words, depth, "NEEDLE").startswith(expected_prefix)
 
 
@@ -274,8 +275,8 @@ def test_a_needle_refuses_an_answer_its_sentence_does_not_hold(sentence, questio
 
 
 def test_every_shipped_needle_answers_its_own_question():
-    from lcrag.pipeline.scoring.metrics import exact_match
     from lcrag.pipeline.evaluation.needles import NEEDLES
+    from lcrag.pipeline.scoring.metrics import exact_match
 
     assert len({n.answer for n in NEEDLES}) == len(NEEDLES) >= 8
     for needle in NEEDLES:  # the gold is what exact match expects of a reply giving just the answer
@@ -306,8 +307,8 @@ def test_kv_items_know_the_gold_index(shared_data):
     ([("5803b872-dc90-4d23-a93e-358d7325a795",)], 64, 64),  # a declared need wins over the word count
 ])
 def test_reply_tokens_needed_covers_the_longest_gold_answer(golds, declared, needed):
-    from lcrag.pipeline.strategies import Question
     from lcrag.pipeline.evaluation.items import EvalItem, EvalSet, reply_tokens_needed
+    from lcrag.pipeline.strategies import Question
 
     items = tuple(EvalItem(Question(f"q{i}", "?"), g, "c") for i, g in enumerate(golds))
     assert reply_tokens_needed(EvalSet("s", items, {}, reply_tokens=declared)) == needed
@@ -320,8 +321,8 @@ def test_reply_tokens_needed_covers_the_longest_gold_answer(golds, declared, nee
     (64, 64, 64),
 ])
 def test_with_reply_room_raises_the_reply_length_and_shrinks_the_context_budget(configured, needed, expected):
-    from lcrag.pipeline.recording import context_budget
     from lcrag.pipeline.evaluation.job import with_reply_room
+    from lcrag.pipeline.recording import context_budget
 
     config = config_from_dict({"reader": {"max_tokens": configured}})
     roomy = with_reply_room(config, needed)
@@ -382,7 +383,7 @@ def test_resolve_methods(text, expected):
 def test_resolve_methods_rejects_strategies(text):
     from lcrag.pipeline.evaluation.retrieval import resolve_methods
 
-    with pytest.raises(ValueError, match="bm25, hybrid|dense, bm25, hybrid"):
+    with pytest.raises(ValueError, match=r"bm25, hybrid|dense, bm25, hybrid"):
         resolve_methods(text)
 
 
@@ -475,7 +476,7 @@ def test_a_reader_that_is_down_stops_the_run_after_recording_the_failures(tmp_pa
     ledger = Ledger(tmp_path / "eval.duckdb")
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     run = EvalRun("down", "hotpotqa", ("rag", "lc"), tmp_path / "work", workers=1, max_consecutive_failures=3)
-    with pytest.raises(ReaderError, match="failed on 3 questions in a row .*rerun with the same run id"):
+    with pytest.raises(ReaderError, match=r"failed on 3 questions in a row .*rerun with the same run id"):
         run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FlakyReader("case"), attention=None, ledger=ledger), budget=400)
     rows = ledger.rows("down")
     assert len(rows) == 3 and all(r.error for r in rows)  # recorded, then stopped: the rest never tried
@@ -504,7 +505,8 @@ def test_an_interrupted_run_stops_at_once_and_resumes(tmp_path, encoder):
         run_evaluation(evalset, run, Session(config, encoder=encoder, reader=InterruptingReader(), attention=None, ledger=ledger), budget=400)
     before = order[: order.index("q1")]  # corpora answered before the interrupted one, in submission order
     assert ledger.done_keys("stop") == {(q, s) for q in before for s in ("rag", "lc")}
-    assert run_evaluation(evalset, run, Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400) == 2 * (4 - len(before))
+    session = Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger)
+    assert run_evaluation(evalset, run, session, budget=400) == 2 * (4 - len(before))
     assert ledger.done_keys("stop") == {(q, s) for q in order for s in ("rag", "lc")}
 
 
@@ -539,7 +541,8 @@ def test_one_corpus_is_answered_in_recorded_windows_so_a_stop_keeps_the_finished
     assert kept and ledger.done_keys("batched") == {(q, s) for q in kept for s in ("rag", "lc")}
 
     steps, reader = [], FakeReader()
-    answered = run_evaluation(evalset, run, Session(config, encoder=encoder, reader=reader, attention=None, ledger=ledger), budget=400, progress=steps.append)
+    session = Session(config, encoder=encoder, reader=reader, attention=None, ledger=ledger)
+    answered = run_evaluation(evalset, run, session, budget=400, progress=steps.append)
     assert answered == 2 * (len(order) - len(kept))
     rest = len(order) - len(kept)
     windows = [min(2, rest - start) for start in range(0, rest, 2)]

@@ -79,8 +79,8 @@ def test_evaluate_flow_records_every_pair_and_resumes(prefect_harness, tmp_path)
 
     html, markdown = report_flow(str(tmp_path / "report"), run_ids=("flow-run",), ledger=str(ledger))
 
-    assert "rag" in open(html).read()
-    assert re.search(r"^\| (\*\*)?lc(\*\*)? \|", open(markdown).read(), re.M)  # a table row for lc
+    assert "rag" in Path(html).read_text()
+    assert re.search(r"^\| (\*\*)?lc(\*\*)? \|", Path(markdown).read_text(), re.M)  # a table row for lc
     assert_report_shows_rows(Path(html).read_text(), Path(markdown).read_text(), Ledger(ledger).rows("flow-run"), "flow-run")
 
 

@@ -2,7 +2,8 @@
 no cycle among modules, none among the children of any package (subpackages and the
 modules beside them, at every level), and the layering of the top-level packages --
 ``core`` depends on nothing else, ``readers`` and ``retrievers`` only on ``core``, and
-only ``flows`` and the entry points (``app``: CLI and service) may import ``lcrag.flows``, and nothing below ``app`` imports it. Imports inside functions count: they run too,
+only ``flows`` and the entry points (``app``: CLI and service) may import ``lcrag.flows``, and nothing below ``app`` imports it.
+Imports inside functions count: they run too,
 just later. The cycle finder itself is tested on hand-made graphs."""
 
 from __future__ import annotations
@@ -285,7 +286,8 @@ def test_layering_of_the_top_level_packages(tree):
     broken = [str(i) for i in tree.imports if top(i.target) not in ALLOWED[top(i.source)]]
     assert not broken, (
         "layering: core imports no other lcrag package; readers and retrievers only lcrag.core; "
-        "only lcrag.flows and the entry points in lcrag.app import lcrag.flows; nothing imports lcrag.app. Offending imports:\n  " + "\n  ".join(broken)
+        "only lcrag.flows and the entry points in lcrag.app import lcrag.flows; nothing imports lcrag.app. Offending imports:\n  "
+        + "\n  ".join(broken)
     )
 
 

@@ -266,9 +266,8 @@ def test_sigkilled_cli_ingest_resumes_to_the_same_index(tmp_path, encoder):
 
 def test_second_writer_is_refused_while_one_holds_the_index(topic_corpus, tmp_path, encoder):
     config = small_config()
-    with IndexWriter(tmp_path / "index", config, encoder):
-        with pytest.raises(IndexStateError, match="another process"):
-            IndexWriter(tmp_path / "index", config, encoder).__enter__()
+    with IndexWriter(tmp_path / "index", config, encoder), pytest.raises(IndexStateError, match="another process"):
+        IndexWriter(tmp_path / "index", config, encoder).__enter__()
 
 
 def test_different_index_settings_are_refused(topic_corpus, tmp_path, encoder):

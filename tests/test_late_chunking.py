@@ -54,7 +54,7 @@ def test_window_starts_properties_over_a_grid():
         assert starts[-1] + content >= n  # the last window reaches the end
         if len(starts) > 1:
             assert starts[-2] + content < n  # and no window is redundant
-        assert all(b - a == content - overlap for a, b in zip(starts, starts[1:]))
+        assert all(b - a == content - overlap for a, b in itertools.pairwise(starts))
 
 
 @pytest.mark.parametrize("content, overlap", [(5, 5), (4, 6)])

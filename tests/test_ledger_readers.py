@@ -5,16 +5,15 @@ once the session closes."""
 
 from __future__ import annotations
 
-
 import duckdb
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from lcrag.app.cli.app import app
+from lcrag.app.service.server import background_server
 from lcrag.pipeline.index.live import LiveIndex
 from lcrag.pipeline.ledger import Ledger
-from lcrag.app.service.server import background_server
 from lcrag.readers.fake import FakeReader
 from tests.service_support import AUTH, build_index, make_app
 from tests.test_evaluation import write_hotpot
@@ -34,11 +33,13 @@ def test_eval_and_the_api_record_beside_a_read_only_session(tmp_path, encoder):
             "eval", "--dataset", f"hotpotqa:{write_hotpot(tmp_path, n=3)}", "--strategies", "rag,lc", "--run-id", "held",
             "--config", str(config), "--ledger", str(path), "--work", str(tmp_path / "w")])
         assert result.exit_code == 0, result.output
-        with LiveIndex(index, lambda c: encoder) as live:
-            with background_server(make_app(live, FakeReader(), path, run_id="api-held")) as url:
-                with httpx.Client(base_url=url, timeout=30) as client:
-                    codes = [client.post("/v1/query", json={"question": f"Where is Etna {i}?", "strategy": "rag"},
-                                         headers=AUTH).status_code for i in range(4)]
+        with (
+            LiveIndex(index, lambda c: encoder) as live,
+            background_server(make_app(live, FakeReader(), path, run_id="api-held")) as url,
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):
+            codes = [client.post("/v1/query", json={"question": f"Where is Etna {i}?", "strategy": "rag"},
+                                 headers=AUTH).status_code for i in range(4)]
         assert codes == [200] * 4
         seen = Ledger(path)
         assert seen.count("held") == 6 and seen.count("api-held") == 4  # reads see the waiting rows

@@ -12,6 +12,8 @@ from types import MappingProxyType
 import pytest
 from scipy.stats import binomtest
 
+from lcrag.pipeline.ledger import LedgerRow
+from lcrag.pipeline.report.letters import letter_html, letter_markdown
 from lcrag.pipeline.statistics import verdict
 from lcrag.pipeline.statistics.letter_bias import (
     OTHER_KINDS,
@@ -25,8 +27,6 @@ from lcrag.pipeline.statistics.letter_bias import (
     uniform_chance,
     wilson_lower,
 )
-from lcrag.pipeline.ledger import LedgerRow
-from lcrag.pipeline.report.letters import letter_html, letter_markdown
 
 GOLDS = {"A": 11, "B": 24, "C": 36, "D": 29}  # the reviewer's TPO gold letters, 100 questions
 
@@ -230,7 +230,8 @@ def test_gold_letter(gold, letter):
 
 
 def test_rows_that_do_not_count_are_skipped():
-    rows = tpo_rows(rag=RAG) + [
+    rows = [
+        *tpo_rows(rag=RAG),
         row("rag", "err1", "A", None, error="timeout"),  # reader failed
         row("rag", "free", "Paris", "A"),  # free-text gold
         row("rag", "hp1", "A", "A", dataset="hotpotqa"),  # a free-text data set by name
@@ -242,7 +243,7 @@ def test_rows_that_do_not_count_are_skipped():
 
 
 def test_other_kinds_mirror_the_verdict():
-    assert OTHER_KINDS == {name for name, kind in verdict.DATASET_KINDS.items() if kind != "multiple_choice"}
+    assert {name for name, kind in verdict.DATASET_KINDS.items() if kind != "multiple_choice"} == OTHER_KINDS
     assert UNLABELLED == verdict.UNLABELLED
 
 
@@ -252,7 +253,7 @@ def test_unlabelled_rows_form_one_data_set():
 
 
 def test_dataset_filter_and_mixed_data_sets():
-    rows = tpo_rows(rag=RAG) + [row("rag", "q1", "B", "B", dataset="quality")]
+    rows = [*tpo_rows(rag=RAG), row("rag", "q1", "B", "B", dataset="quality")]
     with pytest.raises(LetterBiasError, match="quality, tpo"):
         letter_profiles(rows)
     assert letter_profiles(rows, "quality")["rag"].n == 1

@@ -340,7 +340,7 @@ def test_beir_queries_and_qrels(beir_folder: Path):
 
 
 def test_beir_requires_corpus(tmp_path: Path):
-    with pytest.raises(ValueError, match="no corpus.jsonl"):
+    with pytest.raises(ValueError, match=r"no corpus.jsonl"):
         load_source(tmp_path, "beir")
 
 
@@ -380,7 +380,7 @@ def test_squad(tmp_path: Path):
 
 @pytest.mark.parametrize("content", ['{"version": 1}', "[1, 2]", "{broken"])
 def test_squad_rejects_other_files(tmp_path: Path, content: str):
-    with pytest.raises(ValueError, match="not a SQuAD 2.0 file.*try --format auto"):
+    with pytest.raises(ValueError, match=r"not a SQuAD 2.0 file.*try --format auto"):
         load_source(write(tmp_path / "x.json", content), "squad")
 
 
@@ -478,7 +478,7 @@ def test_jsonl_ctxs_and_corrupt_gzip(tmp_path: Path):
 
 
 def test_jsonl_empty_folder(tmp_path: Path):
-    with pytest.raises(ValueError, match="no .jsonl"):
+    with pytest.raises(ValueError, match=r"no .jsonl"):
         load_source(tmp_path, "jsonl")
 
 
@@ -576,7 +576,7 @@ def test_real_hotpotqa():
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         questions = json.load(fh)[:50]
     for question in questions:
-        for title, sentence_index in question["supporting_facts"]:
+        for title, _sentence_index in question["supporting_facts"]:
             assert title in docs
         for title, sentences in question["context"]:
             text = "".join(sentences).strip()

@@ -38,7 +38,8 @@ def test_longbench_v1(tmp_path: Path) -> None:
     assert record.layout == "longbench_v1" and loaded.layout_counts == {"longbench_v1": 1}
     assert record.document == DOC and record.doc_id.startswith("ld-")
     (q,) = record.questions
-    assert (q.qid, q.question, q.answers, q.kind, q.options, q.correct) == ("lb1-7", "When was the lamp lit?", ("at dusk", "every evening"), "free", (), ())
+    assert (q.qid, q.question, q.answers, q.kind, q.options, q.correct) == (
+        "lb1-7", "When was the lamp lit?", ("at dusk", "every evening"), "free", (), ())
     assert dict(q.meta)["dataset"] == "narrativeqa"
 
 
@@ -70,7 +71,8 @@ def test_leval_splits_embedded_options(tmp_path: Path) -> None:
     loaded, record = one(tmp_path, line)
     assert record.layout == "leval" and loaded.layout_counts == {"leval": 1}
     first, second, third = record.questions
-    assert (first.question, first.options, first.correct, first.kind) == ("When was the lamp lit?", ("At noon", "At dusk", "At dawn", "Never"), ("B",), "mc")
+    assert (first.question, first.options, first.correct, first.kind) == (
+        "When was the lamp lit?", ("At noon", "At dusk", "At dawn", "Never"), ("B",), "mc")
     assert second.question == "Question 2. Which are true?" and second.letters == "AB" and second.multi
     assert second.answers == ("a lamp", "a keeper")
     assert (third.kind, third.answers, third.options) == ("free", ("The keeper.",), ())
@@ -107,7 +109,8 @@ def test_field_mapping(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["question=q,answers=a", "document=text", "document=text,question=q", "document=text,question=q,colour=red", "document=text,question", "document=a,document=b,question=q"],
+    ["question=q,answers=a", "document=text", "document=text,question=q", "document=text,question=q,colour=red",
+     "document=text,question", "document=a,document=b,question=q"],
 )
 def test_bad_field_mappings(spec: str) -> None:
     with pytest.raises(LongDocError):

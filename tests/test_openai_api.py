@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from lcrag.pipeline.ledger import Ledger
 from lcrag.app.service.chat import (
     HISTORY_OPENING,
     QUESTION_OPENING,
@@ -36,6 +35,7 @@ from lcrag.app.service.querying import CANCELLED, QuestionTooLong
 from lcrag.app.service.schemas import Citation
 from lcrag.app.service.server import background_server
 from lcrag.app.service.streaming import ReadCancelled, Relay, StreamingTap, last_read_known, may_give_the_answer
+from lcrag.pipeline.ledger import Ledger
 from lcrag.readers.base import TAKE_NOTES, Answer, Passage, Prompt, ReaderError
 from lcrag.readers.fake import FakeReader
 from tests.service_support import AUTH, KEY, BlockingReader, DownReader, make_app
@@ -53,9 +53,8 @@ def ledger_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(live, ledger_path):
     """(base URL, client) of a server with the default limits and the fake reader."""
-    with background_server(make_app(live, FakeReader(), ledger_path)) as url:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield url, client
+    with background_server(make_app(live, FakeReader(), ledger_path)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield url, client
 
 
 @pytest.fixture(scope="module")
@@ -775,9 +774,8 @@ def test_vllm_stream_closed_early_closes_the_response_and_frees_the_slot():
 ])
 def test_vllm_stream_failures_are_reader_errors(status, body, needle):
     reader = _vllm_reader(lambda request: httpx.Response(status, content=body))
-    with pytest.raises(ReaderError) as err:
-        with reader.stream(Prompt(VOLCANO)) as pieces:
-            list(pieces)
+    with pytest.raises(ReaderError) as err, reader.stream(Prompt(VOLCANO)) as pieces:
+        list(pieces)
     assert needle in str(err.value)
 
 

@@ -14,11 +14,8 @@ import pytest
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document
-from lcrag.pipeline.strategies import ALL, CONTROL_NAMES, REGISTRY, Evidence, Question, Toolkit, asks, get_strategy, resolve_names
-from lcrag.pipeline.recording import RunLabels, answer_and_record
 from lcrag.pipeline.config import StrategyConfig
 from lcrag.pipeline.evaluation import DATASETS
-from lcrag.pipeline.session import Session
 from lcrag.pipeline.evaluation.diagnosis import (
     BIGGER_READER,
     CANNOT_TELL,
@@ -30,9 +27,12 @@ from lcrag.pipeline.evaluation.diagnosis import (
     wilson_upper,
 )
 from lcrag.pipeline.evaluation.items import EvalDataError
-from lcrag.pipeline.statistics.paired_tests import wilson_lower
+from lcrag.pipeline.recording import RunLabels, answer_and_record
 from lcrag.pipeline.report.model import build_report
 from lcrag.pipeline.report.render import render_html, render_markdown, verdict_json
+from lcrag.pipeline.session import Session
+from lcrag.pipeline.statistics.paired_tests import wilson_lower
+from lcrag.pipeline.strategies import ALL, CONTROL_NAMES, REGISTRY, Evidence, Question, Toolkit, asks, get_strategy, resolve_names
 from lcrag.readers.base import Passage
 from lcrag.readers.fake import FakeReader
 from tests.helpers import make_row

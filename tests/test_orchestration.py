@@ -4,6 +4,8 @@ flow exactly as it does through ``lcrag eval`` + ``lcrag report``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lcrag.pipeline.evaluation.items import EvalDataError
@@ -24,9 +26,9 @@ def test_a_beir_only_run_is_evaluated_and_reported_through_the_flows(prefect_har
     assert outcome == {"run_id": "beir-flow", "questions": 2, "answered": 2, "looks": []}
     assert len(Ledger(ledger).retrieval_rows("beir-flow")) == 2
     html, markdown = report_flow(str(tmp_path / "rep"), run_ids=("beir-flow",), ledger=str(ledger))
-    text = open(markdown).read()
+    text = Path(markdown).read_text()
     assert "## Retrieval (judged by relevance labels)" in text and "| beir/tiny | bm25/doc | 2 |" in text
-    assert "bm25/doc" in open(html).read()
+    assert "bm25/doc" in Path(html).read_text()
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,7 @@ def test_cut_middle_keeps_head_and_tail_within_budget(budget):
     assert cut
     kept = text[:head] + " " + text[tail:]
     assert words(text[:head]) + words(text[tail:]) <= budget
-    assert kept.startswith("w0") and kept.rstrip().endswith("w19") or budget < 2
+    assert (kept.startswith("w0") and kept.rstrip().endswith("w19")) or budget < 2
     assert head <= tail
 
 

@@ -47,7 +47,7 @@ def tables_from_categories(categories: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def tango_p_non_inferior(wins: np.ndarray, losses: np.ndarray, n: int, margin: float) -> np.ndarray:
-    t = np.array([tango_statistic(int(w), int(l), n, -margin) for w, l in zip(wins, losses)])
+    t = np.array([tango_statistic(int(w), int(lo), n, -margin) for w, lo in zip(wins, losses)])
     return stats.norm.sf(t)
 
 
@@ -373,7 +373,7 @@ def test_cochran_q_hand_computed_example():
 
 @pytest.mark.parametrize("table", [(10, 12, 4, 20), (3, 0, 9, 1), (0, 5, 5, 0), (7, 1, 0, 2)])
 def test_cochran_q_with_two_strategies_is_mcnemar(table):
-    both, only_a, only_b, neither = table
+    _both, only_a, only_b, _neither = table
     a, b = pairs(*table)
     result = cochran_q(list(zip(a, b)))
     chi2 = (only_a - only_b) ** 2 / (only_a + only_b)

@@ -11,14 +11,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lcrag.pipeline.strategies import Question, Toolkit
-from lcrag.pipeline.recording import RunLabels, answer_and_record
 from lcrag.pipeline.config import config_from_dict
 from lcrag.pipeline.evaluation import DATASETS, EvalRun, run_evaluation
-from lcrag.pipeline.session import Session
 from lcrag.pipeline.index.folder import read_manifest
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.recording import RunLabels, answer_and_record
+from lcrag.pipeline.session import Session
+from lcrag.pipeline.strategies import Question, Toolkit
 from lcrag.readers.fake import FakeReader
 from tests.service_support import AUTH, FAKE, build_index, make_app
 
@@ -88,8 +88,8 @@ def test_cli_ask_budget_caps_the_context_and_refuses_more_than_the_window(index,
 
 
 def test_api_with_another_config_records_the_generation_fingerprint(index, index_fingerprint, encoder, tmp_path):
-    from lcrag.pipeline.index.live import LiveIndex
     from lcrag.app.service.server import background_server
+    from lcrag.pipeline.index.live import LiveIndex
 
     ledger = tmp_path / "ledger.duckdb"
     with (
@@ -121,7 +121,8 @@ def test_eval_indexes_it_builds_carry_their_own_fingerprint(encoder, tmp_path):
     config = config_from_dict({"chunking": {"target_tokens": 16}})
     evalset = DATASETS["hotpotqa"](write_hotpot(tmp_path), limit=1)
     ledger = Ledger(tmp_path / "ledger.duckdb")
-    run_evaluation(evalset, EvalRun("built", "hotpotqa", ("rag",), tmp_path / "work"), Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger), budget=400)
+    session = Session(config, encoder=encoder, reader=FakeReader(), attention=None, ledger=ledger)
+    run_evaluation(evalset, EvalRun("built", "hotpotqa", ("rag",), tmp_path / "work"), session, budget=400)
     manifests = [read_manifest(folder).fingerprint for folder in (tmp_path / "work" / "indexes").iterdir()]
     (row,) = ledger.rows("built")
     assert row.config_hash in manifests and row.index_id.startswith("hotpotqa:")

@@ -12,13 +12,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from lcrag.pipeline.strategies import ALL, Question, Toolkit
-from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget
 from lcrag.pipeline.config import Config, StrategyConfig, config_from_dict
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import load_source
 from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget
+from lcrag.pipeline.strategies import ALL, Question, Toolkit
 from lcrag.readers.attention import TransformersAttention
 from lcrag.readers.base import Passage, Prompt
 from lcrag.readers.prompts import messages
@@ -104,7 +104,8 @@ def test_cli_ask_all_strategies_prints_json_and_records_rows(index_dir, live_rea
     from lcrag.app.cli.app import app
 
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"reader": {"port": live_reader.port, "max_tokens": 16, "model": live_reader.model, "model_dir": live_reader.model_dir}, "strategies": {"budget_tokens": 1000}}))
+    reader = {"port": live_reader.port, "max_tokens": 16, "model": live_reader.model, "model_dir": live_reader.model_dir}
+    config.write_text(json.dumps({"reader": reader, "strategies": {"budget_tokens": 1000}}))
     ledger = tmp_path / "ask.duckdb"
     result = CliRunner().invoke(app, ["ask", "What replaces commercial yeast?", "--index", str(index_dir), "--strategy", "rag,lc,self-route",
                                       "--config", str(config), "--ledger", str(ledger), "--run-id", "cli-run", "--json"])

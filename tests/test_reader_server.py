@@ -113,7 +113,7 @@ def test_cpu_flags_reads_the_first_flags_line(tmp_path):
 
 
 def test_reader_dtype_is_validated():
-    with pytest.raises(ValueError, match="reader.dtype"):
+    with pytest.raises(ValueError, match=r"reader.dtype"):
         ReaderConfig(dtype="int8")
 
 

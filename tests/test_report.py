@@ -3,6 +3,7 @@ SVG figures, HTML/Markdown rendering, and a real headless-Chromium render."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -158,7 +159,7 @@ def test_intervals_contain_means_and_are_deterministic():
             for est in (s.em, s.f1, s.recall):
                 if est is not None:
                     assert est.low <= est.mean <= est.high
-                    assert 0.0 <= est.low and est.high <= 1.0
+                    assert est.low >= 0.0 and est.high <= 1.0
 
 
 @pytest.mark.parametrize(
@@ -438,7 +439,7 @@ def test_nice_ticks_cover_the_range(lo, hi):
 
     ticks = nice_ticks(lo, hi)
     assert ticks[0] <= lo and ticks[-1] >= hi
-    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
     assert len(steps) == 1 and 2 <= len(ticks) <= 8
 
 

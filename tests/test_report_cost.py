@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from lcrag.app.cli.app import app
-from lcrag.pipeline.statistics.verdict import VerdictSettings
 from lcrag.pipeline.ledger import Ledger
 from lcrag.pipeline.report.cost import (
     DocumentReads,
@@ -30,6 +29,7 @@ from lcrag.pipeline.report.cost import (
 )
 from lcrag.pipeline.report.model import build_report
 from lcrag.pipeline.report.render import render_html, render_markdown, verdict_json
+from lcrag.pipeline.statistics.verdict import VerdictSettings
 from tests.helpers import make_row
 
 

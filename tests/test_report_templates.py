@@ -90,7 +90,7 @@ def test_hostile_names_are_escaped_in_html(field, value, every_row, shown):
 def table_pipes(markdown: str) -> list[list[int]]:
     """Unescaped '|' per line, for each table (a run of lines starting with '|')."""
     tables, current = [], []
-    for line in markdown.split("\n") + [""]:
+    for line in [*markdown.split("\n"), ""]:
         if line.startswith("|"):
             current.append(len(re.findall(r"(?<!\\)\|", line)))
         elif current:

@@ -110,7 +110,7 @@ def test_multiple_choice_with_a_guessing_closed_book_keeps_all_questions():
 
 
 def test_answerable_and_unanswerable_questions_are_decided_apart():
-    answerable = [r for r in rows_for("squad2", "rag", [1.0] * 6, answerable=True)]
+    answerable = list(rows_for("squad2", "rag", [1.0] * 6, answerable=True))
     answerable += rows_for("squad2", "lc", [1.0] * 6, answerable=True)
     unanswerable = rows_for("squad2", "rag", [0.0] * 4, start=6, answerable=False, abstained=False)
     unanswerable += rows_for("squad2", "lc", [1.0] * 4, start=6, answerable=False, abstained=True)

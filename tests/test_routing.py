@@ -12,18 +12,18 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lcrag.pipeline.session import Session
-from lcrag.pipeline.strategies.base import Question
-from lcrag.pipeline.routing.confidence import reply_confidence
-from lcrag.pipeline.routing.features import FEATURE_NAMES, PRE_READ_NAMES, question_form, retrieval_features
-from lcrag.pipeline.routing.router import FittedRouter, Node, RouterError, load_router, save_router
-from lcrag.pipeline.routing.strategies import falls_back
 from lcrag.app.cli.app import app
 from lcrag.pipeline.ledger import FeatureRow
 from lcrag.pipeline.routing.calibrate import ALWAYS, CalibrationItem, calibrate, candidate_thresholds
+from lcrag.pipeline.routing.confidence import reply_confidence
+from lcrag.pipeline.routing.features import FEATURE_NAMES, PRE_READ_NAMES, question_form, retrieval_features
 from lcrag.pipeline.routing.fit import cross_validated, fit_router, folds, policy_summaries, score_router
 from lcrag.pipeline.routing.policies import oracle
+from lcrag.pipeline.routing.router import FittedRouter, Node, RouterError, load_router, save_router
+from lcrag.pipeline.routing.strategies import falls_back
 from lcrag.pipeline.routing.table import RoutingDataError, routing_table
+from lcrag.pipeline.session import Session
+from lcrag.pipeline.strategies.base import Question
 from lcrag.readers.base import Answer, mean_token_probability
 from lcrag.readers.fake import FakeReader
 from lcrag.readers.vllm import answer_logprobs
@@ -135,7 +135,7 @@ def test_calibration_needs_questions():
 
 
 def features(**overrides) -> str:
-    values = {name: 0.0 for name in PRE_READ_NAMES} | overrides
+    values = dict.fromkeys(PRE_READ_NAMES, 0.0) | overrides
     return json.dumps(values)
 
 
@@ -211,14 +211,14 @@ def test_oracle_takes_the_cheapest_best_and_breaks_ties_by_candidate_order(score
     ([1.0, 0.0] * 10 + [1.0] * 20, "n"),     # a tie on average, wide interval: a size to reach
 ])
 def test_an_undetermined_policy_says_how_many_questions_would_tell(policy_scores, needed):
-    from lcrag.pipeline.statistics.verdict import questions_needed
     from lcrag.pipeline.report.render import routing_cells
     from lcrag.pipeline.routing.policies import PolicyResult, summarise
+    from lcrag.pipeline.statistics.verdict import questions_needed
 
     keys = [("r", f"q{i}") for i in range(40)]
     lc_scores = [1.0] * 20 + [1.0, 0.0] * 10  # disagrees with the policy on half the questions in the third case
-    reference = PolicyResult("always-lc", {k: "lc" for k in keys}, dict(zip(keys, lc_scores)), {k: 10 for k in keys})
-    policy = PolicyResult("router", {k: "rag" for k in keys}, dict(zip(keys, policy_scores)), {k: 1 for k in keys})
+    reference = PolicyResult("always-lc", dict.fromkeys(keys, "lc"), dict(zip(keys, lc_scores)), dict.fromkeys(keys, 10))
+    policy = PolicyResult("router", dict.fromkeys(keys, "rag"), dict(zip(keys, policy_scores)), dict.fromkeys(keys, 1))
     summary = summarise(policy, reference, resamples=300)
     if needed is None:
         assert summary.outcome != "undetermined" and summary.questions_needed is None
@@ -313,7 +313,7 @@ def tiny_router(**overrides) -> FittedRouter:
 
 def test_router_chooses_by_its_splits_and_breaks_ties_to_the_cheaper():
     router = tiny_router()
-    low = {n: 0.0 for n in FEATURE_NAMES} | {"rag_confidence": 0.2}
+    low = dict.fromkeys(FEATURE_NAMES, 0.0) | {"rag_confidence": 0.2}
     assert router.choose(low) == "lc" and router.choose(low | {"rag_confidence": 0.8}) == "rag"
     tie = FittedRouter(classes=("rag", "lc"), nodes=(Node(-1, 0.0, -1, -1, (2.0, 2.0)),))
     assert tie.choose(low) == "rag"
@@ -504,9 +504,9 @@ class BlindReader:
 
 
 def test_routing_without_logprobs_says_so_in_the_route(tmp_path, encoder):
-    from lcrag.pipeline.strategies import Toolkit, get_strategy
     from lcrag.pipeline.config import StrategyConfig
     from lcrag.pipeline.index.search import IndexReader
+    from lcrag.pipeline.strategies import Toolkit, get_strategy
     from tests.service_support import build_index
 
     index = build_index(tmp_path, encoder)
@@ -532,13 +532,14 @@ def test_routing_without_logprobs_says_so_in_the_route(tmp_path, encoder):
 def synthetic_table(rule, n: int = 100, tokens=None, candidates=("rag", "lc")):
     """A routing table of ``n`` questions whose dense_top runs evenly over (0, 1);
     ``rule(x)`` gives each candidate's score on a question with dense_top x."""
-    from lcrag.pipeline.routing.table import Question as Row, RoutingTable
+    from lcrag.pipeline.routing.table import Question as Row
+    from lcrag.pipeline.routing.table import RoutingTable
 
     tokens = tokens or {"rag": 100, "lc": 1000}
     rows = []
     for i in range(n):
         x = (i + 0.5) / n
-        values = {name: 0.0 for name in FEATURE_NAMES} | {"dense_top": x}
+        values = dict.fromkeys(FEATURE_NAMES, 0.0) | {"dense_top": x}
         rows.append(Row(("run", f"q{i:03d}"), values, {c: float(v) for c, v in rule(x).items()}, dict(tokens), None, False))
     return RoutingTable("synthetic", "em", candidates, tuple(rows), 0)
 
@@ -573,7 +574,7 @@ def constant(name: str, scores: list[float], tokens: list[float]):
     from lcrag.pipeline.routing.policies import PolicyResult
 
     keys = [("r", f"q{i}") for i in range(len(scores))]
-    return PolicyResult(name, {k: name for k in keys}, dict(zip(keys, scores)), dict(zip(keys, tokens)))
+    return PolicyResult(name, dict.fromkeys(keys, name), dict(zip(keys, scores)), dict(zip(keys, tokens)))
 
 
 @pytest.mark.parametrize("policies, best", [
@@ -622,7 +623,7 @@ def test_the_router_is_installed_only_when_it_earns_its_place(tmp_path, candidat
     assert set(decision) >= {"installed", "policy", "best_constant", "difference", "reason"}
     assert {f"always-{c}" for c in candidates} | {"router", "self-route", "oracle"} == {
         s["name"] for s in router.scores["held_out"]}
-    low = {n: 0.0 for n in FEATURE_NAMES} | {"dense_top": 0.2}
+    low = dict.fromkeys(FEATURE_NAMES, 0.0) | {"dense_top": 0.2}
     high = low | {"dense_top": 0.8}
     if installed == "constant":  # one leaf choosing the constant, and it survives a round trip
         strategy = policy.removeprefix("always-")
@@ -742,10 +743,10 @@ def test_route_fit_that_installs_nothing_leaves_the_index_router_alone(tmp_path)
 
 @pytest.mark.parametrize("strategy, reads", [("lc", 1), ("rag", 1)])
 def test_auto_with_a_constant_router_reads_with_that_strategy_alone(tmp_path, encoder, strategy, reads):
-    from lcrag.pipeline.strategies import Toolkit, get_strategy
     from lcrag.pipeline.config import StrategyConfig
     from lcrag.pipeline.index.search import IndexReader
     from lcrag.pipeline.routing.fit import constant_tree
+    from lcrag.pipeline.strategies import Toolkit, get_strategy
     from tests.service_support import build_index
 
     index = build_index(tmp_path, encoder)

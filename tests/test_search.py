@@ -53,7 +53,8 @@ def test_hits_cite_text_by_offsets(reader):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"mode": "sparse"}, "dense, bm25, hybrid"), ({"fusion": "rank"}, "rrf, convex"), ({"level": "page"}, "chunk, unit, doc"), ({"k": 0}, "at least 1")],
+    [({"mode": "sparse"}, "dense, bm25, hybrid"), ({"fusion": "rank"}, "rrf, convex"), ({"level": "page"}, "chunk, unit, doc"),
+     ({"k": 0}, "at least 1")],
 )
 def test_bad_requests_name_the_valid_choices(reader, kwargs, message):
     with pytest.raises(SearchError, match=message):

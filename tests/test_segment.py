@@ -3,6 +3,7 @@ limit. Token offsets are whitespace tokens, so every count is easy by hand."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -255,7 +256,7 @@ def test_chunk_ranges_are_sentence_aligned_in_order_and_within_target():
                 ends |= {int(x) for x in offsets[i:j, 1]}
         chunks = chunk_ranges(text, offsets, (0, len(text)), target)
         assert chunks
-        for (s1, e1), (s2, e2) in zip(chunks, chunks[1:]):
+        for (_s1, e1), (s2, _e2) in itertools.pairwise(chunks):
             assert e1 <= s2
         for s, e in chunks:
             assert count_tokens(offsets, s, e) <= target
@@ -291,7 +292,7 @@ def check_pieces(text: str, offsets: np.ndarray, pieces, limit: int, lo: int = 0
         assert lo <= s < e <= hi
         assert count_tokens(offsets, s, e) <= limit
         assert trim(text, s, e) == (s, e)
-    for (_, e1), (s2, _) in zip(pieces, pieces[1:]):
+    for (_, e1), (s2, _) in itertools.pairwise(pieces):
         assert e1 <= s2
     covered = np.zeros(len(text), dtype=bool)
     for s, e in pieces:

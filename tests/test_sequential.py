@@ -14,7 +14,6 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from lcrag.pipeline.statistics.paired_tests import spending_schedule
 from lcrag.pipeline.evaluation.sequential import (
     EXHAUSTED,
     FUTILE,
@@ -27,6 +26,7 @@ from lcrag.pipeline.evaluation.sequential import (
     settled,
     stop_reason,
 )
+from lcrag.pipeline.statistics.paired_tests import spending_schedule
 from lcrag.pipeline.statistics.verdict import VerdictSettings
 from tests.helpers import make_row
 
@@ -365,8 +365,8 @@ def test_round_order_is_seeded_and_ignores_the_loaders_order():
 
 
 def fifty_questions():
-    from lcrag.pipeline.strategies import Question
     from lcrag.pipeline.evaluation.items import EvalItem, EvalSet
+    from lcrag.pipeline.strategies import Question
 
     items = tuple(EvalItem(Question(f"q{i:02d}", f"Question {i}?"), ("a",), f"c{i}") for i in range(50))
     return EvalSet("hotpotqa", items, {})

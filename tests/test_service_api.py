@@ -12,11 +12,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from lcrag.pipeline.strategies import REGISTRY
-from lcrag.pipeline.config import ConfigError, ServiceConfig, config_from_dict
-from lcrag.pipeline.ledger import Ledger
 from lcrag.app.service.auth import API_KEY_ENV, resolve_api_key
 from lcrag.app.service.server import background_server
+from lcrag.pipeline.config import ConfigError, ServiceConfig, config_from_dict
+from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.strategies import REGISTRY
 from lcrag.readers.fake import FakeReader
 from tests.conftest import CountingReader
 from tests.service_support import (
@@ -45,9 +45,8 @@ def ledger_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(live, ledger_path):
-    with background_server(make_app(live, FakeReader(), ledger_path)) as url:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
+    with background_server(make_app(live, FakeReader(), ledger_path)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 def ask(client, **body):
@@ -182,11 +181,10 @@ def test_budget_tokens_bounds_the_context(api):
 
 def test_passage_token_counts_are_shared_by_requests_on_one_generation(live, tmp_path):
     reader = CountingReader()
-    with background_server(make_app(live, reader, tmp_path / "ledger.duckdb")) as url:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            first = ask(client, question=VOLCANO, strategy="lc")
-            counted_first = len(reader.counted)
-            second = ask(client, question=VOLCANO, strategy="lc")
+    with background_server(make_app(live, reader, tmp_path / "ledger.duckdb")) as url, httpx.Client(base_url=url, timeout=30) as client:
+        first = ask(client, question=VOLCANO, strategy="lc")
+        counted_first = len(reader.counted)
+        second = ask(client, question=VOLCANO, strategy="lc")
     assert first.status_code == second.status_code == 200
     assert first.json()["tokens"] == second.json()["tokens"]
     # passage costs are counted on "[1] title" renderings: every document the first time, none after
@@ -463,8 +461,8 @@ def test_concurrent_rows_are_committed_together_and_stored_before_record_returns
 
 
 def test_a_failed_group_write_reaches_every_waiter(tmp_path):
-    from lcrag.pipeline.ledger import LedgerError
     from lcrag.app.service.ledger_writer import GroupCommitLedger
+    from lcrag.pipeline.ledger import LedgerError
 
     writer = GroupCommitLedger(SlowLedger(tmp_path / "ledger.duckdb", fail=True))
     with ThreadPoolExecutor(4) as pool:

@@ -22,11 +22,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from lcrag.pipeline.config import ConfigError, ServiceConfig
-from lcrag.pipeline.ledger import Ledger
 from lcrag.app.service.access_log import redact_target
 from lcrag.app.service.server import background_server
 from lcrag.app.service.validation import INPUT_EXCERPT_CHARS, MAX_ERRORS, excerpt
+from lcrag.pipeline.config import ConfigError, ServiceConfig
+from lcrag.pipeline.ledger import Ledger
 from lcrag.readers.fake import FakeReader
 from tests.conftest import CountingReader
 from tests.service_support import AUTH, KEY, BlockingReader, make_app

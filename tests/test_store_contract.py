@@ -75,9 +75,9 @@ def test_an_unknown_backend_is_refused_with_the_choices():
 
 def test_a_url_means_the_server_and_needs_it():
     assert config_from_dict({"store": {"qdrant_url": "http://localhost:6333"}}).store.backend == "qdrant-server"
-    with pytest.raises(ConfigError, match="needs store.qdrant_url"):
+    with pytest.raises(ConfigError, match=r"needs store.qdrant_url"):
         StoreConfig(backend="qdrant-server")
-    with pytest.raises(ConfigError, match="store.qdrant_url is for store.backend qdrant-server"):
+    with pytest.raises(ConfigError, match=r"store.qdrant_url is for store.backend qdrant-server"):
         StoreConfig(backend="qdrant-local", qdrant_url="http://localhost:6333")
 
 

@@ -8,6 +8,12 @@ from dataclasses import replace
 
 import pytest
 
+from lcrag.pipeline.config import ReaderConfig, StrategyConfig, config_from_dict
+from lcrag.pipeline.index.search import IndexReader
+from lcrag.pipeline.ingest.ingestion import ingest
+from lcrag.pipeline.ingest.loaders import load_source
+from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget
 from lcrag.pipeline.strategies import (
     ALL,
     REGISTRY,
@@ -18,12 +24,6 @@ from lcrag.pipeline.strategies import (
     resolve_names,
 )
 from lcrag.pipeline.strategies.base import QUESTION_ALLOWANCE
-from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget
-from lcrag.pipeline.config import ReaderConfig, StrategyConfig, config_from_dict
-from lcrag.pipeline.index.search import IndexReader
-from lcrag.pipeline.ingest.ingestion import ingest
-from lcrag.pipeline.ingest.loaders import load_source
-from lcrag.pipeline.ledger import Ledger
 from lcrag.readers.base import Passage, Prompt
 from lcrag.readers.fake import FakeReader
 

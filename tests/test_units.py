@@ -3,6 +3,7 @@ Token offsets are whitespace tokens; title cost is the title's word count + 1.""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import defaultdict
 
@@ -76,7 +77,7 @@ def random_corpus(seed: int, n: int = 14) -> list[Document]:
 
 def scripted_neighbours(texts, k):
     """Deterministic fake: each text's neighbours are the following texts, nearest first."""
-    return [[j for j in range(i + 1, len(texts))][:k] for i in range(len(texts))]
+    return [list(range(i + 1, len(texts)))[:k] for i in range(len(texts))]
 
 
 GROUPINGS = ["none", "title", "source", "directory", "meta:lang", "neighbours"]
@@ -174,7 +175,7 @@ def test_units_respect_limit_and_cover_every_document(group_by, seed, limit):
         # cut: every piece alone in its unit, in order, tiling the non-space text
         assert all(len(unit.spans) == 1 for unit, _ in placed)
         assert spans == sorted(spans, key=lambda s: s.start)
-        for a, b in zip(spans, spans[1:]):
+        for a, b in itertools.pairwise(spans):
             assert a.end <= b.start
             assert doc.text[a.end : b.start].strip() == ""
         assert "".join(nonspace(doc.text, s.start, s.end) for s in spans) == nonspace(doc.text)

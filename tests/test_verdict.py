@@ -8,16 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
-import numpy as np
-
+from lcrag.pipeline.ledger import LedgerRow
+from lcrag.pipeline.ledger.migrations import legacy_structure
 from lcrag.pipeline.statistics.verdict import (
-    INFERIOR,
-    NON_INFERIOR,
-    NON_INFERIORITY_MARGIN,
-    UNDETERMINED,
-    Margin,
     VerdictError,
     VerdictSettings,
     common_questions,
@@ -35,8 +31,6 @@ from lcrag.pipeline.statistics.verdict import (
     tied_means,
     verdicts,
 )
-from lcrag.pipeline.ledger import LedgerRow
-from lcrag.pipeline.ledger.migrations import legacy_structure
 
 
 def row(strategy, qid, *, dataset="hotpotqa", run="r1", em=None, f1=None, recall=None, tokens=100, error=None,
@@ -284,7 +278,7 @@ def test_clustered_questions_resample_documents_and_few_are_flagged():
     assert verdict.clusters == 10 and verdict.few_clusters
     assert verdict.comparisons[0].test.method == "cluster-bootstrap+t"
     assert "only 10 documents to resample" in verdict.describe()
-    one = decide(scores, {"rag": 1, "lc": 8}, answers=words(scores), clusters={k: "corpus" for k in clusters})
+    one = decide(scores, {"rag": 1, "lc": 8}, answers=words(scores), clusters=dict.fromkeys(clusters, "corpus"))
     assert one.clusters is None and one.comparisons[0].test.method == "tango-score"  # one corpus says nothing
 
 
@@ -329,7 +323,7 @@ def test_unresolved_says_what_would_tell():
     ({"rag": {}, "lc": {}}, "no_common_questions", "no question was answered by all"),
 ])
 def test_nothing_to_compare(scores, status, sentence):
-    verdict = decide(scores, {s: 1 for s in scores})
+    verdict = decide(scores, dict.fromkeys(scores, 1))
     assert verdict.status == status and not verdict.resolved and sentence in verdict.describe()
 
 

@@ -11,7 +11,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from lcrag.core.paths import HOME_ENV, state_home
 from lcrag.app.cli.ask import ask
 from lcrag.app.cli.common import console, out
 from lcrag.app.cli.data import data_app
@@ -22,6 +21,7 @@ from lcrag.app.cli.report import report
 from lcrag.app.cli.route import route_app
 from lcrag.app.cli.schedule import schedule_app
 from lcrag.app.cli.serve import serve
+from lcrag.core.paths import HOME_ENV, state_home
 
 app = typer.Typer(
     help="lcrag: long-context RAG over your own corpus with a local LLM.\n\n"

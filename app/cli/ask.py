@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -20,10 +19,12 @@ def ask(
         "auto", "--strategy", "-s",
         help="rag | longrag | lc | reorder | op-rag | attention-sort | self-route | auto, a comma-separated list, or all.",
     ),
-    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: reader and strategies sections."),
-    ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger file (default: ledger.duckdb in the state folder, see `lcrag info`)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Ledger run id (default: a new one)."),
-    budget: Optional[int] = typer.Option(
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config: reader and strategies sections."),
+    ledger_file: Path | None = typer.Option(
+        None, "--ledger", help="DuckDB ledger file (default: ledger.duckdb in the state folder, see `lcrag info`)."
+    ),
+    run_id: str | None = typer.Option(None, "--run-id", help="Ledger run id (default: a new one)."),
+    budget: int | None = typer.Option(
         None, "--budget", min=64,
         help="Context tokens a strategy may fill (default: strategies.budget_tokens, else what the reader's window "
         "leaves after the answer and the prompt). A cold read costs about 1 s per 80-100 tokens on 2 CPU cores (README).",

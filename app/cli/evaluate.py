@@ -4,7 +4,6 @@ rows into the ledger under one run id; rerunning the same run id resumes."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,32 +31,32 @@ def evaluate(
         "For beir: retrieval methods (bm25, dense, hybrid) or all.",
     ),
     k: int = typer.Option(100, "--k", help="beir only: documents retrieved per query (Recall@k)."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Questions to sample (a seeded prefix: a larger limit keeps these)."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Questions to sample (a seeded prefix: a larger limit keeps these)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Ledger run id; reuse it to resume an interrupted run."),
+    run_id: str | None = typer.Option(None, "--run-id", help="Ledger run id; reuse it to resume an interrupted run."),
     positions: str = typer.Option("", "--positions", help="hotpotqa only: comma-separated slots to move the gold paragraphs to (position sweep)."),
-    index: Optional[Path] = typer.Option(None, "--index", "-i", help="qa-jsonl and synth: the index the questions are asked over."),
-    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (encoder, units, chunking, reader, strategies)."),
-    ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder, see `lcrag info`)."),
-    fields: Optional[str] = typer.Option(
+    index: Path | None = typer.Option(None, "--index", "-i", help="qa-jsonl and synth: the index the questions are asked over."),
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config (encoder, units, chunking, reader, strategies)."),
+    ledger_file: Path | None = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder, see `lcrag info`)."),
+    fields: str | None = typer.Option(
         None, "--fields", help="longdoc only: map other field names, e.g. "
         "document=text,question=q,answers=a[,options=opts,id=qid,title=t,evidence=ev] (evidence: the gold passage the "
         "oracle control reads).",
     ),
-    niah_lengths: Optional[str] = typer.Option(
+    niah_lengths: str | None = typer.Option(
         None, "--niah-lengths",
         help="niah / niah-agg only: comma-separated haystack lengths, in words (500,1000) or thousands of reader tokens "
         "(8k,16k,32k), converted at 0.75 words a token: approximate (English prose runs about 1.3 tokens a word). "
         "Defaults: niah 500,1000,2000 words; niah-agg 8k,16k,32k. The reader's window (reader.max_model_len) must hold "
         "the longest haystack for long context to read it whole.",
     ),
-    niah_questions: Optional[int] = typer.Option(
+    niah_questions: int | None = typer.Option(
         None, "--niah-questions", min=1,
         help="niah / niah-agg only: questions per (depth, length) cell, each over its own haystack. niah has 8 needles "
         "(default all 8); niah-agg makes as many as asked (default 8).",
     ),
-    work: Optional[Path] = typer.Option(None, "--work", help="Where evaluation indexes are kept (default: eval/ in the state folder)."),
-    router: Optional[Path] = typer.Option(
+    work: Path | None = typer.Option(None, "--work", help="Where evaluation indexes are kept (default: eval/ in the state folder)."),
+    router: Path | None = typer.Option(
         None, "--router", help="A fitted router file (lcrag route fit --out) that auto and self-route use on every corpus of "
         "the run: score a router live on data it was not fitted on. Default: qa-jsonl and synth use the index's own router.",
     ),
@@ -72,7 +71,7 @@ def evaluate(
         "error rate: it only ends a run without a recommendation. Looks sit at multiples of the round size, so "
         "rerunning the same --run-id with the same --round-size re-derives them and resumes.",
     ),
-    round_size: Optional[int] = typer.Option(
+    round_size: int | None = typer.Option(
         None, "--round-size", min=1,
         help="With --until-decided: questions answered between two looks at the verdict (default 20).",
     ),

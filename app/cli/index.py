@@ -6,7 +6,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,8 +17,8 @@ def ingest(
     source: Path = typer.Argument(..., help="A folder of files, a single file, or a data set (BEIR folder, SQuAD/HotpotQA json, jsonl)."),
     index: Path = typer.Option(..., "--index", "-i", help="Index folder to create or update."),
     fmt: str = typer.Option("auto", "--format", "-f", help="auto | files | beir | squad | hotpotqa | jsonl."),
-    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/default.yaml)."),
-    name: Optional[str] = typer.Option(
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see configs/default.yaml)."),
+    name: str | None = typer.Option(
         None, "--name", help="Source name inside the index (default: the source's file or folder name). "
         "Re-ingesting under the same name updates that source: changed documents are re-embedded, removed ones deleted."
     ),
@@ -27,7 +26,7 @@ def ingest(
         False, "--generations", help="Write a new generation beside the live one and publish it when finished, "
         "so a running `lcrag serve` switches to it without a restart (implied when --index already holds generations)."
     ),
-    follow_symlinks: Optional[bool] = typer.Option(
+    follow_symlinks: bool | None = typer.Option(
         None, "--follow-symlinks/--no-follow-symlinks", help="Follow symlinks whose target lies outside the SOURCE folder "
         "(default: ingest.follow_symlinks, off: such links are skipped and listed, so a shared folder cannot pull "
         "in other files)."
@@ -43,10 +42,10 @@ def ingest(
     """
     from lcrag.pipeline.config import load_config
     from lcrag.pipeline.index.generations import is_generational
-    from lcrag.retrievers.encoders.encoder import make_encoder
     from lcrag.pipeline.ingest.ingestion import default_source_name, ingest_generation, load_options
     from lcrag.pipeline.ingest.ingestion import ingest as run_ingest
     from lcrag.pipeline.ingest.loaders import load_source
+    from lcrag.retrievers.encoders.encoder import make_encoder
 
     try:
         config = load_config(config_file)
@@ -117,15 +116,17 @@ def ingest(
 
 
 def search(
-    query: Optional[str] = typer.Argument(None, help="The question or keywords. Omit when using --queries."),
+    query: str | None = typer.Argument(None, help="The question or keywords. Omit when using --queries."),
     index: Path = typer.Option(..., "--index", "-i", help="A finished index folder."),
     k: int = typer.Option(10, "-k", help="How many results (per query)."),
-    mode: Optional[str] = typer.Option(None, "--mode", "-m", help="dense | bm25 | hybrid (default: the index's config, hybrid)."),
-    fusion: Optional[str] = typer.Option(None, "--fusion", help="hybrid: convex (min-max scores) | rrf (ranks only) (default: the index's config, convex)."),
+    mode: str | None = typer.Option(None, "--mode", "-m", help="dense | bm25 | hybrid (default: the index's config, hybrid)."),
+    fusion: str | None = typer.Option(
+        None, "--fusion", help="hybrid: convex (min-max scores) | rrf (ranks only) (default: the index's config, convex)."
+    ),
     level: str = typer.Option("chunk", "--level", "-l", help="chunk | unit | doc: rank chunks, long units, or documents (score = best chunk)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
-    queries: Optional[Path] = typer.Option(None, "--queries", "-q", help="BEIR-style queries.jsonl (_id, text): search them all."),
-    run_file: Optional[Path] = typer.Option(None, "--run-file", help="With --queries: write a TREC run file (qid Q0 docid rank score tag)."),
+    queries: Path | None = typer.Option(None, "--queries", "-q", help="BEIR-style queries.jsonl (_id, text): search them all."),
+    run_file: Path | None = typer.Option(None, "--run-file", help="With --queries: write a TREC run file (qid Q0 docid rank score tag)."),
     tag: str = typer.Option("lcrag", "--tag", help="Run tag written in the TREC run file."),
 ) -> None:
     """Search an index and show the best chunks, units or documents with scores and citations."""
@@ -240,7 +241,7 @@ def _reader_choice() -> str:
 
 
 def info(
-    index: Optional[Path] = typer.Option(None, "--index", "-i", help="An index folder: also show what it holds and how it was built."),
+    index: Path | None = typer.Option(None, "--index", "-i", help="An index folder: also show what it holds and how it was built."),
 ) -> None:
     """Show the version, where state lives (ledger, reader, models), and what an index holds."""
     from importlib.metadata import PackageNotFoundError, version

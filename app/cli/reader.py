@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,7 +25,7 @@ ConfigOption = typer.Option(None, "--config", "-c", help="YAML config (the reade
 
 
 
-def _server(config_file: Optional[Path]):
+def _server(config_file: Path | None):
     from lcrag.pipeline.config import load_config
     from lcrag.readers.server import ReaderServer
 
@@ -39,7 +38,7 @@ def _server(config_file: Optional[Path]):
 
 @reader_app.command()
 def start(
-    config_file: Optional[Path] = ConfigOption,
+    config_file: Path | None = ConfigOption,
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the server answers (default) or return at once."),
 ) -> None:
     """Start the reader server in the background and wait until it serves the model."""
@@ -63,7 +62,7 @@ def start(
 
 
 @reader_app.command()
-def stop(config_file: Optional[Path] = ConfigOption) -> None:
+def stop(config_file: Path | None = ConfigOption) -> None:
     """Stop the reader server (SIGTERM, then SIGKILL after 30 s)."""
     server = _server(config_file)
     with console.status("stopping the reader…"):
@@ -73,7 +72,7 @@ def stop(config_file: Optional[Path] = ConfigOption) -> None:
 
 @reader_app.command()
 def status(
-    config_file: Optional[Path] = ConfigOption,
+    config_file: Path | None = ConfigOption,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Show whether the reader server is running and ready. Exit code 0 when ready, 1 otherwise."""

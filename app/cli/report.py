@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from lcrag.app.cli.common import LcragError, fail, out
-from lcrag.pipeline.statistics.verdict import ALPHA, MARGIN_FRACTION, NON_INFERIORITY_MARGIN
 from lcrag.pipeline.report.job import DEFAULT_TITLE
+from lcrag.pipeline.statistics.verdict import ALPHA, MARGIN_FRACTION, NON_INFERIORITY_MARGIN
 
 
 def report(
-    out_dir: Optional[Path] = typer.Option(
+    out_dir: Path | None = typer.Option(
         None, "--out", "-o", help="Folder for report.html and report.md (optional with --json: then only the verdicts are printed)."),
-    run_id: Optional[list[str]] = typer.Option(None, "--run-id", help="Run(s) to report (repeatable; default: every run in the ledger)."),
-    ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder, see `lcrag info`)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="The config the runs used (shown in the report)."),
+    run_id: list[str] | None = typer.Option(None, "--run-id", help="Run(s) to report (repeatable; default: every run in the ledger)."),
+    ledger_file: Path | None = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder, see `lcrag info`)."),
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="The config the runs used (shown in the report)."),
     title: str = typer.Option(DEFAULT_TITLE, "--title", help="Report title."),
     reference: str = typer.Option(
         "lc", "--reference", help="The strategy named before looking at the data: the margin is a share of its lead over the "
@@ -37,7 +36,7 @@ def report(
     cost: str = typer.Option(
         "tokens", "--cost", help="What 'costlier' means: tokens (prompt tokens; default, the same on any machine), "
         "prefill (tokens not served from the prefix cache) or seconds (reading time here)."),
-    questions_per_document: Optional[float] = typer.Option(
+    questions_per_document: float | None = typer.Option(
         None, "--questions-per-document", help="Workload for the Cost section: project each strategy's prefill per "
         "question to Q questions per document (at least 1; default: the Q each data set observed)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict per data set (and any files written) as JSON, alone on stdout."),
@@ -51,8 +50,8 @@ def report(
     and retrieval tables."""
     from lcrag.core.paths import default_ledger
     from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.statistics.verdict import VerdictSettings
     from lcrag.pipeline.report.job import write_comparison_report
+    from lcrag.pipeline.statistics.verdict import VerdictSettings
 
     if out_dir is None and not as_json:
         fail("say where the report goes: --out FOLDER (or --json to print only the verdicts)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -47,14 +46,14 @@ def _summary_table(title: str, held_out: list[dict], best: tuple[str, ...] = ())
 @route_app.command("fit")
 def fit(
     run_id: str = typer.Option(..., "--run-id", help="The evaluation run to learn from (it must have rag and lc rows)."),
-    index: Optional[Path] = typer.Option(
+    index: Path | None = typer.Option(
         None, "--index", "-i", help="Save the router beside this index (router.json), where ask, auto and the API use it."),
-    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Save the router to this file instead (or as well)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="The run's data set to fit on (needed when it holds several)."),
-    ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder)."),
-    test_run: Optional[str] = typer.Option(
+    out_file: Path | None = typer.Option(None, "--out", "-o", help="Save the router to this file instead (or as well)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="The run's data set to fit on (needed when it holds several)."),
+    ledger_file: Path | None = typer.Option(None, "--ledger", help="DuckDB ledger (default: ledger.duckdb in the state folder)."),
+    test_run: str | None = typer.Option(
         None, "--test-run", help="Also score the fitted router, unchanged, on another run (a data set it was not fitted on)."),
-    test_dataset: Optional[str] = typer.Option(None, "--test-dataset", help="The data set of --test-run (when it holds several)."),
+    test_dataset: str | None = typer.Option(None, "--test-dataset", help="The data set of --test-run (when it holds several)."),
     margin: float = typer.Option(NON_INFERIORITY_MARGIN, "--margin", help="Non-inferiority margin against lc (absolute, 0-1)."),
     repeats: int = typer.Option(REPEATS, "--repeats", help="Cross-validation repeats (seeds 0..R-1) the router's held-out scores are averaged over."),
     install: str = typer.Option(
@@ -73,11 +72,11 @@ def fit(
     installed (see --install). The run needs its routing features: `lcrag eval` records them (rerunning it with
     the same run id adds them to an older run)."""
     from lcrag.core.paths import default_ledger
-    from lcrag.pipeline.routing.router import load_router, router_path, save_router
     from lcrag.pipeline.index.generations import is_generational, live_name
     from lcrag.pipeline.ledger import Ledger
     from lcrag.pipeline.routing.decision import NONE
     from lcrag.pipeline.routing.fit import fit_router, score_router
+    from lcrag.pipeline.routing.router import load_router, router_path, save_router
     from lcrag.pipeline.routing.table import routing_table
 
     if index is None and out_file is None:
@@ -164,8 +163,8 @@ def show_router(router) -> None:
 
 @route_app.command("show")
 def show(
-    index: Optional[Path] = typer.Option(None, "--index", "-i", help="The index whose router to show."),
-    router_file: Optional[Path] = typer.Option(None, "--file", "-f", help="A router file (from route fit --out)."),
+    index: Path | None = typer.Option(None, "--index", "-i", help="The index whose router to show."),
+    router_file: Path | None = typer.Option(None, "--file", "-f", help="A router file (from route fit --out)."),
     as_json: bool = typer.Option(False, "--json", help="Print the router file as JSON."),
 ) -> None:
     """What the fitted router uses, how it was scored, and on which run."""

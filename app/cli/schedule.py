@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -42,7 +42,7 @@ class ScheduleOptionError(LcragError, ValueError):
 
 
 
-def build_schedule(cron: Optional[str], every: Optional[float], timezone: str):
+def build_schedule(cron: str | None, every: float | None, timezone: str):
     """A Prefect schedule from exactly one of --cron/--every, validated now rather
     than on the server (where a bad expression would surface as a stack trace)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -204,19 +204,20 @@ async def run_until_signalled(runner) -> None:
 def ingest(
     source: Path = typer.Argument(..., help="What `lcrag ingest` reads: a folder, a file, or a data set."),
     index: Path = typer.Option(..., "--index", "-i", help="Index root; every run writes and publishes a new generation in it."),
-    cron: Optional[str] = typer.Option(None, "--cron", help='Cron expression, e.g. "0 * * * *" (hourly). Exactly one of --cron/--every.'),
-    every: Optional[float] = typer.Option(None, "--every", help="Run every SECONDS instead of on a cron expression."),
-    deployment_name: Optional[str] = typer.Option(None, "--name", help="Deployment name (default: ingest-<index folder name>)."),
+    cron: str | None = typer.Option(None, "--cron", help='Cron expression, e.g. "0 * * * *" (hourly). Exactly one of --cron/--every.'),
+    every: float | None = typer.Option(None, "--every", help="Run every SECONDS instead of on a cron expression."),
+    deployment_name: str | None = typer.Option(None, "--name", help="Deployment name (default: ingest-<index folder name>)."),
     fmt: str = typer.Option("auto", "--format", "-f", help="auto | files | beir | squad | hotpotqa | jsonl."),
-    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/default.yaml)."),
-    source_name: Optional[str] = typer.Option(None, "--source-name", help="Source name inside the index (default: the source's file or folder name)."),
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see configs/default.yaml)."),
+    source_name: str | None = typer.Option(None, "--source-name", help="Source name inside the index (default: the source's file or folder name)."),
     timezone: str = typer.Option("UTC", "--timezone", help="IANA time zone the cron expression is read in."),
 ) -> None:
     """Serve a Prefect deployment that re-ingests SOURCE into --index on a schedule, until Ctrl-C.
 
     Needs a running Prefect server: an ephemeral API has no scheduler, so nothing would fire. Start one with scripts/prefect_server.sh, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`.
 
-    Runs execute in this process, one at a time, and always write index generations: a running `lcrag serve --index` switches to each published one without a restart.
+    Runs execute in this process, one at a time, and always write index generations: a running
+    `lcrag serve --index` switches to each published one without a restart.
 
     Ctrl-C pauses the schedule; serving the same --name again resumes it.
     """

@@ -8,7 +8,6 @@ import os
 import signal
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,8 +24,10 @@ def serve(
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback exposes the API (plain HTTP)."),
     port: int = typer.Option(8430, "--port", help="TCP port to listen on."),
-    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: reader, strategies and service sections."),
-    ledger_file: Optional[Path] = typer.Option(None, "--ledger", help="DuckDB ledger file (default: ledger.duckdb in the state folder, see `lcrag info`)."),
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config: reader, strategies and service sections."),
+    ledger_file: Path | None = typer.Option(
+        None, "--ledger", help="DuckDB ledger file (default: ledger.duckdb in the state folder, see `lcrag info`)."
+    ),
     log_level: str = typer.Option(
         "info", "--log-level",
         help="critical | error | warning | info | debug (debug logs every request; query parameters the API does not define are redacted).",

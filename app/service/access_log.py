@@ -29,8 +29,8 @@ _PATH_ARG = 2  # uvicorn's access record args: client, method, path with query, 
 
 @lru_cache(maxsize=1)
 def _model_ids() -> frozenset[str]:
-    from lcrag.pipeline.strategies import REGISTRY
     from lcrag.app.service.openai_errors import model_id
+    from lcrag.pipeline.strategies import REGISTRY
 
     return frozenset(model_id(name) for name in REGISTRY)
 

@@ -32,10 +32,6 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lcrag.pipeline.routing.router import RouterFile, router_path
-from lcrag.pipeline.config import Config, ServiceConfig
-from lcrag.pipeline.index.folder import IndexStateError
-from lcrag.pipeline.ledger import Ledger, LedgerError
 from lcrag.app.service.access_log import shown_path
 from lcrag.app.service.auth import ApiKeyMiddleware
 from lcrag.app.service.body import BodyLimitMiddleware
@@ -64,6 +60,10 @@ from lcrag.app.service.schemas import (
     query_request_model,
 )
 from lcrag.app.service.validation import validation_body
+from lcrag.pipeline.config import Config, ServiceConfig
+from lcrag.pipeline.index.folder import IndexStateError
+from lcrag.pipeline.ledger import Ledger, LedgerError
+from lcrag.pipeline.routing.router import RouterFile, router_path
 from lcrag.readers.base import ReaderError
 
 log = logging.getLogger("lcrag.service")

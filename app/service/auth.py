@@ -10,10 +10,10 @@ access logs (``lcrag.app.service.access_log`` redacts it anyway).
 from __future__ import annotations
 
 import hmac
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-from lcrag.pipeline.config import ConfigError, ServiceConfig
 from lcrag.app.service.asgi import ASGIApp, Receive, Scope, Send, send_json
+from lcrag.pipeline.config import ConfigError, ServiceConfig
 
 API_KEY_ENV = "LCRAG_API_KEY"
 KEY_HEADER = b"x-api-key"

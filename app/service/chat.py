@@ -23,8 +23,9 @@ kept (``lcrag.history``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model
 
@@ -50,13 +51,13 @@ class ContentPart(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     type: str
-    text: Optional[str] = None
+    text: str | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")  # name, tool_calls, ...: accepted, not read
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Union[str, list[ContentPart], None] = None
+    content: str | list[ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -74,9 +75,9 @@ class _ChatBase(BaseModel):
         min_length=1, max_length=MAX_MESSAGES,
         description="The conversation; the last message, a user's, is the question.",
     )
-    stream: Optional[StrictBool] = Field(default=False, description="Server-sent events, OpenAI's chunk format.")
-    stream_options: Optional[StreamOptions] = None
-    n: Optional[StrictInt] = Field(default=None, description="Only 1.")
+    stream: StrictBool | None = Field(default=False, description="Server-sent events, OpenAI's chunk format.")
+    stream_options: StreamOptions | None = None
+    n: StrictInt | None = Field(default=None, description="Only 1.")
 
 
 def chat_request_model(limits: RequestLimits) -> type[BaseModel]:
@@ -85,16 +86,16 @@ def chat_request_model(limits: RequestLimits) -> type[BaseModel]:
     options = create_model(
         "LcragChatOptions",
         __config__=ConfigDict(extra="forbid", strict=True),
-        k=(Optional[int], Field(default=None, ge=1, le=limits.max_k, description="Top-k for this question.")),
+        k=(int | None, Field(default=None, ge=1, le=limits.max_k, description="Top-k for this question.")),
         budget_tokens=(
-            Optional[int],
+            int | None,
             Field(default=None, ge=MIN_BUDGET_TOKENS, le=limits.max_budget_tokens, description="Context tokens."),
         ),
     )
     return create_model(
         "ChatCompletionRequest",
         __base__=_ChatBase,
-        lcrag=(Optional[options], Field(default=None, description="lcrag's settings for this question (optional).")),
+        lcrag=(options | None, Field(default=None, description="lcrag's settings for this question (optional).")),
     )
 
 
@@ -174,7 +175,7 @@ def read_conversation(request: Any, limits: RequestLimits) -> Conversation:
             text = without_sources(text)
         if text.strip():
             earlier.append((message.role, text))
-    for index, text in [(last, question), *((i, t) for i, (_, t) in enumerate(earlier))]:
+    for _index, text in [(last, question), *((i, t) for i, (_, t) in enumerate(earlier))]:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
@@ -277,7 +278,7 @@ class LcragInfo(BaseModel):
 
     strategy: str
     route: str
-    fell_back: Optional[bool]
+    fell_back: bool | None
     citations: list[Citation]
     tokens: Tokens
     timings_ms: Timings
@@ -285,7 +286,7 @@ class LcragInfo(BaseModel):
     run_id: str
     ledger_row_id: str
     history: HistoryInfo
-    streamed: Optional[bool] = Field(
+    streamed: bool | None = Field(
         default=None, description="Streams only: whether the answer came as the reader wrote it (else in one piece).")
 
 
@@ -315,8 +316,8 @@ class ChatCompletion(BaseModel):
 class OpenAIErrorDetail(BaseModel):
     message: str
     type: str
-    param: Optional[str]
-    code: Optional[str]
+    param: str | None
+    code: str | None
 
 
 class OpenAIErrorBody(BaseModel):

@@ -59,6 +59,7 @@ class HeaderDeadlineProtocol(H11Protocol):
     def _capped(self, app):
         async def capped(scope: Scope, receive: Receive, send: Send) -> None:
             cap = self.max_connections
+            assert cap is not None  # _capped is only installed with a cap
             # both sets already count this connection and this request's task
             if scope["type"] == "http" and (len(self.connections) > cap or len(self.tasks) > cap):
                 self.logger.warning("at the connection cap (%d): refused with 503", cap)
@@ -69,7 +70,7 @@ class HeaderDeadlineProtocol(H11Protocol):
 
         return capped
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._arm_head_deadline()
 

@@ -14,8 +14,8 @@ stored before the answer is returned.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Sequence
 
 from lcrag.pipeline.ledger import Ledger, LedgerRow
 

@@ -13,8 +13,8 @@ its counters need no lock because only the loop touches them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 
 class Saturated(RuntimeError):

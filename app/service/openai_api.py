@@ -27,16 +27,15 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from functools import partial
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from lcrag.pipeline.index.folder import IndexStateError
-from lcrag.pipeline.ledger import LedgerError
 from lcrag.app.service.chat import (
     Ask,
     ChatCompletion,
@@ -57,6 +56,8 @@ from lcrag.app.service.openai_errors import CHAT_PATH, MODELS_PATH, OpenAIError,
 from lcrag.app.service.querying import QueryService, describe
 from lcrag.app.service.schemas import RequestLimits
 from lcrag.app.service.streaming import DELTA, DONE, ReadCancelled, Relay, run_relayed
+from lcrag.pipeline.index.folder import IndexStateError
+from lcrag.pipeline.ledger import LedgerError
 from lcrag.readers.base import ReaderError
 
 log = logging.getLogger("lcrag.service")

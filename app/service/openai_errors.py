@@ -43,7 +43,7 @@ CODES = {"too_many_tokens": "context_length_exceeded"}
 
 
 def is_openai_path(path: str) -> bool:
-    return path == CHAT_PATH or path == MODELS_PATH or path.startswith(MODELS_PATH + "/")
+    return path in (CHAT_PATH, MODELS_PATH) or path.startswith(MODELS_PATH + "/")
 
 
 def error_object(status: int, message: str, param: str | None = None, code: str | None = None,

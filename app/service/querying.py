@@ -13,10 +13,6 @@ import time
 import uuid
 from dataclasses import replace
 
-from lcrag.core.errors import LcragError
-from lcrag.pipeline.strategies import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit, needs_evidence
-from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget, error_row
-from lcrag.pipeline.config import Config, ServiceConfig
 from lcrag.app.service.schemas import (
     Citation,
     QueryResponse,
@@ -25,6 +21,10 @@ from lcrag.app.service.schemas import (
     Tokens,
 )
 from lcrag.app.service.streaming import ReadCancelled, Relay, StreamingTap, last_read_known
+from lcrag.core.errors import LcragError
+from lcrag.pipeline.config import Config, ServiceConfig
+from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget, error_row
+from lcrag.pipeline.strategies import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit, needs_evidence
 
 CANCELLED = "cancelled: the client went away before the streamed answer was finished"
 

@@ -12,7 +12,7 @@ configuration, so its model is built per application.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
@@ -57,7 +57,7 @@ class _QueryBase(BaseModel):
 
 def query_request_model(limits: RequestLimits) -> type[BaseModel]:
     """The ``POST /v1/query`` body, with ``limits`` as schema constraints."""
-    strategy_type = Literal[limits.strategies]  # type: ignore[valid-type]
+    strategy_type = Literal[limits.strategies]  # type: ignore[name-defined]  # a Literal of the configured strategy names, built at run time
     return create_model(
         "QueryRequest",
         __base__=_QueryBase,
@@ -75,7 +75,7 @@ def query_request_model(limits: RequestLimits) -> type[BaseModel]:
             Field(default=limits.default_strategy, description="How the context is chosen (see GET /v1/strategies)."),
         ),
         k=(
-            Optional[int],
+            int | None,
             Field(
                 default=None, ge=1, le=limits.max_k,
                 description="Top-k for this question (chunks, or long units for longrag); "
@@ -83,7 +83,7 @@ def query_request_model(limits: RequestLimits) -> type[BaseModel]:
             ),
         ),
         budget_tokens=(
-            Optional[int],
+            int | None,
             Field(
                 default=None, ge=MIN_BUDGET_TOKENS, le=limits.max_budget_tokens,
                 description="Context tokens for this question (reader's tokenizer); default: the configured budget.",
@@ -105,7 +105,7 @@ class Tokens(BaseModel):
     prompt: int = Field(description="Prompt tokens the reader charged (every call).")
     completion: int
     budget: int = Field(description="The context budget this question had.")
-    cached: Optional[int] = Field(
+    cached: int | None = Field(
         default=None, description="Prompt tokens the reader served from its prefix cache, where it reports them."
     )
 
@@ -121,7 +121,7 @@ class QueryResponse(BaseModel):
     answer: str
     strategy: str
     route: str = Field(description="The path that produced the answer, e.g. rag, lc, rag->lc.")
-    fell_back: Optional[bool] = Field(description="self-route and auto: whether retrieval gave up and lc answered.")
+    fell_back: bool | None = Field(description="self-route and auto: whether retrieval gave up and lc answered.")
     citations: list[Citation]
     tokens: Tokens
     timings_ms: Timings
@@ -170,11 +170,11 @@ class LedgerEntry(BaseModel):
     reading_ms: float
     context_cut: bool
     calls: int
-    fell_back: Optional[bool]
-    dataset: Optional[str]
-    em: Optional[float]
-    f1: Optional[float]
-    error: Optional[str]
+    fell_back: bool | None
+    dataset: str | None
+    em: float | None
+    f1: float | None
+    error: str | None
 
 
 class RunsResponse(BaseModel):

@@ -7,14 +7,14 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import uvicorn
 
-from lcrag.pipeline.config import ServiceConfig
 from lcrag.app.service.access_log import redact_access_log
 from lcrag.app.service.connections import HeaderDeadlineProtocol
+from lcrag.pipeline.config import ServiceConfig
 
 DEFAULT_HEADER_TIMEOUT_S = ServiceConfig.header_timeout_s
 DEFAULT_MAX_CONNECTIONS = ServiceConfig.max_connections

@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from lcrag.core.errors import LcragError
 from lcrag.readers.base import ANSWER, Answer, Prompt

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 INPUT_EXCERPT_CHARS = 100
 MAX_ERRORS = 20
@@ -59,7 +60,7 @@ def client_error(error: dict) -> dict:
 
 def client_errors(errors: Iterable[dict], max_errors: int = MAX_ERRORS) -> list[dict]:
     """The first ``max_errors`` errors, each with a short ``input`` excerpt."""
-    shown = []
+    shown: list[dict] = []
     for error in errors:
         if len(shown) == max_errors:
             break

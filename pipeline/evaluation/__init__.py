@@ -26,4 +26,4 @@ DATASETS = {
     "longdoc": longdoc,
 }
 
-__all__ = ["CorpusSpec", "DATASETS", "EvalItem", "EvalRun", "EvalSet", "move_gold", "run_evaluation"]
+__all__ = ["DATASETS", "CorpusSpec", "EvalItem", "EvalRun", "EvalSet", "move_gold", "run_evaluation"]

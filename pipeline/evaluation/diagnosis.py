@@ -36,12 +36,12 @@ metric is the verdict's (``verdict.metric_for``, ``score_of``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
+from lcrag.pipeline.ledger import LedgerRow
 from lcrag.pipeline.statistics.paired_tests import paired_non_inferiority, too_few_clusters, wilson_lower
 from lcrag.pipeline.statistics.verdict import UNLABELLED, metric_for, score_of
-from lcrag.pipeline.ledger import LedgerRow
 
 ORACLE = "oracle"
 RAG = "rag"

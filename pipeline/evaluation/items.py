@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document, Section
-from lcrag.pipeline.strategies import Evidence, Question
-from lcrag.pipeline.scoring.choices import parse_gold
 from lcrag.pipeline.evaluation.longdoc import load_longdoc
 from lcrag.pipeline.ingest.loaders import read_bytes, read_json
 from lcrag.pipeline.ingest.loaders.hotpotqa import hotpotqa_from_payload
 from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines
 from lcrag.pipeline.ingest.loaders.squad import squad_from_payload
 from lcrag.pipeline.ledger.rows import EXACT, FREE_TEXT, MULTIPLE_CHOICE
+from lcrag.pipeline.scoring.choices import parse_gold
+from lcrag.pipeline.strategies import Evidence, Question
 
 
 class EvalDataError(LcragError, ValueError):

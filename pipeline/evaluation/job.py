@@ -13,13 +13,11 @@ and round size re-derives the same looks from the ledger and resumes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lcrag.core.paths import default_ledger, state_home
-from lcrag.pipeline.strategies import CONTROL_NAMES, resolve_names
-from lcrag.pipeline.recording import new_run_id
 from lcrag.pipeline.config import Config
 from lcrag.pipeline.evaluation import DATASETS
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalSet, reply_tokens_needed
@@ -36,9 +34,11 @@ from lcrag.pipeline.evaluation.sequential import (
     looks,
     round_order,
 )
-from lcrag.pipeline.statistics.verdict import VerdictSettings
-from lcrag.pipeline.session import Session
 from lcrag.pipeline.ledger import Ledger
+from lcrag.pipeline.recording import new_run_id
+from lcrag.pipeline.session import Session
+from lcrag.pipeline.statistics.verdict import VerdictSettings
+from lcrag.pipeline.strategies import CONTROL_NAMES, resolve_names
 
 RETRIEVAL_DATASET = "beir"
 NEEDLE_DATASETS = ("niah", "niah-agg")  # take --niah-lengths / --niah-questions

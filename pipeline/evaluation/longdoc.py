@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import content_hash
-from lcrag.pipeline.scoring.choices import LETTERS, parse_gold, strip_option_letter
 from lcrag.pipeline.ingest.loaders import read_bytes
 from lcrag.pipeline.ingest.loaders.jsonl import iter_json_lines
+from lcrag.pipeline.scoring.choices import LETTERS, parse_gold, strip_option_letter
 
 Kind = Literal["mc", "free"]
 
@@ -256,14 +256,14 @@ def split_options(text: str) -> tuple[str, tuple[str, ...]]:
         if mark.group(1) != "A":
             continue
         run = [mark]
-        for later in marks[i + 1:]:
-            if later.group(1) == LETTERS[len(run)]:
-                run.append(later)
+        for later_mark in marks[i + 1:]:
+            if later_mark.group(1) == LETTERS[len(run)]:
+                run.append(later_mark)
         if len(run) >= 2:
             bounds = [m.start() for m in run[1:]] + [len(text)]
-            options = tuple(text[m.end():end].strip() for m, end in zip(run, bounds))
-            if all(options):
-                return text[: run[0].start()].strip(), options
+            inline = tuple(text[m.end():end].strip() for m, end in zip(run, bounds))
+            if all(inline):
+                return text[: run[0].start()].strip(), inline
     return text.strip(), ()
 
 
@@ -328,7 +328,7 @@ class _Mapped(_Layout):
         object.__setattr__(self, "fields", fields)
 
     def read(self, line):
-        fm: FieldMap = self.fields  # type: ignore[attr-defined]
+        fm: FieldMap = self.fields
         document = _text(line, fm.document)
         title = line.get(fm.title) if fm.title else ""
         title = title.strip() if isinstance(title, str) else ""
@@ -384,7 +384,7 @@ _LAYOUTS: tuple[_Layout, ...] = (
     _LEval("leval", ("input", "instructions", "outputs")),
     _Bamboo("bamboo", ("content", "question", "answer")),
 )
-LAYOUTS = tuple(layout.name for layout in _LAYOUTS) + ("mapped",)
+LAYOUTS = (*tuple(layout.name for layout in _LAYOUTS), "mapped")
 
 
 def _choose(line: dict, layouts: Sequence[_Layout]) -> tuple[_Layout | None, str]:
@@ -455,7 +455,7 @@ def _finish(draft: _Draft, doc_id: str, position: int, line_no: int, meta: dict[
     seen[qid] = seen.get(qid, 0) + 1
     if seen[qid] > 1:
         qid = f"{qid}~{seen[qid]}"
-    common = {"qid": qid, "question": draft.question, "line": line_no, "meta": tuple(sorted(meta.items())),
+    common: dict[str, Any] = {"qid": qid, "question": draft.question, "line": line_no, "meta": tuple(sorted(meta.items())),
               "evidence": draft.evidence}
     if not draft.options:
         return LongDocQuestion(answers=draft.answers, kind="free", **common)

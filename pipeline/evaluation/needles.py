@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from lcrag.core.types import Document
-from lcrag.pipeline.strategies import Evidence, Question
-from lcrag.pipeline.scoring.metrics import normalize_answer
 from lcrag.pipeline.evaluation.items import CorpusSpec, EvalDataError, EvalItem, EvalSet
 from lcrag.pipeline.ledger.rows import EXACT
+from lcrag.pipeline.scoring.metrics import normalize_answer
+from lcrag.pipeline.strategies import Evidence, Question
 
 
 @dataclass(frozen=True)

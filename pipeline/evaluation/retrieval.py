@@ -7,20 +7,20 @@ reader is involved, so rows go to the ledger's ``retrieval`` table.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from lcrag.core.types import Document
 from lcrag.pipeline.config import MODE_CHOICES, Config
 from lcrag.pipeline.evaluation.items import EvalDataError, sample
 from lcrag.pipeline.evaluation.runner import index_folder
-from lcrag.pipeline.statistics.intervals import mrr, ndcg_at_k, recall_at_k
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import LoadResult, load_source
 from lcrag.pipeline.ingest.loaders.beir import load_beir_qrels, load_beir_queries
 from lcrag.pipeline.ledger import Ledger, RetrievalRow
+from lcrag.pipeline.statistics.intervals import mrr, ndcg_at_k, recall_at_k
 
 _RECORD_BATCH = 50
 

@@ -26,21 +26,21 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lcrag.core.errors import LcragError
-from lcrag.pipeline.strategies import Question, Toolkit, asks
-from lcrag.pipeline.routing.features import pre_read_features
-from lcrag.pipeline.recording import ReaderFailures, RunLabels, answer_and_record
-from lcrag.pipeline.routing.router import load_router, router_path
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet, changed_questions
 from lcrag.pipeline.ingest.ingestion import ingest
 from lcrag.pipeline.ingest.loaders import LoadResult
 from lcrag.pipeline.ledger import FeatureRow
+from lcrag.pipeline.recording import ReaderFailures, RunLabels, answer_and_record
+from lcrag.pipeline.routing.features import pre_read_features
+from lcrag.pipeline.routing.router import load_router, router_path
 from lcrag.pipeline.session import Session
+from lcrag.pipeline.strategies import Question, Toolkit, asks
 
 log = logging.getLogger(__name__)
 

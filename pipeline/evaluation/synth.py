@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lcrag.core.files import write_text_atomic
 from lcrag.core.types import Chunk, Document
-from lcrag.pipeline.scoring.metrics import answer_recall, token_f1
 from lcrag.pipeline.evaluation.items import SYNTHETIC
+from lcrag.pipeline.scoring.metrics import answer_recall, token_f1
 from lcrag.readers.base import WRITE_QUESTION, Passage, Prompt, Reader
 
 MAX_ATTEMPTS_PER_QUESTION = 5  # Qwen2.5-Coder-0.5B kept 8 of 24 on SQuAD's articles: a third, with room

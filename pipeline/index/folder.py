@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from lcrag.core.errors import LcragError
 from lcrag.core.files import write_json_atomic
@@ -198,23 +198,23 @@ class WriterLock:
     def __init__(self, root: Path, file_name: str = LOCK, role: str = "writing") -> None:
         self.path = Path(root) / file_name
         self.role = role
-        self._handle = None
+        self._handle: IO[str] | None = None
 
-    def __enter__(self) -> "WriterLock":
+    def __enter__(self) -> WriterLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a+")
+        handle = self._handle = open(self.path, "a+")
         try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = self.path.read_text(encoding="utf-8").strip() or "?"
-            self._handle.close()
+            handle.close()
             raise IndexStateError(
                 f"another process (pid {holder}) is {self.role} {self.path.parent}; wait for it to finish or stop it"
             ) from None
-        self._handle.seek(0)
-        self._handle.truncate()
-        self._handle.write(f"{os.getpid()}\n")
-        self._handle.flush()
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -129,9 +129,8 @@ def start_generation(root: Path) -> Path:
     live = live_name(root)
     folders = _generation_folders(root)  # sorted by name, which is creation order
     for folder in reversed(folders):
-        if folder.name != live and (live is None or folder.name > live) and not (folder / RETIRED).exists():
-            if not is_locked(folder):
-                return folder
+        if folder.name != live and (live is None or folder.name > live) and not (folder / RETIRED).exists() and not is_locked(folder):
+            return folder
     newest = folders[-1].name if folders else ""
     target = generation_path(root, new_generation_name(after=max(newest, live or "")))
     if live is None:
@@ -175,7 +174,7 @@ def cleanup_generations(root: Path, grace_s: float = DEFAULT_GRACE_S, now: float
     root = Path(root)
     now = time.time() if now is None else now
     live = live_name(root)
-    removed = []
+    removed: list[str] = []
     base = root / GENERATIONS
     if not base.is_dir():
         return removed

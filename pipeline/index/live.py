@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from lcrag.pipeline.index.folder import IndexStateError
 from lcrag.pipeline.index.generations import (
@@ -131,7 +131,7 @@ class LiveIndex:
         if close_now:
             entry.corpus.close()
 
-    def __enter__(self) -> "LiveIndex":
+    def __enter__(self) -> LiveIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,18 +10,19 @@ credit from both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import LEVELS, Chunk, Document, Hit, Level, Unit
-from lcrag.pipeline.config import FUSION_CHOICES, MODE_CHOICES, Config, RetrievalConfig
+from lcrag.pipeline.config import MODE_CHOICES, Config, RetrievalConfig
 from lcrag.pipeline.index.catalog import Catalog
 from lcrag.pipeline.index.folder import IndexPaths, IndexStateError, Manifest, open_vectors, require_finished
 from lcrag.pipeline.index.generations import is_generational, live_path
 from lcrag.retrievers.base import ScoredChunk
 from lcrag.retrievers.bm25 import BM25Index, BM25Retriever
+from lcrag.retrievers.config import FUSION_CHOICES
 from lcrag.retrievers.dense import DenseRetriever
 from lcrag.retrievers.encoders.runtimes import resolve_runtime
 from lcrag.retrievers.fusion import convex_combination_fusion, max_by_key, reciprocal_rank_fusion
@@ -112,7 +113,7 @@ class IndexReader:
         (not the fingerprint of whatever config the asking command loaded)."""
         return self.manifest.fingerprint
 
-    def __enter__(self) -> "IndexReader":
+    def __enter__(self) -> IndexReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

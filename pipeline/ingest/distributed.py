@@ -32,16 +32,15 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from lcrag.core.types import Chunk, Document, Unit
 from lcrag.pipeline.config import ChunkConfig, EncoderConfig
 from lcrag.pipeline.ingest.embedding import embed_units
-from lcrag.retrievers.encoders.encoder import EncoderError, make_encoder
-from lcrag.retrievers.encoders.runtimes import resolve_runtime
 from lcrag.pipeline.ingest.ingestion import (
     EmbedReport,
     IndexWriter,
@@ -50,6 +49,8 @@ from lcrag.pipeline.ingest.ingestion import (
     batch_documents,
     commit_batch,
 )
+from lcrag.retrievers.encoders.encoder import EncoderError, make_encoder
+from lcrag.retrievers.encoders.runtimes import resolve_runtime
 
 # -- the worker's half ---------------------------------------------------------------
 

@@ -8,15 +8,15 @@ context is ``title`` + newline + text, so titles inform every chunk vector.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from lcrag.core.types import Chunk, Document, Unit, chunk_id_for
 from lcrag.pipeline.config import ChunkConfig
-from lcrag.retrievers.encoders.late_chunking import pool_spans
 from lcrag.pipeline.ingest.sentences import chunk_ranges, count_tokens
+from lcrag.retrievers.encoders.late_chunking import pool_spans
 
 
 def plan_chunks(unit: Unit, docs: Mapping[str, Document], offsets: Mapping[str, np.ndarray], target: int) -> list[Chunk]:
@@ -64,13 +64,16 @@ def late_contexts(unit: Unit, chunks: Sequence[Chunk], docs: Mapping[str, Docume
         pieces.append((text, rows, [(chunks[i].start + shift, chunks[i].end + shift) for i in rows]))
     if context == "document":
         return [LateContext(t, tuple(r), tuple(g)) for t, r, g in pieces]
-    text, rows, ranges, cursor = [], [], [], 0
+    texts: list[str] = []
+    joined_rows: list[int] = []
+    ranges: list[tuple[int, int]] = []
+    cursor = 0
     for piece_text, piece_rows, piece_ranges in pieces:
-        text.append(piece_text)
-        rows.extend(piece_rows)
+        texts.append(piece_text)
+        joined_rows.extend(piece_rows)
         ranges.extend((s + cursor, e + cursor) for s, e in piece_ranges)
         cursor += len(piece_text) + 2  # the "\n\n" joiner
-    return [LateContext("\n\n".join(text), tuple(rows), tuple(ranges))]
+    return [LateContext("\n\n".join(texts), tuple(joined_rows), tuple(ranges))]
 
 
 def embed_units(

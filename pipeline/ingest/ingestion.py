@@ -18,9 +18,10 @@ import dataclasses
 import logging
 import shutil
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,7 @@ class IndexWriter:
         if getattr(encoder, "runtime_note", None):  # the encoder runs float32 instead of the runtime asked for
             self.notes.append(encoder.runtime_note)
 
-    def __enter__(self) -> "IndexWriter":
+    def __enter__(self) -> IndexWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock.__enter__()
         try:
@@ -247,7 +248,8 @@ def plan(writer: IndexWriter, loaded: LoadResult, source_name: str) -> PlanRepor
     changed = [d for d in docs if d.doc_id in stored and stored[d.doc_id] != d.content_hash]
     removed = [d for d in stored if d not in current]
 
-    keep, drop = [], []
+    keep: list[Any] = []
+    drop: list[Any] = []
     for record in catalog.unit_records():
         if record.source_name != source_name:
             continue

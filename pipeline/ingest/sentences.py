@@ -10,7 +10,7 @@ into unit-sized pieces (sections first, then sentences), and cutting a span into
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -10,8 +10,8 @@ the paper's hyperlink groups), and packed greedily, never past the limit.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 

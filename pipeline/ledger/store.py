@@ -8,10 +8,11 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import duckdb
 
@@ -422,7 +423,7 @@ class Ledger:
                 "SELECT question_id, any_value(question) FROM ledger WHERE run_id = ? GROUP BY question_id", [run_id]
             ).fetchall()
         )
-        return {q: text for q, text in found}
+        return dict(found)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run read-only SQL (the file is opened read-only) and return rows as dicts."""

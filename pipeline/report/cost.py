@@ -49,8 +49,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from lcrag.pipeline.ledger import LedgerRow
 from lcrag.pipeline.report.markup import md_lines, render

@@ -5,17 +5,17 @@ library caller share it, so a retrieval-only run reports the same way everywhere
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.config import Config
-from lcrag.pipeline.statistics.intervals import bootstrap_mean
-from lcrag.pipeline.statistics.verdict import VerdictSettings
 from lcrag.pipeline.ledger import Ledger
 from lcrag.pipeline.report.model import build_report
 from lcrag.pipeline.report.render import verdict_json, write_report
+from lcrag.pipeline.statistics.intervals import bootstrap_mean
+from lcrag.pipeline.statistics.verdict import VerdictSettings
 
 DEFAULT_TITLE = "lcrag: RAG vs long context"
 

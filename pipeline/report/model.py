@@ -11,12 +11,18 @@ once its pair is answered on a resumed run, so errors counted here are unresolve
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from lcrag.pipeline.evaluation.diagnosis import Diagnosis, diagnoses
+from lcrag.pipeline.ledger import FeatureRow, LedgerRow, RetrievalRow
+from lcrag.pipeline.report.cost import CostSection, cost_sections
+from lcrag.pipeline.routing.fit import held_out
+from lcrag.pipeline.routing.policies import PolicySummary
+from lcrag.pipeline.routing.table import RoutingDataError, routing_table
 from lcrag.pipeline.statistics.letter_bias import LetterProfile, closed_book_is_guessing, letter_profiles
 from lcrag.pipeline.statistics.verdict import (
     CONTROLS,
@@ -35,11 +41,6 @@ from lcrag.pipeline.statistics.verdict import (
     split_readers,
     verdict_of,
 )
-from lcrag.pipeline.ledger import FeatureRow, LedgerRow, RetrievalRow
-from lcrag.pipeline.routing.fit import held_out
-from lcrag.pipeline.routing.policies import PolicySummary
-from lcrag.pipeline.routing.table import RoutingDataError, routing_table
-from lcrag.pipeline.report.cost import CostSection, cost_sections
 
 UNLABELLED = "unlabelled"  # table name for rows whose dataset is None
 
@@ -392,7 +393,7 @@ def heat_cells(rows: Sequence[LedgerRow], niah_cell_of: NiahCellOf, accuracy_of:
         cell, score = niah_cell_of(row), accuracy_of(row)
         if cell is not None and score is not None:
             groups[cell].append(score)
-    return tuple(HeatCell(depth=d, length=l, accuracy=_mean(v), n=len(v)) for (d, l), v in sorted(groups.items()))
+    return tuple(HeatCell(depth=d, length=n_tokens, accuracy=_mean(v), n=len(v)) for (d, n_tokens), v in sorted(groups.items()))
 
 
 def route_shares(rows: Sequence[LedgerRow]) -> tuple[RouteShare, ...]:
@@ -625,7 +626,7 @@ def build_report(
     comparable = [r for name in sorted(by_dataset) for r in by_dataset[name] if name in datasets]
     return Report(
         title=title,
-        generated_at=generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        generated_at=generated_at or datetime.now(UTC).isoformat(timespec="seconds"),
         run_ids=tuple(sorted({r.run_id for r in rows} | {r.run_id for r in retrieval_rows})),
         readers=tuple(sorted({r.model for r in rows})),
         n_rows=len(rows) + len(retrieval_rows),

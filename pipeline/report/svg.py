@@ -9,9 +9,10 @@ well-formed XML carrying ``data-figure`` so tests (and readers of the DOM) can f
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from lcrag.pipeline.report.markup import escape
 
@@ -156,7 +157,7 @@ def _legend(entries: Sequence[tuple[str, str, str]], x: float, y: float) -> list
 def _no_data(width: int, height: int, figure: str, title: str) -> str:
     parts = _open(width, height, figure, title)
     parts.append(_text(width / 2, height / 2, "no data", fill=MUTED))
-    return "\n".join(parts + ["</svg>"])
+    return "\n".join([*parts, "</svg>"])
 
 
 # ------------------------------------------------------------------ scatter
@@ -256,7 +257,7 @@ def scatter(
                            stroke_width="4", stroke_linejoin="round", paint_order="stroke"))
     parts += _legend([("Pareto frontier", INK, "dash")], right + 24, top + 8)
     parts.append(_text(right + 24, top + 36, "ringed: on the frontier", "start", fill=MUTED, font_size="11"))
-    return "\n".join(parts + ["</svg>"])
+    return "\n".join([*parts, "</svg>"])
 
 
 # -------------------------------------------------------------------- lines
@@ -304,7 +305,7 @@ def lines(
             )
         entries.append((name, ink, "line"))
     parts += _legend(entries, right + 20, top + 8)
-    return "\n".join(parts + ["</svg>"])
+    return "\n".join([*parts, "</svg>"])
 
 
 # ------------------------------------------------------------------ heatmap
@@ -316,7 +317,7 @@ _STOPS = ((0.0, (215, 48, 39)), (0.5, (254, 224, 139)), (1.0, (26, 152, 80)))
 def heat_colour(value: float) -> str:
     """Colour of a value in [0, 1] (clamped)."""
     v = min(1.0, max(0.0, value))
-    for (a, ca), (b, cb) in zip(_STOPS, _STOPS[1:]):
+    for (a, ca), (b, cb) in itertools.pairwise(_STOPS):
         if v <= b:
             t = (v - a) / (b - a)
             return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb))
@@ -384,7 +385,7 @@ def heatmap(
     for value in (1.0, 0.5, 0.0):
         y = top + (1 - value) * bar_h
         parts.append(_text(lx + 22, y + 4, fmt_tick(value), "start", fill=MUTED))
-    return "\n".join(parts + ["</svg>"])
+    return "\n".join([*parts, "</svg>"])
 
 
 # ------------------------------------------------------------------- bars
@@ -444,4 +445,4 @@ def bars_with_intervals(
             parts.append(_text(lx, ly, category))
     parts += _legend([(name, colour(s), "box") for s, name in enumerate(series)], right + 20, top + 8)
     parts.append(_text(right + 20, top + 8 + 20 * len(series) + 8, "whiskers: 95% CI", "start", font_size="11", fill=MUTED))
-    return "\n".join(parts + ["</svg>"])
+    return "\n".join([*parts, "</svg>"])

@@ -11,8 +11,8 @@ lands is what the cheap read is worth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from lcrag.pipeline.statistics.intervals import PairedDifference, paired_difference
 from lcrag.pipeline.statistics.verdict import LEVEL, NON_INFERIOR, NON_INFERIORITY_MARGIN, outcome_of

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from lcrag.pipeline.strategies.base import Question
 from lcrag.pipeline.scoring.choices import parse_choice
+from lcrag.pipeline.strategies.base import Question
 from lcrag.readers.base import Answer
 
 

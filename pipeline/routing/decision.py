@@ -16,13 +16,14 @@ rule; the assessment is recorded either way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from lcrag.pipeline.statistics.intervals import PairedDifference, paired_difference
-from lcrag.pipeline.statistics.verdict import LEVEL, NON_INFERIOR, NON_INFERIORITY_MARGIN, outcome_of
 from lcrag.pipeline.routing.policies import CONSTANT_PREFIX, PolicyResult
 from lcrag.pipeline.routing.table import CHEAP
+from lcrag.pipeline.statistics.intervals import PairedDifference, paired_difference
+from lcrag.pipeline.statistics.verdict import LEVEL, NON_INFERIOR, NON_INFERIORITY_MARGIN, outcome_of
 
 AUTO, TREE, CONSTANT, NONE = "auto", "tree", "constant", "none"
 INSTALL_CHOICES = (AUTO, TREE, CONSTANT, NONE)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from lcrag.core.types import Hit
 from lcrag.pipeline.strategies.base import Question, Toolkit
@@ -30,7 +30,7 @@ MISSING = -1.0
 probability, so a tree can still split on it and says so when it does."""
 
 RETRIEVAL_FEATURES = ("dense_top", "dense_margin", "bm25_top", "bm25_margin", "agreement")
-QUESTION_FEATURES = ("question_words", "multiple_choice") + tuple(f"form_{f}" for f in FORMS)
+QUESTION_FEATURES = ("question_words", "multiple_choice", *tuple(f"form_{f}" for f in FORMS))
 SCOPE_FEATURES = ("scope_log2_budget", "scope_fits")
 CHEAP_READ_FEATURES = ("rag_confidence", "rag_declined")
 FEATURE_NAMES: tuple[str, ...] = SCOPE_FEATURES + RETRIEVAL_FEATURES + QUESTION_FEATURES + CHEAP_READ_FEATURES

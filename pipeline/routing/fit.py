@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
-from lcrag.pipeline.routing.features import FEATURE_NAMES
-from lcrag.pipeline.routing.router import CHOICE_METRIC, FittedRouter, Node
-from lcrag.pipeline.statistics.verdict import NON_INFERIORITY_MARGIN, PairKey
 from lcrag.pipeline.routing.calibrate import calibrate
 from lcrag.pipeline.routing.decision import AUTO, CONSTANT, Decision, decide
+from lcrag.pipeline.routing.features import FEATURE_NAMES
 from lcrag.pipeline.routing.policies import (
     PolicyResult,
     PolicySummary,
@@ -47,7 +45,9 @@ from lcrag.pipeline.routing.policies import (
     self_route,
     summarise,
 )
+from lcrag.pipeline.routing.router import CHOICE_METRIC, FittedRouter, Node
 from lcrag.pipeline.routing.table import CHEAP, REFERENCE, Question, RoutingTable
+from lcrag.pipeline.statistics.verdict import NON_INFERIORITY_MARGIN, PairKey
 
 MAX_DEPTH = 3
 FOLDS = 5
@@ -101,7 +101,7 @@ def splits(table: RoutingTable, seed: int = 0):
     """(train, test) questions of each fold of one cross-validation repeat."""
     questions = table.questions
     for held in folds(len(questions), seed=seed):
-        held_set = set(int(i) for i in held)
+        held_set = {int(i) for i in held}
         yield ([q for i, q in enumerate(questions) if i not in held_set], [questions[i] for i in sorted(held_set)])
 
 

@@ -11,9 +11,11 @@ with always-lc on the same questions, by the verdict rule.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Mapping
 
+from lcrag.pipeline.routing.calibrate import CalibrationItem, falls_back
+from lcrag.pipeline.routing.table import CHEAP, REFERENCE, RoutingTable
 from lcrag.pipeline.statistics.intervals import PairedDifference, paired_difference
 from lcrag.pipeline.statistics.verdict import (
     LEVEL,
@@ -23,8 +25,6 @@ from lcrag.pipeline.statistics.verdict import (
     outcome_of,
     questions_needed,
 )
-from lcrag.pipeline.routing.calibrate import CalibrationItem, falls_back
-from lcrag.pipeline.routing.table import CHEAP, REFERENCE, RoutingTable
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from lcrag.core.errors import LcragError
 from lcrag.core.files import write_text_atomic

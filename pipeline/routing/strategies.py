@@ -16,18 +16,17 @@ else self-route.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
-from lcrag.pipeline.strategies.base import Outcome, Question, Toolkit, timed_context
-from lcrag.pipeline.strategies.chain_of_agents import ChainOfAgentsStrategy
 from lcrag.pipeline.routing.confidence import reply_confidence
 from lcrag.pipeline.routing.features import pre_read_features, scope_tokens, with_cheap_read
+from lcrag.pipeline.routing.router import RouterError
+from lcrag.pipeline.strategies.base import Outcome, Question, Toolkit, timed_context
+from lcrag.pipeline.strategies.chain_of_agents import ChainOfAgentsStrategy
 from lcrag.pipeline.strategies.long_context import LongContextStrategy
 from lcrag.pipeline.strategies.retrieval import LongRagStrategy, OrderPreservingStrategy, RagStrategy, ReorderStrategy
-from lcrag.pipeline.routing.router import RouterError
 from lcrag.readers.base import Answer
-
 
 # A route's reason (``Outcome.route_reason``), and in brackets in its text:
 NO_CONFIDENCE_REASON = "no confidence"  # the reader gave no logprobs, so confidence could not decide

@@ -14,14 +14,14 @@ helped, and so always-rag). Such questions still count when policies are scored.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from lcrag.core.errors import LcragError
+from lcrag.pipeline.ledger import FeatureRow, LedgerRow
 from lcrag.pipeline.routing.features import PRE_READ_NAMES, with_cheap_read
 from lcrag.pipeline.routing.strategies import DESTINATIONS
 from lcrag.pipeline.statistics.verdict import UNLABELLED, PairKey, common_questions
-from lcrag.pipeline.ledger import FeatureRow, LedgerRow
 
 CHEAP = "rag"  # the cheap read every routed question gets first
 REFERENCE = "lc"  # what routing must not fall behind
@@ -98,7 +98,7 @@ def routing_table(rows: Iterable[LedgerRow], features: Sequence[FeatureRow], dat
                 f"{name}: routing needs both {CHEAP} and {REFERENCE} answered on the same questions; "
                 f"{needed} is missing (evaluate with --strategies all)")
     tokens = common.mean_prompt_tokens()
-    candidates = (CHEAP,) + tuple(sorted((s for s in common.strategies if s != CHEAP), key=lambda s: (tokens[s], s)))
+    candidates = (CHEAP, *tuple(sorted((s for s in common.strategies if s != CHEAP), key=lambda s: (tokens[s], s))))
     cheap_rows = {(r.run_id, r.question_id): r for r in rows
                   if r.strategy == CHEAP and r.error is None and (r.dataset or UNLABELLED) == name}
     by_key = {(f.run_id, f.question_id): f.values() for f in features}

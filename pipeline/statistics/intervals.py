@@ -18,11 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
-Relevant = Union[Mapping[str, int], Set[str]]
+Relevant = Mapping[str, int] | Set[str]
 
 # rows of bootstrap indices drawn at once, so memory stays bounded for large n
 _BLOCK_ELEMENTS = 1_000_000

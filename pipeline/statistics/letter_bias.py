@@ -54,11 +54,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-
 from lcrag.core.errors import LcragError
+from lcrag.pipeline.scoring.choices import LETTERS, parse_gold
 from lcrag.pipeline.statistics.paired_tests import binomial_above
 from lcrag.pipeline.statistics.paired_tests import wilson_lower as paired_wilson_lower
-from lcrag.pipeline.scoring.choices import LETTERS, parse_gold
 
 if TYPE_CHECKING:
     from lcrag.pipeline.ledger import LedgerRow

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -260,7 +261,7 @@ def paired_non_inferiority(
     k = n if codes is None else int(codes.max()) + 1
     wins = int(np.sum(left > right))
     losses = int(np.sum(left < right))
-    common = dict(alpha=alpha, margin=margin, n_pairs=n, wins=wins, losses=losses, ties=n - wins - losses)
+    common: dict[str, Any] = dict(alpha=alpha, margin=margin, n_pairs=n, wins=wins, losses=losses, ties=n - wins - losses)
 
     binary = bool(np.all((left == 0.0) | (left == 1.0)) and np.all((right == 0.0) | (right == 1.0)))
     if binary and k == n:

@@ -40,12 +40,13 @@ import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import norm
 
 from lcrag.core.errors import LcragError
+from lcrag.pipeline.statistics.intervals import PairedDifference
 from lcrag.pipeline.statistics.paired_tests import (
     GlobalTest,
     NonInferiority,
@@ -55,7 +56,6 @@ from lcrag.pipeline.statistics.paired_tests import (
     too_few_clusters,
     within_one_question,
 )
-from lcrag.pipeline.statistics.intervals import PairedDifference
 
 if TYPE_CHECKING:
     from lcrag.pipeline.ledger import LedgerRow
@@ -751,7 +751,7 @@ def decide(
     absent = [s for s in names if s not in costs]
     if absent:
         raise VerdictError(f"no cost given for {', '.join(absent)}")
-    base = {"metric": metric, "margin": margin, "reference": settings.reference, "cost_axis": settings.cost,
+    base: dict[str, Any] = {"metric": metric, "margin": margin, "reference": settings.reference, "cost_axis": settings.cost,
             "alpha": settings.alpha, "dataset": dataset,
             "costs": MappingProxyType({s: float(costs[s]) for s in names})}
     if not names:

@@ -96,7 +96,20 @@ def resolve_names(spec: str) -> list[str]:
 
 
 __all__ = [
-    "ALL", "CONTROL_NAMES",
-    "REGISTRY", "asks", "get_strategy", "needs_evidence", "resolve_names", "Context", "ContextStrategy", "Corpus",
-    "Evidence", "Outcome", "Question", "Strategy", "Toolkit", "UnknownStrategyError",
+    "ALL",
+    "CONTROL_NAMES",
+    "REGISTRY",
+    "Context",
+    "ContextStrategy",
+    "Corpus",
+    "Evidence",
+    "Outcome",
+    "Question",
+    "Strategy",
+    "Toolkit",
+    "UnknownStrategyError",
+    "asks",
+    "get_strategy",
+    "needs_evidence",
+    "resolve_names",
 ]

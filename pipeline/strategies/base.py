@@ -10,13 +10,14 @@ reports the same ``Outcome``, which becomes one ledger row.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import Document, Hit, Unit
-from lcrag.pipeline.strategies.ordering import longest_prefix, longest_suffix
 from lcrag.pipeline.config import StrategyConfig
+from lcrag.pipeline.strategies.ordering import longest_prefix, longest_suffix
 from lcrag.readers.base import Answer, Passage, Prompt, Reader
 from lcrag.readers.prompts import render_passage
 

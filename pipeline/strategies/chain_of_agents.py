@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from lcrag.pipeline.strategies.base import Context, Outcome, Question, Toolkit
-from lcrag.pipeline.strategies.long_context import share_read, lc_scope, whole_document
+from lcrag.pipeline.strategies.long_context import lc_scope, share_read, whole_document
 from lcrag.pipeline.strategies.ordering import longest_prefix
 from lcrag.readers.base import TAKE_NOTES, Answer, Passage, Prompt
 from lcrag.readers.prompts import messages

@@ -45,7 +45,8 @@ def keep_within(passage: Passage, budget: int, tools: Toolkit, from_end: bool) -
     if from_end:
         start = passage.end - n
         return Passage(f"{passage.passage_id}@{start}", passage.doc_id, start, passage.end, passage.text[-n:], passage.title, passage.score)
-    return Passage(f"{passage.passage_id}@{passage.start}", passage.doc_id, passage.start, passage.start + n, passage.text[:n], passage.title, passage.score)
+    return Passage(f"{passage.passage_id}@{passage.start}", passage.doc_id, passage.start, passage.start + n, passage.text[:n],
+                   passage.title, passage.score)
 
 
 def share_read(kept: list[Passage], scope: list[Passage]) -> float:
@@ -59,7 +60,8 @@ def cut_middle_passages(passages: list[Passage], budget: int, tools: Toolkit) ->
     rest), trimming the passage where each side runs out; drop the middle."""
     if sum(tools.passage_tokens(p) for p in passages) <= budget:
         return passages, False
-    head, tail = [], []
+    head: list[Passage] = []
+    tail: list[Passage] = []
     room = budget // 2
     front = 0
     while front < len(passages):

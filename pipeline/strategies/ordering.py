@@ -11,14 +11,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
 def reorder_ends(best_first: Sequence[T]) -> list[T]:
     """[1, 2, 3, 4, 5] -> [1, 3, 5, 4, 2]: ranks alternate between the front and the back."""
-    front, back = [], []
+    front: list[T] = []
+    back: list[T] = []
     for rank, item in enumerate(best_first):
         (front if rank % 2 == 0 else back).append(item)
     return front + back[::-1]

@@ -13,9 +13,10 @@ next publish that changes the index rewrites it as segments (``legacy``).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 from uuid import uuid4
 
 import numpy as np
@@ -60,7 +61,7 @@ class BM25Index:
         self._chunk_ids: list[str] | None = None
 
     @classmethod
-    def from_generation(cls, generation: Generation) -> "BM25Index":
+    def from_generation(cls, generation: Generation) -> BM25Index:
         s = generation.settings
         return cls(SegmentScorer(generation.parts, generation.stats, s), Analyzer(s.stem, s.stopwords), generation)
 
@@ -71,7 +72,7 @@ class BM25Index:
         token_lists: Sequence[Sequence[str]],
         config: BM25Config,
         unit_ids: Sequence[str] | None = None,
-    ) -> "BM25Index":
+    ) -> BM25Index:
         """An in-memory index of one segment (each chunk its own unit unless UNIT_IDS are given)."""
         if len(chunk_ids) != len(token_lists):
             raise ValueError(f"{len(chunk_ids)} chunk ids for {len(token_lists)} token lists")
@@ -117,7 +118,7 @@ class BM25Index:
         write_generation(folder, replace(self.generation, shared=False))
 
     @classmethod
-    def load(cls, folder: Path) -> "BM25Index":
+    def load(cls, folder: Path) -> BM25Index:
         """Open a BM25 folder (``IndexPaths.bm25(manifest)``, or one written by ``save``)."""
         folder = Path(folder)
         if is_state_folder(folder):

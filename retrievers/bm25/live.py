@@ -52,7 +52,7 @@ class LiveSegment:
         row_unit = np.asarray(self.segment.row_unit, dtype=np.int64)
         return np.bincount(row_unit[self.alive], minlength=len(self.segment.units)) > 0
 
-    def tombstone(self, rows: np.ndarray) -> "LiveSegment":
+    def tombstone(self, rows: np.ndarray) -> LiveSegment:
         """This segment with ROWS dead as well."""
         deleted = np.union1d(np.asarray(self.deleted, dtype=np.int32), np.asarray(rows, dtype=np.int32))
         return LiveSegment(self.name, self.segment, deleted.astype(np.int32))

@@ -7,7 +7,7 @@ Row order is kept (segment by segment), so search ties break the same way after.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

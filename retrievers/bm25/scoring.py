@@ -12,7 +12,7 @@ rows of the segments in order (tombstoned rows are skipped).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -18,10 +18,11 @@ frequencies in ``tf``; terms are sorted so a query term is found by binary searc
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -148,9 +149,11 @@ def read_segment(folder: Path) -> Segment:
     meta = load_json(folder, "segment.json")
     if meta.get("format") != SEGMENT_FORMAT:
         raise BM25FormatError(f"{rebuild_hint(folder)} (segment format {meta.get('format')}, this lcrag reads {SEGMENT_FORMAT})")
+    arrays: dict[str, Any] = {name: load_array(folder, name) for name in ("doc_len", "term_ptr", "rows", "tf", "row_unit")}
+    tables: dict[str, Any] = {name: StringTable.load(folder, name) for name in ("terms", "chunk_ids", "units")}
     segment = Segment(
-        **{name: load_array(folder, name) for name in ("doc_len", "term_ptr", "rows", "tf", "row_unit")},
-        **{name: StringTable.load(folder, name) for name in ("terms", "chunk_ids", "units")},
+        **arrays,
+        **tables,
     )
     if (segment.n_rows, len(segment.terms), len(segment.rows)) != (meta["rows"], meta["terms"], meta["postings"]):
         raise BM25FormatError(f"{rebuild_hint(folder)} (segment arrays do not match segment.json)")

@@ -48,7 +48,7 @@ class Settings:
     stopwords: bool
 
     @classmethod
-    def from_config(cls, config: BM25Config) -> "Settings":
+    def from_config(cls, config: BM25Config) -> Settings:
         return cls(config.k1, config.b, config.epsilon, config.stem, config.stopwords)
 
 

@@ -6,10 +6,10 @@ is found by binary search over the memory-mapped blob; chunk ids are read by row
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -24,14 +24,14 @@ class StringTable:
     offsets: np.ndarray  # int64, len(strings) + 1; string i is blob[offsets[i]:offsets[i + 1]]
 
     @classmethod
-    def from_strings(cls, strings: Iterable[str]) -> "StringTable":
+    def from_strings(cls, strings: Iterable[str]) -> StringTable:
         encoded = [s.encode(_ENCODING, _ERRORS) for s in strings]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=offsets[1:])
         return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
 
     @classmethod
-    def concat(cls, tables: Sequence["StringTable"]) -> "StringTable":
+    def concat(cls, tables: Sequence[StringTable]) -> StringTable:
         if not tables:
             return cls.from_strings([])
         blob = np.concatenate([t.blob for t in tables])
@@ -66,7 +66,7 @@ class StringTable:
                 hi = mid
         return lo if lo < len(self) and self.raw(lo) == key else -1
 
-    def take(self, rows: np.ndarray) -> "StringTable":
+    def take(self, rows: np.ndarray) -> StringTable:
         """The strings at ROWS, in that order (vectorised: no decoding)."""
         rows = np.asarray(rows, dtype=np.int64)
         starts, lengths = self.offsets[rows], self.offsets[rows + 1] - self.offsets[rows]
@@ -80,5 +80,5 @@ class StringTable:
         save_array(folder, f"{name}.offsets", self.offsets)
 
     @classmethod
-    def load(cls, folder: Path, name: str) -> "StringTable":
+    def load(cls, folder: Path, name: str) -> StringTable:
         return cls(load_array(folder, f"{name}.blob"), load_array(folder, f"{name}.offsets"))

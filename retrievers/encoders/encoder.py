@@ -24,9 +24,10 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,7 +40,6 @@ from lcrag.retrievers.encoders.late_chunking import (
     window_starts,
 )
 from lcrag.retrievers.registry import encoder_models
-
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def read_profile(path: Path, model: str | None = None) -> ModelProfile:
     model = model or str(path)
     modules_file = path / "modules.json"
     if not modules_file.is_file():
-        return ModelProfile(**read_prompts(path, model))
+        return ModelProfile(**read_prompts(path, model))  # type: ignore[arg-type]  # only the str prompt fields
     found: dict = {"declared": True, **read_prompts(path, model)}
     for entry in json.loads(modules_file.read_text(encoding="utf-8")):
         cls = _module_class(entry["type"], path, model)
@@ -277,13 +277,13 @@ class TransformerEncoder:
         self.runtime, self.runtime_note = runtimes.choose_runtime(config.runtime, config.model)
         if self.runtime_note:
             log.warning(self.runtime_note)
-        self._model = None  # the transformers model (torch runtimes only)
+        self._model: Any = None  # the transformers model (torch runtimes only)
         self._runner: runtimes.ForwardPass | None = None  # set last by loading
-        self._tokenizer = None
+        self._tokenizer: Any = None
         self._loading = threading.Lock()  # API request threads may be first to use it together
 
     # -- loading -----------------------------------------------------------------
-    def warm_up(self) -> "TransformerEncoder":
+    def warm_up(self) -> TransformerEncoder:
         if self._runner is not None:
             return self
         with self._loading:

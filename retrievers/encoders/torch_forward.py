@@ -28,7 +28,7 @@ class TorchForward:
         self.config = model.config
 
     @classmethod
-    def load(cls, path: Path, runtime: str = "torch-fp32") -> "TorchForward":
+    def load(cls, path: Path, runtime: str = "torch-fp32") -> TorchForward:
         from transformers import AutoModel
 
         return cls(AutoModel.from_pretrained(str(path), local_files_only=True), runtime)

@@ -8,8 +8,9 @@ whole in the chosen format raises.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lcrag.pipeline.ingest.loaders import beir, files, hotpotqa, jsonl, squad
 from lcrag.pipeline.ingest.loaders.base import (

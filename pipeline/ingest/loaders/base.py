@@ -106,7 +106,7 @@ class ResultBuilder:
                 content_hash=doc.content_hash,
             )
 
-    def extend(self, other: "ResultBuilder") -> None:
+    def extend(self, other: ResultBuilder) -> None:
         """Take over another builder's documents and skips (one file's, loaded apart
         so that a file failing half-way leaves nothing behind)."""
         for doc in other._docs.values():

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 START, END, TEXT = "start", "end", "text"
 
@@ -138,19 +138,19 @@ def tokens(html_text: str) -> Iterator[tuple[str, str]]:
         if token[0] == START and closes:
             yield END, token[1]
         elif token[0] == START and not closes:
-            name = token[1]
-            if name == "plaintext":
+            tag = token[1]
+            if tag == "plaintext":
                 text_from = i
                 break
-            if name in RAW_TEXT or name in ESCAPABLE_RAW_TEXT:
-                closing = _end_tag_of(name).search(html_text, i)
+            if tag in RAW_TEXT or tag in ESCAPABLE_RAW_TEXT:
+                closing = _end_tag_of(tag).search(html_text, i)
                 content = html_text[i : closing.start() if closing else n]
                 if content:
-                    yield TEXT, html.unescape(content) if name in ESCAPABLE_RAW_TEXT else content
+                    yield TEXT, html.unescape(content) if tag in ESCAPABLE_RAW_TEXT else content
                 if closing is None:
                     return
                 tail, _ = _tag_end(html_text, closing.end() - 1)
-                yield END, name
+                yield END, tag
                 if tail < 0:
                     return
                 i = text_from = tail
@@ -159,8 +159,9 @@ def tokens(html_text: str) -> Iterator[tuple[str, str]]:
 
 
 _BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2 h3 h4 h5 h6 "
-    "header hr li main nav ol p section table tbody thead tfoot tr ul".split()
+    ["address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure", "footer", "form",
+     "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "section", "table",
+     "tbody", "thead", "tfoot", "tr", "ul"]
 )
 _HIDDEN_TAGS = frozenset({"script", "style", "noscript", "template"})
 _CELL_TAGS = frozenset({"td", "th"})

@@ -8,8 +8,9 @@ HotpotQA paragraphs. Any other line is itself a document.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lcrag.core.types import Document
 from lcrag.pipeline.ingest.loaders.base import (

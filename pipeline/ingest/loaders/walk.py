@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from lcrag.pipeline.ingest.loaders.base import Skipped, SourceFormatError, os_reason
 
