@@ -47,9 +47,7 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,6 +55,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from scifact_retrieval import run_with_rss  # noqa: E402 (bench/ is not a package)
 
 from lcrag.core.paths import state_home  # noqa: E402
 
@@ -224,32 +225,6 @@ def machine_info() -> dict:
             "native_bf16": native_bf16(flags), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def vm_hwm_mib(pid: int) -> float | None:
-    """A process's own peak RSS (VmHWM, from its exec on)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def run_with_rss(cmd: list[str]) -> tuple[str, float, float]:
-    """Run a command; its stdout, wall seconds and peak RSS in MiB (polled every 0.2 s).
-    Its stderr goes to ours (progress and warnings stay visible)."""
-    started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as captured:
-        proc = subprocess.Popen(cmd, stdout=captured, env={**os.environ, "HF_HUB_OFFLINE": "1"}, text=True)
-        peak = 0.0
-        while proc.poll() is None:
-            peak = max(peak, vm_hwm_mib(proc.pid) or 0.0)
-            time.sleep(0.2)
-        captured.seek(0)
-        stdout = captured.read()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
-    return stdout, time.perf_counter() - started, peak
 
 
 def document_texts(rset, limit: int) -> list[str]:
@@ -322,7 +297,7 @@ def llamaindex_throughput(rset, encoder_name: str, work: Path) -> dict:
     queries.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in rset.queries), encoding="utf-8")
     model = resolve_model_path(ENCODERS[encoder_name]["model"])
     stdout, _seconds, rss = run_with_rss([sys.executable, str(ROOT / "bench" / "llamaindex_baseline.py"), str(corpus),
-                                         str(queries), str(folder / "run.trec"), str(folder / "store"), str(model)])
+                                         str(queries), str(folder / "run.trec"), str(folder / "store"), str(model)], quiet=False)
     baseline = json.loads(stdout.strip().splitlines()[-1])
     return {**baseline, "peak_rss_mib": round(rss), "encoder": encoder_name}
 
@@ -421,7 +396,7 @@ def run_runtimes(args, rset, encoders: list[str], chosen: list[str]) -> None:
                 continue
             print(f"{encoder_name} {runtime}: ingesting, judging, timing ...", flush=True)
             stdout, seconds, rss = run_with_rss([sys.executable, str(Path(__file__).resolve()), "--runtime-worker",
-                                                 encoder_name, runtime, *common])
+                                                 encoder_name, runtime, *common], quiet=False)
             out = json.loads(stdout.strip().splitlines()[-1])
             if "unavailable" in out:
                 result["unavailable"].append({"encoder": encoder_name, "runtime": runtime, "reason": out["unavailable"]})

@@ -63,13 +63,14 @@ def vm_hwm_mib(pid: int) -> float | None:
     return None
 
 
-def run_with_rss(cmd: list[str]) -> tuple[str, float, float]:
+def run_with_rss(cmd: list[str], *, quiet: bool = True) -> tuple[str, float, float]:
     """Run a command; return its stdout, wall seconds and peak RSS in MiB (VmHWM,
-    polled every 0.2 s; it only grows, so the last reading is the peak to 0.2 s)."""
+    polled every 0.2 s; it only grows, so the last reading is the peak to 0.2 s).
+    ``quiet=False`` lets its stderr (progress, warnings) through to ours."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as captured:
-        proc = subprocess.Popen(cmd, stdout=captured, stderr=subprocess.DEVNULL, env=env, text=True)
+        proc = subprocess.Popen(cmd, stdout=captured, stderr=subprocess.DEVNULL if quiet else None, env=env, text=True)
         peak = 0.0
         while proc.poll() is None:
             peak = max(peak, vm_hwm_mib(proc.pid) or 0.0)

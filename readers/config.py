@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lcrag.core.cpu import native_bf16
 from lcrag.core.errors import check as _check
 from lcrag.readers.registry import reader_backends
 
 DTYPES = ("auto", "bfloat16", "float32", "float16")
-NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 AUTO = "auto"
 
 STRONG_READER = "qwen2.5-coder-1.5b-instruct"
@@ -24,7 +24,7 @@ LIGHT_READER = "qwen2.5-coder-0.5b-instruct"
 def choose_reader(flags: frozenset[str], converted: Callable[[str], bool]) -> str:
     """The reader ``reader.model: auto`` serves on this machine (pure): the 1.5B where the
     CPU has native bfloat16 and its weights are converted, else the 0.5B."""
-    if flags & NATIVE_BF16_FLAGS and converted(STRONG_READER):
+    if native_bf16(flags) and converted(STRONG_READER):
         return STRONG_READER
     return LIGHT_READER
 

@@ -32,9 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lcrag.core import paths
+from lcrag.core.cpu import cpu_flags, native_bf16
 from lcrag.core.errors import LcragError
 from lcrag.core.files import rename_durable, write_json_atomic
-from lcrag.readers.config import NATIVE_BF16_FLAGS, ReaderConfig
+from lcrag.readers.config import ReaderConfig
 
 STATE_SUBDIR = Path("reader")
 SETUP_HINT = "run scripts/setup_reader.sh (or: make reader-setup)"
@@ -79,16 +80,6 @@ def _connect_host(host: str) -> str:
     return host
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU's feature flags (empty where the system does not list them)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
 
 
 def server_dtype(configured: str, flags: frozenset[str]) -> str:
@@ -96,7 +87,7 @@ def server_dtype(configured: str, flags: frozenset[str]) -> str:
     computes it natively; elsewhere vLLM emulates it and float32 prefills faster."""
     if configured != "auto":
         return configured
-    return "bfloat16" if flags & NATIVE_BF16_FLAGS else "float32"
+    return "bfloat16" if native_bf16(flags) else "float32"
 
 
 def server_command(config: ReaderConfig, home: Path) -> list[str]:

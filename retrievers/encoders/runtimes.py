@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from lcrag.core.cpu import cpu_flags, native_bf16
 from lcrag.core.paths import state_home
 from lcrag.retrievers.config import RUNTIME_CHOICES
 
@@ -32,7 +33,6 @@ REFERENCE = "torch-fp32"
 AUTO = "auto"
 RUNTIMES = tuple(r for r in RUNTIME_CHOICES if r != AUTO)  # the concrete ones
 
-NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of native bfloat16
 
 # What ``auto`` resolves to: the first row whose CPU flags this machine has all of. Every
 # row says torch-fp32 until bench/encoders.py --runtimes has measured a runtime that keeps
@@ -61,20 +61,8 @@ class ForwardPass(Protocol):
         ...
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU's feature flags (empty where the system does not list them)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
 
 
-def native_bf16(flags: frozenset[str]) -> bool:
-    return bool(flags & NATIVE_BF16_FLAGS)
 
 
 def resolve_runtime(runtime: str, flags: frozenset[str] | None = None) -> str:
