@@ -371,6 +371,23 @@ def test_auto_records_the_runtime_it_resolved_to(tmp_path, encoder):
     assert read_manifest(index).config["encoder"]["runtime"] == runtimes.resolve_runtime("auto")
 
 
+def test_auto_keeps_the_runtime_an_existing_index_was_built_with(tmp_path, encoder, monkeypatch):
+    from lcrag.pipeline.ingest.ingestion import ingest_generation, runtime_for_index
+
+    index, generational = tmp_path / "index", tmp_path / "generational"
+    assert runtime_for_index(tiny_config("auto"), index) == tiny_config("auto")  # a new index: this machine's default
+    assert runtime_for_index(tiny_config("onnx-int8"), index) == tiny_config("onnx-int8")  # named: as configured
+    ingest(DOCS, index, tiny_config("torch-fp32"), encoder, "docs")
+    ingest_generation(DOCS, generational, tiny_config("torch-fp32"), encoder, "docs")
+    # the machine's default moves on (a measured runtime became auto's choice): old indexes keep theirs
+    monkeypatch.setattr(runtimes, "DEFAULT_BY_FEATURES", ((frozenset(), "onnx-int8"),))
+    for root in (index, generational):
+        kept = runtime_for_index(tiny_config("auto"), root)
+        assert kept.encoder.runtime == "torch-fp32" and kept.index_fingerprint() == tiny_config("torch-fp32").index_fingerprint()
+        assert runtime_for_index(tiny_config("onnx-int8"), root).encoder.runtime == "onnx-int8"  # refused later, by the writer
+    assert ingest(MORE, index, runtime_for_index(tiny_config("auto"), index), encoder, "docs").plan.added == 1
+
+
 def test_a_worker_that_cannot_run_the_index_runtime_refuses(tmp_path, monkeypatch):
     from lcrag.pipeline.ingest.distributed import worker_encoder
 
