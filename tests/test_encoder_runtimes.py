@@ -222,7 +222,8 @@ CHOICES = [
     ("onnx-fp32", frozenset(), True, False, "torch-fp32", "make encoder-runtimes"),
     ("onnx-int8", frozenset(), True, False, "torch-fp32", "make encoder-runtimes"),
     ("onnx-int8", frozenset(), False, True, "torch-fp32", "pip install onnxruntime"),
-    ("auto", frozenset(), True, False, runtimes.resolve_runtime("auto", frozenset()), None),
+    ("auto", frozenset(), True, True, runtimes.resolve_runtime("auto", frozenset()), None),
+    ("auto", frozenset(), True, False, "torch-fp32", "make encoder-runtimes"),  # auto's onnx-fp32, not exported
 ]
 
 
@@ -365,7 +366,7 @@ def test_a_fallback_records_the_runtime_that_really_built_the_index(tmp_path, mo
     assert manifest.fingerprint == tiny_config("torch-fp32").index_fingerprint()
 
 
-def test_auto_records_the_runtime_it_resolved_to(tmp_path, encoder):
+def test_auto_records_the_runtime_it_resolved_to(tmp_path, exported, encoder):
     index = tmp_path / "index"
     ingest(DOCS, index, tiny_config("auto"), make_encoder(EncoderConfig(runtime="auto")), "docs")
     assert read_manifest(index).config["encoder"]["runtime"] == runtimes.resolve_runtime("auto")
