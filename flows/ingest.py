@@ -55,6 +55,7 @@ from lcrag.pipeline.ingest.ingestion import (
     pending_tokens,
     plan,
     publish,
+    runtime_for_index,
 )
 from lcrag.pipeline.ingest.loaders import LoadOptions, LoadResult, load_source
 from lcrag.pipeline.session import Session
@@ -188,9 +189,9 @@ def ingest_flow(
     of ``embed_workers`` processes, or the one whose scheduler is ``dask_address``;
     ``embed_ahead`` batches are in flight (0: two per worker). See the module doc."""
     workers = EmbedWorkers(embed_runner, embed_workers, dask_address, embed_ahead)
-    config = load_config(config_file)
-    loaded = load_task(source, fmt, load_options(config))
     root = Path(index)
+    config = runtime_for_index(load_config(config_file), root)  # encoder.runtime auto: an index keeps its own
+    loaded = load_task(source, fmt, load_options(config))
     use_generations = generations or is_generational(root)
     live_before = live_name(root) if use_generations else None
     target = start_generation(root) if use_generations else root

@@ -9,6 +9,7 @@ attention model unless attention-sort reads, and a report never touches the read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from functools import cached_property
@@ -29,6 +30,17 @@ from lcrag.retrievers.config import EncoderConfig
 from lcrag.retrievers.encoders.encoder import make_encoder
 
 _UNSET: Any = object()  # "build it yourself", as opposed to a part given (even None)
+
+
+class AttentionOnDemand:
+    """attention-sort's attention source, built when it is first asked for: a question
+    answered by any other strategy never builds it."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+
+    def passage_attention(self, prompt) -> list[float]:
+        return self._build().passage_attention(prompt)
 
 
 class Session(AbstractContextManager):
@@ -113,8 +125,10 @@ class Session(AbstractContextManager):
     def toolkit(self, corpus: Corpus, *, budget: int | None = None, router: RoutePolicy | None = None,
                 may_abstain: bool = False, attention: Any = None) -> Toolkit:
         """What every strategy reads through: this session's reader and attention source."""
+        if attention is None:  # the one given or built already, else one built if attention-sort asks
+            attention = self.__dict__.get("attention", AttentionOnDemand(lambda: self.attention))
         return Toolkit(corpus, self.reader, self.config.strategies, budget or self.budget(),
-                       self.attention if attention is None else attention, may_abstain=may_abstain, router=router)
+                       attention, may_abstain=may_abstain, router=router)
 
     # -- the record --------------------------------------------------------------------
 

@@ -222,7 +222,8 @@ CHOICES = [
     ("onnx-fp32", frozenset(), True, False, "torch-fp32", "make encoder-runtimes"),
     ("onnx-int8", frozenset(), True, False, "torch-fp32", "make encoder-runtimes"),
     ("onnx-int8", frozenset(), False, True, "torch-fp32", "pip install onnxruntime"),
-    ("auto", frozenset(), True, False, runtimes.resolve_runtime("auto", frozenset()), None),
+    ("auto", frozenset(), True, True, runtimes.resolve_runtime("auto", frozenset()), None),
+    ("auto", frozenset(), True, False, "torch-fp32", "make encoder-runtimes"),  # auto's onnx-fp32, not exported
 ]
 
 
@@ -365,10 +366,27 @@ def test_a_fallback_records_the_runtime_that_really_built_the_index(tmp_path, mo
     assert manifest.fingerprint == tiny_config("torch-fp32").index_fingerprint()
 
 
-def test_auto_records_the_runtime_it_resolved_to(tmp_path, encoder):
+def test_auto_records_the_runtime_it_resolved_to(tmp_path, exported, encoder):
     index = tmp_path / "index"
     ingest(DOCS, index, tiny_config("auto"), make_encoder(EncoderConfig(runtime="auto")), "docs")
     assert read_manifest(index).config["encoder"]["runtime"] == runtimes.resolve_runtime("auto")
+
+
+def test_auto_keeps_the_runtime_an_existing_index_was_built_with(tmp_path, encoder, monkeypatch):
+    from lcrag.pipeline.ingest.ingestion import ingest_generation, runtime_for_index
+
+    index, generational = tmp_path / "index", tmp_path / "generational"
+    assert runtime_for_index(tiny_config("auto"), index) == tiny_config("auto")  # a new index: this machine's default
+    assert runtime_for_index(tiny_config("onnx-int8"), index) == tiny_config("onnx-int8")  # named: as configured
+    ingest(DOCS, index, tiny_config("torch-fp32"), encoder, "docs")
+    ingest_generation(DOCS, generational, tiny_config("torch-fp32"), encoder, "docs")
+    # the machine's default moves on (a measured runtime became auto's choice): old indexes keep theirs
+    monkeypatch.setattr(runtimes, "DEFAULT_BY_FEATURES", ((frozenset(), "onnx-int8"),))
+    for root in (index, generational):
+        kept = runtime_for_index(tiny_config("auto"), root)
+        assert kept.encoder.runtime == "torch-fp32" and kept.index_fingerprint() == tiny_config("torch-fp32").index_fingerprint()
+        assert runtime_for_index(tiny_config("onnx-int8"), root).encoder.runtime == "onnx-int8"  # refused later, by the writer
+    assert ingest(MORE, index, runtime_for_index(tiny_config("auto"), index), encoder, "docs").plan.added == 1
 
 
 def test_a_worker_that_cannot_run_the_index_runtime_refuses(tmp_path, monkeypatch):

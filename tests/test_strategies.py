@@ -183,6 +183,42 @@ def test_auto_reads_small_corpora_whole_and_routes_large_ones(corpus):
     assert_steps_read_as_routes([small, middle, *large])
 
 
+def test_auto_runs_only_the_strategies_it_sends_questions_to(corpus, monkeypatch):
+    from lcrag.pipeline.routing import strategies as routing
+
+    def never(self, questions, tools):
+        raise AssertionError(f"{self.name} ran with {len(questions)} question(s)")
+
+    for cls in (routing.ChainOfAgentsStrategy, routing.SelfRouteStrategy):
+        monkeypatch.setattr(cls, "run_batch", never)
+    assert get_strategy("auto").run_batch([CAT], tools_for(corpus, budget=5000))[0].route == "rule:lc"
+
+
+def test_a_session_builds_the_attention_source_only_when_attention_sort_asks(corpus, monkeypatch):
+    from lcrag.pipeline.session import AttentionOnDemand, Session
+
+    built = []
+
+    class Scores:
+        def passage_attention(self, prompt):
+            return [1.0 / (i + 1) for i in range(len(prompt.passages))]
+
+    def make(config, home):
+        built.append(config)
+        return Scores()
+
+    monkeypatch.setattr("lcrag.pipeline.session.make_attention", make)
+    session = Session(config_from_dict({}), reader=FakeReader())
+    tools = session.toolkit(corpus, budget=400)
+    assert isinstance(tools.attention, AttentionOnDemand) and built == []
+    assert get_strategy("rag").run_batch([CAT], tools)[0].answer.text and built == []  # another strategy: never built
+    outcome = get_strategy("attention-sort").run_batch([CAT], tools)[0]
+    assert len(built) == 1 and outcome.context.passages  # built on the first ask, and kept
+    get_strategy("attention-sort").run_batch([CAT], tools)
+    assert len(built) == 1
+    assert Session(config_from_dict({}), reader=FakeReader(), attention=None).toolkit(corpus, budget=400).attention is None
+
+
 def assert_steps_read_as_routes(outcomes):
     """The steps and reason an outcome carries are what its route's text says (as the
     legacy reader of rows recorded before the columns, ledger m009, reads it)."""

@@ -42,7 +42,7 @@ def ingest(
     """
     from lcrag.pipeline.config import load_config
     from lcrag.pipeline.index.generations import is_generational
-    from lcrag.pipeline.ingest.ingestion import default_source_name, ingest_generation, load_options
+    from lcrag.pipeline.ingest.ingestion import default_source_name, ingest_generation, load_options, runtime_for_index
     from lcrag.pipeline.ingest.ingestion import ingest as run_ingest
     from lcrag.pipeline.ingest.loaders import load_source
     from lcrag.retrievers.encoders.encoder import make_encoder
@@ -52,6 +52,7 @@ def ingest(
         started = time.perf_counter()
         with console.status(f"loading {source} ..."):
             loaded = load_source(source, fmt, load_options(config, follow_symlinks))
+        config = runtime_for_index(config, index)  # encoder.runtime auto: an index keeps its own
         encoder = make_encoder(config.encoder)
         with progress() as bar:
             task = None

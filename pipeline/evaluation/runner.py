@@ -33,7 +33,7 @@ from pathlib import Path
 
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.evaluation.items import EvalDataError, EvalItem, EvalSet, changed_questions
-from lcrag.pipeline.ingest.ingestion import ingest
+from lcrag.pipeline.ingest.ingestion import ingest, runtime_for_index
 from lcrag.pipeline.ingest.loaders import LoadResult
 from lcrag.pipeline.ledger import FeatureRow
 from lcrag.pipeline.recording import ReaderFailures, RunLabels, answer_and_record
@@ -108,7 +108,7 @@ def run_evaluation(
     and ledger; returns how many were answered (pairs the reader failed on are recorded
     as errors and not counted). Raises ``ReaderError`` when the reader fails
     ``run.max_consecutive_failures`` times in a row."""
-    config, encoder, reader, ledger = session.config, session.encoder, session.reader, session.ledger
+    config, reader, ledger = session.config, session.reader, session.ledger
     done = ledger.done_keys(run.run_id)
     changed = changed_questions(ledger.asked_questions(run.run_id), evalset.items)
     if changed:
@@ -143,8 +143,10 @@ def run_evaluation(
             index = run.existing_index
         else:
             index = index_folder(run.work_dir, key)
+            built = runtime_for_index(config, index)  # encoder.runtime auto: an index keeps its own
             with ingest_lock:  # one encoder, one ingestion at a time
-                ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, config, encoder, "eval")
+                ingest(LoadResult("eval", evalset.corpora[key].documents, ()), index, built,
+                       session.encoder_for(built.encoder), "eval")
         router = fixed_router if run.router else (
             load_router(router_path(run.existing_index)) if key == "existing" and run.existing_index else None)
         with session.open_index(index) as corpus:

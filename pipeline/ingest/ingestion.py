@@ -47,6 +47,7 @@ from lcrag.pipeline.index.generations import (
     DEFAULT_GRACE_S,
     cleanup_generations,
     generation_path,
+    is_generational,
     live_name,
     publish_generation,
     start_generation,
@@ -57,7 +58,7 @@ from lcrag.pipeline.ingest.loaders.base import MIB
 from lcrag.pipeline.ingest.units import build_units
 from lcrag.retrievers.bm25 import Analyzer
 from lcrag.retrievers.bm25.publish import Analyse, AnalysedChunks, is_published, publish_bm25
-from lcrag.retrievers.encoders.runtimes import RUNTIMES
+from lcrag.retrievers.encoders.runtimes import AUTO, RUNTIMES
 from lcrag.retrievers.stores import ChunkVectorStore
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,21 @@ class IndexWriter:
 
 def with_runtime(config: Config, runtime: str) -> Config:
     return dataclasses.replace(config, encoder=dataclasses.replace(config.encoder, runtime=runtime))
+
+
+def runtime_for_index(config: Config, root: Path) -> Config:
+    """``config`` as it ingests into ``root``: ``encoder.runtime: auto`` is this machine's
+    default for a new index, but an existing index keeps the runtime it was built with
+    (vectors of two runtimes never mix, and moving means rebuilding), as it keeps its store
+    backend. A runtime named in the config is left as it is: the writer refuses a mismatch."""
+    if config.encoder.runtime != AUTO:
+        return config
+    root = Path(root)
+    name = live_name(root) if is_generational(root) else None
+    built = read_manifest(generation_path(root, name) if name else root)
+    if built is None:
+        return config
+    return with_runtime(config, built.build_config().encoder.runtime)
 
 
 def with_encoder_runtime(config: Config, encoder) -> Config:

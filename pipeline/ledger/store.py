@@ -57,6 +57,16 @@ TABLES = ("ledger", "retrieval", "features")  # tables whose rows may wait in se
 PASSTHROUGH = ("_migrations",)  # read straight from the file
 
 
+def _is_current(conn: duckdb.DuckDBPyConnection) -> bool:
+    """True when every migration is recorded in the file: the common case, checked without
+    running the migration machinery."""
+    try:
+        done = {name for (name,) in conn.execute("SELECT name FROM _migrations").fetchall()}
+    except duckdb.CatalogException:
+        return False
+    return all(name in done for name, _ in MIGRATIONS)
+
+
 def _quoted(paths: Sequence[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
@@ -196,13 +206,9 @@ class Ledger:
             return
         if self.path.exists():
             with self._connection(read_only=True) as conn:
-                try:
-                    done = {n for (n,) in conn.execute("SELECT name FROM _migrations").fetchall()}
-                except duckdb.CatalogException:
-                    done = set()
-            if all(name in done for name, _ in MIGRATIONS):
-                self._migrated = True
-                return
+                if _is_current(conn):
+                    self._migrated = True
+                    return
         self.migrate()
 
     # -- schema
@@ -353,7 +359,8 @@ class Ledger:
 
     def _insert_into(self, conn, table, columns, rows, before) -> tuple[int, list[Path]]:
         if not self._migrated:
-            apply_migrations(conn)
+            if not _is_current(conn):
+                apply_migrations(conn)
             self._migrated = True
         conn.execute("BEGIN TRANSACTION")
         try:

@@ -122,6 +122,15 @@ def scope_fits(question: Question, tools: Toolkit, limit: int) -> bool:
     return scope_tokens(question, tools) <= limit
 
 
+def run_some(strategy: type, questions: Sequence[Question], picked: Sequence[int],
+             tools: Toolkit) -> list[tuple[int, Outcome]]:
+    """(index, outcome) of the ``picked`` questions answered by ``strategy``; a strategy
+    given none is not run at all."""
+    if not picked:
+        return []
+    return list(zip(picked, strategy().run_batch([questions[i] for i in picked], tools)))
+
+
 class AutoStrategy:
     name = "auto"
     rank = 80  # place in "all" and the reports (registry order)
@@ -136,11 +145,11 @@ class AutoStrategy:
                   if i not in set(whole) and windows and scope_fits(q, tools, windows * tools.budget)]
         routed = [i for i in range(len(questions)) if i not in set(whole) | set(pieces)]
         results: dict[int, Outcome] = {}
-        for i, outcome in zip(whole, LongContextStrategy().run_batch([questions[i] for i in whole], tools)):
+        for i, outcome in run_some(LongContextStrategy, questions, whole, tools):
             results[i] = relabel(outcome, self.name, "rule:lc")
-        for i, outcome in zip(pieces, ChainOfAgentsStrategy().run_batch([questions[i] for i in pieces], tools)):
+        for i, outcome in run_some(ChainOfAgentsStrategy, questions, pieces, tools):
             results[i] = relabel(outcome, self.name, "rule:coa")
-        for i, outcome in zip(routed, SelfRouteStrategy().run_batch([questions[i] for i in routed], tools)):
+        for i, outcome in run_some(SelfRouteStrategy, questions, routed, tools):
             results[i] = relabel(outcome, self.name, f"rule:self-route:{outcome.route}")
         return [results[i] for i in range(len(questions))]
 
