@@ -225,8 +225,6 @@ def machine_info() -> dict:
             "native_bf16": native_bf16(flags), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-
-
 def document_texts(rset, limit: int) -> list[str]:
     return [f"{d.title}\n{d.text}" for d in rset.documents[:limit]]
 

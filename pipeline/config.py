@@ -68,9 +68,6 @@ class ChunkConfig:
         _check(self.context in CONTEXT_CHOICES, f"chunking.context must be one of {', '.join(CONTEXT_CHOICES)}, got {self.context!r}")
 
 
-
-
-
 @dataclass(frozen=True)
 class StrategyConfig:
     """How strategies fill the reader's context. ``budget_tokens`` 0 means: the

@@ -80,8 +80,6 @@ def _connect_host(host: str) -> str:
     return host
 
 
-
-
 def server_dtype(configured: str, flags: frozenset[str]) -> str:
     """The ``--dtype`` to serve with (pure): ``auto`` takes bfloat16 only where the CPU
     computes it natively; elsewhere vLLM emulates it and float32 prefills faster."""

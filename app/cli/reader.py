@@ -23,8 +23,6 @@ reader_app = typer.Typer(
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config (the reader: section is used).")
 
 
-
-
 def _server(config_file: Path | None):
     from lcrag.pipeline.config import load_config
     from lcrag.readers.server import ReaderServer

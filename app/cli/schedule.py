@@ -40,8 +40,6 @@ class ScheduleOptionError(LcragError, ValueError):
     """A --cron/--every/--timezone combination that cannot become a schedule."""
 
 
-
-
 def build_schedule(cron: str | None, every: float | None, timezone: str):
     """A Prefect schedule from exactly one of --cron/--every, validated now rather
     than on the server (where a bad expression would surface as a stack trace)."""

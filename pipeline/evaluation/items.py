@@ -32,7 +32,6 @@ class EvalDataError(LcragError, ValueError):
     """An evaluation file or option is unusable; the message names the file, line or option."""
 
 
-
 @dataclass(frozen=True)
 class EvalItem:
     question: Question

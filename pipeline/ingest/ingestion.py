@@ -482,7 +482,6 @@ def ingest(
     return IngestReport(plan_report, embed_report, manifest, time.perf_counter() - started, notes=tuple(writer.notes))
 
 
-
 def ingest_generation(
     loaded: LoadResult,
     root: Path,

@@ -62,10 +62,6 @@ class ForwardPass(Protocol):
         ...
 
 
-
-
-
-
 def resolve_runtime(runtime: str, flags: frozenset[str] | None = None) -> str:
     """A concrete runtime: ``auto`` looked up in ``DEFAULT_BY_FEATURES`` for ``flags``
     (this machine's by default), any other name as given."""
