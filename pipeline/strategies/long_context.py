@@ -171,7 +171,8 @@ class OracleStrategy(ContextStrategy):
     def build_context(self, question: Question, tools: Toolkit) -> Context:
         if not question.evidence:
             raise NoEvidenceError(f"question {question.qid} carries no gold evidence: the oracle reads only a question's "
-                                  "gold evidence, so ask it in `lcrag eval` on a data set that marks evidence")
+                                  "gold evidence: ask it in `lcrag eval` on a data set that marks evidence, or give "
+                                  "the evidence (`lcrag ask --evidence`, the API's `evidence` field)")
         passages = evidence_passages(question, tools)
         kept, cut = cut_middle_passages(passages, tools.budget_for(question), tools)
         return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(p.passage_id for p in passages))
