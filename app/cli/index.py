@@ -41,7 +41,7 @@ def ingest(
     unparsable) are listed with the reason and skipped; the rest is ingested.
     """
     from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.index.generations import is_generational
+    from lcrag.pipeline.index.folder import is_generational
     from lcrag.pipeline.ingest.ingestion import default_source_name, ingest_generation, load_options, runtime_for_index
     from lcrag.pipeline.ingest.ingestion import ingest as run_ingest
     from lcrag.pipeline.ingest.loaders import load_source
@@ -249,8 +249,7 @@ def info(
 
     from lcrag.core.paths import HOME_ENV, default_ledger, state_home
     from lcrag.pipeline.config import default_config_path
-    from lcrag.pipeline.index.folder import require_finished
-    from lcrag.pipeline.index.generations import is_generational, live_path
+    from lcrag.pipeline.index.folder import is_generational, live_path, require_finished
 
     try:
         lcrag_version = version("lcrag")

@@ -11,13 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lcrag.pipeline.index.folder import IndexStateError
-from lcrag.pipeline.index.generations import (
-    generation_path,
-    is_generational,
-    live_name,
-    live_path,
-)
+from lcrag.pipeline.index.folder import IndexStateError, generation_path, is_generational, live_name, live_path
 from lcrag.pipeline.index.search import IndexReader
 
 log = logging.getLogger(__name__)
