@@ -99,3 +99,11 @@ class TransformersAttention:
             inside = (starts >= begin) & (starts < end)
             scores.append(float(attention[inside].sum()))
         return scores
+
+
+def make_attention(config, home: Path) -> TransformersAttention:
+    """The attention source for attention-sort: the reader's own weights (``config`` is a
+    ``ReaderConfig``) on the transformers path, loaded only when attention-sort first asks."""
+    from lcrag.core.paths import anchored
+
+    return TransformersAttention(anchored(config.on_this_machine(home).model_dir, home))
