@@ -87,7 +87,7 @@ class Session(AbstractContextManager):
         """The attention source where the reader's weights are on disk, else None (a
         server on a remote or fake reader offers no attention-sort)."""
         reader = self.config.reader
-        if reader.backend == "vllm" and (anchored(reader.model_dir, self.home) / "config.json").is_file():
+        if reader.backend == "vllm" and (anchored(reader.on_this_machine(self.home).model_dir, self.home) / "config.json").is_file():
             return self.attention
         return None
 

@@ -235,9 +235,10 @@ def search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_js
 
 def _reader_choice() -> str:
     """The reader the default config serves on this machine (``reader.model: auto`` resolved)."""
+    from lcrag.core.paths import state_home
     from lcrag.pipeline.config import load_config
 
-    reader = load_config(None).reader
+    reader = load_config(None).reader.on_this_machine(state_home())
     return f"{reader.model} ({reader.model_dir}; dtype {reader.dtype})"
 
 

@@ -11,6 +11,15 @@ from lcrag.pipeline.strategies.base import Context, ContextStrategy, Evidence, Q
 from lcrag.readers.base import Passage
 
 
+def scope_tokens(question: Question, tools: Toolkit) -> int:
+    """Tokens of everything the question could be about: its documents when the
+    question names them, else the whole corpus."""
+    if question.doc_scope:
+        docs = tools.corpus.documents(list(question.doc_scope))
+        return sum(tools.passage_tokens(whole_document(d)) for d in docs.values())
+    return tools.corpus.corpus_tokens
+
+
 def lc_scope(question: Question, tools: Toolkit) -> list[str]:
     """Which documents to read, in corpus order."""
     if question.doc_scope:
