@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lcrag.readers.base import Prompt, ReaderError
+from lcrag.readers.config import ReaderConfig
 from lcrag.readers.prompts import messages, render_passage
 
 
@@ -101,9 +102,9 @@ class TransformersAttention:
         return scores
 
 
-def make_attention(config, home: Path) -> TransformersAttention:
-    """The attention source for attention-sort: the reader's own weights (``config`` is a
-    ``ReaderConfig``) on the transformers path, loaded only when attention-sort first asks."""
+def make_attention(config: ReaderConfig, home: Path) -> TransformersAttention:
+    """The attention source for attention-sort: the reader's own weights on the
+    transformers path, loaded only when attention-sort first asks."""
     from lcrag.core.paths import anchored
 
     return TransformersAttention(anchored(config.on_this_machine(home).model_dir, home))

@@ -28,7 +28,7 @@ class FakeReader:
     model = "fake-reader"
 
     @classmethod
-    def from_config(cls, config, home) -> FakeReader:
+    def from_config(cls, config: object, home: object) -> FakeReader:
         """The ``fake`` backend (``reader.backend: fake``): tests above the reader only."""
         return cls()
 

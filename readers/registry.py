@@ -26,7 +26,8 @@ def reader_backends() -> dict[str, Callable[..., Any]]:
 
 
 def make_reader(config, home: Path):
-    """The reader ``config.backend`` names (``config`` is a ``ReaderConfig``)."""
+    """The reader ``config.backend`` names (``config``: a ``ReaderConfig``, which validates
+    its backend against this registry, hence untyped here)."""
     factories = reader_backends()
     if config.backend not in factories:
         raise ConfigError(f"unknown reader backend {config.backend!r}; choose one of {', '.join(factories)}")
