@@ -10,6 +10,7 @@ credit from both.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -60,6 +61,8 @@ class IndexReader:
         self.catalog = Catalog(IndexPaths(self.root).catalog, read_only=True)
         self._encoder_factory = encoder_factory
         self._doc_positions: dict[str, int] | None = None
+        self._opening = threading.Lock()  # threads that search at once open the parts once (one Qdrant shard per folder)
+        self._retrievers: dict | None = None
 
     @cached_property
     def encoder(self):
@@ -82,14 +85,18 @@ class IndexReader:
     def vectors(self):
         return open_vectors(self.root, self.config.store)
 
-    @cached_property
+    @property
     def retrievers(self) -> dict:
-        """The dense and BM25 retrievers, opened by the first search."""
-        encoder = self.encoder
-        return {
-            "dense": DenseRetriever(self.vectors, encoder),
-            "bm25": BM25Retriever(BM25Index.load(IndexPaths(self.root).bm25(self.manifest))),
-        }
+        """The dense and BM25 retrievers, opened by the first search (under a lock: a
+        server's threads may all search first at once)."""
+        with self._opening:
+            if self._retrievers is None:
+                encoder = self.encoder
+                self._retrievers = {
+                    "dense": DenseRetriever(self.vectors, encoder),
+                    "bm25": BM25Retriever(BM25Index.load(IndexPaths(self.root).bm25(self.manifest))),
+                }
+            return self._retrievers
 
     # -- the Corpus protocol strategies read through ------------------------------------
     @property
