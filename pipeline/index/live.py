@@ -65,7 +65,15 @@ class LiveIndex:
         self._closed = False
 
     def _open(self, folder: Path) -> IndexReader:
-        return IndexReader(folder, self._factory)
+        """A generation opened whole, search parts included: a server finds out that an index
+        cannot be searched here when it starts or swaps, and no first question pays the load."""
+        reader = IndexReader(folder, self._factory)
+        try:
+            reader.retrievers  # noqa: B018 -- opens the encoder, vectors and BM25 now
+        except BaseException:
+            reader.close()
+            raise
+        return reader
 
     def current_name(self) -> str:
         return self._current.name
