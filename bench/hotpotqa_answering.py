@@ -54,7 +54,7 @@ def main() -> None:
     from lcrag.pipeline.ledger import Ledger
     from lcrag.pipeline.recording import context_budget
     from lcrag.pipeline.strategies import resolve_names
-    from lcrag.readers import make_attention
+    from lcrag.readers.attention import make_attention
     from lcrag.readers.server import ReaderServer
     from lcrag.readers.vllm import VLLMReader
     from lcrag.retrievers.encoders.encoder import make_encoder

@@ -5,7 +5,7 @@
 # questions, alpha spent per look), into a ledger kept beside the results: the same run id
 # resumes and re-derives the same looks.
 #
-#   bash bench/long_context_runs.sh [coursera15|coursera05|agg|agg05|squad05|squad15 ...]
+#   bash bench/long_context_runs.sh [coursera15|coursera05|agg|agg05|squad05|squad15|tpo15 ...]
 #                                   # default: coursera15
 #
 # coursera15: L-Eval Coursera (15 lecture transcripts of 23-71K characters, four options,
@@ -23,6 +23,9 @@
 #             cannot do even with the evidence); coa left out, every article fits the window.
 # squad15:    the same questions read by the 1.5B in float32 (bench/reader_qwen15_fp32.yaml): the
 #             1.5B's SQuAD 2.0 repeat on a CPU without native bfloat16, about 3.5x the 0.5B's time.
+# tpo15:      L-Eval TPO (TOEFL lectures of about 3.6K tokens, four options) read by the 1.5B in
+#             float32 with rag, lc and closed-book: the TPO closing run repeated with the 1.5B
+#             (the 0.5B answered it at chance); coa left out, every lecture fits the window.
 # Needs `make setup reader-setup`. Starts the reader each run needs (a restart per run, so
 # a window change takes effect).
 set -euo pipefail
@@ -60,11 +63,13 @@ for name in "${@:-coursera15}"; do
            "squad2:$DATA/squad_v2_dev/dev-v2.0.json" --limit 40 ;;
     squad15) STRATEGIES_OVERRIDE=rag,lc,closed-book,oracle run "$name" bench/reader_qwen15_fp32.yaml \
            "squad2:$DATA/squad_v2_dev/dev-v2.0.json" --limit 40 ;;
+    tpo15) STRATEGIES_OVERRIDE=rag,lc,closed-book run "$name" bench/reader_qwen15_fp32.yaml \
+           "longdoc:$DATA/leval_mc/tpo.jsonl" --limit 100 ;;
     *) echo "unknown run $name" >&2; exit 2 ;;
   esac
 done
 # the report covers the runs named in REPORTED (a run stopped half way, like the 1.5B's long-agg
 # on a CPU without native bfloat16, stays in the ledger but out of the report)
-REPORTED=${REPORTED:-long-coursera15 long-coursera05 long-squad05 long-squad15 long-agg05}
+REPORTED=${REPORTED:-long-coursera15 long-coursera05 long-squad05 long-squad15 long-tpo15 long-agg05}
 $LCRAG report --ledger "$LEDGER" --out "$OUT" --title "lcrag: runs where long context can win" \
   $(printf -- '--run-id %s ' $REPORTED) --json > "$OUT/verdict.json"

@@ -32,11 +32,8 @@ from prefect.cache_policies import NO_CACHE
 
 from lcrag.core.errors import ConfigError
 from lcrag.pipeline.config import EncoderConfig, load_config
-from lcrag.pipeline.index.generations import (
-    is_generational,
-    live_name,
-    start_generation,
-)
+from lcrag.pipeline.index.folder import is_generational, live_name
+from lcrag.pipeline.index.generations import start_generation
 from lcrag.pipeline.ingest.distributed import (
     BatchJob,
     BatchResult,

@@ -13,7 +13,7 @@ import hashlib
 import importlib.util
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import yaml
 
 from lcrag.core.errors import ConfigError
 from lcrag.core.errors import check as _check
-from lcrag.readers.config import AUTO, ReaderConfig
+from lcrag.readers.config import ReaderConfig
 from lcrag.retrievers.config import (
     MODE_CHOICES,
     BM25Config,
@@ -264,21 +264,10 @@ def default_config_path() -> Path:
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read a YAML config file; ``None`` gives the defaults. ``reader.model: auto`` (the
-    default) becomes the reader this machine should run (``ReaderConfig.resolved``)."""
-    return _machine_reader(_read_config(path))
-
-
-def _machine_reader(config: Config) -> Config:
-    from lcrag.core.paths import state_home
-    from lcrag.readers.server import cpu_flags
-
-    if config.reader.model != AUTO and config.reader.model_dir:
-        return config
-    return replace(config, reader=config.reader.resolved(state_home(), cpu_flags()))
-
-
-def _read_config(path: str | Path | None) -> Config:
+    """Read a YAML config file; ``None`` gives the defaults. Loading probes nothing on the
+    machine: ``reader.model: auto`` stays auto until something serves or reads the model
+    (``ReaderConfig.on_this_machine``: the reader server, the vLLM backend, attention-sort,
+    ``lcrag info``), so one file loads to the same config everywhere."""
     if path is None:
         return Config()
     path = Path(path)

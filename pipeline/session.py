@@ -25,7 +25,8 @@ from lcrag.pipeline.recording import context_budget
 from lcrag.pipeline.routing.router import load_router, router_path
 from lcrag.pipeline.strategies import Corpus, Toolkit
 from lcrag.pipeline.strategies.base import RoutePolicy
-from lcrag.readers import connect_reader, make_attention, make_reader
+from lcrag.readers.attention import make_attention
+from lcrag.readers.registry import connect_reader, make_reader
 from lcrag.retrievers.config import EncoderConfig
 from lcrag.retrievers.encoders.encoder import make_encoder
 
@@ -86,7 +87,7 @@ class Session(AbstractContextManager):
         """The attention source where the reader's weights are on disk, else None (a
         server on a remote or fake reader offers no attention-sort)."""
         reader = self.config.reader
-        if reader.backend == "vllm" and (anchored(reader.model_dir, self.home) / "config.json").is_file():
+        if reader.backend == "vllm" and (anchored(reader.on_this_machine(self.home).model_dir, self.home) / "config.json").is_file():
             return self.attention
         return None
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lcrag.readers.base import Prompt, ReaderError
+from lcrag.readers.config import ReaderConfig
 from lcrag.readers.prompts import messages, render_passage
 
 
@@ -99,3 +100,11 @@ class TransformersAttention:
             inside = (starts >= begin) & (starts < end)
             scores.append(float(attention[inside].sum()))
         return scores
+
+
+def make_attention(config: ReaderConfig, home: Path) -> TransformersAttention:
+    """The attention source for attention-sort: the reader's own weights on the
+    transformers path, loaded only when attention-sort first asks."""
+    from lcrag.core.paths import anchored
+
+    return TransformersAttention(anchored(config.on_this_machine(home).model_dir, home))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lcrag.core.cpu import native_bf16
+from lcrag.core.cpu import cpu_flags, native_bf16
 from lcrag.core.errors import check as _check
 from lcrag.readers.registry import reader_backends
 
@@ -82,6 +82,10 @@ class ReaderConfig:
         if model == AUTO:
             model = choose_reader(flags, lambda name: (home / "models" / name / "config.json").is_file())
         return replace(self, model=model, model_dir=self.model_dir or f"models/{model}")
+
+    def on_this_machine(self, home: Path) -> ReaderConfig:
+        """``resolved`` for this machine's CPU (a config loaded from a file already is)."""
+        return self.resolved(home, cpu_flags()) if self.model == AUTO or not self.model_dir else self
 
     @property
     def url(self) -> str:

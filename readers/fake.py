@@ -27,6 +27,11 @@ _PIECE = re.compile(r"\s*\S+\s*$|\s*\S+")  # a word with the blanks before it (a
 class FakeReader:
     model = "fake-reader"
 
+    @classmethod
+    def from_config(cls, config: object, home: object) -> FakeReader:
+        """The ``fake`` backend (``reader.backend: fake``): tests above the reader only."""
+        return cls()
+
     def __init__(self, answer_words: int = 3, piece_delay_s: float = 0.0) -> None:
         self.answer_words = answer_words
         self.piece_delay_s = piece_delay_s

@@ -130,6 +130,11 @@ def sse_data(lines: Iterable[str]) -> Iterator[str]:
 
 
 class VLLMReader:
+    @classmethod
+    def from_config(cls, config: ReaderConfig, home: Path) -> VLLMReader:
+        """The ``vllm`` backend: ``reader.model: auto`` made concrete for this machine."""
+        return cls(config.on_this_machine(home), home=home)
+
     def __init__(self, config: ReaderConfig, home: Path | None = None) -> None:
         self.config = config
         self.model = config.model

@@ -339,8 +339,10 @@ def test_an_index_records_its_runtime_and_is_searched_with_it(tmp_path, exported
     with IndexReader(index, make_encoder) as reader:
         assert reader.encoder.runtime == "onnx-int8"
         assert reader.search("which volcano is active?", k=1, level="doc")[0].doc_id == "etna"
-    with pytest.raises(IndexStateError, match="built with encoder runtime onnx-int8, but the encoder here runs torch-fp32"):
-        IndexReader(index, lambda config: encoder)
+    with IndexReader(index, lambda config: encoder) as reader:  # opens: reading documents needs no encoder
+        assert reader.documents(["etna"])["etna"].text
+        with pytest.raises(IndexStateError, match="built with encoder runtime onnx-int8, but the encoder here runs torch-fp32"):
+            reader.search("which volcano is active?", k=1)
     with pytest.raises(IndexStateError, match="and this encoder runs torch-fp32"):
         ingest(MORE, index, tiny_config("torch-fp32"), encoder, "docs")
 
@@ -349,8 +351,8 @@ def test_an_index_built_with_an_export_is_refused_where_it_is_missing(tmp_path, 
     index = tmp_path / "index"
     ingest(DOCS, index, tiny_config("onnx-fp32"), make_encoder(EncoderConfig(runtime="onnx-fp32")), "docs")
     monkeypatch.setenv("LCRAG_HOME", str(tmp_path / "elsewhere"))  # a machine without the export
-    with pytest.raises(IndexStateError, match="make encoder-runtimes"):
-        IndexReader(index, make_encoder)
+    with IndexReader(index, make_encoder) as reader, pytest.raises(IndexStateError, match="make encoder-runtimes"):
+        reader.search("which volcano is active?", k=1)
     with pytest.raises(IndexStateError, match=r"built with encoder runtime onnx-fp32.*make encoder-runtimes"):
         ingest(MORE, index, tiny_config("onnx-fp32"), make_encoder(EncoderConfig(runtime="onnx-fp32")), "docs")
 

@@ -32,7 +32,7 @@ def test_ingest_flow_builds_then_skips_unchanged(prefect_harness, topic_corpus, 
 @pytest.mark.slow  # a Prefect server
 def test_ingest_flow_with_generations_publishes_a_live_generation(prefect_harness, topic_corpus, tmp_path):
     from lcrag.flows.ingest import ingest_flow
-    from lcrag.pipeline.index.generations import live_name
+    from lcrag.pipeline.index.folder import live_name
 
     config = tmp_path / "config.yaml"
     config.write_text("chunking:\n  target_tokens: 24\nunits:\n  max_tokens: 128\n")

@@ -15,19 +15,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lcrag.pipeline.index.folder import IndexPaths, IndexStateError
-from lcrag.pipeline.index.generations import (
+from lcrag.pipeline.index.folder import (
     GENERATIONS,
     LIVE,
-    RETIRED,
-    cleanup_generations,
+    IndexPaths,
+    IndexStateError,
     generation_path,
     is_generational,
     live_name,
     live_path,
-    publish_generation,
-    start_generation,
 )
+from lcrag.pipeline.index.generations import RETIRED, cleanup_generations, publish_generation, start_generation
 from lcrag.pipeline.index.live import LiveIndex
 from lcrag.pipeline.index.search import IndexReader
 from lcrag.pipeline.ingest.ingestion import (

@@ -184,7 +184,7 @@ def test_a_plugin_reader_backend_is_a_valid_config_value_and_builds_the_reader(m
     from lcrag.readers.config import ReaderConfig
     from lcrag.testing import FakeReader
 
-    metadata("lcrag.readers", "echo", "lcrag.readers.backends:fake_reader")
+    metadata("lcrag.readers", "echo", "lcrag.readers.fake:FakeReader.from_config")
     assert isinstance(make_reader(ReaderConfig(backend="echo"), tmp_path), FakeReader)
     with pytest.raises(ConfigError, match=r"reader.backend must be one of .*echo.*got 'nope'"):
         ReaderConfig(backend="nope")
@@ -220,7 +220,7 @@ def test_the_registries_load_lazily():
     """Importing a registry (or the config that validates against it) imports no plugin module."""
     probe = ("import sys, lcrag.core.plugins, lcrag.readers.registry, lcrag.retrievers.registry, "
              "lcrag.pipeline.strategies.registry, lcrag.readers.config, lcrag.retrievers.config, lcrag.retrievers.stores; "
-             "print(sorted(m for m in sys.modules if m in {'lcrag.readers.backends', 'lcrag.readers.vllm', "
+             "print(sorted(m for m in sys.modules if m in {'lcrag.readers.fake', 'lcrag.readers.vllm', "
              "'lcrag.retrievers.stores.openers', 'lcrag.retrievers.stores.edge', 'lcrag.retrievers.stores.qdrant', "
              "'lcrag.retrievers.encoders.encoder', 'lcrag.pipeline.strategies.retrieval', 'lcrag.pipeline.routing.strategies'}))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)

@@ -126,3 +126,40 @@ def test_eval_indexes_it_builds_carry_their_own_fingerprint(encoder, tmp_path):
     manifests = [read_manifest(folder).fingerprint for folder in (tmp_path / "work" / "indexes").iterdir()]
     (row,) = ledger.rows("built")
     assert row.config_hash in manifests and row.index_id.startswith("hotpotqa:")
+
+
+# ---------------------------------------------------------------- the oracle in `lcrag ask`
+
+
+def _ask(index, tmp_path, *extra):
+    from lcrag.app.cli.app import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"reader": {"backend": "fake"}}))
+    return CliRunner().invoke(app, ["ask", "Why do cats purr?", "--index", str(index), "--config", str(config),
+                                    "--ledger", str(tmp_path / "ledger.duckdb"), "--run-id", "cli", "--json", *extra])
+
+
+def test_cli_ask_oracle_reads_only_the_evidence_given_and_records_it(index, tmp_path):
+    passage = "Cats purr when content and also to soothe themselves."
+    result = _ask(index, tmp_path, "--strategy", "rag,oracle", "--evidence", passage, "--evidence-doc", "volcanoes.txt")
+    assert result.exit_code == 0, result.output
+    outcomes = {o["strategy"]: o for o in json.loads(result.output)}
+    cited = [(c["doc_id"], c["text"][:20]) for c in outcomes["oracle"]["citations"]]
+    assert cited[0] == ("", passage[:20]) and [d for d, _ in cited[1:]] == ["volcanoes.txt"]
+    assert outcomes["rag"]["citations"] != outcomes["oracle"]["citations"]
+    rows = {r.strategy: r for r in Ledger(tmp_path / "ledger.duckdb").rows("cli")}
+    assert set(rows) == {"rag", "oracle"} and rows["oracle"].error is None
+    assert rows["oracle"].context_tokens == outcomes["oracle"]["context_tokens"] > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--strategy", "oracle"), "add --evidence PASSAGE or --evidence-doc DOC_ID"),
+    (("--strategy", "rag,oracle"), "add --evidence PASSAGE or --evidence-doc DOC_ID"),
+    (("--strategy", "oracle", "--evidence", "  "), "an empty one names no evidence"),
+    (("--strategy", "oracle", "--evidence-doc", "missing.md"), "names document 'missing.md', which is not in the index"),
+])
+def test_cli_ask_oracle_without_usable_evidence_is_one_clear_line_and_records_nothing(index, tmp_path, extra, message):
+    result = _ask(index, tmp_path, *extra)
+    assert result.exit_code != 0 and message in " ".join(result.output.split())
+    assert not (tmp_path / "ledger.duckdb").exists() or Ledger(tmp_path / "ledger.duckdb").rows("cli") == []

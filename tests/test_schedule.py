@@ -168,7 +168,7 @@ def deployment_paused(api_url: str, deployment: str) -> bool:
 
 @pytest.mark.slow  # a Prefect server
 def test_scheduled_ingestion_publishes_a_searchable_generation(prefect_server, topic_corpus, tmp_path, encoder):
-    from lcrag.pipeline.index.generations import live_name
+    from lcrag.pipeline.index.folder import live_name
     from lcrag.pipeline.index.search import IndexReader
 
     config = tmp_path / "config.yaml"
@@ -229,7 +229,7 @@ def test_a_killed_schedule_is_recovered_by_the_next_one(prefect_server, tmp_path
     """SIGKILL mid-run leaves a RUNNING run that holds the deployment's one concurrency
     slot, so every run that comes due is cancelled. The next `lcrag schedule ingest`
     marks it crashed, and its runs complete again; a second one on the same index is refused."""
-    from lcrag.pipeline.index.generations import live_name
+    from lcrag.pipeline.index.folder import live_name
     from lcrag.pipeline.index.search import IndexReader
     from tests.conftest import TOPICS, write_corpus
 

@@ -85,3 +85,24 @@ def test_one_reader_serves_many_threads_as_it_serves_one(reader):
     with ThreadPoolExecutor(max_workers=8) as pool:
         for _ in range(2):
             assert list(pool.map(run, requests * 4)) == expected * 4
+
+
+def test_opening_reads_no_encoder_and_the_first_search_builds_one(tmp_path, encoder):
+    """Whole-document strategies (lc, coa, the controls) read through an opened index
+    that never loads an encoder model; the first search builds it, once."""
+    from tests.service_support import build_index
+
+    index = build_index(tmp_path, encoder)
+    built = []
+
+    def factory(config):
+        built.append(config)
+        return encoder
+
+    with IndexReader(index, factory) as opened:
+        doc_id = opened.doc_ids()[0]
+        assert opened.documents([doc_id])[doc_id].text and opened.corpus_tokens > 0
+        assert built == [] and "vectors" not in opened.__dict__
+        first = opened.search("sourdough bread oven", k=3)
+        again = opened.search("sourdough bread oven", k=3)
+        assert built == [opened.config.encoder] and first == again and first

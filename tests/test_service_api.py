@@ -196,7 +196,8 @@ def test_passage_token_counts_are_shared_by_requests_on_one_generation(live, tmp
 def test_every_offered_strategy_answers(api):
     offered = [s["name"] for s in api.get("/v1/strategies", headers=AUTH).json()["strategies"]]
     for name in offered:
-        response = ask(api, question=VOLCANO, strategy=name, k=2)
+        evidence = [{"text": "Etna is very active."}] if name == "oracle" else []
+        response = ask(api, question=VOLCANO, strategy=name, k=2, evidence=evidence)
         assert response.status_code == 200, (name, response.text)
         assert response.json()["strategy"] == name
 
@@ -205,7 +206,7 @@ def test_strategies_lists_registered_names_with_descriptions(api):
     body = api.get("/v1/strategies", headers=AUTH).json()
     assert body["default"] == "auto"
     names = [s["name"] for s in body["strategies"]]
-    assert set(names) == set(REGISTRY) - {"attention-sort", "oracle"}  # no attention source here; no evidence in a request
+    assert set(names) == set(REGISTRY) - {"attention-sort"}  # no attention source here
     assert all(s["description"] and len(s["description"].splitlines()) == 1 for s in body["strategies"])
     assert {s["name"]: s["uses_k"] for s in body["strategies"]}["rag"] is True
     assert {s["name"]: s["uses_k"] for s in body["strategies"]}["lc"] is False
@@ -519,3 +520,48 @@ def test_lcrag_serve_runs_the_api_until_stopped(tmp_path, encoder):
         output = server.communicate(timeout=30)[0]
     assert server.returncode == 0 and output.rstrip().endswith("stopped"), output  # SIGTERM: a clean stop
     assert Ledger(tmp_path / "ledger.duckdb").count() == 2
+
+
+# ---------------------------------------------------------------- the oracle: gold evidence in the request
+
+
+def test_oracle_reads_only_the_evidence_the_request_gives_and_is_recorded(api, ledger_path):
+    passage = "Etna, on the east coast of Sicily, is one of the most active volcanoes in the world."
+    response = ask(api, question=VOLCANO, strategy="oracle", evidence=[{"text": passage}])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["strategy"] == "oracle" and body["route"] == "oracle"
+    assert [c["text"] for c in body["citations"]] == [passage]
+    row = Ledger(ledger_path).query("SELECT * FROM ledger WHERE row_id = ?", [body["ledger_row_id"]])[0]
+    assert row["strategy"] == "oracle" and row["context_tokens"] == body["tokens"]["context"] > 0
+
+
+def test_oracle_evidence_may_name_a_document_of_the_index_to_read_whole(api, live):
+    response = ask(api, question=VOLCANO, strategy="oracle", evidence=[{"doc_id": "volcanoes.txt"}])
+    assert response.status_code == 200, response.text
+    with live.acquire() as generation:
+        whole = generation.corpus.documents(["volcanoes.txt"])["volcanoes.txt"].text
+    assert [(c["doc_id"], c["text"]) for c in response.json()["citations"]] == [("volcanoes.txt", whole)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"question": VOLCANO, "strategy": "oracle"},
+        {"question": VOLCANO, "strategy": "oracle", "evidence": []},
+        {"question": VOLCANO, "strategy": "oracle", "evidence": [{"text": "  "}]},
+        {"question": VOLCANO, "strategy": "rag", "evidence": [{"text": "x", "page": 2}]},
+        {"question": VOLCANO, "strategy": "oracle", "evidence": [{"text": "x"}] * 17},
+    ],
+    ids=["none", "empty-list", "blank-passage", "unknown-key", "too-many"],
+)
+def test_oracle_without_usable_evidence_is_422_naming_evidence(api, body):
+    response = api.post("/v1/query", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert any("evidence" in error["loc"] for error in response.json()["detail"])
+
+
+def test_other_strategies_ignore_evidence(api):
+    with_evidence = ask(api, question=VOLCANO, strategy="lc", evidence=[{"text": "Vesuvius is near Naples."}]).json()
+    without = ask(api, question=VOLCANO, strategy="lc").json()
+    assert with_evidence["citations"] == without["citations"]

@@ -17,7 +17,16 @@ def ask(
     index: Path = typer.Option(..., "--index", "-i", help="A finished index folder."),
     strategy: str = typer.Option(
         "auto", "--strategy", "-s",
-        help="rag | longrag | lc | reorder | op-rag | attention-sort | self-route | auto, a comma-separated list, or all.",
+        help="rag | longrag | lc | reorder | op-rag | attention-sort | self-route | auto | coa, a comma-separated "
+        "list, or all; the controls closed-book (no context) and oracle (only --evidence) by name.",
+    ),
+    evidence: list[str] = typer.Option(
+        [], "--evidence", "-e",
+        help="A passage of gold evidence (repeatable): the oracle control reads only the evidence given, so "
+        "oracle against rag shows what retrieval loses on this question.",
+    ),
+    evidence_docs: list[str] = typer.Option(
+        [], "--evidence-doc", help="A document id of the index to read whole as gold evidence (repeatable).",
     ),
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config: reader and strategies sections."),
     ledger_file: Path | None = typer.Option(
@@ -38,17 +47,21 @@ def ask(
     """
     from lcrag.pipeline.recording import RunLabels, answer_and_record, new_run_id
     from lcrag.pipeline.session import Session
-    from lcrag.pipeline.strategies import Question, resolve_names
+    from lcrag.pipeline.strategies import Question, needs_evidence, resolve_names
 
     try:
         names = resolve_names(strategy)
+        gold = given_evidence(evidence, evidence_docs)
+        if not gold and any(needs_evidence(n) for n in names):
+            raise LcragError("the oracle reads only the gold evidence you give: add --evidence PASSAGE or "
+                             "--evidence-doc DOC_ID (repeatable), or drop oracle from --strategy")
         with Session.from_file(config_file, ledger_path=ledger_file) as session:
             context_tokens, model = session.budget(budget), session.reader.model  # refused before the index loads
             with session.open_index(index) as corpus:
                 tools = session.toolkit(corpus, budget=context_tokens, router=session.router_for(index))
                 labels = RunLabels.for_corpus(corpus, run_id or new_run_id(), model)  # the index's fingerprint
                 with console.status(f"answering with {', '.join(names)} ..."):
-                    results = answer_and_record([Question("cli", question)], names, tools, session.ledger, labels)
+                    results = answer_and_record([Question("cli", question, evidence=gold)], names, tools, session.ledger, labels)
             ledger_path = session.ledger.path
     except LcragError as err:
         fail(str(err))
@@ -68,6 +81,16 @@ def ask(
             table.add_row(f"[{number}]", f"{p.doc_id} {p.start}-{p.end}: {snippet}")
         out.print(table)
     out.print(f"ledger run {labels.run_id}: {len(outcomes)} row(s) in {ledger_path}", highlight=False)
+
+
+def given_evidence(passages: list[str], doc_ids: list[str]) -> tuple:
+    """``--evidence`` passages, then ``--evidence-doc`` documents, as the question's gold evidence."""
+    from lcrag.pipeline.strategies import Evidence
+
+    blank = [p for p in passages if not p.strip()] + [d for d in doc_ids if not d.strip()]
+    if blank:
+        raise LcragError("--evidence and --evidence-doc need text: an empty one names no evidence")
+    return tuple(Evidence(text=p) for p in passages) + tuple(Evidence(doc_id=d.strip()) for d in doc_ids)
 
 
 def outcome_dict(name: str, outcome) -> dict:

@@ -41,7 +41,7 @@ def ingest(
     unparsable) are listed with the reason and skipped; the rest is ingested.
     """
     from lcrag.pipeline.config import load_config
-    from lcrag.pipeline.index.generations import is_generational
+    from lcrag.pipeline.index.folder import is_generational
     from lcrag.pipeline.ingest.ingestion import default_source_name, ingest_generation, load_options, runtime_for_index
     from lcrag.pipeline.ingest.ingestion import ingest as run_ingest
     from lcrag.pipeline.ingest.loaders import load_source
@@ -235,9 +235,10 @@ def search_many(reader, queries_path: Path, k, mode, level, run_file, tag, as_js
 
 def _reader_choice() -> str:
     """The reader the default config serves on this machine (``reader.model: auto`` resolved)."""
+    from lcrag.core.paths import state_home
     from lcrag.pipeline.config import load_config
 
-    reader = load_config(None).reader
+    reader = load_config(None).reader.on_this_machine(state_home())
     return f"{reader.model} ({reader.model_dir}; dtype {reader.dtype})"
 
 
@@ -249,8 +250,7 @@ def info(
 
     from lcrag.core.paths import HOME_ENV, default_ledger, state_home
     from lcrag.pipeline.config import default_config_path
-    from lcrag.pipeline.index.folder import require_finished
-    from lcrag.pipeline.index.generations import is_generational, live_path
+    from lcrag.pipeline.index.folder import is_generational, live_path, require_finished
 
     try:
         lcrag_version = version("lcrag")

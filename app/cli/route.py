@@ -72,7 +72,7 @@ def fit(
     installed (see --install). The run needs its routing features: `lcrag eval` records them (rerunning it with
     the same run id adds them to an older run)."""
     from lcrag.core.paths import default_ledger
-    from lcrag.pipeline.index.generations import is_generational, live_name
+    from lcrag.pipeline.index.folder import is_generational, live_name
     from lcrag.pipeline.ledger import Ledger
     from lcrag.pipeline.routing.decision import NONE
     from lcrag.pipeline.routing.fit import fit_router, score_router

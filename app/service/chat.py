@@ -24,7 +24,7 @@ kept (``lcrag.history``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model
@@ -114,6 +114,13 @@ class Ask:
     strategy: str
     k: int | None = None
     budget_tokens: int | None = None
+
+
+def chat_limits(limits: RequestLimits) -> RequestLimits:
+    """The query limits without the strategies that read only a request's gold evidence:
+    a chat conversation carries none, so the oracle is no model here."""
+    kept = tuple(n for n in limits.strategies if n not in limits.evidence_strategies)
+    return replace(limits, strategies=kept, evidence_strategies=())
 
 
 def strategy_of(model: str, limits: RequestLimits) -> str:

@@ -41,6 +41,7 @@ from lcrag.app.service.chat import (
     ChatCompletion,
     ModelCard,
     ModelList,
+    chat_limits,
     chat_request_model,
     chunk,
     completion,
@@ -123,6 +124,7 @@ async def first_event_or_disconnect(relay: Relay, request: Request) -> tuple[str
 def add_openai_routes(app: FastAPI, answering: QueryService, admission: AdmissionController, limits: RequestLimits,
                       keyed: list, responses: dict) -> None:
     """Register the routes on ``app`` (``create_app`` calls it)."""
+    limits = chat_limits(limits)
     service = answering.service
     ChatRequest = chat_request_model(limits)
     created = int(time.time())

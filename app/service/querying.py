@@ -24,7 +24,7 @@ from lcrag.app.service.streaming import ReadCancelled, Relay, StreamingTap, last
 from lcrag.core.errors import LcragError
 from lcrag.pipeline.config import Config, ServiceConfig
 from lcrag.pipeline.recording import RunLabels, answer_and_record, context_budget, error_row
-from lcrag.pipeline.strategies import ALL, REGISTRY, TOP_K_STRATEGIES, Question, Toolkit, needs_evidence
+from lcrag.pipeline.strategies import ALL, REGISTRY, TOP_K_STRATEGIES, Evidence, Question, Toolkit, needs_evidence
 
 CANCELLED = "cancelled: the client went away before the streamed answer was finished"
 
@@ -42,6 +42,7 @@ DESCRIPTIONS = {
     "auto": "lc when everything the question could be about fits the budget, else self-route",
     "coa": "chain of agents: lc's scope read whole, window by window, notes handed on, answered from the notes",
     "closed-book": "no context: a control that shows what the model answers unaided",
+    "oracle": "a control: only the gold evidence the request gives (evidence), the ceiling retrieval is measured against",
 }
 
 
@@ -56,9 +57,9 @@ def uses_k(name: str) -> bool:
 
 def available_strategies(has_attention: bool) -> tuple[str, ...]:
     """Registered strategies this server can run: attention-sort only with an
-    attention source (the reader's weights on this machine); never the oracle, which
-    reads a question's gold evidence and a request carries none."""
-    names = [*ALL, *(n for n in REGISTRY if n not in ALL and not needs_evidence(n))]
+    attention source (the reader's weights on this machine). The controls too: the
+    oracle reads the gold evidence a request gives (refused without it)."""
+    names = [*ALL, *(n for n in REGISTRY if n not in ALL)]
     return tuple(n for n in names if has_attention or n != "attention-sort")
 
 
@@ -75,7 +76,13 @@ def request_limits(config: Config, service: ServiceConfig, has_attention: bool) 
         max_question_tokens=service.max_question_tokens,
         max_k=service.max_k,
         max_budget_tokens=max(64, min(service.max_budget_tokens, window_budget(config))),
+        evidence_strategies=tuple(n for n in available_strategies(has_attention) if needs_evidence(n)),
     )
+
+
+def request_evidence(request) -> tuple[Evidence, ...]:
+    """The request's gold evidence (none where the request kind has no such field)."""
+    return tuple(Evidence(doc_id=e.doc_id.strip(), text=e.text) for e in getattr(request, "evidence", None) or ())
 
 
 class QuestionTooLong(LcragError):
@@ -148,7 +155,7 @@ class QueryService:
         strategies = replace(self.config.strategies, budget_tokens=budget)
         if request.k is not None:
             strategies = replace(strategies, rag_k=request.k, longrag_k=request.k)
-        question = Question(f"api-{uuid.uuid4().hex[:12]}", request.question)
+        question = Question(f"api-{uuid.uuid4().hex[:12]}", request.question, evidence=request_evidence(request))
         recorded = {}
         with self.live.acquire() as generation:
             router = self.router_file.get() if self.router_file is not None else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class RequestLimits:
     max_question_tokens: int  # checked with the reader's tokenizer when answering, not by the schema
     max_k: int
     max_budget_tokens: int  # already capped by the reader's window
+    evidence_strategies: tuple[str, ...] = ()  # strategies that read only the request's gold evidence (the oracle)
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -38,6 +39,24 @@ class RequestLimits:
 
 
 MIN_BUDGET_TOKENS = 64
+MAX_EVIDENCE_ITEMS = 16
+MAX_EVIDENCE_CHARS = 20_000  # per passage; the budget cuts what the reader is given, as for any context
+
+
+class EvidenceItem(BaseModel):
+    """One piece of gold evidence a request gives the oracle: a passage, or a document of
+    the index to read whole."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    text: str = Field(default="", max_length=MAX_EVIDENCE_CHARS, description="A passage of gold evidence.")
+    doc_id: str = Field(default="", max_length=300, description="The document it comes from, or (without text) "
+                        "a document of the index to read whole.")
+
+    @model_validator(mode="after")
+    def _names_something(self) -> EvidenceItem:
+        if not self.text.strip() and not self.doc_id.strip():
+            raise ValueError("evidence needs a passage text or a document id")
+        return self
 
 
 class _QueryBase(BaseModel):
@@ -57,10 +76,20 @@ class _QueryBase(BaseModel):
 
 def query_request_model(limits: RequestLimits) -> type[BaseModel]:
     """The ``POST /v1/query`` body, with ``limits`` as schema constraints."""
+
+    def evidence_given(cls, evidence: list, info: ValidationInfo) -> list:
+        # the oracle with nothing to read would answer closed-book under the oracle's name
+        strategy = info.data.get("strategy")
+        if strategy in limits.evidence_strategies and not evidence:
+            raise ValueError(f"strategy {strategy!r} reads only the gold evidence the request gives: "
+                             "add evidence (passages or document ids), or choose another strategy")
+        return evidence
+
     strategy_type = Literal[limits.strategies]  # type: ignore[name-defined]  # a Literal of the configured strategy names, built at run time
     return create_model(
         "QueryRequest",
         __base__=_QueryBase,
+        __validators__={"evidence_given": field_validator("evidence")(evidence_given)},
         question=(
             str,
             Field(
@@ -87,6 +116,15 @@ def query_request_model(limits: RequestLimits) -> type[BaseModel]:
             Field(
                 default=None, ge=MIN_BUDGET_TOKENS, le=limits.max_budget_tokens,
                 description="Context tokens for this question (reader's tokenizer); default: the configured budget.",
+            ),
+        ),
+        evidence=(
+            list[EvidenceItem],
+            Field(
+                default_factory=list, max_length=MAX_EVIDENCE_ITEMS, validate_default=True,
+                description="Gold evidence for the oracle control, which reads only this (passages, or document "
+                "ids of the index read whole); oracle against rag on the same question shows what retrieval "
+                "loses. Other strategies ignore it.",
             ),
         ),
     )

@@ -238,3 +238,48 @@ def remove_stale_bm25(root: Path, keep: str) -> None:
         if folder.name not in (keep, SHARED_STORE) and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
     remove_unreferenced(root / keep)
+
+
+# ----------------------------------------------------------------- generations (index/generations.py writes them)
+
+LIVE = "LIVE"  # ROOT/LIVE: the live generation's name
+GENERATIONS = "generations"  # ROOT/generations/NAME/: one complete index folder each
+
+
+def is_generational(root: Path) -> bool:
+    root = Path(root)
+    return (root / LIVE).is_file() or (root / GENERATIONS).is_dir()
+
+
+def live_name(root: Path) -> str | None:
+    try:
+        name = (Path(root) / LIVE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def generation_path(root: Path, name: str) -> Path:
+    return Path(root) / GENERATIONS / name
+
+
+def live_path(root: Path) -> tuple[str, Path]:
+    """(name, folder) of the index to search: the live generation, or a plain
+    index folder itself (a single static generation named after its manifest)."""
+    root = Path(root)
+    if not is_generational(root):
+        manifest = require_finished(root)
+        return f"static-{manifest.generation:06d}", root
+    name = live_name(root)
+    if name is None:
+        raise IndexStateError(
+            f"no generation of {root} has been published yet; run `lcrag ingest SOURCE --index {root} --generations`"
+        )
+    folder = generation_path(root, name)
+    require_finished(folder)
+    return name, folder
+
+
+def live_root(root: Path) -> Path:
+    """The folder to read: a root's live generation, or a plain index folder itself."""
+    return live_path(root)[1] if is_generational(root) else Path(root)

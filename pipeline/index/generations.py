@@ -27,58 +27,27 @@ from pathlib import Path
 
 from lcrag.core.files import replace_dir_atomic, write_text_atomic
 from lcrag.pipeline.index.copying import copy_index_file
-from lcrag.pipeline.index.folder import (
+from lcrag.pipeline.index.folder import (  # the layout's readers live with the folder's (IndexReader opens them)
+    GENERATIONS,
     IN_PROGRESS,
+    LIVE,
     LOCK,
     IndexPaths,
     IndexStateError,
+    generation_path,
+    is_generational,
+    live_name,
     require_finished,
 )
 
 log = logging.getLogger(__name__)
 
-LIVE = "LIVE"
-GENERATIONS = "generations"
 RETIRED = "RETIRED"
 COPYING = ".copying"
 DEFAULT_GRACE_S = 600.0
 
 
 # ----------------------------------------------------------------- layout
-
-
-def is_generational(root: Path) -> bool:
-    root = Path(root)
-    return (root / LIVE).is_file() or (root / GENERATIONS).is_dir()
-
-
-def live_name(root: Path) -> str | None:
-    try:
-        name = (Path(root) / LIVE).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return name or None
-
-
-def generation_path(root: Path, name: str) -> Path:
-    return Path(root) / GENERATIONS / name
-
-
-def live_path(root: Path) -> tuple[str, Path]:
-    """(name, folder) of the index to search: the live generation, or a plain
-    index folder itself (a single static generation named after its manifest)."""
-    root = Path(root)
-    if not is_generational(root):
-        manifest = require_finished(root)
-        return f"static-{manifest.generation:06d}", root
-    name = live_name(root)
-    if name is None:
-        raise IndexStateError(
-            f"no generation of {root} has been published yet; run `lcrag ingest SOURCE --index {root} --generations`"
-        )
-    folder = generation_path(root, name)
-    require_finished(folder)
-    return name, folder
 
 
 def new_generation_name(now: float | None = None, after: str = "") -> str:

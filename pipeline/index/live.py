@@ -11,13 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lcrag.pipeline.index.folder import IndexStateError
-from lcrag.pipeline.index.generations import (
-    generation_path,
-    is_generational,
-    live_name,
-    live_path,
-)
+from lcrag.pipeline.index.folder import IndexStateError, generation_path, is_generational, live_name, live_path
 from lcrag.pipeline.index.search import IndexReader
 
 log = logging.getLogger(__name__)
@@ -71,7 +65,15 @@ class LiveIndex:
         self._closed = False
 
     def _open(self, folder: Path) -> IndexReader:
-        return IndexReader(folder, self._factory)
+        """A generation opened whole, search parts included: a server finds out that an index
+        cannot be searched here when it starts or swaps, and no first question pays the load."""
+        reader = IndexReader(folder, self._factory)
+        try:
+            reader.retrievers  # noqa: B018 -- opens the encoder, vectors and BM25 now
+        except BaseException:
+            reader.close()
+            raise
+        return reader
 
     def current_name(self) -> str:
         return self._current.name

@@ -10,16 +10,17 @@ credit from both.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 
 from lcrag.core.errors import LcragError
 from lcrag.core.types import LEVELS, Chunk, Document, Hit, Level, Unit
 from lcrag.pipeline.config import MODE_CHOICES, Config, RetrievalConfig
 from lcrag.pipeline.index.catalog import Catalog
-from lcrag.pipeline.index.folder import IndexPaths, IndexStateError, Manifest, open_vectors, require_finished
-from lcrag.pipeline.index.generations import is_generational, live_path
+from lcrag.pipeline.index.folder import IndexPaths, IndexStateError, Manifest, live_root, open_vectors, require_finished
 from lcrag.retrievers.base import ScoredChunk
 from lcrag.retrievers.bm25 import BM25Index, BM25Retriever
 from lcrag.retrievers.config import FUSION_CHOICES
@@ -46,39 +47,56 @@ def aggregate(ranked: Sequence[ScoredChunk], chunks: dict[str, Chunk], level: Le
 
 
 class IndexReader:
-    """A finished index opened for search. Holds the encoder, the vector store,
-    BM25 and the catalog; close it (or use ``with``) to release Qdrant's folder.
+    """A finished index opened for reading and search. Opening reads the manifest and
+    the catalog only; the encoder, the vector store and BM25 are opened by the first
+    search, so a strategy that reads whole documents (lc, coa, the controls) never
+    loads an encoder model. Close it (or use ``with``) to release Qdrant's folder.
     A root holding generations opens its live generation."""
 
     def __init__(self, root: Path, encoder_factory, retrieval: RetrievalConfig | None = None) -> None:
-        self.root = live_path(Path(root))[1] if is_generational(Path(root)) else Path(root)
+        self.root = live_root(Path(root))
         self.manifest: Manifest = require_finished(self.root)
         built = self.manifest.build_config()
         self.config: Config = replace(built, retrieval=retrieval) if retrieval else built
-        paths = IndexPaths(self.root)
-        self.catalog = Catalog(paths.catalog, read_only=True)
-        self.encoder = encoder_factory(self.config.encoder)
-        self._require_built_runtime()
-        self.vectors = open_vectors(self.root, self.config.store)
+        self.catalog = Catalog(IndexPaths(self.root).catalog, read_only=True)
+        self._encoder_factory = encoder_factory
         self._doc_positions: dict[str, int] | None = None
-        self.retrievers = {
-            "dense": DenseRetriever(self.vectors, self.encoder),
-            "bm25": BM25Retriever(BM25Index.load(paths.bm25(self.manifest))),
-        }
+        self._opening = threading.Lock()  # threads that search at once open the parts once (one Qdrant shard per folder)
+        self._retrievers: dict | None = None
 
-    def _require_built_runtime(self) -> None:
-        """Queries are embedded by the runtime that embedded the index, or not at all."""
-        runtime = getattr(self.encoder, "runtime", None)  # a test double may name none
+    @cached_property
+    def encoder(self):
+        """The encoder that embeds queries: the runtime that embedded the index, or none
+        (``IndexStateError``, at the first search: reading documents needs no encoder)."""
+        encoder = self._encoder_factory(self.config.encoder)
+        runtime = getattr(encoder, "runtime", None)  # a test double may name none
         built = resolve_runtime(self.config.encoder.runtime)
         if runtime is not None and runtime != built:
-            self.catalog.close()
-            note = getattr(self.encoder, "runtime_note", None)
+            note = getattr(encoder, "runtime_note", None)
             raise IndexStateError(
                 f"index {self.root} was built with encoder runtime {built}, but the encoder here runs {runtime}"
                 + (f" ({note})" if note else "")
                 + f"; its queries must be embedded by {built} too: make {built} available here, "
                 f"or ingest into a new --index with {runtime}"
             )
+        return encoder
+
+    @cached_property
+    def vectors(self):
+        return open_vectors(self.root, self.config.store)
+
+    @property
+    def retrievers(self) -> dict:
+        """The dense and BM25 retrievers, opened by the first search (under a lock: a
+        server's threads may all search first at once)."""
+        with self._opening:
+            if self._retrievers is None:
+                encoder = self.encoder
+                self._retrievers = {
+                    "dense": DenseRetriever(self.vectors, encoder),
+                    "bm25": BM25Retriever(BM25Index.load(IndexPaths(self.root).bm25(self.manifest))),
+                }
+            return self._retrievers
 
     # -- the Corpus protocol strategies read through ------------------------------------
     @property
@@ -120,7 +138,8 @@ class IndexReader:
         self.close()
 
     def close(self) -> None:
-        self.vectors.close()
+        if "vectors" in self.__dict__:  # opened by a search
+            self.vectors.close()
         self.catalog.close()
 
     def search(

@@ -36,22 +36,17 @@ from lcrag.pipeline.index.folder import (
     WriterLock,
     built_backend,
     clear_in_progress,
+    generation_path,
+    is_generational,
     kept_backend,
+    live_name,
     mark_in_progress,
     open_vectors,
     read_manifest,
     remove_stale_bm25,
     write_manifest,
 )
-from lcrag.pipeline.index.generations import (
-    DEFAULT_GRACE_S,
-    cleanup_generations,
-    generation_path,
-    is_generational,
-    live_name,
-    publish_generation,
-    start_generation,
-)
+from lcrag.pipeline.index.generations import DEFAULT_GRACE_S, cleanup_generations, publish_generation, start_generation
 from lcrag.pipeline.ingest.embedding import embed_units, render_span
 from lcrag.pipeline.ingest.loaders import LoadOptions, LoadResult, Skipped
 from lcrag.pipeline.ingest.loaders.base import MIB

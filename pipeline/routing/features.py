@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from lcrag.core.types import Hit
 from lcrag.pipeline.strategies.base import Question, Toolkit
-from lcrag.pipeline.strategies.long_context import whole_document
+from lcrag.pipeline.strategies.long_context import scope_tokens
 
 FEATURES_VERSION = 1
 
@@ -83,15 +83,6 @@ def scope_features(scope_tokens: int, budget: int) -> dict[str, float]:
     (0 = exactly the budget), and whether it fits."""
     ratio = max(scope_tokens, 1) / max(budget, 1)
     return {"scope_log2_budget": math.log2(ratio), "scope_fits": 1.0 if scope_tokens <= budget else 0.0}
-
-
-def scope_tokens(question: Question, tools: Toolkit) -> int:
-    """Tokens of everything the question could be about: its documents when the
-    question names them, else the whole corpus."""
-    if question.doc_scope:
-        docs = tools.corpus.documents(list(question.doc_scope))
-        return sum(tools.passage_tokens(whole_document(d)) for d in docs.values())
-    return tools.corpus.corpus_tokens
 
 
 def pre_read_features(question: Question, tools: Toolkit) -> dict[str, float]:

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from lcrag.pipeline.routing.confidence import reply_confidence
-from lcrag.pipeline.routing.features import pre_read_features, scope_tokens, with_cheap_read
+from lcrag.pipeline.routing.features import pre_read_features, with_cheap_read
 from lcrag.pipeline.routing.router import RouterError
 from lcrag.pipeline.strategies.base import Outcome, Question, Toolkit, timed_context
 from lcrag.pipeline.strategies.chain_of_agents import ChainOfAgentsStrategy
-from lcrag.pipeline.strategies.long_context import LongContextStrategy
+from lcrag.pipeline.strategies.long_context import LongContextStrategy, scope_tokens
 from lcrag.pipeline.strategies.retrieval import LongRagStrategy, OrderPreservingStrategy, RagStrategy, ReorderStrategy
 from lcrag.readers.base import Answer
 

@@ -11,6 +11,15 @@ from lcrag.pipeline.strategies.base import Context, ContextStrategy, Evidence, Q
 from lcrag.readers.base import Passage
 
 
+def scope_tokens(question: Question, tools: Toolkit) -> int:
+    """Tokens of everything the question could be about: its documents when the
+    question names them, else the whole corpus."""
+    if question.doc_scope:
+        docs = tools.corpus.documents(list(question.doc_scope))
+        return sum(tools.passage_tokens(whole_document(d)) for d in docs.values())
+    return tools.corpus.corpus_tokens
+
+
 def lc_scope(question: Question, tools: Toolkit) -> list[str]:
     """Which documents to read, in corpus order."""
     if question.doc_scope:
@@ -171,7 +180,8 @@ class OracleStrategy(ContextStrategy):
     def build_context(self, question: Question, tools: Toolkit) -> Context:
         if not question.evidence:
             raise NoEvidenceError(f"question {question.qid} carries no gold evidence: the oracle reads only a question's "
-                                  "gold evidence, so ask it in `lcrag eval` on a data set that marks evidence")
+                                  "gold evidence: ask it in `lcrag eval` on a data set that marks evidence, or give "
+                                  "the evidence (`lcrag ask --evidence`, the API's `evidence` field)")
         passages = evidence_passages(question, tools)
         kept, cut = cut_middle_passages(passages, tools.budget_for(question), tools)
         return Context(tuple(kept), sum(tools.passage_tokens(p) for p in kept), cut, tuple(p.passage_id for p in passages))
