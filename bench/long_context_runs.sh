@@ -22,7 +22,7 @@
 #             the diagnosis (what retrieval loses, what full reading recovers, what the reader
 #             cannot do even with the evidence); coa left out, every article fits the window.
 # squad15:    the same questions read by the 1.5B in float32 (bench/reader_qwen15_fp32.yaml): the
-#             1.5B's SQuAD 2.0 repeat on a CPU without native bfloat16, about 3.5x the 0.5B's time.
+#             1.5B's SQuAD 2.0 repeat on a CPU without native bfloat16, about 3x the 0.5B's time.
 # tpo15:      L-Eval TPO (TOEFL lectures of about 3.6K tokens, four options) read by the 1.5B in
 #             float32 with rag, lc and closed-book: the TPO closing run repeated with the 1.5B
 #             (the 0.5B answered it at chance); coa left out, every lecture fits the window.
