@@ -84,7 +84,8 @@ class ReaderConfig:
         return replace(self, model=model, model_dir=self.model_dir or f"models/{model}")
 
     def on_this_machine(self, home: Path) -> ReaderConfig:
-        """``resolved`` for this machine's CPU (a config loaded from a file already is)."""
+        """``resolved`` for this machine's CPU, where ``model`` is auto or ``model_dir`` empty
+        (loading a config leaves them so: whatever serves or reads the model calls this)."""
         return self.resolved(home, cpu_flags()) if self.model == AUTO or not self.model_dir else self
 
     @property

@@ -199,7 +199,7 @@ class ReaderServer:
 
     def __init__(self, config: ReaderConfig, home: Path | None = None, state_dir: Path | None = None) -> None:
         self.home = Path(home) if home is not None else paths.state_home()
-        self.config = config.resolved(self.home, cpu_flags())
+        self.config = config.on_this_machine(self.home)
         self.state_dir = Path(state_dir) if state_dir is not None else self.home / STATE_SUBDIR
         self.pid_path = self.state_dir / "server.pid"
         self.log_path = self.state_dir / "server.log"

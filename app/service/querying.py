@@ -69,14 +69,15 @@ def window_budget(config: Config) -> int:
 
 
 def request_limits(config: Config, service: ServiceConfig, has_attention: bool) -> RequestLimits:
+    strategies = available_strategies(has_attention)
     return RequestLimits(
-        strategies=available_strategies(has_attention),
+        strategies=strategies,
         default_strategy=DEFAULT_STRATEGY,
         max_question_chars=service.max_question_chars,
         max_question_tokens=service.max_question_tokens,
         max_k=service.max_k,
         max_budget_tokens=max(64, min(service.max_budget_tokens, window_budget(config))),
-        evidence_strategies=tuple(n for n in available_strategies(has_attention) if needs_evidence(n)),
+        evidence_strategies=tuple(n for n in strategies if needs_evidence(n)),
     )
 
 

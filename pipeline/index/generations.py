@@ -47,9 +47,6 @@ COPYING = ".copying"
 DEFAULT_GRACE_S = 600.0
 
 
-# ----------------------------------------------------------------- layout
-
-
 def new_generation_name(now: float | None = None, after: str = "") -> str:
     """A name that sorts after every earlier one: resuming and clean-up compare names,
     so two generations made in the same second (microseconds tell them apart) or a
