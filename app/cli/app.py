@@ -6,6 +6,7 @@ and print; domain errors become one line that says how to fix the problem."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -72,11 +73,19 @@ app.add_typer(schedule_app, name="schedule")
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from installed wheels, never a hub
+    # A kill (a CI timeout, systemd, `kill PID` on a run in the background, where the shell
+    # ignores Ctrl-C) stops a command the way Ctrl-C does: what is recorded stays, the same
+    # command resumes; without this Python would die on the spot.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except KeyboardInterrupt:
         console.print("interrupted; run the same command again to resume")
         sys.exit(130)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
