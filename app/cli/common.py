@@ -16,6 +16,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -64,8 +65,7 @@ def progress_line(description: str, done: float, total: float | None, elapsed: f
 
 
 def _clock(seconds: float) -> str:
-    seconds = max(int(round(seconds)), 0)
-    hours, rest = divmod(seconds, 3600)
+    hours, rest = divmod(max(round(seconds), 0), 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
@@ -101,13 +101,13 @@ class LineProgress:
             if not task.finished and task.done != task.said_done:
                 self._say(task)
 
-    def add_task(self, description: str, total: float | None = None) -> int:
+    def add_task(self, description: str, total: float | None = None) -> TaskID:
         now = self._clock()
         self._tasks.append(_Task(description, total, now, now))
         self._write(progress_line(description, 0, total, 0.0))
-        return len(self._tasks) - 1
+        return TaskID(len(self._tasks) - 1)
 
-    def advance(self, task_id: int, advance: float = 1) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         task = self._tasks[task_id]
         task.done += advance
         if task.total is not None and task.done >= task.total:
