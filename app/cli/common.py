@@ -77,7 +77,9 @@ class _Task:
     said: float  # when its last line was written
     done: float = 0.0
     said_done: float = 0.0  # the count its last line gave
-    finished: bool = False
+
+    def reached(self, count: float) -> bool:
+        return self.total is not None and count >= self.total
 
 
 class LineProgress:
@@ -98,7 +100,7 @@ class LineProgress:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         for task in self._tasks:  # a task left short says where it stopped
-            if not task.finished and task.done != task.said_done:
+            if not task.reached(task.said_done) and task.done != task.said_done:
                 self._say(task)
 
     def add_task(self, description: str, total: float | None = None) -> TaskID:
@@ -110,9 +112,8 @@ class LineProgress:
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         task = self._tasks[task_id]
         task.done += advance
-        if task.total is not None and task.done >= task.total:
-            if not task.finished:
-                task.finished = True
+        if task.reached(task.done):  # completion is said once, whatever the time
+            if not task.reached(task.said_done):
                 self._say(task)
         elif self._clock() - task.said >= self._every:
             self._say(task)
